@@ -1,0 +1,70 @@
+# The user's entry points. Every target runs inside .venv, created by `make setup`.
+# `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --constraint constraints.txt
+export PATH := $(abspath $(BIN)):$(PATH)
+
+# Training knobs (override on the command line: make train CONFIG=... DATA=...)
+CONFIG ?= train/configs/tood_x101-64x4d_fpn_acne04.py
+DATA ?= data/acne04
+WORK_DIR ?= work_dirs/$(notdir $(basename $(CONFIG)))
+TRAIN_ARGS ?=
+ACNE04 ?= ../shared/data/acne04
+SPACE ?=
+TS_PORTS ?= 8080
+
+.PHONY: help setup test train import-acne04 evaluate archive serve stop demo app space bench experiments clean
+
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+# The stamp depends on the pins, so a second `make setup` with nothing changed does nothing.
+setup: $(VENV)/.setup-done  ## create .venv with the pinned stack (first time: about 10 minutes, mmcv compiles)
+$(VENV)/.setup-done: requirements.txt constraints.txt Makefile tools/install_system_deps.sh
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) -q --upgrade "pip<26" wheel
+	$(PIP) -q torch==2.13.0
+	# mmcv compiles its ops against the torch just installed (no build isolation), and its
+	# setup.py needs setuptools<70; pip caches the built wheel, so this is slow only once.
+	$(BIN)/pip install -q "setuptools<70" 2>&1 | grep -v "dependency conflicts\|setuptools>=77" || true
+	MMCV_WITH_OPS=1 MAX_JOBS=$$(nproc) $(BIN)/pip install -q --no-build-isolation numpy==2.2.6 mmcv==2.1.0
+	$(PIP) -q "setuptools==80.9.0"
+	$(PIP) -q -r requirements.txt
+	$(BIN)/python -c "import torch, mmcv, mmdet, mmcv.ops; print('torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__)"
+	bash tools/install_system_deps.sh
+	touch $@
+
+test: setup  ## run the whole test suite
+	$(BIN)/python -m pytest tests
+
+import-acne04: setup  ## import ACNE04 (VOC) into COCO format under data/acne04, one class, grade from the file name
+	$(BIN)/python -m train.data import --format voc --src $(ACNE04) --out data/acne04 \
+	    --single-class acne --grade-from-filename 'levle(\d)_' --symlink
+
+train: setup  ## train CONFIG on DATA, evaluate, and archive model_store/trouble.mar
+	$(BIN)/python -m train.train $(CONFIG) --data $(DATA) --work-dir $(WORK_DIR) $(TRAIN_ARGS)
+
+evaluate: setup  ## evaluate the model in WORK_DIR on DATA's valid split
+	$(BIN)/python -m train.evaluate --work-dir $(WORK_DIR) --gt $(DATA)/valid/annotations.json --out $(WORK_DIR)/eval
+
+archive: setup  ## rebuild model_store/trouble.mar from WORK_DIR
+	$(BIN)/python -m train.archive --work-dir $(WORK_DIR) --out model_store
+
+serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
+	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar
+	$(BIN)/python -m handler.wait_ready
+
+stop:  ## stop TorchServe
+	-$(BIN)/torchserve --stop
+
+app: setup  ## start the Gradio app against the local TorchServe
+	$(BIN)/python space/app.py
+
+demo: serve  ## TorchServe plus the app on model_store/trouble.mar (Ctrl-C stops both)
+	trap '$(BIN)/torchserve --stop' EXIT; $(BIN)/python space/app.py
+
+clean:  ## remove work dirs, logs and caches (keeps .venv and model_store)
+	rm -rf work_dirs logs .pytest_cache

@@ -1,0 +1,136 @@
+"""Batch CLI: run the detector over a folder of photos and write COCO-format results.
+
+    python -m handler.predict_folder PHOTOS --model model_store/trouble.mar --out results.json
+    python -m handler.predict_folder PHOTOS --server http://127.0.0.1:8080 --out results.json --annotated out/
+
+In process (--model: a .mar or a model folder) or through a running TorchServe (--server); both
+return the same response per photo, so the results are the same. Writes a COCO results list
+({image_id, file_name, category_id, bbox [x, y, w, h], score}), a categories list, and the full
+response per photo; with --annotated, each photo with its coloured boxes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import requests
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+class ServerClient:
+    """The TorchServe inference API with the same `predict` signature as TroubleDetector."""
+
+    def __init__(self, base_url: str, token: str | None = None, model_name: str = "trouble", timeout_s: float = 300):
+        self.url = f"{base_url.rstrip('/')}/predictions/{model_name}"
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.timeout_s = timeout_s
+
+    def predict(self, image_bytes: bytes, score_threshold=None, sliced=None, slice_size=None) -> dict:
+        params = {k: v for k, v in (("threshold", score_threshold), ("sliced", sliced), ("slice_size", slice_size))
+                  if v is not None}
+        try:
+            reply = requests.post(self.url, data=image_bytes, params=params, headers=self.headers,
+                                  timeout=self.timeout_s)
+        except requests.ConnectionError as error:
+            raise ConnectionError(f"TorchServe is not answering at {self.url} (is it running? `make serve`)") from error
+        try:
+            body = reply.json()
+        except ValueError:
+            body = {"error": reply.text[:200]}
+        if reply.status_code != 200:
+            raise ValueError(f"server answered {reply.status_code}: {body.get('error') or body.get('message') or body}")
+        return body
+
+
+def open_predictor(model: str | None = None, server: str | None = None):
+    if server:
+        return ServerClient(server, token=os.environ.get("TROUBLE_API_TOKEN"))
+    from trouble.inference import TroubleDetector
+
+    return TroubleDetector.from_path(model)
+
+
+def to_coco_results(response: dict, image_id: int, category_ids: dict) -> list[dict]:
+    """One response → COCO results entries; category_ids maps type name → COCO category id."""
+    results = []
+    for detection in response["detections"]:
+        x1, y1, x2, y2 = detection["box"]
+        results.append({"image_id": image_id, "category_id": category_ids[detection["type"]],
+                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                        "score": detection["score"]})
+    return results
+
+
+def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict, score_threshold=None,
+                   sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True):
+    """Run every (image_id, path); return (COCO results, {image_id: response or error})."""
+    results, responses = [], {}
+    for number, (image_id, path) in enumerate(images, 1):
+        try:
+            response = predictor.predict(path.read_bytes(), score_threshold, sliced, slice_size)
+        except (ValueError, OSError) as error:  # BadInput is a ValueError; one bad photo stops nothing
+            responses[image_id] = {"file_name": path.name, "error": str(error)}
+            print(f"  {path.name}: skipped: {error}", file=sys.stderr)
+            continue
+        response["file_name"] = path.name
+        responses[image_id] = response
+        results += to_coco_results(response, image_id, category_ids)
+        if annotated_dir is not None:
+            from trouble.render import annotate_image
+
+            annotated_dir.mkdir(parents=True, exist_ok=True)
+            annotate_image(path.read_bytes(), response).save(annotated_dir / f"{path.stem}.png")
+        if progress and (number % 20 == 0 or number == len(images)):
+            print(f"  {number}/{len(images)} photos", flush=True)
+    return results, responses
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", help="a folder of JPEG/PNG/WebP photos")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a .mar or model folder, run in this process")
+    source.add_argument("--server", help="TorchServe inference address, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--out", required=True, help="JSON file for the results")
+    parser.add_argument("--annotated", help="folder for the photos with their boxes drawn")
+    parser.add_argument("--threshold", type=float, help="one score threshold for every type (default: the model's)")
+    parser.add_argument("--sliced", choices=["true", "false"], help="SAHI sliced inference (default: the model's)")
+    parser.add_argument("--slice-size", type=int)
+    args = parser.parse_args(argv)
+
+    folder = Path(args.photos)
+    if not folder.is_dir():
+        print(f"error: {folder} is not a folder", file=sys.stderr)
+        return 2
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not paths:
+        print(f"error: no .jpg, .png or .webp photos in {folder}", file=sys.stderr)
+        return 2
+    try:
+        predictor = open_predictor(args.model, args.server)
+        first = predictor.predict(paths[0].read_bytes(), args.threshold, args.sliced, args.slice_size)
+    except (ConnectionError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    classes = first["model"]["classes"]
+    category_ids = {name: index + 1 for index, name in enumerate(classes)}
+    images = list(enumerate(paths, 1))
+    results, responses = predict_images(predictor, images, category_ids, args.threshold, args.sliced,
+                                        args.slice_size, Path(args.annotated) if args.annotated else None)
+    output = {"categories": [{"id": i, "name": n} for n, i in category_ids.items()],
+              "images": [{"id": i, "file_name": p.name} for i, p in images],
+              "results": results, "responses": [responses[i] for i, _ in images]}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(output, indent=1))
+    failed = sum(1 for r in responses.values() if "error" in r)
+    print(f"wrote {args.out}: {len(results)} detections in {len(paths) - failed} photos"
+          + (f"; {failed} photos skipped (see 'responses')" if failed else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

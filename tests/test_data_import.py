@@ -1,0 +1,334 @@
+"""The data importer (train/data.py): round trips on generated data, every validation problem on a
+deliberately broken set, the exit code of unusable data, the options, and the real ACNE04 counts."""
+
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.synthetic_data import GRADE_REGEX, GROUP_REGEX, LESION_TYPES, make_dataset, make_image, write_voc_xml
+from train.data import DataError, import_dataset, load_coco
+
+REPO = Path(__file__).resolve().parents[1]
+ACNE04 = Path("/work/shared/data/acne04")
+CLASSES = ",".join(LESION_TYPES)
+
+
+def boxes_by_file(coco):
+    """{file_name: [(class name, [x, y, w, h]), ...] sorted}"""
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    files = {image["id"]: image["file_name"] for image in coco["images"]}
+    boxes = {name: [] for name in files.values()}
+    for ann in coco["annotations"]:
+        boxes[files[ann["image_id"]]].append((names[ann["category_id"]], ann["bbox"]))
+    return {name: sorted(found, key=lambda nb: (nb[0], round(nb[1][0]), round(nb[1][1])))
+            for name, found in boxes.items()}
+
+
+def truth_boxes(image):
+    pairs = zip(image["labels"], image["boxes"])
+    return sorted(pairs, key=lambda nb: (nb[0], round(nb[1][0]), round(nb[1][1])))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "train.data", "import", *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc", "yolo"])
+def test_round_trip_keeps_boxes_classes_and_images(tmp_path, fmt):
+    truth = make_dataset(tmp_path / "src", n_images=8, fmt=fmt)
+    report = import_dataset(fmt, tmp_path / "src", tmp_path / "out")
+
+    assert report["categories"] == list(LESION_TYPES)
+    for split, images in truth["splits"].items():
+        coco = load_coco(tmp_path / "out" / split)
+        assert [(c["id"], c["name"]) for c in coco["categories"]] == list(enumerate(LESION_TYPES, 1))
+        found = boxes_by_file(coco)
+        assert sorted(found) == sorted(image["file_name"] for image in images)
+        for image in images:
+            expected = truth_boxes(image)
+            assert [name for name, _ in found[image["file_name"]]] == [name for name, _ in expected]
+            for (_, got), (_, want) in zip(found[image["file_name"]], expected):
+                assert got == pytest.approx(want, abs=0.01)
+        for entry in coco["images"]:
+            with Image.open(tmp_path / "out" / split / entry["file_name"]) as copied:
+                assert copied.size == (entry["width"], entry["height"]) == (320, 320)
+            if fmt == "coco":  # grade and group travel with the COCO image records
+                want = next(image for image in images if image["file_name"] == entry["file_name"])
+                assert (entry["grade"], entry["group"]) == (want["grade"], want["group"])
+        negatives = [image["file_name"] for image in images if not image["boxes"]]
+        problems = report["splits"][split]["problems"]
+        assert set(problems) == ({"no_boxes"} if negatives else set())
+        if negatives:
+            assert [Path(name).name for name in problems["no_boxes"]["files"]] == negatives
+        assert report["splits"][split]["boxes"] == sum(len(image["boxes"]) for image in images)
+    assert json.loads((tmp_path / "out" / "import_report.json").read_text())["splits"] == report["splits"]
+
+
+def test_other_layouts_and_format_detection(tmp_path):
+    truth = make_dataset(tmp_path / "synthetic", n_images=4, fmt="coco")
+    want = {split: sum(len(image["boxes"]) for image in images) for split, images in truth["splits"].items()}
+    # Roboflow COCO: <split>/_annotations.coco.json with an unused super-category as id 0
+    roboflow = tmp_path / "roboflow"
+    shutil.copytree(tmp_path / "synthetic", roboflow)
+    for split in want:
+        coco = json.loads((roboflow / split / "annotations.json").read_text())
+        coco["categories"] = [{"id": 0, "name": "lesions", "supercategory": "none"}] + [
+            dict(category, supercategory="lesions") for category in coco["categories"]]
+        (roboflow / split / "annotations.json").unlink()
+        (roboflow / split / "_annotations.coco.json").write_text(json.dumps(coco))
+    # Ultralytics YOLO: images/<split> + labels/<split>, names in classes.txt
+    make_dataset(tmp_path / "yolo", n_images=4, fmt="yolo")
+    ultralytics = tmp_path / "ultralytics"
+    for split in want:
+        for kind in ("images", "labels"):
+            shutil.copytree(tmp_path / "yolo" / split / kind, ultralytics / kind / split)
+    (ultralytics / "classes.txt").write_text("\n".join(LESION_TYPES) + "\n")
+    # VOC devkit: Annotations/ + JPEGImages/, no split folders: one split named by --split
+    make_dataset(tmp_path / "voc", n_images=4, fmt="voc")
+    devkit = tmp_path / "devkit"
+    shutil.copytree(tmp_path / "voc" / "valid", devkit / "JPEGImages", ignore=shutil.ignore_patterns("*.xml"))
+    shutil.copytree(tmp_path / "voc" / "valid", devkit / "Annotations", ignore=shutil.ignore_patterns("*.jpg"))
+
+    for fmt, src, split, boxes in (("coco", roboflow, "train", want), ("yolo", ultralytics, "train", want),
+                                   ("voc", devkit, "test", {"test": want["valid"]})):
+        report = import_dataset(None, src, tmp_path / "out" / fmt, split=split)  # format guessed from the files
+        assert report["format"] == fmt
+        assert report["categories"] == list(LESION_TYPES)
+        assert {name: summary["boxes"] for name, summary in report["splits"].items()} == boxes
+        assert all(set(summary["problems"]) <= {"no_boxes"} for summary in report["splits"].values())
+
+
+def write_image(folder, name, n_lesions=2, seed=0):
+    image, boxes, labels = make_image((320, 320), n_lesions, seed)
+    image.save(folder / name, quality=90)
+    return boxes, labels
+
+
+def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
+    src = tmp_path / "broken"
+    src.mkdir()
+    boxes, labels = write_image(src, "good.jpg", seed=1)
+    write_voc_xml(src / "good.xml", "good.jpg", 320, 320, boxes, labels)
+    # box reaching 20 px past the right edge, then one of zero width (xmax = xmin - 1 in VOC's 1-based pixels)
+    boxes, labels = write_image(src, "outside.jpg", seed=2)
+    write_voc_xml(src / "outside.xml", "outside.jpg", 320, 320, boxes + [[300, 10, 40, 20]], labels + ["papule"])
+    boxes, labels = write_image(src, "zero.jpg", seed=3)
+    write_voc_xml(src / "zero.xml", "zero.jpg", 320, 320, boxes + [[50, 50, 0, 10]], labels + ["papule"])
+    boxes, labels = write_image(src, "unknown.jpg", seed=4)
+    write_voc_xml(src / "unknown.xml", "unknown.jpg", 320, 320, boxes + [[100, 100, 20, 20]], labels + ["nodule"])
+    boxes, labels = write_image(src, "badsize.jpg", seed=5)
+    write_voc_xml(src / "badsize.xml", "badsize.jpg", 100, 100, boxes, labels)
+    boxes, labels = write_image(src, "truncated.jpg", seed=6)
+    write_voc_xml(src / "truncated.xml", "truncated.jpg", 320, 320, boxes, labels)
+    data = (src / "truncated.jpg").read_bytes()
+    (src / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    write_image(src, "noxml.jpg", seed=7)
+    write_image(src, "noobjects.jpg", seed=8)
+    write_voc_xml(src / "noobjects.xml", "noobjects.jpg", 320, 320, [], [])
+    write_image(src, "unparsable.jpg", seed=9)
+    (src / "unparsable.xml").write_text("<annotation><object><name>papule</name>")
+
+    report = import_dataset("voc", src, tmp_path / "out", classes=CLASSES)
+
+    problems = report["splits"]["train"]["problems"]
+    counts = {kind: (problem["count"], [f.split(" ")[0] for f in problem["files"]])  # name without "(why)"
+              for kind, problem in problems.items()}
+    assert counts == {
+        "bad_annotation_file": (1, ["unparsable.xml"]),
+        "unreadable_image": (1, ["truncated.jpg"]),
+        "size_mismatch": (1, ["badsize.jpg"]),
+        "unknown_class": (1, ["unknown.jpg"]),
+        "box_clipped": (1, ["outside.jpg"]),
+        "empty_box": (1, ["zero.jpg"]),
+        "no_annotation_file": (1, ["noxml.jpg"]),
+        "no_boxes": (2, ["noobjects.jpg", "noxml.jpg"]),
+    }
+    assert "nodule" in problems["unknown_class"]["files"][0]
+    coco = load_coco(tmp_path / "out" / "train")
+    found = boxes_by_file(coco)
+    assert sorted(found) == ["badsize.jpg", "good.jpg", "noobjects.jpg", "noxml.jpg", "outside.jpg", "unknown.jpg",
+                             "zero.jpg"]
+    sizes = {image["file_name"]: (image["width"], image["height"]) for image in coco["images"]}
+    assert sizes["badsize.jpg"] == (320, 320)
+    assert ("papule", [300, 10, 20, 20]) in found["outside.jpg"]  # clipped at x = 320
+    assert len(found["zero.jpg"]) == 2 and len(found["unknown.jpg"]) == 2  # the bad box dropped, the others kept
+    assert found["noxml.jpg"] == [] and found["noobjects.jpg"] == []
+    assert report["splits"]["train"]["images"] == 7
+
+
+def test_coco_duplicate_names_kept_apart_and_unparsable_json_named(tmp_path):
+    src = tmp_path / "src"
+    images, annotations = [], []
+    for image_id, folder in enumerate(["a", "b"], 1):  # a/x.jpg and b/x.jpg: the same name once flattened
+        (src / "train" / folder).mkdir(parents=True)
+        boxes, _ = write_image(src / "train" / folder, "x.jpg", n_lesions=image_id, seed=image_id)
+        images.append({"id": image_id, "file_name": f"{folder}/x.jpg", "width": 320, "height": 320})
+        annotations += [{"id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "bbox": box, "iscrowd": 0}
+                        for box in boxes]
+    (src / "train" / "annotations.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "papule"}]}))
+    (src / "valid").mkdir()
+    write_image(src / "valid", "y.jpg")
+    (src / "valid" / "annotations.json").write_text('{"images": [')
+
+    report = import_dataset("coco", src, tmp_path / "out")
+
+    train = report["splits"]["train"]
+    assert train["problems"]["duplicate_name"]["count"] == 1
+    assert train["problems"]["duplicate_name"]["files"] == ["b/x.jpg (written as x_2.jpg)"]
+    found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
+    assert {name: len(boxes) for name, boxes in found.items()} == {"x.jpg": 1, "x_2.jpg": 2}
+    assert (tmp_path / "out" / "train" / "x_2.jpg").read_bytes() == (src / "train" / "b" / "x.jpg").read_bytes()
+    valid = report["splits"]["valid"]
+    assert valid["images"] == 0
+    assert valid["problems"]["bad_annotation_file"]["files"][0].startswith("valid/annotations.json (")
+    assert not (tmp_path / "out" / "valid").exists()  # no empty split is written
+
+
+def test_yolo_index_out_of_range_and_malformed_label_file(tmp_path):
+    truth = make_dataset(tmp_path / "src", n_images=4, fmt="yolo")
+    first, second = truth["splits"]["train"][1]["file_name"], truth["splits"]["train"][2]["file_name"]
+    labels = tmp_path / "src" / "train" / "labels"
+    with open(labels / f"{Path(first).stem}.txt", "a") as f:
+        f.write("7 0.5 0.5 0.1 0.1\n")
+    (labels / f"{Path(second).stem}.txt").write_text("0 0.5\n")
+
+    report = import_dataset("yolo", tmp_path / "src", tmp_path / "out")
+
+    problems = report["splits"]["train"]["problems"]
+    assert problems["unknown_class"]["count"] == 1
+    assert problems["unknown_class"]["files"] == [f"train/images/{first} (class index 7)"]
+    assert problems["bad_annotation_file"]["files"][0].startswith(f"train/labels/{Path(second).stem}.txt")
+    found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
+    assert second not in found and len(found[first]) == len(truth["splits"]["train"][1]["boxes"])
+
+
+def test_single_class_grade_and_group_options(tmp_path):
+    truth = make_dataset(tmp_path / "src", n_images=8, fmt="voc")
+    overridden = truth["splits"]["train"][0]["file_name"]
+    (tmp_path / "groups.csv").write_text(f"file_name,group\n{overridden},nose\n")
+
+    report = import_dataset("voc", tmp_path / "src", tmp_path / "out", single_class="lesion",
+                            grade_from_filename=GRADE_REGEX, group_from_filename=GROUP_REGEX,
+                            group_csv=tmp_path / "groups.csv")
+
+    assert report["categories"] == ["lesion"]
+    for split, images in truth["splits"].items():
+        coco = load_coco(tmp_path / "out" / split)
+        assert coco["categories"] == [{"id": 1, "name": "lesion"}]
+        assert len(coco["annotations"]) == report["splits"][split]["boxes_per_class"]["lesion"] \
+            == sum(len(image["boxes"]) for image in images)
+        want = {image["file_name"]: (image["grade"], "nose" if image["file_name"] == overridden else image["group"])
+                for image in images}
+        assert {image["file_name"]: (image["grade"], image["group"]) for image in coco["images"]} == want
+    assert report["splits"]["train"]["grades"] == {"0": 3, "1": 1, "2": 1, "3": 1}
+
+
+def test_grade_outside_0_to_3_is_reported_not_stored(tmp_path):
+    make_dataset(tmp_path / "src", n_images=8, fmt="coco")
+    # img000..img007: the digit after "img00" is the image index, a grade only for 0..3
+    report = import_dataset("coco", tmp_path / "src", tmp_path / "out", grade_from_filename=r"img00(\d)_")
+    assert [f.split("_")[0] for f in report["splits"]["train"]["problems"]["no_grade"]["files"]] == ["img004", "img005"]
+    images = load_coco(tmp_path / "out" / "train")["images"]
+    assert [image.get("grade") for image in images] == [0, 1, 2, 3, None, None]
+
+
+def test_earlier_import_is_kept_unless_overwrite(tmp_path):
+    make_dataset(tmp_path / "src", n_images=2, fmt="coco")
+    import_dataset("coco", tmp_path / "src", tmp_path / "out")
+    with pytest.raises(DataError, match="--overwrite"):
+        import_dataset("coco", tmp_path / "src", tmp_path / "out")
+    report = import_dataset("coco", tmp_path / "src", tmp_path / "out", single_class="lesion", overwrite=True)
+    assert load_coco(tmp_path / "out" / "train")["categories"] == [{"id": 1, "name": "lesion"}]
+    assert report["splits"]["train"]["images"] == 1
+
+
+def test_load_coco_names_the_broken_file(tmp_path):
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 5, "height": 5}],
+            "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}],  # no image 2
+            "categories": [{"id": 1, "name": "papule"}]}
+    (tmp_path / "annotations.json").write_text(json.dumps(coco))
+    with pytest.raises(DataError, match=r"annotations\.json.*\[1\]"):
+        load_coco(tmp_path)
+
+
+def unusable_sources(tmp_path):
+    """(case, arguments) for data the importer must refuse."""
+    only_broken = tmp_path / "only_broken"
+    only_broken.mkdir()
+    (only_broken / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    write_voc_xml(only_broken / "a.xml", "a.jpg", 320, 320, [[1, 1, 5, 5]], ["papule"])
+    yolo = tmp_path / "yolo_without_names"
+    make_dataset(yolo, n_images=2, fmt="yolo")
+    (yolo / "data.yaml").unlink()
+    negatives = tmp_path / "negatives_only"
+    negatives.mkdir()
+    write_image(negatives, "n.jpg")
+    return [
+        ("does not exist", ["--format", "voc", "--src", tmp_path / "missing"]),
+        ("no usable image", ["--format", "voc", "--src", only_broken]),
+        ("no class names", ["--format", "yolo", "--src", yolo]),
+        ("no classes", ["--format", "voc", "--src", negatives]),
+        ("exactly one (group)",
+         ["--format", "voc", "--src", negatives, "--classes", "a", "--grade-from-filename", "levle"]),
+        ("cannot tell the format", ["--src", negatives]),
+    ]
+
+
+def test_unusable_data_exits_2_with_one_clear_line(tmp_path):
+    for expected, args in unusable_sources(tmp_path):
+        result = run_cli(*args, "--out", tmp_path / "out")
+        assert result.returncode == 2, (expected, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+        assert result.stderr.startswith("error: ") and expected in result.stderr, result.stderr
+        assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    # the summary of what was found comes before the error
+    assert "unreadable or truncated image" in run_cli("--format", "voc", "--src", tmp_path / "only_broken",
+                                                      "--out", tmp_path / "out").stdout
+
+
+@pytest.mark.skipif(not ACNE04.is_dir(), reason="ACNE04 data not present")
+def test_real_acne04_counts_match_the_xml_files(tmp_path):
+    out = tmp_path / "acne04"
+    result = run_cli("--format", "voc", "--src", ACNE04, "--out", out, "--single-class", "acne",
+                     "--grade-from-filename", r"levle(\d)_", "--symlink")
+    assert result.returncode == 0, result.stderr
+    assert "train: 991 images" in result.stdout and "valid: 283 images" in result.stdout
+
+    report = json.loads((out / "import_report.json").read_text())
+    for split, n_images in (("train", 991), ("valid", 283)):
+        xml_files = sorted((ACNE04 / split).glob("*.xml"))
+        xml_boxes = sum(len(ET.parse(path).getroot().findall("object")) for path in xml_files)
+        coco = load_coco(out / split)
+        assert len(xml_files) == len(coco["images"]) == report["splits"][split]["images"] == n_images
+        assert len(coco["annotations"]) == report["splits"][split]["boxes"] == xml_boxes
+        assert coco["categories"] == [{"id": 1, "name": "acne"}]
+        assert all(image["grade"] == int(image["file_name"][5]) for image in coco["images"])  # levleK_...
+        problems = set(report["splits"][split]["problems"])
+        assert not {"unreadable_image", "empty_box", "unknown_class", "bad_annotation_file"} & problems
+        first = out / split / coco["images"][0]["file_name"]
+        assert first.is_symlink() and first.resolve() == (ACNE04 / split / first.name).resolve()
+
+
+def test_synthetic_data_is_deterministic_and_boxes_are_tight(tmp_path):
+    first, second = make_dataset(tmp_path / "a", n_images=4, seed=3), make_dataset(tmp_path / "b", n_images=4, seed=3)
+    assert first["splits"] == second["splits"]
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    image, boxes, labels = make_image((400, 300), n_lesions=9, seed=5)
+    assert len(boxes) == 9 and labels == list(LESION_TYPES) * 3
+    pixels = image.load()
+    for x, y, w, h in boxes:  # the drawn lesion touches every side of its box (lesions are far from skin tone)
+        def lesion(px, py):
+            return sum(abs(a - b) for a, b in zip(pixels[px, py], (226, 180, 150))) > 150
+        assert any(lesion(x, y + dy) for dy in range(h)) and any(lesion(x + w - 1, y + dy) for dy in range(h))
+        assert any(lesion(x + dx, y) for dx in range(w)) and any(lesion(x + dx, y + h - 1) for dx in range(w))
+        assert not any(lesion(x - 1, y + dy) for dy in range(h)) and not any(lesion(x + dx, y + h) for dx in range(w))

@@ -1,0 +1,344 @@
+"""Tests for train/evaluate.py: metrics on hand-built and generated COCO sets, report files, CLI,
+and one check on the real ACNE04 validation ground truth."""
+
+import glob
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.synthetic_data import LESION_TYPES, make_dataset
+from train.evaluate import EvaluationError, evaluate, write_report
+from trouble.severity import grade_from_count
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ACNE04_VALID = "/work/shared/data/acne04/valid"
+TYPES = ("papule", "pustule", "comedone")
+
+
+def make_coco(image_boxes, types=TYPES, grades=None, groups=None, size=640):
+    """COCO dict from image_boxes: one list per image of (category_id, [x, y, w, h])."""
+    images, annotations = [], []
+    for i, boxes in enumerate(image_boxes):
+        image = {"id": i + 1, "file_name": f"img_{i + 1}.jpg", "width": size, "height": size}
+        if grades is not None:
+            image["grade"] = grades[i]
+        if groups is not None:
+            image["group"] = groups[i]
+        images.append(image)
+        for category_id, box in boxes:
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": category_id,
+                                "bbox": list(box), "area": box[2] * box[3], "iscrowd": 0})
+    categories = [{"id": k + 1, "name": name} for k, name in enumerate(types)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def random_boxes(rng, n, size=640):
+    """n non-overlapping lesion-sized boxes on a grid, so ground truth never matches itself twice."""
+    cells = rng.sample(range((size // 40) ** 2), n)
+    return [[(c % (size // 40)) * 40 + rng.randint(0, 8), (c // (size // 40)) * 40 + rng.randint(0, 8),
+             rng.randint(16, 30), rng.randint(16, 30)] for c in cells]
+
+
+def generated_set(n_images=16, seed=0):
+    """Three types, lesion counts spread over all four grades, some grade labels off the count
+    rule (as in ACNE04), two groups."""
+    rng = random.Random(seed)
+    image_boxes, grades = [], []
+    for i in range(n_images):
+        count = [3, 12, 35, 70][i % 4]
+        image_boxes.append([(rng.randint(1, len(TYPES)), box) for box in random_boxes(rng, count)])
+        grade = grade_from_count(count)
+        grades.append((grade + 1) % 4 if i % 5 == 0 else grade)  # labels that disagree with the count
+    groups = ["clinic_a" if i % 2 else "clinic_b" for i in range(n_images)]
+    return make_coco(image_boxes, grades=grades, groups=groups)
+
+
+def gt_as_predictions(gt, score=1.0):
+    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": score}
+            for a in gt["annotations"]]
+
+
+def test_ground_truth_as_predictions_is_perfect():
+    gt = generated_set()
+    metrics = evaluate(gt, gt_as_predictions(gt), 0.3, {"pretrained": "none (test)"})
+
+    assert metrics["coco"]["mAP50"] == pytest.approx(1.0)
+    assert metrics["coco"]["mAP50_95"] == pytest.approx(1.0)
+    block = metrics["at_thresholds"]
+    for name in TYPES:
+        assert block["per_type"][name]["f1"] == 1.0
+        assert block["per_type"][name]["fp"] == 0 and block["per_type"][name]["fn"] == 0
+    assert block["mean_f1"] == 1.0
+    assert block["count"]["mae"] == 0 and block["count"]["bias"] == 0
+    assert all(block["count"]["per_type"][name]["mae"] == 0 for name in TYPES)
+    grade = block["grade"]
+    assert grade["accuracy"] == grade["count_rule_agreement"]
+    assert grade["confusion"] == grade["count_rule_confusion"]
+    # The generated labels disagree with the count on 4 of 16 images, so this is not trivially 1.
+    assert grade["count_rule_agreement"] == pytest.approx(12 / 16)
+
+
+def test_random_detector_scores_near_zero():
+    gt = generated_set()
+    rng = random.Random(123)
+    predictions = [{"image_id": image["id"], "category_id": rng.randint(1, 3),
+                    "bbox": [rng.uniform(0, 600), rng.uniform(0, 600), rng.uniform(10, 40), rng.uniform(10, 40)],
+                    "score": rng.random()}
+                   for image in gt["images"] for _ in range(40)]
+    metrics = evaluate(gt, predictions, 0.3)
+    assert metrics["coco"]["mAP50"] < 0.05
+    assert metrics["at_thresholds"]["mean_f1"] < 0.1
+    assert "the caller did not say which model" in " ".join(metrics["notes"])
+
+
+def test_hand_built_precision_recall_f1():
+    # Type 1: three lesions. Type 2: no lesion. Type 3: one lesion.
+    gt = make_coco([[(1, [100, 100, 20, 20]), (1, [200, 200, 20, 20]), (1, [300, 300, 20, 20]),
+                     (3, [400, 400, 20, 20])]])
+    predictions = [
+        # Two predictions on the first lesion: the higher score (IoU 0.68, lower than the other's)
+        # takes it, one-to-one, so the exact box comes second and is a false positive.
+        {"image_id": 1, "category_id": 1, "bbox": [102, 102, 20, 20], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [100, 100, 20, 20], "score": 0.8},
+        {"image_id": 1, "category_id": 1, "bbox": [200, 200, 20, 20], "score": 0.7},   # TP
+        {"image_id": 1, "category_id": 1, "bbox": [306, 306, 20, 20], "score": 0.6},   # FP: IoU 0.32 only
+        {"image_id": 1, "category_id": 1, "bbox": [300, 300, 20, 20], "score": 0.2},   # below 0.5: dropped
+        {"image_id": 1, "category_id": 2, "bbox": [50, 50, 20, 20], "score": 0.9},     # type without GT
+        {"image_id": 1, "category_id": 1, "bbox": [400, 400, 20, 20], "score": 0.9},   # right place, wrong type
+    ]
+    metrics = evaluate(gt, predictions, 0.5)
+    per_type = metrics["at_thresholds"]["per_type"]
+
+    papule = per_type["papule"]
+    assert (papule["tp"], papule["fp"], papule["fn"]) == (2, 3, 1)
+    assert papule["precision"] == pytest.approx(2 / 5)
+    assert papule["recall"] == pytest.approx(2 / 3)
+    assert papule["f1"] == pytest.approx(2 * 2 / (2 * 2 + 3 + 1))
+
+    pustule = per_type["pustule"]  # no ground truth: recall and F1 undefined
+    assert (pustule["tp"], pustule["fp"]) == (0, 1)
+    assert pustule["precision"] == 0.0 and pustule["recall"] is None and pustule["f1"] is None
+
+    comedone = per_type["comedone"]  # one lesion, no prediction
+    assert comedone["precision"] is None and comedone["recall"] == 0.0 and comedone["f1"] == 0.0
+
+    assert metrics["at_thresholds"]["mean_f1_types"] == ["papule", "comedone"]
+    assert metrics["at_thresholds"]["mean_f1"] == pytest.approx((4 / 8 + 0.0) / 2)
+    assert any("pustule" in note and "no ground-truth" in note for note in metrics["notes"])
+    assert metrics["coco"]["AP50_per_type"]["pustule"] is None
+
+    count = metrics["at_thresholds"]["count"]
+    assert count["mae"] == 2 and count["bias"] == 2          # 6 kept predictions vs 4 lesions
+    assert count["per_type"]["comedone"] == {"mae": 1.0, "bias": -1.0}
+
+    # A per-type threshold that also keeps the 0.2 prediction: the third lesion becomes a TP.
+    metrics = evaluate(gt, predictions, {"papule": 0.1, "pustule": 0.5, "comedone": 0.5})
+    assert metrics["at_thresholds"]["per_type"]["papule"]["tp"] == 3
+    assert metrics["at_thresholds"]["per_type"]["papule"]["recall"] == 1.0
+
+
+def test_threshold_dict_must_name_every_type():
+    gt = make_coco([[(1, [10, 10, 20, 20])]])
+    with pytest.raises(EvaluationError, match="missing: \\['pustule', 'comedone'\\]"):
+        evaluate(gt, [], {"papule": 0.5})
+    with pytest.raises(EvaluationError, match="unknown: \\['nodule'\\]"):
+        evaluate(gt, [], {"papule": 0.5, "pustule": 0.5, "comedone": 0.5, "nodule": 0.5})
+
+
+def test_f1_optimal_threshold_is_chosen():
+    lesions = [[10 + 40 * k, 10, 20, 20] for k in range(4)]
+    gt = make_coco([[(1, box) for box in lesions]], types=("acne",))
+    far = [[500, 500 + 30 * k, 20, 20] for k in range(3)]
+    # Scores high to low: TP TP FP TP FP FP TP. Keeping the first four gives F1 = 6/8, the best.
+    ranked = [lesions[0], lesions[1], far[0], lesions[2], far[1], far[2], lesions[3]]
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+    predictions = [{"image_id": 1, "category_id": 1, "bbox": box, "score": s} for box, s in zip(ranked, scores)]
+
+    metrics = evaluate(gt, predictions, 0.3)
+    assert metrics["at_thresholds"]["per_type"]["acne"]["f1"] == pytest.approx(8 / 11)
+    # Halfway between the last kept score (0.6) and the first dropped one (0.5).
+    assert metrics["f1_optimal_thresholds"] == {"acne": pytest.approx(0.55)}
+    optimal = metrics["at_f1_optimal_thresholds"]
+    assert optimal["label"] == "at F1-optimal thresholds, chosen on this split"
+    assert optimal["per_type"]["acne"]["f1"] == pytest.approx(0.75)
+    assert (optimal["per_type"]["acne"]["tp"], optimal["per_type"]["acne"]["fp"]) == (3, 1)
+    f1_curve = metrics["curves"]["f1_vs_threshold"]
+    assert f1_curve["acne"][f1_curve["thresholds"].index(0.55)] == pytest.approx(0.75)
+
+
+def test_tied_scores_are_kept_or_dropped_together():
+    gt = make_coco([[(1, [10, 10, 20, 20])]], types=("acne",))
+    predictions = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9},
+                   {"image_id": 1, "category_id": 1, "bbox": [300, 300, 20, 20], "score": 0.4},
+                   {"image_id": 1, "category_id": 1, "bbox": [400, 400, 20, 20], "score": 0.4}]
+    metrics = evaluate(gt, predictions, 0.1)
+    assert metrics["f1_optimal_thresholds"]["acne"] == pytest.approx(0.65)
+    assert metrics["at_f1_optimal_thresholds"]["per_type"]["acne"]["f1"] == 1.0
+
+
+def test_per_group_metrics():
+    rng = random.Random(5)
+    image_boxes = [[(1, box) for box in random_boxes(rng, n)] for n in (4, 8, 10, 30)]
+    gt = make_coco(image_boxes, types=("acne",), grades=[0, 1, 1, 2], groups=["found", "found", "missed", "missed"])
+    # The detector finds every lesion in group "found" and nothing in group "missed".
+    predictions = [p for p in gt_as_predictions(gt, 0.9) if p["image_id"] in (1, 2)]
+
+    metrics = evaluate(gt, predictions, 0.5)
+    found, missed = metrics["groups"]["found"], metrics["groups"]["missed"]
+    assert found["images"] == 2 and missed["images"] == 2
+    assert found["coco"]["mAP50"] == pytest.approx(1.0) and missed["coco"]["mAP50"] == 0.0
+    assert found["at_thresholds"]["per_type"]["acne"]["f1"] == 1.0
+    assert missed["at_thresholds"]["per_type"]["acne"]["f1"] == 0.0
+    assert found["at_thresholds"]["count"]["mae"] == 0
+    assert missed["at_thresholds"]["count"]["bias"] == -20          # (10 + 30) / 2 lesions missed
+    assert found["at_thresholds"]["grade"]["accuracy"] == 1.0
+    assert missed["at_thresholds"]["grade"]["accuracy"] == 0.0       # counted 0 lesions: grade 0
+    # The whole set lies in between.
+    assert metrics["at_thresholds"]["per_type"]["acne"]["recall"] == pytest.approx(12 / 52)
+    assert metrics["at_thresholds"]["grade"]["accuracy"] == 0.5
+
+
+def test_images_without_lesions_or_predictions():
+    gt = make_coco([[], [(1, [10, 10, 20, 20])], []], types=("acne",), grades=[0, 0, 0])
+    metrics = evaluate(gt, [], 0.5)
+    assert metrics["coco"]["mAP50"] == 0.0
+    assert metrics["at_thresholds"]["count"] == {"mae": pytest.approx(1 / 3), "bias": pytest.approx(-1 / 3),
+                                                 "per_type": {"acne": {"mae": pytest.approx(1 / 3),
+                                                                       "bias": pytest.approx(-1 / 3)}},
+                                                 "images": 3}
+    assert metrics["at_thresholds"]["grade"]["accuracy"] == 1.0
+
+    no_lesions = make_coco([[], []], types=("acne",))
+    metrics = evaluate(no_lesions, [], 0.5)
+    assert metrics["coco"]["mAP50"] is None
+    assert metrics["at_thresholds"]["mean_f1"] is None
+    assert metrics["at_thresholds"]["count"]["mae"] == 0
+
+
+def test_unknown_ids_are_named():
+    gt = make_coco([[(1, [10, 10, 20, 20])]])
+    with pytest.raises(EvaluationError, match="image ids not in .*\\[999, 1000\\]"):
+        evaluate(gt, [{"image_id": i, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.5} for i in (1000, 999)])
+    with pytest.raises(EvaluationError, match="category ids not in .*\\[7\\]"):
+        evaluate(gt, [{"image_id": 1, "category_id": 7, "bbox": [0, 0, 5, 5], "score": 0.5}])
+    with pytest.raises(EvaluationError, match="record 0 needs"):
+        evaluate(gt, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5], "score": 0.5}])
+
+
+def test_report_files(tmp_path):
+    gt = generated_set(n_images=8)
+    model = {"config": "train/configs/example.py", "pretrained": "none (trained from scratch)"}
+    metrics = evaluate(gt, gt_as_predictions(gt, 0.8), 0.3, model)
+    paths = write_report(metrics, tmp_path / "report")
+
+    for name in ("metrics.json", "metrics.md", "curves.png"):
+        assert os.path.getsize(tmp_path / "report" / name) > 0
+    assert set(paths) == {"metrics.json", "metrics.md", "curves.png"}
+    with open(tmp_path / "report" / "curves.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(tmp_path / "report" / "metrics.json") as f:
+        saved = json.load(f)
+    assert saved["model"] == model
+    assert saved["coco"]["mAP50"] == pytest.approx(1.0)
+    assert saved["f1_optimal_thresholds"] == metrics["f1_optimal_thresholds"]
+
+    markdown = (tmp_path / "report" / "metrics.md").read_text()
+    assert "| mAP50 | mean F1 | F1 papule | F1 pustule | F1 comedone |" in markdown
+    # The model section comes first, so nobody mistakes a from-scratch figure for a pretrained one.
+    assert markdown.index("none (trained from scratch)") < markdown.index("| mAP50 |")
+    assert "at F1-optimal thresholds, chosen on this split" in markdown
+    assert "clinic_a" in markdown and "clinic_b" in markdown
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "train.evaluate", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_end_to_end(tmp_path):
+    # A generated data set in the project layout, negatives included; its own boxes as predictions.
+    make_dataset(tmp_path / "synth", n_images=8, fmt="coco")
+    gt_path, predictions_path = tmp_path / "synth" / "train" / "annotations.json", tmp_path / "predictions.json"
+    gt = json.loads(gt_path.read_text())
+    predictions_path.write_text(json.dumps(gt_as_predictions(gt, 0.7)))
+    model_path = tmp_path / "model.json"
+    model_path.write_text(json.dumps({"config": "generated", "pretrained": "none (trained from scratch)"}))
+
+    result = run_cli("--gt", str(gt_path), "--predictions", str(predictions_path), "--out", str(tmp_path / "valid"),
+                     "--model-info", str(model_path))
+    assert result.returncode == 0, result.stderr
+    assert "| mAP50 | mean F1 | " + " | ".join(f"F1 {name}" for name in LESION_TYPES) + " |" in result.stdout
+    for name in ("metrics.json", "metrics.md", "curves.png"):
+        assert (tmp_path / "valid" / name).is_file()
+    saved = json.loads((tmp_path / "valid" / "metrics.json").read_text())
+    assert saved["model"] == {"config": "generated", "pretrained": "none (trained from scratch)",
+                              "predictions_file": str(predictions_path)}
+    assert saved["at_thresholds"]["thresholds"] == {name: 0.3 for name in LESION_TYPES}
+    assert saved["coco"]["mAP50"] == pytest.approx(1.0)
+    assert saved["at_thresholds"]["grade"]["accuracy"] == 1.0
+    assert set(saved["groups"]) == {image["group"] for image in gt["images"]}
+
+    # Thresholds chosen on one split, reused on another through its metrics.json.
+    result = run_cli("--gt", str(gt_path), "--predictions", str(predictions_path), "--out", str(tmp_path / "test"),
+                     "--thresholds-json", str(tmp_path / "valid" / "metrics.json"))
+    assert result.returncode == 0, result.stderr
+    reused = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert reused["at_thresholds"]["thresholds"] == saved["f1_optimal_thresholds"]
+
+
+def test_cli_bad_predictions_give_a_clear_error(tmp_path):
+    gt_path = tmp_path / "annotations.json"
+    gt_path.write_text(json.dumps(make_coco([[(1, [10, 10, 20, 20])]])))
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}')  # cut off
+    wrong_split = tmp_path / "wrong_split.json"
+    wrong_split.write_text(json.dumps([{"image_id": 42, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]))
+
+    for path, message in ((broken, "is not valid JSON"), (wrong_split, "image ids not in"),
+                          (tmp_path / "missing.json", "cannot read predictions file")):
+        result = run_cli("--gt", str(gt_path), "--predictions", str(path), "--out", str(tmp_path / "out"))
+        assert result.returncode != 0
+        assert message in result.stderr and str(path) in result.stderr
+        assert "Traceback" not in result.stderr
+    assert "42" in run_cli("--gt", str(gt_path), "--predictions", str(wrong_split), "--out", str(tmp_path / "o")).stderr
+    assert not (tmp_path / "out").exists()
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.5}]))
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text(json.dumps({"papule": 0.4}))
+    result = run_cli("--gt", str(gt_path), "--predictions", str(good), "--out", str(tmp_path / "out"),
+                     "--thresholds-json", str(thresholds))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert str(thresholds) in result.stderr and "missing: ['pustule', 'comedone']" in result.stderr
+
+
+def acne04_as_coco(folder):
+    """ACNE04 VOC XMLs as a one-class COCO dict; the grade comes from the file name (levleK_)."""
+    image_boxes, grades = [], []
+    for xml_path in sorted(glob.glob(os.path.join(folder, "*.xml"))):
+        grades.append(int(re.match(r"levle(\d)_", os.path.basename(xml_path)).group(1)))
+        boxes = []
+        for box in ET.parse(xml_path).getroot().iter("bndbox"):
+            x1, y1, x2, y2 = (float(box.find(tag).text) for tag in ("xmin", "ymin", "xmax", "ymax"))
+            boxes.append((1, [x1, y1, x2 - x1, y2 - y1]))
+        image_boxes.append(boxes)
+    return make_coco(image_boxes, types=("acne",), grades=grades)
+
+
+@pytest.mark.skipif(not os.path.isdir(ACNE04_VALID), reason=f"ACNE04 data not at {ACNE04_VALID}")
+def test_acne04_valid_count_rule_agreement():
+    gt = acne04_as_coco(ACNE04_VALID)
+    assert len(gt["images"]) == 283
+    metrics = evaluate(gt, gt_as_predictions(gt), 0.3, {"pretrained": "ground truth as predictions"})
+    grade = metrics["at_thresholds"]["grade"]
+    assert grade["images"] == 283
+    assert grade["accuracy"] == grade["count_rule_agreement"]
+    assert 0.9 < grade["count_rule_agreement"] <= 1.0
+    assert metrics["coco"]["mAP50"] == pytest.approx(1.0)

@@ -1,0 +1,1 @@
+"""Training side of the pipeline: data import, training, evaluation, archiving."""

@@ -1,0 +1,147 @@
+"""Package a training work dir as a TorchServe archive: model_store/trouble.mar.
+
+    python -m train.archive --work-dir work_dirs/smoke --out model_store
+
+The .mar holds everything the handler and the app's local mode need, and nothing that must be
+downloaded: the resolved mmdet config (pretrained-weight downloads switched off), the weights as
+a plain state dict (loadable with weights_only=True), model-config.yaml with the class names,
+per-type score thresholds and SAHI settings, the `trouble` package, and the handler.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+HANDLER = REPO / "handler" / "trouble_handler.py"
+MODEL_NAME = "trouble"
+
+# TorchServe's own settings for the model (see README "Serving").
+TORCHSERVE_SETTINGS = {
+    "minWorkers": 1,
+    "maxWorkers": 1,
+    "batchSize": 4,
+    "maxBatchDelay": 50,       # ms to wait for a batch to fill
+    "responseTimeout": 300,    # s: a 50 MP photo sliced on 2 CPU cores takes a while
+    "startupTimeout": 300,
+}
+
+
+class ArchiveError(Exception):
+    pass
+
+
+def read_run_meta(work_dir: Path) -> dict:
+    meta_path = work_dir / "run_meta.json"
+    if not meta_path.is_file():
+        raise ArchiveError(f"{meta_path} not found: is {work_dir} a finished training work dir?")
+    return json.loads(meta_path.read_text())
+
+
+def serving_config_text(work_dir: Path) -> str:
+    """The resolved training config, with every download of pretrained weights switched off."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(work_dir / "resolved_config.py"))
+    cfg.load_from = None
+    cfg.resume = False
+    backbone = cfg.model.backbone
+    backbone.init_cfg = None
+    if backbone.type == "EfficientNetLite":
+        backbone.pretrained = False  # the trained weights come from model.pth
+    return cfg.pretty_text
+
+
+def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = None, half: bool = False,
+                    checkpoint: Path | None = None) -> Path:
+    """Write config.py, model.pth and model-config.yaml for the work dir's best checkpoint into out_dir."""
+    import torch
+
+    work_dir, out_dir = Path(work_dir), Path(out_dir)
+    meta = read_run_meta(work_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = Path(checkpoint or meta["checkpoint"])
+    if not checkpoint.is_file():
+        raise ArchiveError(f"checkpoint {checkpoint} not found")
+    # Our own training output (trusted): mmengine checkpoints carry python objects besides tensors.
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = state.get("state_dict", state)
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"state_dict": state}, out_dir / "model.pth")
+    (out_dir / "config.py").write_text(serving_config_text(work_dir))
+
+    if thresholds is None:
+        thresholds_path = work_dir / "eval" / "thresholds.json"
+        thresholds = json.loads(thresholds_path.read_text()) if thresholds_path.is_file() else {}
+    classes = meta["classes"]
+    settings = dict(TORCHSERVE_SETTINGS)
+    settings["trouble"] = {
+        "model_name": MODEL_NAME,
+        "model_version": meta.get("version", "1.0"),
+        "classes": classes,
+        # Thresholds chosen on the validation split (best F1 per type); 0.3 where none was chosen.
+        "score_thresholds": {name: float(thresholds.get(name, 0.3)) for name in classes},
+        "pretrained": meta["pretrained"],
+        "trained": {k: meta.get(k) for k in ("config", "iterations", "batch_size", "train_minutes", "device")},
+        "config": "config.py",
+        "checkpoint": "model.pth",
+    }
+    with open(out_dir / "model-config.yaml", "w") as f:
+        yaml.safe_dump(settings, f, sort_keys=False)
+    return out_dir
+
+
+def build_mar(model_dir: Path, export_dir: Path, version: str = "1.0") -> Path:
+    """torch-model-archiver over a staged model dir plus the `trouble` package and the handler."""
+    export_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="trouble-archive-") as tmp:
+        extra = Path(tmp) / "extra"
+        shutil.copytree(REPO / "trouble", extra / "trouble", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copy2(model_dir / "config.py", extra / "config.py")
+        command = [
+            sys.executable, "-m", "model_archiver.model_packaging",
+            "--model-name", MODEL_NAME, "--version", version,
+            "--serialized-file", str(model_dir / "model.pth"),
+            "--handler", str(HANDLER),
+            "--extra-files", str(extra),  # a folder's contents land at the archive's root
+            "--config-file", str(model_dir / "model-config.yaml"),
+            "--export-path", str(export_dir), "--force",
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ArchiveError(f"torch-model-archiver failed:\n{result.stdout}\n{result.stderr}")
+    mar = export_dir / f"{MODEL_NAME}.mar"
+    print(f"[archive] wrote {mar} ({mar.stat().st_size / 1e6:.1f} MB)", flush=True)
+    return mar
+
+
+def archive_work_dir(work_dir: Path, export_dir: Path, half: bool = False) -> Path:
+    with tempfile.TemporaryDirectory(prefix="trouble-stage-") as tmp:
+        model_dir = stage_model_dir(Path(work_dir), Path(tmp), half=half)
+        return build_mar(model_dir, Path(export_dir))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", required=True, help="a finished training work dir")
+    parser.add_argument("--out", default="model_store", help="folder for trouble.mar")
+    parser.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
+    args = parser.parse_args(argv)
+    try:
+        archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
+    except ArchiveError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

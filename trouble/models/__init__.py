@@ -1,0 +1,5 @@
+"""Custom mmdet parts, registered with mmdet's registries when this package is imported.
+
+Configs load them with `custom_imports = dict(imports=['trouble.models'])`.
+"""
+from trouble.models import efficientnet_lite, float32_losses, hooks  # noqa: F401
