@@ -30,11 +30,13 @@ class ServerClient:
         self.timeout_s = timeout_s
 
     def predict(self, image_bytes: bytes, score_threshold=None, sliced=None, slice_size=None) -> dict:
-        params = {k: v for k, v in (("threshold", score_threshold), ("sliced", sliced), ("slice_size", slice_size))
-                  if v is not None}
+        headers = dict(self.headers)
+        for name, value in (("X-Trouble-Threshold", score_threshold), ("X-Trouble-Sliced", sliced),
+                            ("X-Trouble-Slice-Size", slice_size)):
+            if value is not None:
+                headers[name] = str(value)
         try:
-            reply = requests.post(self.url, data=image_bytes, params=params, headers=self.headers,
-                                  timeout=self.timeout_s)
+            reply = requests.post(self.url, data=image_bytes, headers=headers, timeout=self.timeout_s)
         except requests.ConnectionError as error:
             raise ConnectionError(f"TorchServe is not answering at {self.url} (is it running? `make serve`)") from error
         try:

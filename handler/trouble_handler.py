@@ -4,9 +4,10 @@ It overrides only initialize, preprocess, inference and postprocess; the work it
 by the shared inference core (trouble.inference), which the .mar carries beside this file.
 
 Request: POST /predictions/trouble with the image as the raw body or as a multipart field
-(any name). Optional query parameters or form fields: threshold (0..1, all types),
-sliced (true/false), slice_size (128..2048). A bad request gets HTTP 4xx with
-{"error": "...", "code": "..."} and the worker stays up.
+(any name). Options, as multipart form fields or as headers (TorchServe 0.12 does not pass
+query strings to handlers): threshold / X-Trouble-Threshold (0..1, all types),
+sliced / X-Trouble-Sliced (true/false), slice_size / X-Trouble-Slice-Size (128..2048).
+A bad request gets HTTP 4xx with {"error": "...", "code": "..."} and the worker stays up.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from trouble.inference import TroubleDetector
 logger = logging.getLogger(__name__)
 
 OPTION_NAMES = ("threshold", "sliced", "slice_size")
+# The same options as request headers, for raw-body requests.
+OPTION_HEADERS = {"x-trouble-threshold": "threshold", "x-trouble-sliced": "sliced",
+                  "x-trouble-slice-size": "slice_size"}
 
 
 class TroubleHandler(BaseHandler):
@@ -37,9 +41,13 @@ class TroubleHandler(BaseHandler):
     def preprocess(self, data):
         """Each request → (decoded image and options) or the BadInput that refuses it."""
         requests = []
-        for row in data:
+        for index, row in enumerate(data):
             try:
                 image_bytes, options = _split_request(row)
+                headers = self.context.get_all_request_header(index) or {}
+                for name, value in headers.items():
+                    if str(name).lower() in OPTION_HEADERS:
+                        options.setdefault(OPTION_HEADERS[str(name).lower()], value)
                 self.detector.resolve_request(options.get("threshold"), options.get("sliced"),
                                               options.get("slice_size"))
                 requests.append((self.detector.decode(image_bytes), options))

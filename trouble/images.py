@@ -7,6 +7,7 @@ working resolution) and hostile input (decompression bombs, truncated files, SVG
 from __future__ import annotations
 
 import io
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ class DecodedImage:
     original_width: int      # after EXIF orientation, before any downscaling
     original_height: int
     format: str
+    decode_ms: float = 0.0   # time spent decoding, reported in the response
 
     @property
     def scale_to_original(self) -> float:
@@ -51,6 +53,7 @@ class DecodedImage:
 def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Bytes of a JPEG, PNG or WebP photo → DecodedImage; raises BadInput with a clear message."""
+    started = time.perf_counter()
     if not data:
         raise BadInput("empty_body", "The request has no image: send the photo's bytes (JPEG, PNG or WebP).")
     head = data[:1024].lstrip().lower()
@@ -96,7 +99,8 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
     rgb = _to_rgb(image)
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    return DecodedImage(np.asarray(rgb, dtype=np.uint8), width, height, image.format or "")
+    return DecodedImage(np.asarray(rgb, dtype=np.uint8), width, height, image.format or "",
+                        round((time.perf_counter() - started) * 1000.0, 1))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

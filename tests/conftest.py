@@ -1,0 +1,173 @@
+"""Session fixtures: generated data, a smoke model trained for real, and a real TorchServe.
+
+Everything runs from the repository root with the project's virtualenv (`make test`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # `import trouble`, `from tests.synthetic_data import ...`
+FIXTURES = REPO / "tests" / "fixtures"
+ACNE04_PHOTOS = sorted((FIXTURES / "acne04").glob("*.jpg"))
+BIN = Path(sys.executable).parent
+
+from tests.synthetic_data import make_dataset  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_module(args, timeout=600, env=None, check=True):
+    """python -m ... from the repo root; returns the CompletedProcess (output captured)."""
+    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout, env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
+                             f"{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """Three trouble types, 12 train + 3 valid images of 320x320, in the project's COCO layout."""
+    root = tmp_path_factory.mktemp("synthetic")
+    make_dataset(root, n_images=16, size=(320, 320), seed=0, fmt="coco")
+    return root
+
+
+@pytest.fixture(scope="session")
+def smoke_training(tmp_path_factory, synthetic_data) -> dict:
+    """`python -m train.train` with the smoke config: trains, evaluates and archives, on CPU."""
+    work = tmp_path_factory.mktemp("smoke_work")
+    store = tmp_path_factory.mktemp("smoke_store")
+    result = run_module(["train.train", "train/configs/tood_smoke.py", "--data", str(synthetic_data),
+                         "--work-dir", str(work), "--model-store", str(store), "--iters", "60",
+                         "--val-interval", "30"])
+    return {"work_dir": work, "mar": store / "trouble.mar", "stdout": result.stdout, "data": synthetic_data}
+
+
+@pytest.fixture(scope="session")
+def smoke_mar(smoke_training) -> Path:
+    return smoke_training["mar"]
+
+
+@pytest.fixture(scope="session")
+def detector(smoke_mar):
+    """The shared inference core, in process, on the smoke .mar."""
+    from trouble.inference import TroubleDetector
+
+    return TroubleDetector.from_path(smoke_mar, device="cpu")
+
+
+def start_torchserve(model_store: Path, workdir: Path, mar_name: str = "trouble.mar", extra_config: str = ""):
+    """A real TorchServe on free loopback ports, with the repo's config.properties adapted.
+
+    Returns a dict with the URLs, its env (for `torchserve --stop`) and its log folder.
+    """
+    ports = {name: free_port() for name in ("inference", "management", "metrics")}
+    config = (REPO / "config.properties").read_text()
+    lines = []
+    for line in config.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if key in ("inference_address", "management_address", "metrics_address", "model_store", "load_models"):
+            continue
+        lines.append(line)
+    lines += [f"inference_address=http://127.0.0.1:{ports['inference']}",
+              f"management_address=http://127.0.0.1:{ports['management']}",
+              f"metrics_address=http://127.0.0.1:{ports['metrics']}",
+              f"model_store={model_store}",
+              # Worker sockets are /tmp/.ts.sock.<port>: a port of its own keeps servers apart.
+              f"initial_worker_port={free_port()}", extra_config]
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.properties").write_text("\n".join(lines) + "\n")
+    # Its own temp dir: TorchServe keeps its pid file there, so test servers never meet `make serve`.
+    env = {**os.environ, "TMPDIR": str(workdir), "LOG_LOCATION": str(workdir / "logs"),
+           "METRICS_LOCATION": str(workdir / "logs"), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    # The Java server inherits stdout: send it to a file, or the pipe never closes.
+    with open(workdir / "torchserve.out", "w") as out:
+        subprocess.run([str(BIN / "torchserve"), "--start", "--ncs", "--ts-config", str(workdir / "config.properties"),
+                        "--models", f"trouble={mar_name}"], cwd=workdir, env=env, check=True,
+                       stdout=out, stderr=subprocess.STDOUT, timeout=60)
+    server = {"inference": f"http://127.0.0.1:{ports['inference']}",
+              "management": f"http://127.0.0.1:{ports['management']}",
+              "metrics": f"http://127.0.0.1:{ports['metrics']}", "env": env, "workdir": workdir,
+              "logs": workdir / "logs"}
+    return server
+
+
+def wait_for_model(server: dict, timeout_s: float = 180) -> dict:
+    """Wait until the model's worker is READY; return the management API's description."""
+    deadline = time.time() + timeout_s
+    last = None
+    while time.time() < deadline:
+        try:
+            reply = requests.get(f"{server['management']}/models/trouble", timeout=5)
+            if reply.status_code == 200:
+                last = reply.json()[0]
+                workers = last.get("workers", [])
+                if workers and all(w["status"] == "READY" for w in workers):
+                    return last
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"TorchServe model not ready after {timeout_s}s: {last}\n{read_log(server)}")
+
+
+def read_log(server: dict, name: str = "model_log.log", tail: int = 4000) -> str:
+    path = server["logs"] / name
+    return path.read_text(errors="replace")[-tail:] if path.is_file() else f"(no {path})"
+
+
+def stop_torchserve(server: dict):
+    subprocess.run([str(BIN / "torchserve"), "--stop"], cwd=server["workdir"], env=server["env"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    pid_file = server["workdir"] / ".model_server.pid"
+    if pid_file.is_file():  # --stop failed: do not leave a server behind
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+        except (ValueError, ProcessLookupError):
+            pass
+
+
+@pytest.fixture(scope="session")
+def torchserve(tmp_path_factory, smoke_mar) -> dict:
+    store = tmp_path_factory.mktemp("ts_store")
+    shutil.copy(smoke_mar, store / "trouble.mar")
+    server = start_torchserve(store, tmp_path_factory.mktemp("ts_run"))
+    try:
+        server["model"] = wait_for_model(server)
+        yield server
+    finally:
+        stop_torchserve(server)
+
+
+@pytest.fixture(scope="session")
+def torchserve_url(torchserve) -> str:
+    return torchserve["inference"]
+
+
+def worker_state(server: dict) -> list[tuple]:
+    """(pid, status) of each worker, from the management API (not /ping: it says Healthy while
+    workers crash-loop)."""
+    reply = requests.get(f"{server['management']}/models/trouble", timeout=10)
+    reply.raise_for_status()
+    return [(w.get("pid"), w["status"]) for w in reply.json()[0]["workers"]]
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())

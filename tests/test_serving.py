@@ -1,0 +1,180 @@
+"""A real TorchServe with the smoke .mar: schema, counts, boxes, parity with in-process
+inference, options, batching, and every kind of bad input (each leaves the worker up)."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from tests.conftest import ACNE04_PHOTOS, worker_state
+from tests.synthetic_data import make_image
+
+LOW = "0.05"  # the smoke model is barely trained: a low threshold gives it detections to compare
+
+
+def post(server, body, headers=None, files=None, data=None):
+    url = f"{server['inference']}/predictions/trouble"
+    if files is not None:
+        return requests.post(url, files=files, data=data, timeout=300)
+    return requests.post(url, data=body, headers=headers or {}, timeout=300)
+
+
+def jpeg_bytes(image: Image.Image, **save_args) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92, **save_args)
+    return buffer.getvalue()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def three_type_photo():
+    image, _, _ = make_image(size=(480, 360), n_lesions=12, seed=3)
+    return jpeg_bytes(image)
+
+
+def check_schema(body, width, height, classes):
+    assert set(body) >= {"model", "image", "detections", "counts", "total", "severity", "settings", "timings_ms"}
+    assert body["model"]["name"] == "trouble" and body["model"]["version"] == "1.0"
+    assert body["model"]["classes"] == classes
+    assert body["image"]["width"] == width and body["image"]["height"] == height
+    assert set(body["counts"]) == set(classes)
+    per_type = {name: 0 for name in classes}
+    for detection in body["detections"]:
+        assert detection["type"] in classes
+        assert 0.0 <= detection["score"] <= 1.0
+        x1, y1, x2, y2 = detection["box"]
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height, detection
+        per_type[detection["type"]] += 1
+    assert body["counts"] == per_type
+    assert body["total"] == len(body["detections"])
+    assert body["severity"]["lesion_count"] == body["total"]
+    assert body["severity"]["grade"] in (0, 1, 2, 3)
+    assert set(body["timings_ms"]) == {"decode", "inference", "postprocess", "total"}
+    assert body["timings_ms"]["total"] >= body["timings_ms"]["inference"] > 0
+
+
+@pytest.mark.parametrize("photo", ACNE04_PHOTOS[:2], ids=lambda p: p.name[:10])
+def test_real_photo_schema_and_parity(torchserve, detector, photo):
+    data = photo.read_bytes()
+    reply = post(torchserve, data, {"X-Trouble-Threshold": LOW})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    check_schema(body, 640, 640, detector.classes)
+    assert body["total"] > 0, "the smoke model should find something at a 0.05 threshold"
+    local = detector.predict(data, score_threshold=LOW)
+    assert [d["type"] for d in body["detections"]] == [d["type"] for d in local["detections"]]
+    np.testing.assert_allclose([d["box"] for d in body["detections"]], [d["box"] for d in local["detections"]],
+                               atol=0.5)
+    np.testing.assert_allclose([d["score"] for d in body["detections"]],
+                               [d["score"] for d in local["detections"]], atol=1e-3)
+
+
+def test_three_type_photo_multipart_and_options(torchserve, detector, three_type_photo):
+    reply = post(torchserve, None, files={"data": ("face.jpg", three_type_photo, "image/jpeg")},
+                 data={"threshold": LOW, "sliced": "true", "slice_size": "256"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    check_schema(body, 480, 360, detector.classes)
+    assert body["settings"]["sliced"] is True and body["settings"]["slice_size"] == 256
+    assert set(body["settings"]["score_thresholds"].values()) == {0.05}
+    # A higher threshold can only remove detections.
+    strict = post(torchserve, three_type_photo, {"X-Trouble-Threshold": "0.5"}).json()
+    assert strict["total"] <= body["total"]
+    assert all(d["score"] >= 0.5 for d in strict["detections"])
+
+
+def test_default_thresholds_come_from_the_model(torchserve, detector, three_type_photo):
+    body = post(torchserve, three_type_photo).json()
+    assert body["settings"]["score_thresholds"] == detector.thresholds
+    for detection in body["detections"]:
+        assert detection["score"] >= detector.thresholds[detection["type"]]
+
+
+def test_batch_of_concurrent_requests(torchserve, detector):
+    photos = [p.read_bytes() for p in ACNE04_PHOTOS]
+    with ThreadPoolExecutor(len(photos)) as pool:
+        replies = list(pool.map(lambda data: post(torchserve, data, {"X-Trouble-Threshold": LOW}), photos))
+    for data, reply in zip(photos, replies):
+        assert reply.status_code == 200
+        assert reply.json()["counts"] == detector.predict(data, score_threshold=LOW)["counts"]
+
+
+def test_image_modes_and_exif(torchserve, detector):
+    base, _, _ = make_image(size=(300, 200), n_lesions=5, seed=1)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display: width and height swap
+    cases = {
+        "grayscale": png_bytes(base.convert("L")),
+        "rgba": png_bytes(base.convert("RGBA")),
+        "palette": png_bytes(base.convert("P")),
+        "16-bit": png_bytes(Image.fromarray((np.asarray(base.convert("L"), np.uint16) * 257))),
+        "webp": (lambda b: (base.save(b, "WEBP"), b.getvalue())[1])(io.BytesIO()),
+        "exif-rotated": jpeg_bytes(base, exif=exif),
+    }
+    for name, data in cases.items():
+        reply = post(torchserve, data)
+        assert reply.status_code == 200, (name, reply.text)
+        size = (reply.json()["image"]["width"], reply.json()["image"]["height"])
+        assert size == ((200, 300) if name == "exif-rotated" else (300, 200)), name
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height with almost no data: what a decompression bomb looks like."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+BAD_INPUTS = {
+    "empty body": (b"", {}, 400, "empty_body"),
+    "text bytes": (b"this is not a photo", {}, 415, "not_an_image"),
+    "truncated jpeg": (ACNE04_PHOTOS[0].read_bytes()[:4000], {}, 400, "corrupt_image"),
+    "zero size png": (png_header_only(0, 0), {}, 415, "not_an_image"),
+    "1xN image": (png_bytes(Image.new("RGB", (1, 300))), {}, 400, "too_small"),
+    "svg": (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', {}, 415,
+            "unsupported_format"),
+    "pdf": (b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF", {}, 415, "unsupported_format"),
+    "decompression bomb": (png_header_only(40000, 40000), {}, 413, "too_many_pixels"),
+    "threshold above 1": (None, {"X-Trouble-Threshold": "2"}, 400, "bad_parameter"),
+    "threshold not a number": (None, {"X-Trouble-Threshold": "high"}, 400, "bad_parameter"),
+    "slice size too small": (None, {"X-Trouble-Slice-Size": "8"}, 400, "bad_parameter"),
+    "sliced not a boolean": (None, {"X-Trouble-Sliced": "maybe"}, 400, "bad_parameter"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_gets_a_clear_4xx_and_the_worker_stays_up(torchserve, case):
+    body, headers, status, code = BAD_INPUTS[case]
+    before = worker_state(torchserve)
+    reply = post(torchserve, ACNE04_PHOTOS[0].read_bytes() if body is None else body, headers)
+    assert reply.status_code == status, reply.text
+    error = reply.json()
+    assert error["code"] == code
+    assert len(error["error"]) > 20 and "Traceback" not in error["error"]
+    # Same worker process, still READY: the bad request crashed nothing.
+    assert worker_state(torchserve) == before
+    assert all(status == "READY" for _, status in before)
+    assert post(torchserve, ACNE04_PHOTOS[1].read_bytes()).status_code == 200
+
+
+def test_prometheus_metrics_are_on(torchserve):
+    reply = requests.get(f"{torchserve['metrics']}/metrics", timeout=10)
+    assert reply.status_code == 200
+    assert "ts_inference_requests_total" in reply.text
+
+
+def test_model_registration_api_is_off(torchserve):
+    reply = requests.post(f"{torchserve['management']}/models", params={"url": "other.mar"}, timeout=10)
+    assert reply.status_code in (403, 405), reply.text
