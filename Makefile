@@ -16,14 +16,14 @@ ACNE04 ?= ../shared/data/acne04
 SPACE ?=
 TS_PORTS ?= 8080
 
-.PHONY: help setup test train import-acne04 evaluate archive serve stop demo app space bench experiments clean
+.PHONY: help setup test train import-acne04 evaluate archive serve stop demo app space clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 # The stamp depends on the pins, so a second `make setup` with nothing changed does nothing.
 setup: $(VENV)/.setup-done  ## create .venv with the pinned stack (first time: about 10 minutes, mmcv compiles)
-$(VENV)/.setup-done: requirements.txt constraints.txt Makefile tools/install_system_deps.sh
+$(VENV)/.setup-done: requirements.txt constraints.txt tools/install_system_deps.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) -q --upgrade "pip<26" wheel
 	$(PIP) -q torch==2.13.0
@@ -38,11 +38,11 @@ $(VENV)/.setup-done: requirements.txt constraints.txt Makefile tools/install_sys
 	touch $@
 
 test: setup  ## run the whole test suite
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -p no:cacheprovider
 
 import-acne04: setup  ## import ACNE04 (VOC) into COCO format under data/acne04, one class, grade from the file name
 	$(BIN)/python -m train.data import --format voc --src $(ACNE04) --out data/acne04 \
-	    --single-class acne --grade-from-filename 'levle(\d)_' --symlink
+	    --single-class acne --grade-from-filename 'levle(\d)_' --symlink --overwrite
 
 train: setup  ## train CONFIG on DATA, evaluate, and archive model_store/trouble.mar
 	$(BIN)/python -m train.train $(CONFIG) --data $(DATA) --work-dir $(WORK_DIR) $(TRAIN_ARGS)
@@ -54,7 +54,9 @@ archive: setup  ## rebuild model_store/trouble.mar from WORK_DIR
 	$(BIN)/python -m train.archive --work-dir $(WORK_DIR) --out model_store
 
 serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
-	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar
+	@test -f model_store/trouble.mar || { echo "model_store/trouble.mar is missing: make train (or make archive)"; exit 1; }
+	@mkdir -p logs
+	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar > logs/torchserve.out 2>&1 || { cat logs/torchserve.out; exit 1; }
 	$(BIN)/python -m handler.wait_ready
 
 stop:  ## stop TorchServe
@@ -65,6 +67,10 @@ app: setup  ## start the Gradio app against the local TorchServe
 
 demo: serve  ## TorchServe plus the app on model_store/trouble.mar (Ctrl-C stops both)
 	trap '$(BIN)/torchserve --stop' EXIT; $(BIN)/python space/app.py
+
+space: setup  ## push space/ as the Hugging Face Space SPACE=user/name (token from HF_TOKEN)
+	@test -n "$(SPACE)" || { echo "usage: make space SPACE=user/name (HF_TOKEN in the environment)"; exit 2; }
+	$(BIN)/python space/push.py --space $(SPACE) --model model_store/trouble.mar
 
 clean:  ## remove work dirs, logs and caches (keeps .venv and model_store)
 	rm -rf work_dirs logs .pytest_cache

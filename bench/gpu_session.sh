@@ -6,10 +6,11 @@
 #
 # Prepared here by `bash bench/prepare_gpu_carry.sh` (wheels, weights, data under .carry/), run with
 #   run(command="bash bench/gpu_session.sh", carry=[".carry"])
-# Knobs: TRAIN_MINUTES (default 5.5), BENCH (1 to run the speed benchmark, default 1).
+# Knobs: TRAIN_MINUTES (default 5.5), TRAIN (0 skips training), BENCH (0 skips the benchmark).
 set -u
 OUT=${OUT:-/tmp/out}
 TRAIN_MINUTES=${TRAIN_MINUTES:-5.5}
+TRAIN=${TRAIN:-1}
 BENCH=${BENCH:-1}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/session.log") 2>&1
@@ -30,6 +31,7 @@ train_lite0() {  # $@: extra flags
     --backbone-weights .carry/weights/efficientnet-lite0-57934424-fp16.pth \
     --no-eval --no-archive "$@"
 }
+if [ "$TRAIN" = 1 ]; then
 stamp "training TOOD + EfficientNet-Lite0 for $TRAIN_MINUTES min with AMP"
 if ! train_lite0 --amp; then
   stamp "AMP run failed; training again in float32"
@@ -52,6 +54,7 @@ EOF
   # mmengine's scalars (loss, lr, validation mAP over time) and the text log
   find "$WORK" -name scalars.json -exec cp {} "$OUT/train_scalars.json" \;
   find "$WORK" -name "*.log" -exec cp {} "$OUT/train.log" \;
+fi
 fi
 
 if [ "$BENCH" = 1 ]; then

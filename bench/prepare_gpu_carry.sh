@@ -5,18 +5,21 @@
 set -euo pipefail
 SHARED=${SHARED:-../shared}
 VALID_IMAGES=${VALID_IMAGES:-40}
+TRAIN_IMAGES=${TRAIN_IMAGES:-0}   # 0: all of them
 rm -rf .carry && mkdir -p .carry/weights
 cp -r "$SHARED/device/wheels" .carry/wheels
 cp "$SHARED/device/weights/efficientnet-lite0-57934424-fp16.pth" .carry/weights/
 .venv/bin/python -m train.data import --format voc --src "$SHARED/data/acne04" --out /tmp/acne04_full \
     --single-class acne --grade-from-filename 'levle(\d)_' --symlink --overwrite > /dev/null
-.venv/bin/python - "$VALID_IMAGES" <<'PY'
+.venv/bin/python - "$VALID_IMAGES" "$TRAIN_IMAGES" <<'PY'
 import json, shutil, sys
 from pathlib import Path
-src, dst, keep = Path("/tmp/acne04_full"), Path(".carry/data/acne04"), int(sys.argv[1])
+src, dst = Path("/tmp/acne04_full"), Path(".carry/data/acne04")
+limits = {"valid": int(sys.argv[1]), "train": int(sys.argv[2])}
 for split in ("train", "valid"):
     coco = json.loads((src / split / "annotations.json").read_text())
-    if split == "valid":  # every k-th image, so that all grades are present
+    keep = limits[split]
+    if keep:  # every k-th image, so that all grades are present
         step = max(1, len(coco["images"]) // keep)
         coco["images"] = coco["images"][::step][:keep]
         ids = {im["id"] for im in coco["images"]}

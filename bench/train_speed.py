@@ -101,9 +101,9 @@ def run_setting(args, setting: str) -> dict:
     runner.train()
     timed = timer.times[args.warmup:]
     images_per_s = args.batch_size * len(timed) / sum(timed)
-    result = {"setting": setting, "images_per_s": round(images_per_s, 2),
-              "s_per_iter": round(sum(timed) / len(timed), 4), "losses": timer.losses,
-              "max_memory_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if torch.cuda.is_available() else None}
+    nan_iterations = sum(1 for loss in timer.losses if loss != loss)
+    result = {"setting": setting, "images_per_s": round(images_per_s, 2), "nan_loss_iterations": nan_iterations,
+              "s_per_iter": round(sum(timed) / len(timed), 4), "losses": timer.losses}
     try:
         flops = training_flops(runner, timer.last_batch)
         result["tflop_per_iter"] = round(flops / 1e12, 3)
@@ -125,21 +125,27 @@ def main(argv=None):
     results = []
     for setting in settings:
         torch.manual_seed(0)
-        results.append(run_setting(args, setting))
+        try:
+            results.append(run_setting(args, setting))
+        except Exception as error:  # one failing setting must not lose the others' figures
+            print(f"setting {setting} failed: {type(error).__name__}: {error}")
+            if not results:
+                raise
+            continue
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
     baseline = results[0]["images_per_s"]
     print(f"\nTraining speed: {args.config}, batch {args.batch_size}, {device}, "
           f"{args.iters} iterations ({args.warmup} warm-up left out)")
-    print(f"{'setting':<8} {'images/s':>9} {'speed-up':>9} {'TFLOP/s':>8} {'% peak':>7} {'GPU GB':>7}  first losses")
+    print(f"{'setting':<8} {'images/s':>9} {'speed-up':>9} {'TFLOP/s':>8} {'% peak':>7} {'NaN its':>7}  first losses")
     for result in results:
         result["speedup"] = round(result["images_per_s"] / baseline, 2)
         achieved = result.get("achieved_tflops")
         result["share_of_peak"] = round(achieved / peak, 3) if achieved and peak else None
         share = f"{100 * result['share_of_peak']:.1f}" if result["share_of_peak"] else "-"
         print(f"{result['setting']:<8} {result['images_per_s']:>9.1f} {result['speedup']:>8.2f}x "
-              f"{achieved or '-':>8} {share:>7} {result['max_memory_gb'] or '-':>7}  "
+              f"{achieved or '-':>8} {share:>7} {result['nan_loss_iterations']:>7}  "
               f"{result['losses'][:5]}")
     report = {"config": args.config, "device": device, "batch_size": args.batch_size, "iters": args.iters,
               "warmup": args.warmup, "peak_tflops_fp16": peak, "results": results,

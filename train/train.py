@@ -136,17 +136,22 @@ def use_amp(cfg):
         raise TrainError("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper); drop --amp on CPU")
     cfg.optim_wrapper.type = "AmpOptimWrapper"
     cfg.optim_wrapper.loss_scale = "dynamic"
-    # binary_cross_entropy is unsafe under autocast: TOOD's focal losses run in float32.
+    # binary_cross_entropy is unsafe under autocast, exp() of box distances and GIoU areas
+    # overflow float16: those parts run in float32 (trouble/models/).
     head = cfg.model.bbox_head
+    if head.type == "TOODHead":
+        head.type = "TOODHeadAMP"  # box regression exp() in float32
     head.loss_cls.type = "QualityFocalLossFP32"
     head.initial_loss_cls.type = "FocalLossFP32"
+    if head.loss_bbox.type == "GIoULoss":
+        head.loss_bbox.type = "GIoULossFP32"
 
 
 def set_starting_weights(cfg, args) -> str:
     """Decide where training starts and return a plain description for every report."""
     backbone = cfg.model.backbone
     lite = backbone.type == "EfficientNetLite"
-    if args.from_scratch or cfg.get("from_scratch", False):
+    if args.from_scratch or (cfg.get("from_scratch", False) and not args.weights):
         cfg.load_from = None
         backbone.init_cfg = None
         if lite:
@@ -171,6 +176,8 @@ def set_starting_weights(cfg, args) -> str:
     backbone.init_cfg = None
     if lite:
         backbone.pretrained = False
+    if args.weights:
+        return f"checkpoint {wanted} (given with --weights)"
     return f"COCO-pretrained TOOD checkpoint {wanted}"
 
 
@@ -186,6 +193,10 @@ def best_checkpoint(work_dir: Path) -> Path:
 
 
 def train(args) -> dict:
+    # mmengine checkpoints (resume, --weights, the OpenMMLab zoo) pickle python objects besides
+    # tensors, which torch>=2.6 refuses by default. Training trusts the checkpoints its user names;
+    # serving loads only tensors (weights_only=True, see trouble.inference).
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     import torch
     from mmengine.runner import Runner
 

@@ -2,4 +2,4 @@
 
 Configs load them with `custom_imports = dict(imports=['trouble.models'])`.
 """
-from trouble.models import efficientnet_lite, float32_losses, hooks  # noqa: F401
+from trouble.models import efficientnet_lite, float32_losses, hooks, tood_head_amp  # noqa: F401

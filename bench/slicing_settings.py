@@ -1,0 +1,65 @@
+"""Choose the SAHI defaults by measurement: mAP50, mean F1 and count error per slicing setting.
+
+    python -m bench.slicing_settings --model model_store/trouble.mar \
+        --gt data/acne04/valid/annotations.json --limit 60 --out bench/results/slicing_settings.json
+
+Every setting runs through the shared inference core on the same images; the table prints the
+headline metrics and the CPU time per photo, so that the default is a measured choice.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from train.evaluate import evaluate, predict_ground_truth_images
+from trouble.inference import SlicingSettings, TroubleDetector
+
+SETTINGS = {
+    "whole image (no slicing)": dict(enabled=False),
+    "slice 320, overlap 0.2, GREEDYNMM/IOS, + full pass": dict(slice_size=320),
+    "slice 320, overlap 0.2, NMS/IOU 0.5, + full pass": dict(slice_size=320, postprocess="NMS", match_metric="IOU"),
+    "slice 320, overlap 0.2, NMS/IOU 0.5, no full pass": dict(slice_size=320, postprocess="NMS", match_metric="IOU",
+                                                             full_image_pass=False),
+    "slice 480, overlap 0.2, NMS/IOU 0.5, + full pass": dict(slice_size=480, postprocess="NMS", match_metric="IOU"),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a .mar or model folder")
+    parser.add_argument("--gt", required=True, help="ground truth in the project's COCO layout")
+    parser.add_argument("--limit", type=int, default=60, help="first N images")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+
+    detector = TroubleDetector.from_path(args.model, device="cpu")
+    base = asdict(detector.settings.slicing)
+    rows = []
+    for name, change in SETTINGS.items():
+        detector.settings.slicing = SlicingSettings(**{**base, **change})
+        started = time.perf_counter()
+        predictions, gt = predict_ground_truth_images(detector, args.gt, limit=args.limit)
+        seconds = (time.perf_counter() - started) / len(gt["images"])
+        metrics = evaluate(gt, predictions, detector.thresholds, {"setting": name})
+        block = metrics["at_thresholds"]
+        rows.append({"setting": name, "slicing": asdict(detector.settings.slicing),
+                     "mAP50": metrics["coco"]["mAP50"], "mean_f1": block["mean_f1"],
+                     "count_mae": block["count"]["mae"], "grade_accuracy": (block["grade"] or {}).get("accuracy"),
+                     "s_per_photo": round(seconds, 2)})
+    print(f"\nSlicing settings on {args.limit} images of {args.gt} (CPU, thresholds {detector.thresholds})")
+    print(f"| setting | mAP50 | mean F1 | count MAE | grade acc. | s / photo |\n|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['setting']} | {row['mAP50']:.3f} | {row['mean_f1']:.3f} | {row['count_mae']:.2f} | "
+              f"{row['grade_accuracy'] if row['grade_accuracy'] is None else round(row['grade_accuracy'], 3)} | "
+              f"{row['s_per_photo']} |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"model": str(args.model), "gt": args.gt, "images": args.limit,
+                                          "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The shared inference core and image decoding, in process."""
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import ACNE04_PHOTOS
+from tests.synthetic_data import make_image
+from trouble.images import BadInput, decode_image
+from trouble.severity import grade_from_count
+
+
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def large_photo():
+    """1600x1200 with many small lesions: sliced into several 320 px slices."""
+    image, _, _ = make_image(size=(1600, 1200), n_lesions=40, seed=7)
+    return jpeg(image)
+
+
+def test_batched_slices_give_the_same_detections_as_one_at_a_time(detector, large_photo):
+    settings = detector.settings.slicing
+    try:
+        detector.settings.slicing = replace(settings, slice_size=320, batch_size=1)
+        one_at_a_time = detector.predict(large_photo, score_threshold=0.05)
+        detector.settings.slicing = replace(settings, slice_size=320, batch_size=8)
+        batched = detector.predict(large_photo, score_threshold=0.05)
+    finally:
+        detector.settings.slicing = settings
+    assert one_at_a_time["total"] > 0
+    assert batched["counts"] == one_at_a_time["counts"]
+    np.testing.assert_allclose([d["box"] for d in batched["detections"]],
+                               [d["box"] for d in one_at_a_time["detections"]], atol=0.5)
+
+
+def test_slicing_changes_what_the_model_sees(detector, large_photo):
+    sliced = detector.predict(large_photo, score_threshold=0.05, sliced=True, slice_size=320)
+    whole = detector.predict(large_photo, score_threshold=0.05, sliced=False)
+    assert sliced["settings"]["sliced"] and not whole["settings"]["sliced"]
+    # More passes over the photo: slices plus the whole image, so more time, different detections.
+    assert sliced["timings_ms"]["inference"] > whole["timings_ms"]["inference"]
+    assert [d["box"] for d in sliced["detections"]] != [d["box"] for d in whole["detections"]]
+
+
+def test_boxes_are_in_original_pixels_when_the_photo_is_downscaled(detector, large_photo):
+    full = detector.predict(large_photo, score_threshold=0.05, sliced=False)
+    max_side = detector.settings.max_side
+    try:
+        detector.settings.max_side = 800  # the model sees 800x600; boxes must come back in 1600x1200
+        capped = detector.predict(large_photo, score_threshold=0.05, sliced=False)
+    finally:
+        detector.settings.max_side = max_side
+    assert (capped["image"]["width"], capped["image"]["height"]) == (1600, 1200)
+    assert (capped["image"]["working_width"], capped["image"]["working_height"]) == (800, 600)
+    boxes = np.array([d["box"] for d in capped["detections"]])
+    assert len(boxes) and boxes[:, 2].max() > 800  # beyond the working image: scaled back up
+    assert boxes[:, 2].max() <= 1600 and boxes[:, 3].max() <= 1200
+    assert full["image"]["working_width"] == 1600
+
+
+def test_per_type_thresholds_filter_each_type(detector):
+    photo = ACNE04_PHOTOS[1].read_bytes()
+    low = detector.predict(photo, score_threshold=0.05)
+    thresholds = detector.thresholds
+    try:
+        detector.thresholds = {name: (0.05 if i == 0 else 0.99) for i, name in enumerate(detector.classes)}
+        mixed = detector.predict(photo)
+    finally:
+        detector.thresholds = thresholds
+    first = detector.classes[0]
+    assert mixed["counts"][first] == low["counts"][first]
+    assert all(mixed["counts"][name] == 0 for name in detector.classes[1:] if name != first)
+    assert mixed["severity"]["grade"] == grade_from_count(mixed["total"])
+
+
+def test_decode_a_50_megapixel_photo_at_reduced_scale():
+    width, height = 8660, 5774  # 50 MP
+    array = np.full((height, width, 3), (200, 160, 140), np.uint8)
+    array[::50, :, 0] = 30
+    data = jpeg(Image.fromarray(array))
+    del array
+    decoded = decode_image(data)
+    assert (decoded.original_width, decoded.original_height) == (width, height)
+    assert max(decoded.rgb.shape[:2]) <= 4096
+    assert decoded.scale_to_original == pytest.approx(width / decoded.rgb.shape[1])
+
+
+def test_exif_orientation_and_modes():
+    base, _, _ = make_image(size=(300, 200), n_lesions=3, seed=2)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    buffer = io.BytesIO()
+    base.save(buffer, "JPEG", exif=exif)
+    rotated = decode_image(buffer.getvalue())
+    assert rotated.rgb.shape == (300, 200, 3) and (rotated.original_width, rotated.original_height) == (200, 300)
+    rgba = base.convert("RGBA")
+    rgba.putalpha(0)  # fully transparent: becomes white, not black
+    buffer = io.BytesIO()
+    rgba.save(buffer, "PNG")
+    assert decode_image(buffer.getvalue()).rgb.min() == 255
+
+
+@pytest.mark.parametrize("data,code", [(b"", "empty_body"), (b"GIF89a" + b"\0" * 40, "not_an_image"),
+                                       (b"%PDF-1.5", "unsupported_format")])
+def test_bad_bytes_raise_bad_input(data, code):
+    with pytest.raises(BadInput) as error:
+        decode_image(data)
+    assert error.value.code == code and str(error.value)
+
+
+def test_bad_parameters_raise_bad_input(detector):
+    for options in ({"score_threshold": -0.1}, {"score_threshold": "nan"}, {"slice_size": 10_000},
+                    {"sliced": "sometimes"}):
+        with pytest.raises(BadInput):
+            detector.resolve_request(**options)

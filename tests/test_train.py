@@ -1,0 +1,154 @@
+"""`python -m train.train` end to end on CPU, the starting-weights paths, resume, time budget,
+and the project's own mmdet parts (EfficientNet-Lite backbone, float32 focal losses)."""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import REPO, read_json, run_module
+
+SMOKE = "train/configs/tood_smoke.py"
+
+
+def test_smoke_training_leaves_mar_metrics_table_and_plot(smoke_training):
+    work = smoke_training["work_dir"]
+    meta = read_json(work / "run_meta.json")
+    assert meta["classes"] == ["comedone", "papule", "pustule"]  # class count and names from the data
+    assert meta["pretrained"] == "none (trained from scratch)"
+    assert meta["iterations"] == 60
+    for name in ("metrics.json", "metrics.md", "curves.png", "thresholds.json"):
+        assert (work / "eval" / name).stat().st_size > 0, name
+    metrics = read_json(work / "eval" / "metrics.json")
+    assert metrics["model"]["pretrained"] == "none (trained from scratch)"
+    assert 0.0 <= metrics["coco"]["mAP50"] <= 1.0
+    table = (work / "eval" / "metrics.md").read_text()
+    assert "| mAP50 | mean F1 | F1 comedone | F1 papule | F1 pustule |" in table
+    assert "none (trained from scratch)" in table  # every report says how the model started
+
+    with zipfile.ZipFile(smoke_training["mar"]) as mar:
+        names = set(mar.namelist())
+        settings = yaml.safe_load(mar.read("model-config.yaml"))
+    assert {"trouble_handler.py", "model.pth", "config.py", "model-config.yaml", "trouble/inference.py",
+            "MAR-INF/MANIFEST.json"} <= names
+    assert not any("__pycache__" in name for name in names)
+    assert settings["trouble"]["classes"] == meta["classes"]
+    # The F1-optimal thresholds chosen on the valid split travel with the model.
+    assert settings["trouble"]["score_thresholds"] == pytest.approx(read_json(work / "eval" / "thresholds.json"))
+    assert settings["batchSize"] >= 1 and settings["maxBatchDelay"] > 0
+
+
+def test_archived_weights_load_as_tensors_only(smoke_training, tmp_path):
+    with zipfile.ZipFile(smoke_training["mar"]) as mar:
+        mar.extract("model.pth", tmp_path)
+    state = torch.load(tmp_path / "model.pth", weights_only=True)["state_dict"]
+    assert all(torch.is_tensor(v) for v in state.values()) and len(state) > 50
+
+
+def test_evaluation_through_the_core_matches_mmdet_cocometric(smoke_training):
+    """The core's mAP50 (pycocotools over our predictions) is close to what mmdet logged."""
+    work = smoke_training["work_dir"]
+    logged = [json.loads(line) for line in next(work.glob("*/vis_data/scalars.json")).read_text().splitlines()]
+    mmdet_map50 = [row["coco/bbox_mAP_50"] for row in logged if "coco/bbox_mAP_50" in row][-1]
+    ours = read_json(work / "eval" / "metrics.json")["coco"]["mAP50"]
+    assert ours == pytest.approx(mmdet_map50, abs=0.02)
+
+
+def test_unreachable_checkpoint_gives_a_clear_message(synthetic_data, tmp_path):
+    result = run_module(["train.train", "train/configs/tood_r50_fpn_acne04.py", "--data", str(synthetic_data),
+                         "--work-dir", str(tmp_path / "w"), "--weights", "http://127.0.0.1:9/tood_coco.pth"],
+                        check=False, timeout=120)
+    assert result.returncode == 2
+    assert "could not download http://127.0.0.1:9/tood_coco.pth" in result.stderr
+    assert "--from-scratch" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_hub_checkpoint_offline_gives_a_clear_message(synthetic_data, tmp_path):
+    result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
+                         "--weights", "hf://someone/tood-acne/model.pth"],
+                        env={"HF_HUB_OFFLINE": "1"}, check=False, timeout=120)
+    assert result.returncode == 2
+    assert "someone/tood-acne" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_local_checkpoint_is_used_and_recorded(smoke_training, synthetic_data, tmp_path):
+    checkpoint = read_json(smoke_training["work_dir"] / "run_meta.json")["checkpoint"]
+    result = run_module(["train.train", "train/configs/tood_smoke.py", "--data", str(synthetic_data),
+                         "--work-dir", str(tmp_path / "w"), "--weights", checkpoint, "--iters", "2",
+                         "--no-eval", "--no-archive"], check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # An explicit --weights wins over the smoke config's from-scratch default, and is recorded.
+    assert read_json(tmp_path / "w" / "run_meta.json")["pretrained"] == f"checkpoint {checkpoint} (given with --weights)"
+    assert "Load checkpoint from" in result.stdout + result.stderr
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    result = run_module(["train.train", SMOKE, "--data", str(tmp_path / "nothing"), "--work-dir", str(tmp_path)],
+                        check=False, timeout=120)
+    assert result.returncode == 2
+    assert "annotations.json not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_resume_continues_from_the_last_checkpoint(synthetic_data, tmp_path):
+    work = tmp_path / "w"
+    common = ["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work), "--no-eval",
+              "--no-archive", "--val-interval", "4"]
+    run_module(common + ["--iters", "4"])
+    result = run_module(common + ["--iters", "8", "--resume"])
+    assert "resumed" in (result.stdout + result.stderr).lower()
+    assert read_json(work / "run_meta.json")["iterations"] == 8
+
+
+def test_time_budget_stops_training_and_saves_a_checkpoint(synthetic_data, tmp_path):
+    work = tmp_path / "w"
+    result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work),
+                         "--budget-minutes", "0.1", "--no-eval", "--no-archive"])
+    meta = read_json(work / "run_meta.json")
+    assert "Time budget of 0.1 min spent" in result.stdout + result.stderr
+    assert 0 < meta["iterations"] < 10**6
+    assert meta["train_minutes"] < 1.0
+    assert (work / f"iter_{meta['iterations']}.pth").is_file()
+
+
+def test_amp_needs_cuda_and_says_so(synthetic_data, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path),
+                         "--amp"], check=False, timeout=120)
+    assert result.returncode == 2 and "--amp needs a CUDA GPU" in result.stderr
+
+
+def test_float32_focal_losses_match_and_survive_autocast():
+    from mmdet.models.losses import FocalLoss, QualityFocalLoss
+
+    from trouble.models.float32_losses import FocalLossFP32, QualityFocalLossFP32
+
+    torch.manual_seed(0)
+    probs = torch.rand(64, 3).clamp(0.01, 0.99)
+    labels = torch.randint(0, 4, (64,))
+    scores = torch.rand(64)
+    qfl = dict(use_sigmoid=True, activated=True, beta=2.0)
+    expected = QualityFocalLoss(**qfl)(probs, (labels, scores))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = QualityFocalLossFP32(**qfl)(probs.bfloat16(), (labels, scores.bfloat16()))
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(expected.item(), rel=2e-2)  # inputs were rounded to bfloat16
+
+    fl = dict(use_sigmoid=True, activated=True, gamma=2.0, alpha=0.25)
+    expected = FocalLoss(**fl)(probs, labels.clamp(max=2))
+    got = FocalLossFP32(**fl)(probs.half(), labels.clamp(max=2))
+    assert got.dtype == torch.float32 and got.item() == pytest.approx(expected.item(), rel=1e-2)
+
+
+def test_configs_inherit_mmdet_and_build():
+    from mmengine.config import Config
+
+    x101 = Config.fromfile(str(REPO / "train/configs/tood_x101-64x4d_fpn_acne04.py"))
+    assert x101.model.type == "TOOD" and x101.model.backbone.type == "ResNeXt"
+    assert x101.model.backbone.depth == 101 and x101.model.backbone.groups == 64
+    assert "tood_x101_64x4d_fpn_mstrain_2x_coco" in x101.load_from
+    r50 = Config.fromfile(str(REPO / "train/configs/tood_r50_fpn_acne04.py"))
+    assert "tood_r50_fpn_1x_coco" in r50.load_from
