@@ -68,9 +68,9 @@ app: setup  ## start the Gradio app against the local TorchServe
 demo: serve  ## TorchServe plus the app on model_store/trouble.mar (Ctrl-C stops both)
 	trap '$(BIN)/torchserve --stop' EXIT; $(BIN)/python space/app.py
 
-space: setup  ## push space/ as the Hugging Face Space SPACE=user/name (token from HF_TOKEN)
-	@test -n "$(SPACE)" || { echo "usage: make space SPACE=user/name (HF_TOKEN in the environment)"; exit 2; }
-	$(BIN)/python space/push.py --space $(SPACE) --model model_store/trouble.mar
+space: setup  ## create/update the Hugging Face Space SPACE=user/name (token: HF_TOKEN; MMCV_WHEEL=prebuilt mmcv wheel)
+	@test -n "$(SPACE)" || { echo "usage: make space SPACE=user/name [MMCV_WHEEL=path/or/url.whl]"; exit 2; }
+	$(BIN)/python space/push.py --space $(SPACE) --model model_store/trouble.mar $(if $(MMCV_WHEEL),--mmcv-wheel $(MMCV_WHEEL))
 
 clean:  ## remove work dirs, logs and caches (keeps .venv and model_store)
 	rm -rf work_dirs logs .pytest_cache

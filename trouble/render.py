@@ -1,7 +1,7 @@
-"""Draw detections on a photo: one fixed colour per trouble type, with a legend.
+"""Draw detections on a photo: one fixed colour per trouble type, with a legend strip.
 
-Shared by the app and the batch CLI. The palette is Okabe & Ito's colour-blind-safe set,
-assigned to types in the model's class order, so a type keeps its colour everywhere.
+Shared by the app (space/render.py) and the batch CLI (handler/predict_folder.py), so a type has
+the same colour everywhere.
 """
 from __future__ import annotations
 
@@ -10,12 +10,112 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-# Okabe & Ito (2008), without black: distinguishable with the common colour-vision deficiencies.
-PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+# Okabe & Ito (2008) colour-blind-safe palette. Known lesion types keep the same colour in every
+# model; blue-green hues first, because they stand out best on skin.
+OKABE_ITO = {
+    "sky blue": "#56B4E9",
+    "bluish green": "#009E73",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "yellow": "#F0E442",
+    "black": "#000000",
+}
+TYPE_COLOURS = {
+    "acne": OKABE_ITO["sky blue"],
+    "comedone": OKABE_ITO["bluish green"],
+    "blackhead": OKABE_ITO["bluish green"],
+    "whitehead": OKABE_ITO["yellow"],
+    "papule": OKABE_ITO["vermillion"],
+    "pustule": OKABE_ITO["orange"],
+    "nodule": OKABE_ITO["reddish purple"],
+    "cyst": OKABE_ITO["blue"],
+    "scar": OKABE_ITO["black"],
+}
+# Photos are drawn on at most this many pixels on the long side: a 12 MP photo drawn at full size
+# takes seconds to encode as PNG and is no clearer on a screen.
+DISPLAY_MAX_SIDE = 2048
 
 
-def type_colours(classes) -> dict:
-    return {name: PALETTE[index % len(PALETTE)] for index, name in enumerate(classes)}
+def palette_for(classes) -> dict:
+    """{type: "#RRGGBB"} for a model's classes: fixed colours for known types, then the unused
+    Okabe-Ito colours in class order (cycling only when a model has more than 8 types)."""
+    palette = {name: TYPE_COLOURS[name] for name in classes if name in TYPE_COLOURS}
+    spare = [colour for colour in OKABE_ITO.values() if colour not in palette.values()]
+    spare = spare or list(OKABE_ITO.values())
+    unknown = [name for name in classes if name not in TYPE_COLOURS]
+    for index, name in enumerate(unknown):
+        palette[name] = spare[index % len(spare)]
+    return {name: palette[name] for name in classes}
+
+
+def hex_to_rgb(colour: str) -> tuple:
+    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+
+
+def line_width_for(image_size) -> int:
+    """Box outline width in pixels: visible on a phone photo and on a 640 px crop alike."""
+    return max(3, round(max(image_size) / 300))
+
+
+def fit_for_display(image: Image.Image, max_side: int = DISPLAY_MAX_SIDE) -> Image.Image:
+    image = image.convert("RGB")
+    if max(image.size) > max_side:
+        image = image.copy()
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return image
+
+
+def draw_detections(image: Image.Image, response: dict) -> Image.Image:
+    """The photo with one rectangle per detection in its type's colour, and a legend strip below.
+
+    `image` is the photo as shown (any size, orientation already applied); boxes in the response
+    are in original-image pixels and are scaled to it.
+    """
+    photo = fit_for_display(image)
+    classes = response["model"]["classes"]
+    palette = palette_for(classes)
+    scale = photo.width / response["image"]["width"]
+    width = line_width_for(photo.size)
+    draw = ImageDraw.Draw(photo)
+    # Lowest scores first, so the most certain boxes end up on top.
+    for detection in sorted(response["detections"], key=lambda d: d["score"]):
+        x1, y1, x2, y2 = (v * scale for v in detection["box"])
+        colour = hex_to_rgb(palette.get(detection["type"], OKABE_ITO["black"]))
+        # A 1 px dark rim either side of the coloured line keeps it visible on pale and dark skin.
+        draw.rectangle((x1 - 1, y1 - 1, x2 + 1, y2 + 1), outline=(0, 0, 0), width=width + 2)
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
+    return _with_legend_strip(photo, classes, response["counts"], palette)
+
+
+def _with_legend_strip(photo: Image.Image, classes, counts: dict, palette: dict) -> Image.Image:
+    """Append a white strip with a swatch and "type: count" per type under the photo."""
+    font_size = max(14, photo.width // 45)
+    font = ImageFont.load_default(size=font_size)
+    pad, swatch = font_size // 2, font_size
+    entries = [(name, f"{name}: {counts.get(name, 0)}") for name in classes]
+    # Wrap the entries into rows that fit the photo's width.
+    rows, row, x = [], [], pad
+    for name, text in entries:
+        item_width = swatch + pad // 2 + int(font.getlength(text)) + 2 * pad
+        if row and x + item_width > photo.width:
+            rows.append(row)
+            row, x = [], pad
+        row.append((name, text, x))
+        x += item_width
+    rows.append(row)
+    row_height = font_size + pad
+    strip = Image.new("RGB", (photo.width, photo.height + pad + row_height * len(rows)), "white")
+    strip.paste(photo, (0, 0))
+    draw = ImageDraw.Draw(strip)
+    for index, row in enumerate(rows):
+        top = photo.height + pad + index * row_height
+        for name, text, left in row:
+            draw.rectangle((left, top, left + swatch, top + swatch), fill=hex_to_rgb(palette[name]),
+                           outline=(0, 0, 0))
+            draw.text((left + swatch + pad // 2, top + swatch / 2), text, fill=(0, 0, 0), font=font, anchor="lm")
+    return strip
 
 
 def load_photo(image) -> Image.Image:
@@ -29,37 +129,6 @@ def load_photo(image) -> Image.Image:
     return ImageOps.exif_transpose(image).convert("RGB")
 
 
-def annotate_image(image, response: dict, max_side: int = 2048) -> Image.Image:
-    """The photo with a box per detection in its type's colour and a legend with the counts."""
-    photo = load_photo(image)
-    width, height = response["image"]["width"], response["image"]["height"]
-    if photo.size != (width, height):  # the response's boxes are in the original photo's pixels
-        photo = photo.resize((width, height))
-    scale = min(1.0, max_side / max(width, height))
-    if scale < 1.0:
-        photo = photo.resize((round(width * scale), round(height * scale)))
-    colours = type_colours(response["model"]["classes"])
-    draw = ImageDraw.Draw(photo)
-    line = max(2, round(max(photo.size) / 400))
-    for detection in response["detections"]:
-        x1, y1, x2, y2 = (v * scale for v in detection["box"])
-        draw.rectangle([x1, y1, x2, y2], outline=colours[detection["type"]], width=line)
-    _draw_legend(draw, photo.size, colours, response["counts"])
-    return photo
-
-
-def _draw_legend(draw: ImageDraw.ImageDraw, size, colours: dict, counts: dict):
-    font_size = max(12, round(max(size) / 45))
-    try:
-        font = ImageFont.load_default(size=font_size)
-    except TypeError:  # Pillow without scalable default font
-        font = ImageFont.load_default()
-    pad, swatch = font_size // 2, font_size
-    rows = [f"{name}: {counts.get(name, 0)}" for name in colours]
-    text_width = max(draw.textlength(row, font=font) for row in rows)
-    box_w, box_h = int(pad * 3 + swatch + text_width), int(pad + len(rows) * (font_size + pad))
-    draw.rectangle([0, 0, box_w, box_h], fill=(255, 255, 255))
-    for index, (name, row) in enumerate(zip(colours, rows)):
-        top = pad + index * (font_size + pad)
-        draw.rectangle([pad, top, pad + swatch, top + swatch], fill=colours[name], outline=(0, 0, 0))
-        draw.text((pad * 2 + swatch, top), row, fill=(0, 0, 0), font=font)
+def annotate_image(image, response: dict) -> Image.Image:
+    """`draw_detections` on a photo given as bytes, a path, an array or a PIL image."""
+    return draw_detections(load_photo(image), response)

@@ -1,0 +1,289 @@
+"""The Gradio app: a face photo in; boxes per trouble type, counts, a severity grade and downloads out.
+
+    python space/app.py          (from the repository root; `make app` does the same)
+
+Where the answers come from, TROUBLE_MODE:
+    server  TorchServe at TROUBLE_API_URL (default http://127.0.0.1:8080); TROUBLE_API_TOKEN, when set,
+            is sent as "Authorization: Bearer ..."
+    local   the inference core in this process (how a Gradio-SDK Space runs: no Java), on TROUBLE_MODEL
+            (a .mar or a model folder; default model/trouble.mar beside this file, else the repository's
+            model_store/trouble.mar) or on trouble.mar from the Hub model repo TROUBLE_MODEL_REPO
+    auto    (default) the server, and the local model whenever the server does not answer
+The page says which one answered. Host and port: GRADIO_SERVER_NAME, GRADIO_SERVER_PORT
+(default 127.0.0.1:7860).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+# Before gradio and huggingface_hub are imported: no analytics, no version check and no Hub calls
+# (unless a Hub model repo was asked for). A value the user set wins.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+if not os.environ.get("TROUBLE_MODEL_REPO"):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+APP_DIR = Path(__file__).resolve().parent
+# In the repository the shared library is one folder up; in the Space it sits beside this file.
+if (APP_DIR.parent / "trouble").is_dir():
+    sys.path.insert(0, str(APP_DIR.parent))
+
+import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import render  # noqa: E402
+from backends import (DEFAULT_API_URL, AnalysisError, LocalBackend, ServerBackend,  # noqa: E402
+                      ServerUnreachable, download_model, find_model_file)
+from trouble.images import BadInput, decode_image  # noqa: E402
+
+logger = logging.getLogger("trouble.app")
+
+MODES = ("auto", "server", "local")
+MAX_UPLOAD_MB = 20
+EXAMPLES_DIR = APP_DIR / "examples"
+EXAMPLE_LABELS = {"levle0": "ACNE04 photo, grade 0", "levle1": "ACNE04 photo, grade 1",
+                  "levle2": "ACNE04 photo, grade 2"}
+EXAMPLES_CREDIT = ("Example photos: [ACNE04](https://universe.roboflow.com/acne-vulgaris-detection/acne04-detection) "
+                   "(Wu et al., ICCV 2019), Roboflow export, "
+                   "[CC BY 4.0](https://creativecommons.org/licenses/by/4.0/), unchanged.")
+# Results files are kept this long for the download buttons, then removed.
+RESULTS_MAX_AGE_S = 3600
+
+
+class Analyzer:
+    """Picks who answers (TorchServe or the local model) per TROUBLE_MODE and runs one photo."""
+
+    def __init__(self, mode: str, server: ServerBackend, model_path: Path | None, model_repo: str | None):
+        self.mode = mode
+        self.server = server
+        self.model_path = model_path
+        self.model_repo = model_repo
+        self._local: LocalBackend | None = None
+
+    @classmethod
+    def from_environment(cls) -> "Analyzer":
+        mode = os.environ.get("TROUBLE_MODE", "auto").strip().lower()
+        if mode not in MODES:
+            raise SystemExit(f"TROUBLE_MODE must be one of {', '.join(MODES)}, got {mode!r}")
+        server = ServerBackend(os.environ.get("TROUBLE_API_URL", DEFAULT_API_URL),
+                               token=os.environ.get("TROUBLE_API_TOKEN") or None)
+        return cls(mode, server, find_model_file(APP_DIR), os.environ.get("TROUBLE_MODEL_REPO") or None)
+
+    @property
+    def local_model_source(self) -> str | None:
+        if self.model_path is not None:
+            return str(self.model_path)
+        if self.model_repo:
+            return f"{self.model_repo} on the Hub"
+        return None
+
+    def describe(self) -> str:
+        """One line for the page: where answers will come from."""
+        local = self.local_model_source
+        if self.mode == "server":
+            return f"Answers come from {self.server.description}."
+        if self.mode == "local":
+            return f"Answers come from the model {local or '(none found)'}, run in this process."
+        if local:
+            return f"Answers come from {self.server.description}, or from the model {local} when it does not answer."
+        return f"Answers come from {self.server.description} (no local model found to fall back on)."
+
+    def health(self) -> str:
+        """describe() plus, where a server is involved, whether it answers /ping right now."""
+        if self.mode == "local":
+            return self.describe()
+        if self.server.is_healthy():
+            return f"{self.describe()} It is up."
+        if self.mode == "auto" and self.local_model_source:
+            return (f"{self.describe()} **It is not answering now**: the local model will answer "
+                    f"(slower, in this process).")
+        return (f"{self.describe()} **It is not answering now**: start it with `make serve`, or run the app "
+                f"on a local model (TROUBLE_MODE=local, TROUBLE_MODEL=path/to/trouble.mar).")
+
+    def local(self) -> LocalBackend:
+        if self._local is None:
+            path = self.model_path
+            if path is None and self.model_repo:
+                path = download_model(self.model_repo)
+            if path is None:
+                raise AnalysisError("No model file for local mode: set TROUBLE_MODEL to a .mar or model folder, "
+                                    "or TROUBLE_MODEL_REPO to a Hub model repo holding trouble.mar.")
+            if not path.exists():
+                raise AnalysisError(f"The model file {path} does not exist (TROUBLE_MODEL).")
+            self._local = LocalBackend(path)
+        return self._local
+
+    def predict(self, image_bytes: bytes, **options) -> tuple[dict, str]:
+        """→ (response, who answered). Raises AnalysisError."""
+        if self.mode == "local":
+            backend = self.local()
+            return backend.predict(image_bytes, **options), backend.description
+        try:
+            return self.server.predict(image_bytes, **options), self.server.description
+        except ServerUnreachable:
+            if self.mode == "server" or self.local_model_source is None:
+                raise
+        backend = self.local()
+        return (backend.predict(image_bytes, **options),
+                f"{backend.description}; {self.server.description} did not answer")
+
+
+def analyse(analyzer: Analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size):
+    """The page's one action → the values of its seven outputs (see build_app). Never raises: a problem
+    becomes a message in the status line, and the other outputs are emptied."""
+    try:
+        return _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size)
+    except AnalysisError as error:
+        return _failure(str(error))
+    except Exception:  # a bug: the details go to the log, never to the page
+        logger.exception("analysis failed")
+        return _failure("Something went wrong inside the app; its log has the details.")
+
+
+def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size):
+    if not photo_path:
+        raise AnalysisError("Choose a photo first: upload one, take one with the webcam, or click an example.")
+    size = os.path.getsize(photo_path)
+    if size > MAX_UPLOAD_MB * 1024 * 1024:
+        raise AnalysisError(f"The photo is {size / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. "
+                            f"Send a smaller copy.")
+    image_bytes = Path(photo_path).read_bytes()
+    started = time.perf_counter()
+    response, answered_by = analyzer.predict(
+        image_bytes, threshold=float(threshold) if use_one_threshold else None,
+        sliced=bool(sliced), slice_size=int(slice_size))
+    round_trip_ms = (time.perf_counter() - started) * 1000.0
+    try:
+        shown = decode_image(image_bytes, max_side=render.DISPLAY_MAX_SIDE)
+    except BadInput as error:  # the server accepted it, so this is unlikely; say so all the same
+        raise AnalysisError(str(error)) from None
+    annotated = render.draw_detections(Image.fromarray(shown.rgb), response)
+    json_path, png_path = _save_downloads(response, answered_by, annotated)
+    return (annotated, render.legend_html(response), render.counts_rows(response),
+            render.severity_markdown(response), render.status_markdown(response, answered_by, round_trip_ms),
+            str(json_path), str(png_path))
+
+
+def _failure(message: str):
+    return None, "", [], "", render.error_markdown(message), None, None
+
+
+RESULTS_DIR = Path(tempfile.gettempdir()) / "trouble-app-results"
+
+
+def _save_downloads(response: dict, answered_by: str, annotated) -> tuple[Path, Path]:
+    """Write results.json and the annotated PNG into a folder of their own (names stay readable)."""
+    _remove_old_results()
+    folder = RESULTS_DIR / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    json_path, png_path = folder / "trouble-results.json", folder / "trouble-annotated.png"
+    json_path.write_text(json.dumps({**response, "answered_by": answered_by}, indent=2))
+    annotated.save(png_path, format="PNG")
+    return json_path, png_path
+
+
+def _remove_old_results():
+    if not RESULTS_DIR.is_dir():
+        return
+    cutoff = time.time() - RESULTS_MAX_AGE_S
+    for folder in RESULTS_DIR.iterdir():
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def photo_input(**kwargs) -> gr.Image:
+    """A gr.Image whose value is the uploaded file untouched: its exact bytes go to the server, and a
+    file that is not a usable photo (an iPhone HEIC, a PDF) gets the inference core's message instead
+    of a bare Gradio "Error", which is what gr.Image's own preprocess (it opens the file with PIL) gives.
+
+    Set on the instance rather than in a gr.Image subclass: Gradio writes a .pyi stub file beside the
+    module of every component subclass, at import time."""
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    gradio_preprocess = image.preprocess
+
+    def preprocess(payload):
+        if payload is None or (payload.url and payload.url.startswith("data:")):  # a webcam frame inline
+            return gradio_preprocess(payload)
+        return payload.path
+
+    image.preprocess = preprocess
+    return image
+
+
+def build_app(analyzer: Analyzer) -> gr.Blocks:
+    examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
+    with gr.Blocks(title="Skin trouble detector", analytics_enabled=False,
+                   delete_cache=(RESULTS_MAX_AGE_S, RESULTS_MAX_AGE_S)) as app:
+        gr.Markdown("# Skin trouble detector\n"
+                    "Finds acne lesions in a face photo, counts them per type and grades the severity "
+                    "(Hayashi scale). A research demo, not a medical device.")
+        mode_line = gr.Markdown(analyzer.describe(), elem_id="trouble-mode")
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = photo_input(label="Photo", sources=["upload", "webcam"], height=420, elem_id="trouble-photo")
+                with gr.Accordion("Settings", open=False):
+                    use_one_threshold = gr.Checkbox(
+                        value=False, label="One score threshold for every type "
+                                           "(unticked: the model's own threshold per type)",
+                        elem_id="trouble-one-threshold")
+                    threshold = gr.Slider(0.05, 0.95, value=0.3, step=0.05, label="Score threshold",
+                                          elem_id="trouble-threshold")
+                    sliced = gr.Checkbox(value=True, label="Sliced inference (SAHI) for photos larger than a slice",
+                                     elem_id="trouble-sliced")
+                    slice_size = gr.Slider(128, 2048, value=640, step=32, label="Slice size (pixels)",
+                                           elem_id="trouble-slice-size")
+                button = gr.Button("Find troubles", variant="primary", elem_id="trouble-run")
+                if examples:
+                    gr.Examples(examples=[[str(path)] for path in examples], inputs=[photo],
+                                example_labels=[EXAMPLE_LABELS.get(p.name.split("_")[0], p.stem) for p in examples],
+                                label="Example photos", cache_examples=False)
+                    gr.Markdown(EXAMPLES_CREDIT)
+            with gr.Column(scale=1):
+                status = gr.Markdown(elem_id="trouble-status")
+                annotated = gr.Image(label="Detections", type="pil", format="png", interactive=False,
+                                     elem_id="trouble-annotated")
+                legend = gr.HTML(elem_id="trouble-legend")
+                counts = gr.Dataframe(headers=["Type", "Count"], datatype=["str", "number"], interactive=False,
+                                      label="Counts", elem_id="trouble-counts")
+                severity = gr.Markdown(elem_id="trouble-severity")
+                with gr.Row():
+                    results_json = gr.File(label="Results (JSON)", elem_id="trouble-json")
+                    annotated_png = gr.File(label="Annotated photo (PNG)", elem_id="trouble-png")
+        app.load(analyzer.health, outputs=mode_line, api_visibility="private")
+        # Moving the slider means the user wants that threshold: tick the box for them.
+        threshold.input(lambda: True, outputs=use_one_threshold, api_visibility="private")
+        button.click(lambda *args: analyse(analyzer, *args),
+                     inputs=[photo, use_one_threshold, threshold, sliced, slice_size],
+                     outputs=[annotated, legend, counts, severity, status, results_json, annotated_png],
+                     api_name="analyse")
+    return app
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
+    analyzer = Analyzer.from_environment()
+    logger.info("%s", analyzer.describe())
+    if analyzer.mode == "local":
+        try:
+            analyzer.local().load()  # now rather than on the first photo
+        except (AnalysisError, ImportError, OSError, ValueError) as error:
+            logger.error("%s", error)  # the page shows it again on each request
+    app = build_app(analyzer)
+    app.queue(default_concurrency_limit=1)
+    app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+               server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+               max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=False, ssr_mode=False,
+               footer_links=["api", "gradio"], allowed_paths=[str(EXAMPLES_DIR)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Create or update the Hugging Face Space and upload the app to it (`make space SPACE=user/name`).
+
+    python space/push.py --space user/name --model model_store/trouble.mar --mmcv-wheel wheels/mmcv-...whl
+    python space/push.py --space user/name --model model_store/trouble.mar --dry-run   # list, upload nothing
+    python space/push.py --space user/name --model model_store/trouble.mar --sdk docker
+
+Token: HF_TOKEN (else the one `hf auth login` saved). Hub address: HF_ENDPOINT (default the public Hub).
+The Space is created if missing (create_repo with exist_ok), then the files are uploaded in one
+upload_folder call from a staging folder that holds exactly the listed files, so nothing else
+(caches, __pycache__, keys, .env files) can go up.
+
+Gradio-SDK Space (default; the app runs the model in process, "local mode"):
+    README.md, app.py, backends.py, render.py, requirements.txt, examples/  from space/
+    trouble/**.py                                                            the shared library
+    model/trouble.mar                                                        with --model
+    wheels/mmcv-*.whl                                                        with --mmcv-wheel PATH
+Docker Space (--sdk docker; TorchServe and the app in one container):
+    Dockerfile (space/docker/Dockerfile), README.md with `sdk: docker`, and the repository files
+    the Dockerfile copies, at the same paths: requirements.txt, constraints.txt, config.properties,
+    trouble/, space/ (app files, examples, docker/start.sh), model_store/trouble.mar (--model, required).
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+SPACE_DIR = Path(__file__).resolve().parent
+REPO = SPACE_DIR.parent
+APP_FILES = ("app.py", "backends.py", "render.py", "requirements.txt")
+DOCKER_APP_PORT = 7860
+DEFAULT_ENDPOINT = "https://huggingface.co"
+# Never uploaded, whatever else changes: refused by name before anything leaves this machine.
+SECRET_NAME_PATTERNS = (".env", ".env.*", "*.pem", "*.key", "*.p12", "key_file.json", ".netrc", "id_rsa*",
+                        "*token*", "*secret*", "*credentials*")
+
+
+class PushError(Exception):
+    pass
+
+
+def python_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def example_files() -> list[Path]:
+    folder = SPACE_DIR / "examples"
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def gradio_space_files(model: Path | None, mmcv_wheel: str | None, space: str, endpoint: str) -> dict:
+    """{path in the Space: local Path, or bytes for a generated file}."""
+    files = {"README.md": SPACE_DIR / "README.md"}
+    files.update({name: SPACE_DIR / name for name in APP_FILES})
+    files.update({f"examples/{p.name}": p for p in example_files()})
+    files.update({f"trouble/{p.relative_to(REPO / 'trouble').as_posix()}": p for p in python_files(REPO / "trouble")})
+    if model is not None:
+        files["model/trouble.mar"] = model
+    if mmcv_wheel:
+        if mmcv_wheel.startswith(("https://", "http://")):
+            wheel_url = mmcv_wheel
+        else:
+            wheel = Path(mmcv_wheel)
+            files[f"wheels/{wheel.name}"] = wheel
+            wheel_url = f"{endpoint}/spaces/{space}/resolve/main/wheels/{wheel.name}"
+        files["requirements.txt"] = requirements_with_mmcv(wheel_url)
+    return files
+
+
+def docker_space_files(model: Path | None) -> dict:
+    if model is None:
+        raise PushError("a Docker Space needs the model in the image: pass --model model_store/trouble.mar")
+    files = {"README.md": docker_readme(), "Dockerfile": SPACE_DIR / "docker" / "Dockerfile",
+             "space/docker/start.sh": SPACE_DIR / "docker" / "start.sh",
+             "space/README.md": SPACE_DIR / "README.md"}
+    for name in ("requirements.txt", "constraints.txt", "config.properties"):
+        files[name] = REPO / name
+    files.update({f"space/{name}": SPACE_DIR / name for name in APP_FILES if name != "requirements.txt"})
+    files.update({f"space/examples/{p.name}": p for p in example_files()})
+    files.update({f"trouble/{p.relative_to(REPO / 'trouble').as_posix()}": p for p in python_files(REPO / "trouble")})
+    files["model_store/trouble.mar"] = model
+    return files
+
+
+def read_readme_header(text: str) -> tuple[dict, str]:
+    """README.md → (its YAML header as a dict, the text after it)."""
+    if not text.startswith("---\n"):
+        raise PushError("space/README.md must start with the Space's YAML header (---)")
+    header, _, body = text[4:].partition("\n---\n")
+    return yaml.safe_load(header), body
+
+
+def docker_readme() -> bytes:
+    """space/README.md with the header of a Docker Space: sdk docker, the app's port, no gradio keys."""
+    header, body = read_readme_header((SPACE_DIR / "README.md").read_text())
+    for key in ("sdk_version", "app_file", "python_version"):
+        header.pop(key, None)
+    header["sdk"] = "docker"
+    header["app_port"] = DOCKER_APP_PORT
+    text = "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n" + body
+    return text.encode()
+
+
+def requirements_with_mmcv(wheel_url: str) -> bytes:
+    lines = (SPACE_DIR / "requirements.txt").read_text().splitlines()
+    replaced = [f"mmcv @ {wheel_url}" if line.strip() == "mmcv==2.1.0" else line for line in lines]
+    if replaced == lines:
+        raise PushError("space/requirements.txt has no 'mmcv==2.1.0' line to point at the wheel")
+    return ("\n".join(replaced) + "\n").encode()
+
+
+def check_files(files: dict, token: str | None):
+    """Refuse missing files, names that look like secrets, and any file holding the token."""
+    for path_in_repo, source in files.items():
+        name = Path(path_in_repo).name
+        if any(fnmatch.fnmatch(name.lower(), pattern) for pattern in SECRET_NAME_PATTERNS):
+            raise PushError(f"refusing to upload {path_in_repo}: the name looks like a secret")
+        if "__pycache__" in path_in_repo or (name.startswith(".") and name != ".gitattributes"):
+            raise PushError(f"refusing to upload {path_in_repo}: a cache or hidden file")
+        if isinstance(source, Path):
+            if not source.is_file():
+                raise PushError(f"{source} not found (needed for {path_in_repo})")
+            content = source.read_bytes()
+        else:
+            content = source
+        if token and token.encode() in content:
+            raise PushError(f"refusing to upload {path_in_repo}: it contains the Hugging Face token")
+
+
+def stage(files: dict, folder: Path):
+    for path_in_repo, source in files.items():
+        target = folder / path_in_repo
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, Path):
+            shutil.copyfile(source, target)
+        else:
+            target.write_bytes(source)
+
+
+def size_of(source) -> int:
+    return source.stat().st_size if isinstance(source, Path) else len(source)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", required=True, help="the Space's id, user/name (or org/name)")
+    parser.add_argument("--model", help="the .mar to upload (model/trouble.mar in a Gradio Space); without it the "
+                                        "Space needs TROUBLE_MODEL_REPO set in its variables")
+    parser.add_argument("--mmcv-wheel", help="a prebuilt mmcv 2.1.0 wheel (cp311, torch 2.13 CPU) to upload, or the "
+                                             "https address of one; the Gradio Space's requirements point at it")
+    parser.add_argument("--sdk", choices=("gradio", "docker"), default="gradio")
+    parser.add_argument("--private", action="store_true", help="create the Space private (only when it is new)")
+    parser.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded; upload nothing")
+    args = parser.parse_args(argv)
+    if args.sdk == "docker" and args.mmcv_wheel:
+        parser.error("--mmcv-wheel is for the Gradio Space: the Docker image compiles mmcv itself")
+
+    if args.space.count("/") != 1 or not all(args.space.split("/")):
+        print(f"push: --space must look like user/name, got {args.space!r}", file=sys.stderr)
+        return 2
+    endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    token = os.environ.get("HF_TOKEN") or None
+    model = Path(args.model) if args.model else None
+    try:
+        if args.sdk == "docker":
+            files = docker_space_files(model)
+        else:
+            files = gradio_space_files(model, args.mmcv_wheel, args.space, endpoint)
+        check_files(files, token)
+    except PushError as error:
+        print(f"push: {error}", file=sys.stderr)
+        return 1
+
+    print(f"{'Would upload' if args.dry_run else 'Uploading'} {len(files)} files to the {args.sdk} Space "
+          f"{args.space} at {endpoint}:")
+    for path_in_repo in sorted(files):
+        print(f"  {path_in_repo}  ({size_of(files[path_in_repo])} bytes)")
+    if args.sdk == "gradio" and not args.mmcv_wheel:
+        print("push: warning: no --mmcv-wheel: the Space's build will stop at mmcv, which pip cannot compile "
+              "there (see space/requirements.txt)", file=sys.stderr)
+    if model is None:
+        print("push: warning: no --model: set TROUBLE_MODEL_REPO in the Space's variables", file=sys.stderr)
+    if args.dry_run:
+        return 0
+
+    import httpx
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(endpoint=endpoint, token=token)
+    with tempfile.TemporaryDirectory(prefix="trouble-space-") as staging:
+        stage(files, Path(staging))
+        try:
+            url = api.create_repo(args.space, repo_type="space", space_sdk=args.sdk, exist_ok=True,
+                                  private=args.private or None)
+            commit = api.upload_folder(repo_id=args.space, repo_type="space", folder_path=staging,
+                                       commit_message="Update the app (space/push.py)")
+        except HfHubHTTPError as error:
+            status = error.response.status_code if error.response is not None else "?"
+            hint = " Check HF_TOKEN: it needs write access." if status in (401, 403) else ""
+            print(f"push: the Hub refused (HTTP {status}): {error}.{hint}", file=sys.stderr)
+            return 1
+        except (httpx.HTTPError, OSError) as error:
+            print(f"push: could not reach the Hub at {endpoint}: {error}", file=sys.stderr)
+            return 1
+    print(f"Space: {url}\nCommit: {commit.commit_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

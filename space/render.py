@@ -1,0 +1,65 @@
+"""Drawing and formatting for the app: boxes, legend, counts table, severity and timing text.
+
+Plain functions of a response dict (the JSON that TorchServe and the local inference core both
+return), so the tests can call them without a server.
+"""
+from __future__ import annotations
+
+import html
+
+# The drawing itself is shared with the batch CLI: trouble/render.py.
+from trouble.render import (DISPLAY_MAX_SIDE, OKABE_ITO, TYPE_COLOURS, draw_detections,  # noqa: F401
+                            fit_for_display, hex_to_rgb, line_width_for, palette_for)
+
+
+def legend_html(response: dict) -> str:
+    """The legend for the page: a coloured swatch, the type and its count, per type."""
+    classes = response["model"]["classes"]
+    palette = palette_for(classes)
+    items = []
+    for name in classes:
+        items.append(
+            f'<span class="trouble-legend-item" data-type="{html.escape(name)}" '
+            f'style="display:inline-flex;align-items:center;gap:6px;margin-right:16px;">'
+            f'<span class="trouble-swatch" style="display:inline-block;width:16px;height:16px;'
+            f'border:1px solid #000;background:{palette[name]};"></span>'
+            f'<span>{html.escape(name)}: {int(response["counts"].get(name, 0))}</span></span>')
+    return f'<div class="trouble-legend">{"".join(items)}</div>'
+
+
+def counts_rows(response: dict) -> list:
+    """[[type, count], ..., ["Total", total]] for the counts table."""
+    rows = [[name, int(response["counts"].get(name, 0))] for name in response["model"]["classes"]]
+    rows.append(["Total", int(response["total"])])
+    return rows
+
+
+def severity_markdown(response: dict) -> str:
+    severity = response["severity"]
+    return (f"### Severity: grade {severity['grade']} ({severity['name']})\n"
+            f"{severity['lesion_count']} lesions found. Scale: {severity['scale']}.\n\n"
+            f"*A count of what the model sees in this photo, not a diagnosis.*")
+
+
+def thresholds_text(response: dict) -> str:
+    """Which score thresholds were applied, and whether they are the model's own."""
+    used = response["settings"]["score_thresholds"]
+    defaults = response["model"].get("score_thresholds", {})
+    parts = ", ".join(f"{name} {value:.2f}" for name, value in used.items())
+    origin = "the model's defaults" if used == defaults else "set in the app"
+    return f"score thresholds: {parts} ({origin})"
+
+
+def status_markdown(response: dict, answered_by: str, round_trip_ms: float) -> str:
+    """Who answered, how long it took, and with which settings."""
+    timings = response.get("timings_ms", {})
+    settings = response["settings"]
+    slicing = f"sliced, {settings['slice_size']} px slices" if settings.get("sliced") else "whole image"
+    image = response["image"]
+    return (f"Answered by **{answered_by}** in {round_trip_ms / 1000:.2f} s "
+            f"(model {timings.get('inference', 0) / 1000:.2f} s). "
+            f"Photo {image['width']}x{image['height']} px, {slicing}; {thresholds_text(response)}.")
+
+
+def error_markdown(message: str) -> str:
+    return f"**Could not analyse the photo.** {message}"

@@ -1,0 +1,269 @@
+"""The Gradio app (space/app.py) and its drawing code (space/render.py).
+
+The app runs as a real Gradio server in a subprocess and is called with gradio_client, as a user's
+script would. Its answers are compared with the inference core called directly on the same photo.
+The model is the session's smoke model (tests/conftest.py: smoke_mar, detector, torchserve_url).
+"""
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SPACE = REPO / "space"
+sys.path.insert(0, str(SPACE))
+
+import render  # noqa: E402  (space/render.py)
+
+PHOTO = REPO / "tests/fixtures/acne04/levle1_106_jpg.rf.f3705976fe65284ed9c00222facdb23e.jpg"
+# The smoke model's scores are low: a low threshold gives it boxes to count.
+LOW_THRESHOLD = 0.1
+STACK_TRACE_WORDS = ("Traceback", "Exception", 'File "')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (bound and released; nothing else takes it that fast)."""
+    return free_port()
+
+
+@contextlib.contextmanager
+def running_app(log_path: Path, **env_overrides):
+    """Start `python space/app.py` on a free port; yield its URL; stop it. The app's log is in log_path."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "TROUBLE_MODEL": "", "TROUBLE_MODEL_REPO": "", "TROUBLE_API_TOKEN": "", **env_overrides}
+    url = f"http://127.0.0.1:{port}/"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, str(SPACE / "app.py")], cwd=REPO, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"the app exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the app did not start in 120 s:\n{log_path.read_text()[-3000:]}")
+                try:
+                    if requests.get(url, timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                time.sleep(0.5)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def call_app(url: str, photo: Path, download_dir: Path, threshold=None, sliced=True, slice_size=640):
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False, analytics_enabled=False, download_files=str(download_dir))
+    annotated, legend, counts, severity, status, results_json, annotated_png = client.predict(
+        handle_file(str(photo)), threshold is not None, threshold if threshold is not None else 0.3, sliced,
+        slice_size, api_name="/analyse")
+    return dict(annotated=annotated, legend=legend, counts=counts, severity=severity, status=status,
+                results_json=results_json, annotated_png=annotated_png)
+
+
+@pytest.fixture(scope="module")
+def local_app(smoke_mar, tmp_path_factory):
+    log = tmp_path_factory.mktemp("app-local") / "app.log"
+    with running_app(log, TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar)) as url:
+        yield url
+
+
+# ---------------------------------------------------------------- the app as a server
+
+@pytest.mark.parametrize("threshold", [None, LOW_THRESHOLD])
+def test_local_mode_matches_inference_core(local_app, detector, tmp_path, threshold):
+    expected = detector.predict(PHOTO.read_bytes(), score_threshold=threshold, sliced=True, slice_size=640)
+    result = call_app(local_app, PHOTO, tmp_path, threshold=threshold)
+
+    table = {row[0]: row[1] for row in result["counts"]["data"]}
+    assert table == {**expected["counts"], "Total": expected["total"]}
+    assert f"grade {expected['severity']['grade']} ({expected['severity']['name']})" in result["severity"]
+    assert "local model" in result["status"]
+    saved = json.loads(Path(result["results_json"]).read_text())
+    assert saved["counts"] == expected["counts"]
+    assert saved["severity"] == expected["severity"]
+    assert [d["box"] for d in saved["detections"]] == [d["box"] for d in expected["detections"]]
+    assert saved["answered_by"].startswith("the local model")
+    for path in (result["annotated"], result["annotated_png"]):
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            assert image.width == expected["image"]["width"]  # 640 px: drawn at full size
+    if threshold is not None:
+        assert expected["total"] > 0, "the smoke model should find something at a low threshold"
+
+
+def test_bad_image_gets_the_inference_core_message(local_app, tmp_path):
+    not_a_photo = tmp_path / "notes.jpg"
+    not_a_photo.write_bytes(b"%PDF-1.4 not a photo at all")
+    result = call_app(local_app, not_a_photo, tmp_path / "downloads")
+    assert "PDF document, not a photo" in result["status"]
+    assert not any(word in result["status"] for word in STACK_TRACE_WORDS)
+    assert result["counts"]["data"] == [] and result["annotated"] is None
+
+
+def test_upload_limit_is_configured(local_app):
+    config = requests.get(f"{local_app}config", timeout=10).json()
+    assert config["max_file_size"] == 20 * 1024 * 1024
+
+
+def test_server_down_gives_a_clear_message(tmp_path):
+    api_url = f"http://127.0.0.1:{closed_port()}"
+    with running_app(tmp_path / "app.log", TROUBLE_MODE="server", TROUBLE_API_URL=api_url) as url:
+        result = call_app(url, PHOTO, tmp_path)
+    assert "is not answering" in result["status"] and api_url in result["status"]
+    assert "make serve" in result["status"]
+    assert not any(word in result["status"] for word in STACK_TRACE_WORDS)
+    assert result["annotated"] is None and result["results_json"] is None
+
+
+def test_server_mode_matches_inference_core(torchserve_url, detector, tmp_path):
+    """The production path: the app → TorchServe (the .mar's handler) → the same numbers."""
+    expected = detector.predict(PHOTO.read_bytes(), score_threshold=LOW_THRESHOLD, sliced=True, slice_size=640)
+    with running_app(tmp_path / "app.log", TROUBLE_MODE="server", TROUBLE_API_URL=torchserve_url) as url:
+        result = call_app(url, PHOTO, tmp_path, threshold=LOW_THRESHOLD)
+    table = {row[0]: row[1] for row in result["counts"]["data"]}
+    assert table == {**expected["counts"], "Total": expected["total"]}
+    assert f"grade {expected['severity']['grade']}" in result["severity"]
+    assert f"TorchServe at {torchserve_url.rstrip('/')}" in result["status"]
+
+
+# ---------------------------------------------------------------- in-process: mode choice and limits
+
+def test_auto_mode_falls_back_to_the_local_model(smoke_mar):
+    import app
+    from backends import ServerBackend
+
+    server = ServerBackend(f"http://127.0.0.1:{closed_port()}")
+    analyzer = app.Analyzer("auto", server, Path(smoke_mar), None)
+    response, answered_by = analyzer.predict(PHOTO.read_bytes(), threshold=LOW_THRESHOLD)
+    assert answered_by.startswith("the local model") and "did not answer" in answered_by
+    assert response["total"] == sum(response["counts"].values())
+    assert "not answering now" in analyzer.health() and "local model will answer" in analyzer.health()
+
+
+def test_too_large_upload_is_refused_before_sending(tmp_path):
+    import app
+    from backends import ServerBackend
+
+    big = tmp_path / "big.jpg"
+    with open(big, "wb") as f:
+        f.truncate(app.MAX_UPLOAD_MB * 1024 * 1024 + 1)
+    # The server address is never contacted: the size check comes first.
+    analyzer = app.Analyzer("server", ServerBackend("http://127.0.0.1:9"), None, None)
+    outputs = app.analyse(analyzer, str(big), False, 0.3, True, 640)
+    assert "the limit is 20 MB" in outputs[4]
+    assert outputs[0] is None
+
+
+def test_local_mode_without_a_model_says_what_to_set():
+    import app
+    from backends import ServerBackend
+
+    analyzer = app.Analyzer("local", ServerBackend(), None, None)
+    outputs = app.analyse(analyzer, str(PHOTO), False, 0.3, True, 640)
+    assert "TROUBLE_MODEL" in outputs[4] and outputs[0] is None
+
+
+# ---------------------------------------------------------------- rendering (space/render.py)
+
+def fake_response(classes=("comedone", "papule"), width=400, height=300, detections=()):
+    counts = {name: 0 for name in classes}
+    for detection in detections:
+        counts[detection["type"]] += 1
+    from trouble.severity import describe_grade
+
+    return {"model": {"name": "trouble", "version": "1", "classes": list(classes), "pretrained": "none",
+                      "score_thresholds": {name: 0.3 for name in classes}},
+            "image": {"width": width, "height": height, "working_width": width, "working_height": height},
+            "detections": list(detections), "counts": counts, "total": len(detections),
+            "severity": describe_grade(len(detections)),
+            "settings": {"score_thresholds": {name: 0.3 for name in classes}, "sliced": False, "slice_size": 640},
+            "timings_ms": {"decode": 1.0, "inference": 20.0, "postprocess": 1.0, "total": 22.0}}
+
+
+def test_palette_is_okabe_ito_fixed_per_type_and_distinct():
+    palette = render.palette_for(["papule", "freckle", "mole", "comedone"])
+    assert palette["papule"] == render.TYPE_COLOURS["papule"]
+    assert palette["comedone"] == render.TYPE_COLOURS["comedone"]
+    assert set(palette.values()) <= set(render.OKABE_ITO.values())
+    assert len(set(palette.values())) == 4
+    # The same type keeps its colour whatever the other classes are.
+    assert render.palette_for(["comedone"])["comedone"] == palette["comedone"]
+
+
+def test_boxes_are_drawn_in_their_types_colour_with_a_legend():
+    detections = [{"type": "comedone", "score": 0.9, "box": [100, 60, 220, 180]},
+                  {"type": "papule", "score": 0.8, "box": [500, 300, 700, 500]}]
+    # Boxes are in original pixels (800x600); the photo shown is half that size.
+    response = fake_response(width=800, height=600, detections=detections)
+    photo = Image.new("RGB", (400, 300), (128, 128, 128))
+    drawn = render.draw_detections(photo, response)
+    pixels = np.asarray(drawn)
+    palette = render.palette_for(response["model"]["classes"])
+    width = render.line_width_for((400, 300))
+    middle = width // 2
+    # comedone box at (50, 30)-(110, 90) after scaling: its left edge in the comedone colour.
+    assert tuple(pixels[60, 50 + middle]) == render.hex_to_rgb(palette["comedone"])
+    assert tuple(pixels[30 + middle, 80]) == render.hex_to_rgb(palette["comedone"])
+    # papule box at (250, 150)-(350, 250)
+    assert tuple(pixels[200, 250 + middle]) == render.hex_to_rgb(palette["papule"])
+    # Inside a box and outside all boxes the photo is untouched.
+    assert tuple(pixels[60, 80]) == (128, 128, 128)
+    assert tuple(pixels[280, 20]) == (128, 128, 128)
+    # The legend strip below the photo holds a swatch of each type's colour.
+    assert drawn.size[0] == 400 and drawn.size[1] > 300
+    strip = pixels[300:].reshape(-1, 3)
+    for name in ("comedone", "papule"):
+        assert (strip == render.hex_to_rgb(palette[name])).all(axis=1).any(), name
+
+
+def test_large_photos_are_drawn_at_display_size():
+    response = fake_response(width=6000, height=4000,
+                             detections=[{"type": "papule", "score": 0.5, "box": [3000, 2000, 3600, 2600]}])
+    drawn = render.draw_detections(Image.new("RGB", (6000, 4000), (128, 128, 128)), response)
+    assert drawn.width == render.DISPLAY_MAX_SIDE
+    scale = render.DISPLAY_MAX_SIDE / 6000
+    pixels = np.asarray(drawn)
+    colour = render.hex_to_rgb(render.palette_for(["comedone", "papule"])["papule"])
+    width = render.line_width_for(drawn.size)
+    assert tuple(pixels[round(2300 * scale), round(3000 * scale) + width // 2]) == colour
+
+
+def test_legend_counts_table_and_severity_text():
+    detections = [{"type": "papule", "score": 0.8, "box": [10, 10, 30, 30]}] * 7
+    response = fake_response(detections=detections)
+    legend = render.legend_html(response)
+    for name, count in (("comedone", 0), ("papule", 7)):
+        assert f"{name}: {count}" in legend
+        assert render.palette_for(response["model"]["classes"])[name] in legend
+    assert render.counts_rows(response) == [["comedone", 0], ["papule", 7], ["Total", 7]]
+    severity = render.severity_markdown(response)
+    assert "grade 1 (moderate)" in severity and "Hayashi" in severity and "7 lesions" in severity
+    status = render.status_markdown(response, "TorchServe at http://x", 250.0)
+    assert "TorchServe at http://x" in status and "0.25 s" in status and "the model's defaults" in status
+    assert "<script" not in render.legend_html(fake_response(classes=("<script>",)))

@@ -1,0 +1,108 @@
+"""The app's page in headless Chromium (Debian's /usr/bin/chromium driven by Playwright), as a person uses it:
+upload a photo, press the button, read the counts and look at the annotated photo. Screenshots are saved
+in the test's tmp dir (the path is printed; run pytest with -s to see it).
+"""
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.test_app import PHOTO, STACK_TRACE_WORDS, closed_port, running_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync"]
+# 1400 px wide: the photo and the results side by side, as on a laptop.
+VIEWPORT = {"width": 1400, "height": 1300}
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install -y chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url)
+    # The file input exists once Gradio's frontend has rendered the photo component.
+    page.wait_for_selector("#trouble-photo input[type=file]", state="attached", timeout=30_000)
+    return page
+
+
+def analyse_photo(page, photo: Path | str, threshold=None):
+    """photo: a file to upload, or the label of one of the page's example photos to click."""
+    if isinstance(photo, Path):
+        page.set_input_files("#trouble-photo input[type=file]", str(photo))
+    else:
+        page.get_by_text(photo, exact=True).click()
+    page.wait_for_selector("#trouble-photo img", timeout=30_000)  # the photo is shown
+    if threshold is not None:
+        page.get_by_text("Settings").click()
+        number = page.locator("#trouble-threshold input[type=number]")
+        number.fill(str(threshold))
+        number.press("Enter")
+        # Moving the threshold ticks "one threshold for every type" by itself.
+        expect(page.locator("#trouble-one-threshold input[type=checkbox]")).to_be_checked(timeout=10_000)
+    page.click("#trouble-run")
+    # The status line ends up with either the result or the message (meanwhile Gradio shows its
+    # progress, "queue: 1/1 | 0.1s", in the same place).
+    page.wait_for_function(
+        """() => { const text = document.querySelector('#trouble-status')?.innerText || '';
+                   return text.includes('Answered by') || text.includes('Could not analyse'); }""",
+        timeout=90_000)
+
+
+def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
+    with running_app(tmp_path / "app.log", TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar)) as url:
+        page = open_page(browser, url)
+        assert "the model" in page.inner_text("#trouble-mode") and "run in this process" in page.inner_text(
+            "#trouble-mode")
+        analyse_photo(page, PHOTO, threshold=0.1)
+        page.wait_for_selector("#trouble-counts :text('Total')", timeout=30_000)
+        status = page.inner_text("#trouble-status")
+        counts = page.inner_text("#trouble-counts")
+        severity = page.inner_text("#trouble-severity")
+        legend = page.inner_text("#trouble-legend")
+        # The annotated photo is really displayed: an <img> that has loaded, at a visible size.
+        image_size = page.eval_on_selector(
+            "#trouble-annotated img", "img => [img.complete, img.naturalWidth, img.naturalHeight, img.width]")
+        screenshot = tmp_path / "app-result.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        print(f"\nscreenshot: {screenshot}")
+        page.close()
+
+    assert "Answered by" in status and "local model" in status and "0.10" in status
+    for name in ("comedone", "papule", "pustule", "Total"):
+        assert name in counts
+        if name != "Total":
+            assert f"{name}:" in legend
+    total = int(counts.split("Total")[1].split()[0])
+    assert total > 0, "the smoke model finds boxes at threshold 0.1 on this photo"
+    assert "Severity: grade" in severity and "Hayashi" in severity
+    complete, natural_width, natural_height, shown_width = image_size
+    assert complete and natural_width == 640 and natural_height > 640 and shown_width > 200
+    assert not any(word in status + counts + severity for word in STACK_TRACE_WORDS)
+
+
+def test_server_down_page_says_so(browser, tmp_path):
+    api_url = f"http://127.0.0.1:{closed_port()}"
+    with running_app(tmp_path / "app.log", TROUBLE_MODE="server", TROUBLE_API_URL=api_url) as url:
+        page = open_page(browser, url)
+        # On load the page already tells that the server is down.
+        page.wait_for_function(
+            "() => document.querySelector('#trouble-mode').innerText.includes('not answering')", timeout=30_000)
+        analyse_photo(page, "ACNE04 photo, grade 2")  # an example this time
+        status = page.inner_text("#trouble-status")
+        body = page.inner_text("body")
+        screenshot = tmp_path / "app-server-down.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        print(f"\nscreenshot: {screenshot}")
+        page.close()
+    assert "Could not analyse the photo" in status and "is not answering" in status and api_url in status
+    assert not any(word in body for word in STACK_TRACE_WORDS)
+    assert "Error" not in body  # no Gradio error toast either
