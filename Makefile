@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --constraint constraints.txt
 export PATH := $(abspath $(BIN)):$(PATH)
+# The torchserve command reads config.properties only when told where it is.
+export TS_CONFIG_FILE := $(CURDIR)/config.properties
 
 # Training knobs (override on the command line: make train CONFIG=... DATA=...)
 CONFIG ?= train/configs/tood_x101-64x4d_fpn_acne04.py
@@ -27,14 +29,18 @@ $(VENV)/.setup-done: requirements.txt constraints.txt tools/install_system_deps.
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) -q --upgrade "pip<26" wheel
 	$(PIP) -q torch==2.13.0
-	# mmcv compiles its ops against the torch just installed (no build isolation), and its
-	# setup.py needs setuptools<70; pip caches the built wheel, so this is slow only once.
-	$(BIN)/pip install -q "setuptools<70" 2>&1 | grep -v "dependency conflicts\|setuptools>=77" || true
-	MMCV_WITH_OPS=1 MAX_JOBS=$$(nproc) $(BIN)/pip install -q --no-build-isolation numpy==2.2.6 mmcv==2.1.0
-	$(PIP) -q "setuptools==80.9.0"
 	$(PIP) -q -r requirements.txt
+	# mmcv compiles its ops against the torch just installed (no build isolation), and its
+	# setup.py needs setuptools<70 (torch wants >=77 at run time: restored right after).
+	# pip caches the built wheel, so only the first setup on a machine is slow.
+	$(BIN)/pip install -q "setuptools<70" 2>&1 | grep -v "dependency conflicts\|setuptools>=77" || true
+	MMCV_WITH_OPS=1 MAX_JOBS=$$(nproc) $(BIN)/pip install -q --no-build-isolation mmcv==2.1.0
+	$(PIP) -q "setuptools==80.9.0"
 	$(BIN)/python -c "import torch, mmcv, mmdet, mmcv.ops; print('torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__)"
 	bash tools/install_system_deps.sh
+	# After `source .venv/bin/activate`, a bare `torchserve --start --models trouble.mar` from the
+	# repository root uses config.properties.
+	grep -q TS_CONFIG_FILE $(BIN)/activate || echo 'export TS_CONFIG_FILE="$(CURDIR)/config.properties"' >> $(BIN)/activate
 	touch $@
 
 test: setup  ## run the whole test suite
@@ -56,7 +62,8 @@ archive: setup  ## rebuild model_store/trouble.mar from WORK_DIR
 serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
 	@test -f model_store/trouble.mar || { echo "model_store/trouble.mar is missing: make train (or make archive)"; exit 1; }
 	@mkdir -p logs
-	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar > logs/torchserve.out 2>&1 || { cat logs/torchserve.out; exit 1; }
+	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar > logs/torchserve.out 2>&1 \
+	    || grep -q "already running" logs/torchserve.out || { cat logs/torchserve.out; exit 1; }
 	$(BIN)/python -m handler.wait_ready
 
 stop:  ## stop TorchServe

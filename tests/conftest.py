@@ -96,7 +96,8 @@ def start_torchserve(model_store: Path, workdir: Path, mar_name: str = "trouble.
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.properties").write_text("\n".join(lines) + "\n")
     # Its own temp dir: TorchServe keeps its pid file there, so test servers never meet `make serve`.
-    env = {**os.environ, "TMPDIR": str(workdir), "LOG_LOCATION": str(workdir / "logs"),
+    env = {**os.environ, "TS_CONFIG_FILE": str(workdir / "config.properties"),
+           "TMPDIR": str(workdir), "LOG_LOCATION": str(workdir / "logs"),
            "METRICS_LOCATION": str(workdir / "logs"), "PATH": f"{BIN}:{os.environ['PATH']}"}
     # The Java server inherits stdout: send it to a file, or the pipe never closes.
     with open(workdir / "torchserve.out", "w") as out:

