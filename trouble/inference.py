@@ -36,12 +36,17 @@ MIN_SLICE, MAX_SLICE = 128, 2048
 
 @dataclass
 class SlicingSettings:
-    """How SAHI cuts a photo and merges the detections (defaults measured: see README)."""
+    """How SAHI cuts a photo and merges the detections.
+
+    Defaults measured with bench/slicing_settings.py (README, Figures): merging with NMS/IOU beats
+    SAHI's GREEDYNMM/IOS, which fuses neighbouring lesions into large boxes; photos no larger than
+    the slice (ACNE04's 640 px) go through whole, which scored best; larger ones are sliced.
+    """
     enabled: bool = True
     slice_size: int = 640
     overlap: float = 0.2
-    postprocess: str = "GREEDYNMM"
-    match_metric: str = "IOS"
+    postprocess: str = "NMS"
+    match_metric: str = "IOU"
     match_threshold: float = 0.5
     full_image_pass: bool = True
     batch_size: int = 4          # slices per forward pass
