@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from train.archive import ArchiveError, archive_work_dir
+from train.evaluate import EvaluationError, evaluate_work_dir
 from train.weights import WeightsUnavailable, resolve_weights
 
 
@@ -115,11 +117,10 @@ def set_schedule(cfg, args):
     if args.iters:
         warmup = min(200, max(1, args.iters // 10))
         cfg.train_cfg.max_iters = args.iters
-        cfg.param_scheduler = [
-            dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=warmup),
-            dict(type="CosineAnnealingLR", by_epoch=False, begin=warmup, end=args.iters,
-                 T_max=max(1, args.iters - warmup), eta_min_ratio=0.05),
-        ]
+        cfg.param_scheduler = [dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=warmup)]
+        if args.iters > warmup:
+            cfg.param_scheduler.append(dict(type="CosineAnnealingLR", by_epoch=False, begin=warmup, end=args.iters,
+                                            T_max=args.iters - warmup, eta_min_ratio=0.05))
     elif args.budget_minutes:
         # The hook owns the learning rate and the stop; iterations are only an upper bound.
         cfg.train_cfg.max_iters = 10**7
@@ -241,15 +242,11 @@ def main(argv=None) -> int:
         train(args)
         work_dir = Path(args.work_dir)
         if not args.no_eval:
-            from train.evaluate import evaluate_work_dir
-
             evaluate_work_dir(work_dir, Path(args.data) / "valid" / "annotations.json",
                               work_dir / "eval", limit=args.eval_limit)
         if not args.no_archive:
-            from train.archive import archive_work_dir
-
             archive_work_dir(work_dir, Path(args.model_store))
-    except TrainError as error:
+    except (TrainError, EvaluationError, ArchiveError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

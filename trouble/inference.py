@@ -317,7 +317,7 @@ class TroubleDetector:
                    zip((x1, y1, x2, y2), (image.original_width, image.original_height) * 2)]
             detections.append({"type": name, "score": round(float(prediction.score.value), 4),
                                "box": [round(v, 1) for v in box]})
-        detections.sort(key=lambda d: -d["score"])
+        detections.sort(key=lambda d: (-d["score"], d["box"]))  # deterministic order for equal scores
         counts = {name: 0 for name in self.classes}
         for detection in detections:
             counts[detection["type"]] += 1
