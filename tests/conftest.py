@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `import trouble`, `from tests.synthetic_data import ...`
 FIXTURES = REPO / "tests" / "fixtures"
 ACNE04_PHOTOS = sorted((FIXTURES / "acne04").glob("*.jpg"))
+# The full ACNE04 export lies in shared/ beside the checkout (CI clones elsewhere, with shared/ beside it).
+ACNE04_DATA = next((p for p in (REPO.parent / "shared" / "data" / "acne04", Path("/work/shared/data/acne04"))
+                    if p.is_dir()), REPO.parent / "shared" / "data" / "acne04")
 BIN = Path(sys.executable).parent
 
 from tests.synthetic_data import make_dataset  # noqa: E402

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.conftest import ACNE04_DATA as ACNE04
 from tests.synthetic_data import GRADE_REGEX, GROUP_REGEX, LESION_TYPES, make_dataset, make_image, write_voc_xml
 from train.data import DataError, import_dataset, load_coco
 
 REPO = Path(__file__).resolve().parents[1]
-ACNE04 = Path("/work/shared/data/acne04")
 CLASSES = ",".join(LESION_TYPES)
 
 

@@ -12,12 +12,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests.conftest import ACNE04_DATA
 from tests.synthetic_data import LESION_TYPES, make_dataset
 from train.evaluate import EvaluationError, evaluate, write_report
 from trouble.severity import grade_from_count
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ACNE04_VALID = "/work/shared/data/acne04/valid"
+ACNE04_VALID = str(ACNE04_DATA / "valid")
 TYPES = ("papule", "pustule", "comedone")
 
 
