@@ -87,13 +87,16 @@ def start_torchserve(model_store: Path, workdir: Path, mar_name: str = "trouble.
     lines = []
     for line in config.splitlines():
         key = line.split("=", 1)[0].strip()
-        if key in ("inference_address", "management_address", "metrics_address", "model_store", "load_models"):
+        if key in ("inference_address", "management_address", "metrics_address", "model_store", "load_models",
+                   "grpc_inference_port", "grpc_management_port"):
             continue
         lines.append(line)
     lines += [f"inference_address=http://127.0.0.1:{ports['inference']}",
               f"management_address=http://127.0.0.1:{ports['management']}",
               f"metrics_address=http://127.0.0.1:{ports['metrics']}",
               f"model_store={model_store}",
+              # gRPC ports of its own too: a second server on 7070/7071 would fail to bind and stop.
+              f"grpc_inference_port={free_port()}", f"grpc_management_port={free_port()}",
               # Worker sockets are /tmp/.ts.sock.<port>: a port of its own keeps servers apart.
               f"initial_worker_port={free_port()}", extra_config]
     workdir.mkdir(parents=True, exist_ok=True)
