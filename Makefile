@@ -16,9 +16,11 @@ WORK_DIR ?= work_dirs/$(notdir $(basename $(CONFIG)))
 TRAIN_ARGS ?=
 ACNE04 ?= ../shared/data/acne04
 SPACE ?=
+EXPERIMENTS ?= copy_paste,background_removal,bbox_loss,cls_loss,detectors,per_group
+EXPERIMENT_ARGS ?=
 TS_PORTS ?= 8080
 
-.PHONY: help setup test train import-acne04 evaluate archive serve stop demo app space clean
+.PHONY: help setup test train import-acne04 evaluate archive serve stop demo app space experiments clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -78,6 +80,9 @@ demo: serve  ## TorchServe plus the app on model_store/trouble.mar (Ctrl-C stops
 space: setup  ## create/update the Hugging Face Space SPACE=user/name (token: HF_TOKEN; MMCV_WHEEL=prebuilt mmcv wheel)
 	@test -n "$(SPACE)" || { echo "usage: make space SPACE=user/name [MMCV_WHEEL=path/or/url.whl]"; exit 2; }
 	$(BIN)/python space/push.py --space $(SPACE) --model model_store/trouble.mar $(if $(MMCV_WHEEL),--mmcv-wheel $(MMCV_WHEEL))
+
+experiments: setup  ## rerun the original study's comparisons on DATA into reports/experiments (EXPERIMENT_ARGS=--smoke on a CPU)
+	$(BIN)/python -m train.experiments --data $(DATA) --out reports/experiments --runs $(EXPERIMENTS) $(EXPERIMENT_ARGS)
 
 clean:  ## remove work dirs, logs and caches (keeps .venv and model_store)
 	rm -rf work_dirs logs .pytest_cache

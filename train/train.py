@@ -137,15 +137,22 @@ def use_amp(cfg):
         raise TrainError("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper); drop --amp on CPU")
     cfg.optim_wrapper.type = "AmpOptimWrapper"
     cfg.optim_wrapper.loss_scale = "dynamic"
+    use_float32_parts(cfg)
+
+
+def use_float32_parts(cfg):
+    """Swap the parts of the head that break under float16 autocast for float32 versions."""
     # binary_cross_entropy is unsafe under autocast, exp() of box distances and GIoU areas
     # overflow float16: those parts run in float32 (trouble/models/).
     head = cfg.model.bbox_head
     if head.type == "TOODHead":
         head.type = "TOODHeadAMP"  # box regression exp() in float32
-    head.loss_cls.type = "QualityFocalLossFP32"
-    head.initial_loss_cls.type = "FocalLossFP32"
-    if head.loss_bbox.type == "GIoULoss":
-        head.loss_bbox.type = "GIoULossFP32"
+    float32_versions = {"QualityFocalLoss": "QualityFocalLossFP32", "FocalLoss": "FocalLossFP32",
+                        "GIoULoss": "GIoULossFP32", "DIoULoss": "DIoULossFP32", "CIoULoss": "CIoULossFP32"}
+    for name in ("loss_cls", "initial_loss_cls", "loss_bbox"):
+        loss = head.get(name)
+        if loss is not None and loss.type in float32_versions:
+            loss.type = float32_versions[loss.type]
 
 
 def set_starting_weights(cfg, args) -> str:

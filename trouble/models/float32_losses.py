@@ -5,7 +5,7 @@ TOOD uses FocalLoss and QualityFocalLoss with `activated=True`: they call
 These subclasses run the same loss with autocast off and float32 inputs; nothing else changes.
 """
 import torch
-from mmdet.models.losses import FocalLoss, GIoULoss, QualityFocalLoss
+from mmdet.models.losses import CIoULoss, DIoULoss, FocalLoss, GIoULoss, QualityFocalLoss
 from mmdet.registry import MODELS
 
 
@@ -38,5 +38,17 @@ class FocalLossFP32(FocalLoss):
 class GIoULossFP32(GIoULoss):
     """GIoU on float32 boxes: box areas of a 640 px image overflow float16."""
 
+    def forward(self, pred, target, *args, **kwargs):
+        return _forward_in_float32(super().forward, pred, target, *args, **kwargs)
+
+
+@MODELS.register_module()
+class DIoULossFP32(DIoULoss):
+    def forward(self, pred, target, *args, **kwargs):
+        return _forward_in_float32(super().forward, pred, target, *args, **kwargs)
+
+
+@MODELS.register_module()
+class CIoULossFP32(CIoULoss):
     def forward(self, pred, target, *args, **kwargs):
         return _forward_in_float32(super().forward, pred, target, *args, **kwargs)

@@ -1,0 +1,480 @@
+"""The original study's experiments: copy-paste, the skin mask, per-group splits, the variant
+configs and the comparison runner, on generated data and on the CPU."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO, read_json, run_module
+from tests.synthetic_data import GROUPS, LESION_TYPES, make_image
+
+VARIANTS = sorted((REPO / "train" / "configs" / "variants").glob("*.py"))
+BASE = REPO / "train" / "configs" / "tood_x101-64x4d_fpn_acne04.py"
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _face_with_lesions(seed=0, n_lesions=20):
+    image, boxes, labels = make_image((320, 320), n_lesions, seed)
+    return np.asarray(image).copy(), boxes, [LESION_TYPES.index(label) + 1 for label in labels]
+
+
+# --------------------------------------------------------------------------------------------
+# Copy-paste
+# --------------------------------------------------------------------------------------------
+
+def test_pasted_boxes_lie_inside_the_image_over_changed_pixels_and_on_skin():
+    from trouble.models.transforms import PatchBank, paste_lesions, skin_mask
+
+    source, boxes, labels = _face_with_lesions(seed=1, n_lesions=25)
+    bank = PatchBank(100, _rng())
+    bank.add_image(source, boxes, labels, skin_mask(source, strict=True))
+    assert len(bank) >= 10
+
+    target = np.asarray(make_image((320, 320), 0, seed=2)[0]).copy()
+    target[:, 200:] = (20, 40, 200)  # the right side is a blue background: no lesion may land there
+    before = target.copy()
+    skin = skin_mask(target, strict=True)
+    assert not skin[:, 200:].any() and skin[:, :150].mean() > 0.9
+    new_boxes, new_labels = paste_lesions(target, [], bank, 15, skin, _rng(3))
+
+    assert len(new_boxes) >= 8 and set(new_labels) <= {1, 2, 3}
+    changed = np.abs(target.astype(int) - before.astype(int)).max(axis=2) > 0
+    assert not changed[:, 200:].any()  # nothing pasted off the skin
+    for x, y, w, h in new_boxes:
+        assert 0 <= x and 0 <= y and x + w <= 320 and y + h <= 320 and w > 2 and h > 2
+        inside = changed[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))]
+        assert inside.mean() > 0.9, (x, y, w, h, inside.mean())
+        assert x + w <= 200  # on the skin half
+    # No pasted lesion lies on another.
+    for i, a in enumerate(new_boxes):
+        for b in new_boxes[i + 1:]:
+            assert a[0] + a[2] <= b[0] or b[0] + b[2] <= a[0] or a[1] + a[3] <= b[1] or b[1] + b[3] <= a[1]
+
+
+def test_offline_copy_paste_data_set(synthetic_data, tmp_path):
+    from train.copy_paste import main
+    from trouble.severity import grade_from_count
+
+    out = tmp_path / "cp"
+    grid = tmp_path / "grid.png"
+    assert main(["--data", str(synthetic_data), "--out", str(out), "--per-image", "2", "--onto", "negatives",
+                 "--lesions", "4-8", "--grid", str(grid)]) == 0
+    source = read_json(synthetic_data / "train" / "annotations.json")
+    result = read_json(out / "train" / "annotations.json")
+    negatives = [im for im in source["images"] if not any(a["image_id"] == im["id"] for a in source["annotations"])]
+    generated = [im for im in result["images"] if "copy_paste" in im]
+    assert len(generated) == 2 * len(negatives) == 6
+    assert len(result["images"]) == len(source["images"]) + len(generated)
+    assert result["categories"] == source["categories"]
+    assert len({im["id"] for im in result["images"]}) == len(result["images"])
+    assert len({a["id"] for a in result["annotations"]}) == len(result["annotations"])
+
+    for image in generated:
+        boxes = [a["bbox"] for a in result["annotations"] if a["image_id"] == image["id"]]
+        assert 4 <= len(boxes) == image["copy_paste"]["pasted"] <= 8  # negatives: every box is pasted
+        assert image["grade"] == grade_from_count(len(boxes))
+        pixels = np.asarray(Image.open(out / "train" / image["file_name"]).convert("RGB")).astype(int)
+        original = np.asarray(Image.open(synthetic_data / "train" / image["copy_paste"]["source"]).convert("RGB"))
+        for x, y, w, h in boxes:
+            assert 0 <= x and 0 <= y and x + w <= image["width"] and y + h <= image["height"]
+            box = (slice(int(y), int(np.ceil(y + h))), slice(int(x), int(np.ceil(x + w))))
+            # A lesion is there now: far above JPEG re-encoding noise.
+            assert np.abs(pixels[box] - original[box]).mean() > 15
+    # The valid split is the source's, unchanged; the originals are still in train.
+    assert read_json(out / "valid" / "annotations.json") == read_json(synthetic_data / "valid" / "annotations.json")
+    assert all((out / "train" / im["file_name"]).is_file() for im in result["images"])
+    assert Image.open(grid).size[0] > 320
+
+    # Bad input: clear errors, exit code 2, and the source is never touched.
+    only_annotated = tmp_path / "only_annotated"
+    (only_annotated / "train").mkdir(parents=True)
+    for image in source["images"]:
+        os.symlink(synthetic_data / "train" / image["file_name"], only_annotated / "train" / image["file_name"])
+    annotated = {a["image_id"] for a in source["annotations"]}
+    (only_annotated / "train" / "annotations.json").write_text(json.dumps(
+        dict(source, images=[im for im in source["images"] if im["id"] in annotated])))
+    result = run_module(["train.copy_paste", "--data", str(only_annotated), "--out", str(tmp_path / "x"),
+                         "--onto", "negatives"], check=False, timeout=120)
+    assert result.returncode == 2 and "no image without annotations" in result.stderr and "--onto all" in result.stderr
+    result = run_module(["train.copy_paste", "--data", str(synthetic_data), "--out", str(out)],
+                        check=False, timeout=120)
+    assert result.returncode == 2 and "--overwrite" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_lesion_copy_paste_transform_in_an_mmdet_pipeline(synthetic_data):
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import DATASETS
+
+    import trouble.models  # noqa: F401  registers LesionCopyPaste
+
+    init_default_scope("mmdet")
+    dataset_cfg = dict(type="CocoDataset", data_root=str(synthetic_data), ann_file="train/annotations.json",
+                       data_prefix=dict(img="train/"), metainfo=dict(classes=LESION_TYPES),
+                       filter_cfg=dict(filter_empty_gt=False))
+    load = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bbox=True)]
+    plain = DATASETS.build(dict(dataset_cfg, pipeline=load))
+    pasted = DATASETS.build(dict(dataset_cfg, pipeline=load + [
+        dict(type="LesionCopyPaste", prob=1.0, num_pastes=(3, 5), onto="negatives")]))
+
+    np.random.seed(0)
+    grew = 0
+    for index in range(len(plain)):
+        before, after = plain[index], pasted[index]
+        n_before, n_after = len(before["gt_bboxes"]), len(after["gt_bboxes"])
+        if n_before:  # onto='negatives': annotated images pass unchanged
+            assert n_after == n_before and np.array_equal(before["img"], after["img"])
+            continue
+        if n_after == 0:
+            continue  # a negative that came before any lesion was in the bank
+        grew += 1
+        height, width = after["img"].shape[:2]
+        boxes = after["gt_bboxes"].numpy()
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
+        assert set(after["gt_bboxes_labels"].tolist()) <= {0, 1, 2} and not after["gt_ignore_flags"].any()
+        changed = np.abs(after["img"].astype(int) - before["img"].astype(int)).max(axis=2) > 0
+        for x0, y0, x1, y1 in boxes:
+            assert changed[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))].mean() > 0.9
+    assert grew >= 1
+
+
+# --------------------------------------------------------------------------------------------
+# Skin mask
+# --------------------------------------------------------------------------------------------
+
+def test_skin_mask_keeps_the_face_and_its_lesions_and_removes_a_blue_background():
+    from trouble.models.transforms import MaskNonSkin, skin_mask
+
+    face, boxes, _ = _face_with_lesions(seed=4, n_lesions=30)
+    face[:80, :80] = (30, 60, 220)  # a blue background in the corner
+    mask = skin_mask(face)
+    assert not mask[:60, :60].any()  # blue is not skin (a margin for the dilation)
+    rest = np.ones(mask.shape, bool)
+    rest[:100, :100] = False
+    assert mask[rest].mean() > 0.97  # skin-coloured background is skin
+    kept = [(x, y, w, h) for x, y, w, h in boxes if x > 100 or y > 100]  # those not painted over
+    assert len(kept) > 20
+    for x, y, w, h in kept:  # red lesions inside the face are kept (hole filling)
+        assert mask[int(y + h / 2), int(x + w / 2)]
+
+    # strict=True (where lesions may be pasted): lesions are not skin, an enclosed blue square neither.
+    enclosed = face.copy()
+    enclosed[150:200, 150:200] = (30, 60, 220)
+    strict = skin_mask(enclosed, strict=True)
+    assert not strict[150:200, 150:200].any()
+    assert skin_mask(enclosed)[170:180, 170:180].all()  # the default fills it: an eye stays
+
+    # Almost no skin: the mask is not trusted and nothing is removed.
+    assert skin_mask(np.full((100, 100, 3), (30, 60, 220), np.uint8)).all()
+
+    # The pipeline transform works on BGR and blacks out the background only.
+    bgr = np.ascontiguousarray(face[:, :, ::-1])
+    masked = MaskNonSkin().transform({"img": bgr.copy()})["img"]
+    assert (masked[:60, :60] == 0).all() and np.array_equal(masked[rest], bgr[rest])
+
+
+def test_skin_mask_check_command(synthetic_data, tmp_path):
+    result = run_module(["train.skin_mask", "--data", str(synthetic_data), "--split", "train",
+                         "--grid", str(tmp_path / "grid.png"), "--json", str(tmp_path / "s.json")], timeout=120)
+    summary = read_json(tmp_path / "s.json")
+    assert summary["images"] == 12 and summary["lesion_centres_kept"] == 1.0
+    assert summary["kept_fraction_mean"] > 0.95  # the generated faces are all skin
+    assert (tmp_path / "grid.png").stat().st_size > 0 and "lesion_centres_kept" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# Per-group splits and scores
+# --------------------------------------------------------------------------------------------
+
+def test_per_group_split_counts(synthetic_data, tmp_path):
+    from train.experiments import ExperimentError, split_by_group
+
+    split = split_by_group(synthetic_data, tmp_path / "groups")
+    assert sorted(split["groups"]) == sorted(GROUPS) and not split["skipped"]
+    # 12 train images cycle through the 3 groups; valid images 12..15 are forehead, cheek, chin, forehead.
+    expected_valid = {"forehead": 2, "cheek": 1, "chin": 1}
+    for split_name in ("train", "valid"):
+        source = read_json(synthetic_data / split_name / "annotations.json")
+        for group, entry in split["groups"].items():
+            coco = read_json(tmp_path / "groups" / group / split_name / "annotations.json")
+            members = [im for im in source["images"] if im["group"] == group]
+            boxes = sum(1 for a in source["annotations"] if a["image_id"] in {im["id"] for im in members})
+            assert len(coco["images"]) == len(members) == entry[f"{split_name}_images"]
+            assert len(coco["annotations"]) == boxes == entry[f"{split_name}_boxes"]
+            assert {im["group"] for im in coco["images"]} == {group}
+            assert sorted(im["id"] for im in coco["images"]) == list(range(1, len(members) + 1))
+            assert all((tmp_path / "groups" / group / split_name / im["file_name"]).is_file() for im in coco["images"])
+            if split_name == "train":
+                assert len(members) == 4
+            else:
+                assert len(members) == expected_valid[group]
+
+    # By grade: a grade with no valid image is left out, with the reason.
+    by_grade = split_by_group(synthetic_data, tmp_path / "grades", key="grade")
+    train = read_json(synthetic_data / "train" / "annotations.json")["images"]
+    valid = read_json(synthetic_data / "valid" / "annotations.json")["images"]
+    valid_grades = {str(im["grade"]) for im in valid}
+    assert set(by_grade["groups"]) == valid_grades & {str(im["grade"]) for im in train}
+    assert by_grade["skipped"] == {g: "no valid image in this group"
+                                   for g in {str(im["grade"]) for im in train} - valid_grades}
+    assert by_grade["skipped"]  # the generated valid split has no very severe image
+    for grade, entry in by_grade["groups"].items():
+        assert entry["train_images"] == sum(1 for im in train if str(im["grade"]) == grade)
+    regrouped = read_json(tmp_path / "grades" / "_all_groups" / "valid" / "annotations.json")
+    assert {im["group"] for im in regrouped["images"]} == {str(im["grade"]) for im in regrouped["images"]}
+
+    no_groups = read_json(synthetic_data / "train" / "annotations.json")
+    for image in no_groups["images"]:
+        image.pop("group")
+    bare = tmp_path / "bare"
+    for split_name in ("train", "valid"):
+        (bare / split_name).mkdir(parents=True)
+    (bare / "train" / "annotations.json").write_text(json.dumps(no_groups))
+    (bare / "valid" / "annotations.json").write_text(json.dumps(no_groups))
+    with pytest.raises(ExperimentError, match="carries 'group'.*--group-key grade"):
+        split_by_group(bare, tmp_path / "none")
+
+
+def test_group_scores_from_an_evaluation(synthetic_data):
+    """Perfect predictions on the forehead images only: forehead scores 1, chin 0, cheek has no lesion."""
+    from train.evaluate import evaluate
+    from train.experiments import group_scores
+
+    gt = read_json(synthetic_data / "valid" / "annotations.json")
+    forehead = {im["id"] for im in gt["images"] if im["group"] == "forehead"}
+    predictions = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+                   for a in gt["annotations"] if a["image_id"] in forehead]
+    metrics = evaluate(gt, predictions, 0.3, {"note": "test"})
+    assert group_scores(metrics, "forehead") == (pytest.approx(1.0), pytest.approx(1.0))
+    assert group_scores(metrics, "chin") == (0.0, 0.0)
+    assert group_scores(metrics, "cheek") == (None, None)  # its one valid image has no lesion
+    assert group_scores(metrics, "nose") == (None, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Variant configs
+# --------------------------------------------------------------------------------------------
+
+def test_variants_exist_and_say_which_study_row_they_reproduce():
+    names = {path.name for path in VARIANTS}
+    assert {"tood_x101_diou.py", "tood_x101_ciou.py", "tood_x101_focal_pafpn.py", "tood_x101_ghmc_pafpn.py",
+            "tood_x101_copy_paste.py", "tood_x101_background_removal.py", "atss_swin-l_dyhead.py",
+            "centernet_update_r50.py"} <= names
+    for path in VARIANTS:
+        assert path.read_text().startswith("# Study row"), path.name
+
+
+# What makes each variant its row, checked on the model built from the full-size config.
+FULL_SIZE_CHECKS = {
+    "tood_x101_diou.py": lambda m: type(m.bbox_head.loss_bbox).__name__ == "DIoULossFP32",
+    "tood_x101_ciou.py": lambda m: type(m.bbox_head.loss_bbox).__name__ == "CIoULossFP32",
+    "tood_x101_focal_pafpn.py": lambda m: (type(m.neck).__name__, type(m.bbox_head.loss_cls).__name__)
+    == ("PAFPN", "FocalLossTOOD"),
+    "tood_x101_ghmc_pafpn.py": lambda m: (type(m.neck).__name__, type(m.bbox_head.loss_cls).__name__)
+    == ("PAFPN", "GHMCTOOD"),
+    "tood_x101_copy_paste.py": lambda m: type(m.backbone).__name__ == "ResNeXt",
+    "tood_x101_background_removal.py": lambda m: type(m.backbone).__name__ == "ResNeXt",
+    "atss_swin-l_dyhead.py": lambda m: type(m.backbone).__name__ == "SwinTransformer"
+    and sum(p.numel() for p in m.backbone.parameters()) > 150e6,  # Swin-L, not a smaller Swin
+    "centernet_update_r50.py": lambda m: type(m.bbox_head).__name__ == "CenterNetUpdateHead",
+}
+
+
+@pytest.mark.parametrize("variant", [p.name for p in VARIANTS])
+def test_full_size_variant_config_builds_with_the_project_data(variant, synthetic_data, tmp_path):
+    """The config as a GPU run uses it: train.train's data plumbing fills it, and the model builds."""
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+
+    from train.train import build_config, parse_args
+
+    args = parse_args([str(REPO / "train" / "configs" / "variants" / variant), "--data", str(synthetic_data),
+                       "--work-dir", str(tmp_path)])
+    cfg, classes = build_config(args)
+    assert cfg.model.bbox_head.num_classes == len(classes) == 3
+    assert cfg.train_dataloader.dataset.data_root == str(synthetic_data.resolve())
+    assert cfg.val_evaluator.ann_file == str(synthetic_data.resolve() / "valid" / "annotations.json")
+    assert cfg.load_from.startswith("https://download.openmmlab.com/")  # COCO-pretrained, as in the study
+    init_default_scope("mmdet")
+    model = MODELS.build(cfg.model)
+    assert FULL_SIZE_CHECKS[variant](model), variant
+
+
+SMOKE_PARTS = {  # in the shrunk model, the part that makes the row must still be there
+    "tood_x101_diou.py": ("bbox_head.loss_bbox", "DIoULossFP32"),
+    "tood_x101_ciou.py": ("bbox_head.loss_bbox", "CIoULossFP32"),
+    "tood_x101_focal_pafpn.py": ("bbox_head.loss_cls", "FocalLossTOOD"),
+    "tood_x101_ghmc_pafpn.py": ("bbox_head.loss_cls", "GHMCTOOD"),
+    "tood_x101_copy_paste.py": ("neck", "FPN"),
+    "tood_x101_background_removal.py": ("neck", "FPN"),
+    "atss_swin-l_dyhead.py": ("backbone", "SwinTransformer"),  # the slowest of these on a CPU
+    "centernet_update_r50.py": ("bbox_head", "CenterNetUpdateHead"),
+}
+
+
+@pytest.mark.parametrize("variant", [pytest.param(p.name, id=f"{p.name}-slowest" if "swin" in p.name else p.name)
+                                     for p in VARIANTS])
+def test_variant_trains_on_cpu_at_smoke_size(variant, synthetic_data, tmp_path):
+    """--smoke sizes: train.train's config filling, then mmengine trains 2 iterations (the fewest its
+    schedule takes) with the row's own losses, neck and pipeline transforms."""
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    import torch
+    from mmengine.runner import Runner
+
+    from train.experiments import smoke_config
+    from train.train import build_config, parse_args, set_starting_weights
+
+    config = smoke_config(REPO / "train" / "configs" / "variants" / variant, tmp_path / variant)
+    args = parse_args([str(config), "--data", str(synthetic_data), "--work-dir", str(tmp_path / "work"),
+                       "--iters", "2", "--workers", "0"])
+    cfg, _ = build_config(args)
+    assert set_starting_weights(cfg, args) == "none (trained from scratch)"
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None  # evaluation is tested end to end below
+    cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=10**6)
+    runner = Runner.from_cfg(cfg)
+    losses = []
+    runner.register_hook(_loss_recorder(losses), priority="LOWEST")
+    runner.train()
+    assert runner.iter == 2 and len(losses) == 2 and all(np.isfinite(loss) for loss in losses)
+    path, type_name = SMOKE_PARTS[variant]
+    part = runner.model
+    for attribute in path.split("."):
+        part = getattr(part, attribute)
+    assert type(part).__name__ == type_name
+    assert all(torch.isfinite(p).all() for p in runner.model.parameters())
+
+
+def _loss_recorder(losses):
+    """An mmengine hook that keeps the total loss of every training iteration."""
+    from mmengine.hooks import Hook
+
+    class LossRecorder(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            losses.append(float(outputs["loss"]))
+
+    return LossRecorder()
+
+
+def test_study_losses_take_toods_probabilities_and_target_pairs():
+    import torch
+    from mmdet.models.losses import GHMC, FocalLoss
+
+    from trouble.models.study_losses import FocalLossTOOD, GHMCTOOD
+
+    torch.manual_seed(0)
+    probabilities = torch.rand(50, 3).clamp(0.01, 0.99)
+    labels = torch.randint(0, 4, (50,))  # 3 is the background
+    alignment = torch.rand(50) * (labels < 3)
+    weights = torch.ones(50)
+    expected = FocalLoss(use_sigmoid=True, activated=True)(probabilities, labels, weights, avg_factor=1.0)
+    assert FocalLossTOOD()(probabilities, (labels, alignment), weights, avg_factor=1.0) == pytest.approx(
+        float(expected), rel=1e-5)
+    ghm = GHMC(bins=30)(torch.logit(probabilities), labels, weights)
+    scaled = GHMCTOOD(bins=30)(probabilities, (labels, alignment), weights, avg_factor=1.0)
+    assert float(scaled) == pytest.approx(float(ghm) * max(1.0, float(alignment.sum())), rel=1e-5)
+
+
+def test_amp_keeps_each_rows_losses_and_computes_them_in_float32():
+    from mmengine.config import Config
+
+    from train.train import use_float32_parts
+
+    expected = {"tood_x101_diou.py": ("QualityFocalLossFP32", "DIoULossFP32"),
+                "tood_x101_ghmc_pafpn.py": ("GHMCTOOD", "GIoULossFP32"),
+                "tood_x101_focal_pafpn.py": ("FocalLossTOOD", "GIoULossFP32"),
+                "centernet_update_r50.py": (None, "GIoULossFP32")}
+    for name, (cls_loss, bbox_loss) in expected.items():
+        cfg = Config.fromfile(str(REPO / "train/configs/variants" / name))
+        use_float32_parts(cfg)
+        head = cfg.model.bbox_head
+        if cls_loss:
+            assert head.loss_cls.type == cls_loss, name
+        assert head.loss_bbox.type == bbox_loss, name
+        assert (head.type == "TOODHeadAMP") == name.startswith("tood"), name
+
+
+# --------------------------------------------------------------------------------------------
+# The runner, end to end
+# --------------------------------------------------------------------------------------------
+
+def _two_group_copy(synthetic_data, root):
+    """The generated data set with two groups, upper (forehead) and lower (cheek, chin), so that each
+    group's valid images hold lesions; images are linked, not copied."""
+    for split in ("train", "valid"):
+        coco = read_json(synthetic_data / split / "annotations.json")
+        (root / split).mkdir(parents=True)
+        for image in coco["images"]:
+            image["group"] = "upper" if image["group"] == "forehead" else "lower"
+            os.symlink(synthetic_data / split / image["file_name"], root / split / image["file_name"])
+        (root / split / "annotations.json").write_text(json.dumps(coco))
+    return root
+
+
+def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path):
+    """Two comparisons through `python -m train.experiments --smoke`: 4 trainings (the base run serves
+    both 'without' and 'all groups'), each evaluated through the shared inference core."""
+    data = _two_group_copy(synthetic_data, tmp_path / "data")
+    out = tmp_path / "experiments"
+    run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke",
+                "--runs", "background_removal,per_group"], timeout=900)
+    result = read_json(out / "comparison.json")
+    assert result["smoke"] is True and list(result["comparisons"]) == ["background_removal", "per_group"]
+    background = result["comparisons"]["background_removal"]["rows"]
+    assert [row["row"] for row in background] == ["without", "with: MaskNonSkin in training and inference"]
+    assert [row["study_mAP50"] for row in background] == [0.446, 0.450]
+    per_group = result["comparisons"]["per_group"]["rows"]
+    assert [row["row"] for row in per_group] == [
+        "lower: model trained on this group only", "lower: one model on all groups",
+        "upper: model trained on this group only", "upper: one model on all groups"]
+    assert [row["valid_images"] for row in per_group] == [2, 2, 2, 2]
+    every_row = background + per_group
+    for row in every_row:
+        assert row["status"] == "done", row
+        assert row["run"] == "smoke (CPU, 2 iterations: numbers mean nothing)"
+        assert 0.0 <= row["mAP50"] <= 1.0 and 0.0 <= row["mean_f1"] <= 1.0
+    # Each group's own model was evaluated on that group's valid images only.
+    for group in ("upper", "lower"):
+        metrics = read_json(out / "runs" / f"tood_x101-64x4d_fpn_acne04__group_{group}" / "eval" / "metrics.json")
+        assert metrics["data"]["images"] == 2 and list(metrics["groups"]) == [group]
+    # The all-groups rows are the base run's per-group scores.
+    base = read_json(out / "runs" / "tood_x101-64x4d_fpn_acne04" / "eval" / "metrics.json")
+    assert per_group[3]["mAP50"] == base["groups"]["upper"]["coco"]["mAP50"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "tood_x101-64x4d_fpn_acne04", "tood_x101-64x4d_fpn_acne04__group_lower",
+        "tood_x101-64x4d_fpn_acne04__group_upper", "tood_x101_background_removal"]
+
+    table = (out / "comparison.md").read_text()
+    assert "SMOKE RUN" in table and "## Per-group models" in table and "| 0.450 |" in table
+    assert table.count("smoke (CPU, 2 iterations: numbers mean nothing)") == len(every_row)
+
+    # A second call with the same settings reuses the runs instead of training again.
+    again = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke",
+                        "--runs", "background_removal"], timeout=300)
+    assert again.stdout.count("done (reused)") == 2
+
+
+def test_experiments_refuses_unknown_comparisons_and_missing_data(tmp_path):
+    result = run_module(["train.experiments", "--data", str(tmp_path), "--runs", "bbox_loss,nonsense"],
+                        check=False, timeout=120)
+    assert result.returncode == 2 and "nonsense" in result.stderr
+    result = run_module(["train.experiments", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
+                         "--runs", "bbox_loss", "--smoke"], check=False, timeout=120)
+    assert result.returncode == 2 and "not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_offline_copy_paste_set_for_the_runner_is_made_once(synthetic_data, tmp_path):
+    from train.experiments import copy_paste_data
+
+    out = copy_paste_data(synthetic_data.resolve(), tmp_path / "cp", seed=0)
+    report = read_json(out / "copy_paste_report.json")
+    assert report["onto"] == "all" and report["generated_images"] == 12 and report["pasted_boxes"] > 12
+    stamp = (out / "train" / "annotations.json").stat().st_mtime_ns
+    assert copy_paste_data(synthetic_data.resolve(), tmp_path / "cp", seed=0) == out
+    assert (out / "train" / "annotations.json").stat().st_mtime_ns == stamp  # not written again
