@@ -35,6 +35,9 @@ TORCHSERVE_SETTINGS = {
     "maxBatchDelay": 50,       # ms to wait for a batch to fill
     "responseTimeout": 300,    # s: a 50 MP photo sliced on 2 CPU cores takes a while
     "startupTimeout": 300,
+    # s of failed worker restarts before /ping answers 500 "Unhealthy" (the app checks /ping):
+    # a model that cannot load is reported instead of looking healthy while requests wait.
+    "maxRetryTimeoutInSec": 60,
 }
 
 

@@ -49,7 +49,9 @@ class SlicingSettings:
     match_metric: str = "IOU"
     match_threshold: float = 0.5
     full_image_pass: bool = True
-    batch_size: int = 4          # slices per forward pass
+    # Slices per forward pass. On 2 CPU cores one at a time was fastest (a 12 MP photo, 48 slices:
+    # 33 s at 1, 40 s at 4, 47 s at 8; bench/results/inference_speed.json); raise it on a GPU.
+    batch_size: int = 1
 
     def validate(self):
         if not MIN_SLICE <= self.slice_size <= MAX_SLICE:
@@ -189,9 +191,37 @@ def _ndarray_test_pipeline(cfg):
     return Compose(steps)
 
 
+def load_checkpoint(path: Path) -> dict:
+    """model.pth → its state dict, loaded with weights_only=True: tensors only, never code.
+
+    A missing, truncated or damaged file, or one that carries Python objects (unpickling them can
+    run code), raises an error that names the file. torch's own message is left out on purpose:
+    it advises loading the file with weights_only=False, wrong for a damaged file and unsafe for
+    an untrusted one.
+    """
+    import pickle
+    import re
+
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"The model checkpoint {path} is missing: rebuild the archive with `make archive`.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+        code = re.search(r"GLOBAL (\S+)", str(error))
+        raise ValueError(
+            f"The model checkpoint {path} cannot be loaded as plain tensors: it is truncated or damaged, or it "
+            f"carries Python objects{f' ({code.group(1)})' if code else ''}, which are refused because "
+            f"unpickling them can run code. Rebuild it with `make archive`.") from None
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ValueError(f"The model checkpoint {path} holds no state dict of tensors: rebuild it with `make archive`.")
+    return state
+
+
 def load_mmdet_model(model_dir: Path, settings: ModelSettings, device: str):
     """Build the detector from config.py and load model.pth (tensors only: weights_only=True)."""
-    import torch
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
@@ -202,8 +232,7 @@ def load_mmdet_model(model_dir: Path, settings: ModelSettings, device: str):
     init_default_scope(cfg.get("default_scope", "mmdet"))
     cfg.model.bbox_head.num_classes = len(settings.classes)
     detector = MODELS.build(cfg.model)
-    checkpoint = torch.load(model_dir / settings.checkpoint, map_location="cpu", weights_only=True)
-    state = checkpoint.get("state_dict", checkpoint)
+    state = load_checkpoint(model_dir / settings.checkpoint)
     detector.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     detector.cfg = cfg
     detector.dataset_meta = {"classes": tuple(settings.classes)}

@@ -1,0 +1,248 @@
+"""Inference speed on this machine, every comparison measured side by side in one run.
+
+    python -m bench.inference_speed --model model_store/trouble.mar --out bench/results/inference_speed.json
+
+(a) 640x640 ACNE04 photos: the inference core in this process (TroubleDetector.predict on the
+    photo's bytes) against the same photos POSTed to a TorchServe of our own serving the same .mar,
+    one right after the other; ms and the server's overhead.
+(b) A 4032x3024 photo (12 MP, tiled from ACNE04 photos, so real skin at the lesion scale of the
+    data) sliced at the model's slice size: `slicing.batch_size` 1 (one slice per forward pass,
+    as SAHI runs a model by default) against 4 (the .mar's default) and any others asked for; ms,
+    speed-up, and whether the detections are the same.
+(c) ms for one 640x640 photo in process, and the model's own share (timings_ms.inference).
+(d) The 12 MP photo end to end through TorchServe (the .mar's settings) against in process.
+
+Ratios are medians of ratios taken within a round (the two numbers compared were measured a few
+seconds apart), so that other programs on a shared machine, whose load comes and goes, bias them
+less than they bias the times themselves; the load average is recorded before and after.
+Traffic goes to 127.0.0.1 only.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.conftest import read_log, start_torchserve, stop_torchserve, wait_for_model  # noqa: E402
+from trouble.inference import TroubleDetector  # noqa: E402
+
+DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
+
+
+def twelve_megapixel_photo(paths: list[Path], width: int = 4032, height: int = 3024) -> bytes:
+    """A 4032x3024 JPEG tiled from the given photos (every other tile mirrored)."""
+    tiles = [Image.open(p).convert("RGB") for p in paths]
+    tile_width, tile_height = tiles[0].size
+    canvas = Image.new("RGB", (width, height))
+    columns, rows = -(-width // tile_width), -(-height // tile_height)
+    for row in range(rows):
+        for column in range(columns):
+            tile = tiles[(row * columns + column) % len(tiles)]
+            if (row + column) % 2:
+                tile = tile.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            canvas.paste(tile, (column * tile_width, row * tile_height))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def timed(call):
+    started = time.perf_counter()
+    result = call()
+    return (time.perf_counter() - started) * 1000.0, result
+
+
+def stats(values: list[float]) -> dict:
+    return {"median_ms": round(statistics.median(values), 1), "min_ms": round(min(values), 1),
+            "max_ms": round(max(values), 1), "n": len(values)}
+
+
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of the pairwise ratios."""
+    return round(statistics.median(n / d for n, d in zip(numerators, denominators)), 3)
+
+
+def same_detections(reference: dict, other: dict, box_tolerance: float = 0.5, score_tolerance: float = 1e-3) -> dict:
+    """The same detections, in any order: types equal, boxes within box_tolerance px, scores within
+    score_tolerance."""
+    def ordered(response):
+        return sorted(response["detections"], key=lambda d: (d["type"], -d["score"], d["box"]))
+
+    first, second = ordered(reference), ordered(other)
+    result = {"count": len(first), "other_count": len(second), "same": False, "max_box_diff": None,
+              "max_score_diff": None}
+    if len(first) != len(second) or [d["type"] for d in first] != [d["type"] for d in second]:
+        return result
+    if first:
+        result["max_box_diff"] = round(float(np.abs(np.array([d["box"] for d in first]) -
+                                                     np.array([d["box"] for d in second])).max()), 3)
+        result["max_score_diff"] = round(float(np.abs(np.array([d["score"] for d in first]) -
+                                                       np.array([d["score"] for d in second])).max()), 5)
+    result["same"] = not first or (result["max_box_diff"] <= box_tolerance and
+                                   result["max_score_diff"] <= score_tolerance)
+    return result
+
+
+def post(session, url: str, photo: bytes, headers: dict | None = None) -> dict:
+    reply = session.post(url, data=photo, headers=headers or {}, timeout=600)
+    if reply.status_code != 200:
+        raise RuntimeError(f"TorchServe answered {reply.status_code}: {reply.text[:300]}")
+    return reply.json()
+
+
+def measure_small_photos(detector, session, url: str, photos: list[bytes], repeats: int) -> dict:
+    """(a) and (c): each 640x640 photo in process, then through TorchServe, `repeats` times."""
+    for photo in photos:  # warm-up, not counted
+        detector.predict(photo)
+        post(session, url, photo)
+    local_ms, server_ms, model_ms, handler_ms, same = [], [], [], [], []
+    for _ in range(repeats):
+        for photo in photos:
+            elapsed, local = timed(lambda: detector.predict(photo))
+            local_ms.append(elapsed)
+            model_ms.append(local["timings_ms"]["inference"])
+            elapsed, served = timed(lambda: post(session, url, photo))
+            server_ms.append(elapsed)
+            handler_ms.append(served["timings_ms"]["total"])
+            same.append(same_detections(local, served)["same"])
+    return {"in_process": stats(local_ms), "torchserve": stats(server_ms),
+            "model_only_median_ms": round(statistics.median(model_ms), 1),
+            "handler_total_median_ms": round(statistics.median(handler_ms), 1),
+            "overhead_pct": round((median_ratio(server_ms, local_ms) - 1) * 100, 1),
+            "overhead_ms_median": round(statistics.median(s - l for s, l in zip(server_ms, local_ms)), 1),
+            "same_detections": all(same)}
+
+
+def measure_large_photo(detector, session, url: str, photo: bytes, batch_sizes: list[int], repeats: int) -> dict:
+    """(b) and (d): the 12 MP photo in process at each batch size, then through TorchServe, per round."""
+    slicing = detector.settings.slicing
+    # Warm-up without slicing (one cheap pass): decoding and the large arrays.
+    detector.predict(photo, sliced=False)
+    post(session, url, photo, {"X-Trouble-Sliced": "false"})
+    rounds, responses = [], {}
+    for round_number in range(repeats):
+        times = {}
+        for batch_size in batch_sizes:
+            detector.settings.slicing = replace(slicing, batch_size=batch_size)
+            times[batch_size], responses[batch_size] = timed(lambda: detector.predict(photo))
+        detector.settings.slicing = slicing
+        times["torchserve"], responses["torchserve"] = timed(lambda: post(session, url, photo))
+        rounds.append(times)
+        print(f"[speed]   round {round_number + 1}: " + ", ".join(f"{k}: {v:.0f} ms" for k, v in times.items()),
+              flush=True)
+
+    reference = batch_sizes[0]
+    by_batch = []
+    for batch_size in batch_sizes:
+        by_batch.append({"batch_size": batch_size, **stats([r[batch_size] for r in rounds]),
+                         "speedup": median_ratio([r[reference] for r in rounds], [r[batch_size] for r in rounds]),
+                         "vs_reference": same_detections(responses[reference], responses[batch_size])})
+    result = {"by_batch_size": by_batch, "torchserve": stats([r["torchserve"] for r in rounds]),
+              "torchserve_timings_ms": responses["torchserve"]["timings_ms"], "rounds_ms": rounds}
+    if slicing.batch_size in batch_sizes:  # the server runs the .mar's own batch size
+        result["torchserve_overhead_pct"] = round(
+            (median_ratio([r["torchserve"] for r in rounds], [r[slicing.batch_size] for r in rounds]) - 1) * 100, 1)
+        result["torchserve_vs_in_process"] = same_detections(responses[slicing.batch_size], responses["torchserve"])
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a .mar")
+    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="a folder of 640x640 JPEG photos")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds over the 640x640 photos")
+    parser.add_argument("--large-repeats", type=int, default=3, help="rounds over the 12 MP photo")
+    parser.add_argument("--batch-sizes", default="1,4,8",
+                        help="slices per forward pass to compare; the first is the reference")
+    parser.add_argument("--out", required=True, help="JSON file for the results")
+    args = parser.parse_args(argv)
+
+    import torch
+    from sahi.slicing import get_slice_bboxes
+
+    model = Path(args.model).resolve()
+    if not model.is_file():
+        print(f"error: {model} not found (build it with `make train` or `make archive`)", file=sys.stderr)
+        return 2
+    photo_paths = sorted(Path(args.photos).glob("*.jpg"))
+    if not photo_paths:
+        print(f"error: no .jpg photos in {args.photos}", file=sys.stderr)
+        return 2
+    photos = [p.read_bytes() for p in photo_paths]
+    large_photo = twelve_megapixel_photo(photo_paths)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    load_before = os.getloadavg()
+
+    detector = TroubleDetector.from_path(model, device="cpu")
+    slicing = detector.settings.slicing
+    slices = len(get_slice_bboxes(3024, 4032, slicing.slice_size, slicing.slice_size, False,
+                                  slicing.overlap, slicing.overlap))
+    workdir = Path(tempfile.mkdtemp(prefix="trouble-speed-"))
+    server = start_torchserve(model.parent, workdir, mar_name=model.name)
+    finished = False
+    try:
+        wait_for_model(server)
+        url = f"{server['inference']}/predictions/trouble"
+        session = requests.Session()
+        print(f"[speed] {len(photos)} photos 640x640 x {args.repeats} rounds, in process and through TorchServe",
+              flush=True)
+        small = measure_small_photos(detector, session, url, photos, args.repeats)
+        print(f"[speed] 4032x3024 photo: {slices} slices of {slicing.slice_size} px + a whole-image pass, "
+              f"batch sizes {batch_sizes}, then TorchServe; {args.large_repeats} rounds", flush=True)
+        large = measure_large_photo(detector, session, url, large_photo, batch_sizes, args.large_repeats)
+        large.update({"width": 4032, "height": 3024, "jpeg_bytes": len(large_photo), "slices": slices,
+                      "slicing": vars(slicing)})
+        finished = True
+    finally:
+        stop_torchserve(server)
+        if finished:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"TorchServe's logs are kept in {workdir / 'logs'}; the model log ends:\n{read_log(server)}",
+                  file=sys.stderr)
+
+    result = {"model": str(args.model), "model_sha256": hashlib.sha256(Path(args.model).read_bytes()).hexdigest(),
+              "photos": [p.name for p in photo_paths], "cpus": os.cpu_count(),
+              "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+              "load_average_before": [round(v, 2) for v in load_before],
+              "load_average_after": [round(v, 2) for v in os.getloadavg()],
+              "photo_640": small, "photo_12mp": large}
+    print(f"\nInference speed: {args.model}, CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
+          f"load average {result['load_average_before'][0]} before, {result['load_average_after'][0]} after")
+    print("| measurement | median ms (min) | compared with | median ratio |\n|---|---|---|---|")
+    print(f"| 640x640 photo, in process | {small['in_process']['median_ms']} ({small['in_process']['min_ms']}) | "
+          f"model alone: {small['model_only_median_ms']} ms | |")
+    print(f"| 640x640 photo, through TorchServe | {small['torchserve']['median_ms']} "
+          f"({small['torchserve']['min_ms']}) | in process | {small['overhead_pct']:+.1f}% "
+          f"({small['overhead_ms_median']:+.0f} ms) |")
+    for row in large["by_batch_size"]:
+        print(f"| 12 MP photo, {slices} slices + whole image, {row['batch_size']} per pass | {row['median_ms']} "
+              f"({row['min_ms']}) | {batch_sizes[0]} per pass | {row['speedup']}x faster, detections "
+              f"{'the same' if row['vs_reference']['same'] else 'DIFFERENT'} |")
+    if "torchserve_overhead_pct" in large:
+        print(f"| 12 MP photo end to end, through TorchServe | {large['torchserve']['median_ms']} "
+              f"({large['torchserve']['min_ms']}) | in process, {slicing.batch_size} per pass | "
+              f"{large['torchserve_overhead_pct']:+.1f}% |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Faults, each with a real TorchServe started here on free loopback ports: a worker killed in the
+middle of a request, the server not running, and a .mar whose checkpoint is missing or damaged.
+
+The app's own server-down message is tested in tests/test_app.py (test_server_down_gives_a_clear_message).
+"""
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import (ACNE04_PHOTOS, REPO, free_port, read_log, start_torchserve, stop_torchserve,
+                            wait_for_model, worker_state)
+from tests.synthetic_data import make_image
+
+WHOLE_LOG = 10 ** 8  # read_log's tail, in characters: all of it
+
+
+def wait_until(condition, timeout_s: float, interval_s: float = 0.05):
+    """condition's first truthy value, or None after timeout_s."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval_s)
+    return None
+
+
+def predict_folder(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "handler.predict_folder", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_worker_killed_mid_request_is_restarted_and_serving_resumes(smoke_mar, tmp_path):
+    # A server of this test's own: killing the session server's worker would disturb other tests.
+    server = start_torchserve(smoke_mar.parent, tmp_path / "ts")
+    url = f"{server['inference']}/predictions/trouble"
+    try:
+        wait_for_model(server)
+        [(pid, _)] = worker_state(server)
+        # Sliced at 128 px, a 1600x1200 photo keeps the smoke model busy for many seconds.
+        image, _, _ = make_image(size=(1600, 1200), n_lesions=30, seed=5)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        received = read_log(server, tail=WHOLE_LOG).count("Backend received inference")
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(requests.post, url, data=buffer.getvalue(),
+                                    headers={"X-Trouble-Slice-Size": "128"}, timeout=120)
+            assert wait_until(lambda: read_log(server, tail=WHOLE_LOG).count("Backend received inference") > received,
+                              60), "the request never reached the worker"
+            os.kill(pid, signal.SIGKILL)  # the worker process of the TorchServe this test started
+            started = time.time()
+            reply = in_flight.result(timeout=120)
+        # An answer, not a hang: TorchServe says the worker died (or the request had already finished).
+        assert time.time() - started < 60
+        assert reply.status_code == 200 or (500 <= reply.status_code < 600 and "died" in reply.text.lower()), \
+            (reply.status_code, reply.text[:300])
+
+        restarted = wait_until(lambda: [p for p, status in worker_state(server) if status == "READY" and p != pid],
+                               120, interval_s=0.5)
+        assert restarted, f"no new READY worker: {worker_state(server)}\n{read_log(server)}"
+        reply = requests.post(url, data=ACNE04_PHOTOS[0].read_bytes(), timeout=120)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["image"]["width"] == 640
+    finally:
+        stop_torchserve(server)
+
+
+def test_cli_says_clearly_that_torchserve_is_not_running(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: a stopped TorchServe
+    result = predict_folder(ACNE04_PHOTOS[0].parent, "--server", url, "--out", tmp_path / "results.json")
+    assert result.returncode == 2, result.stderr
+    assert "not answering" in result.stderr and url in result.stderr and "make serve" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "results.json").exists()
+
+
+def damaged_checkpoint(case: str, real: bytes) -> bytes | None:
+    if case == "missing":
+        return None
+    if case == "garbage":
+        return random.Random(0).randbytes(50_000)
+    if case == "truncated":  # an interrupted copy or download
+        return real[: len(real) // 2]
+    raise ValueError(case)
+
+
+def mar_with_damaged_checkpoint(smoke_mar: Path, folder: Path, case: str) -> Path:
+    """The smoke .mar with model.pth removed, replaced by random bytes, or cut in half."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mar = folder / "trouble.mar"
+    with zipfile.ZipFile(smoke_mar) as source, zipfile.ZipFile(mar, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "model.pth":
+                data = damaged_checkpoint(case, data)
+                if data is None:
+                    continue
+            target.writestr(item, data)
+    return mar
+
+
+def exception_lines(log: str) -> list[str]:
+    """The final line of each Python traceback in the model log: 'SomeError: message'."""
+    return [line for line in log.splitlines() if re.search(r"MODEL_LOG - [\w.]*(Error|Exception): ", line)]
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage"])
+def test_mar_with_a_damaged_checkpoint_never_serves_and_the_log_says_why(smoke_mar, tmp_path, case):
+    # Registration over HTTP is off (config.properties), so the .mar is loaded at start-up, as `make serve` does.
+    mar = mar_with_damaged_checkpoint(smoke_mar, tmp_path / "store", case)
+    server = start_torchserve(mar.parent, tmp_path / "ts")
+    statuses, pids = set(), set()
+
+    def failed_twice():
+        try:
+            state = worker_state(server)
+        except requests.RequestException:  # still starting
+            return False
+        statuses.update(status for _, status in state)
+        pids.update(pid for pid, _ in state if pid and pid > 0)
+        return len(pids) >= 2 and exception_lines(read_log(server, tail=WHOLE_LOG))
+
+    try:
+        # TorchServe starts the worker, it fails to load, TorchServe retries: wait for a second failure.
+        assert wait_until(failed_twice, 120, interval_s=0.5), f"no load failure seen: {statuses}\n{read_log(server)}"
+        assert "READY" not in statuses
+        log = read_log(server, tail=WHOLE_LOG)
+        errors = exception_lines(log)
+        assert any("model.pth" in line for line in errors), f"the error does not name model.pth: {errors[-2:]}"
+        # torch's own advice for a refused file ("re-running with weights_only=False will likely succeed")
+        # is wrong for a damaged one, and unsafe for an untrusted one: it must not reach the operator.
+        assert "will likely succeed" not in log
+    finally:
+        stop_torchserve(server)
+
+
+def test_a_model_that_cannot_load_turns_ping_unhealthy(smoke_mar, tmp_path):
+    """/ping is what the app checks (space/backends.py): once TorchServe gives up restarting the
+    worker (the .mar's maxRetryTimeoutInSec), it must answer 500 "Unhealthy" instead of "Healthy"."""
+    mar = mar_with_damaged_checkpoint(smoke_mar, tmp_path / "store", "missing")
+    server = start_torchserve(mar.parent, tmp_path / "ts")
+    try:
+        description = wait_until(lambda: _describe(server), 60, interval_s=0.5)
+        assert description, read_log(server)
+        give_up_s = description["maxRetryTimeoutInSec"]
+        assert give_up_s <= 60, (f"maxRetryTimeoutInSec is {give_up_s} s: /ping says Healthy that long while no "
+                                 f"worker can load (set it in train/archive.py TORCHSERVE_SETTINGS)")
+        unhealthy = wait_until(lambda: requests.get(f"{server['inference']}/ping", timeout=5).status_code == 500,
+                               give_up_s + 30, interval_s=1)
+        assert unhealthy, requests.get(f"{server['inference']}/ping", timeout=5).text
+        assert "Unhealthy" in requests.get(f"{server['inference']}/ping", timeout=5).text
+    finally:
+        stop_torchserve(server)
+
+
+def _describe(server):
+    try:
+        reply = requests.get(f"{server['management']}/models/trouble", timeout=5)
+        return reply.json()[0] if reply.status_code == 200 else None
+    except (requests.RequestException, ValueError, IndexError):
+        return None
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "truncated"])
+def test_cli_with_a_damaged_checkpoint_exits_2_naming_the_file(smoke_mar, tmp_path, case):
+    mar = mar_with_damaged_checkpoint(smoke_mar, tmp_path / "store", case)
+    result = predict_folder(ACNE04_PHOTOS[0].parent, "--model", mar, "--out", tmp_path / "results.json")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "model.pth" in result.stderr
+    assert "Traceback" not in result.stderr and "will likely succeed" not in result.stderr
+    assert not (tmp_path / "results.json").exists()
