@@ -25,7 +25,7 @@ from sahi.models.base import DetectionModel
 from sahi.predict import get_prediction, get_sliced_prediction
 from sahi.prediction import ObjectPrediction
 
-from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, DecodedImage, BadInput, decode_image
+from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, BadInput, DecodedImage, decode_image
 from trouble.severity import describe_grade
 
 MODEL_CONFIG_FILE = "model-config.yaml"
@@ -265,12 +265,18 @@ class TroubleDetector:
             raise FileNotFoundError(f"model {path} not found (build one with `make train` or `make archive`)")
         if not zipfile.is_zipfile(path):
             raise ValueError(f"{path} is not a .mar archive (a zip file)")
-        unpacked = Path(tempfile.mkdtemp(prefix="trouble-mar-"))
-        with zipfile.ZipFile(path) as archive:
-            archive.extractall(unpacked)
-        detector = cls(unpacked, device)
-        detector._unpacked = unpacked  # kept for the life of the detector
-        return detector
+        # Everything is read into memory while loading, so the unpacked copy goes right after.
+        with tempfile.TemporaryDirectory(prefix="trouble-mar-") as unpacked:
+            with zipfile.ZipFile(path) as archive:
+                archive.extractall(unpacked)
+            try:
+                return cls(Path(unpacked), device)
+            except BadInput:
+                raise
+            except FileNotFoundError as error:  # name the archive, not the temporary copy
+                raise FileNotFoundError(f"{path}: {error}") from None
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
 
     def model_info(self) -> dict:
         return {"name": self.settings.model_name, "version": str(self.settings.model_version),
