@@ -29,10 +29,21 @@ BIN = Path(sys.executable).parent
 from tests.synthetic_data import make_dataset  # noqa: E402
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: every socket stays open until all are chosen (one after
+    another, the system may hand out the same port twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def run_module(args, timeout=600, env=None, check=True):
@@ -82,7 +93,8 @@ def start_torchserve(model_store: Path, workdir: Path, mar_name: str = "trouble.
 
     Returns a dict with the URLs, its env (for `torchserve --stop`) and its log folder.
     """
-    ports = {name: free_port() for name in ("inference", "management", "metrics")}
+    names = ("inference", "management", "metrics", "grpc_inference", "grpc_management", "worker")
+    ports = dict(zip(names, free_ports(len(names))))
     config = (REPO / "config.properties").read_text()
     lines = []
     for line in config.splitlines():
@@ -96,9 +108,9 @@ def start_torchserve(model_store: Path, workdir: Path, mar_name: str = "trouble.
               f"metrics_address=http://127.0.0.1:{ports['metrics']}",
               f"model_store={model_store}",
               # gRPC ports of its own too: a second server on 7070/7071 would fail to bind and stop.
-              f"grpc_inference_port={free_port()}", f"grpc_management_port={free_port()}",
+              f"grpc_inference_port={ports['grpc_inference']}", f"grpc_management_port={ports['grpc_management']}",
               # Worker sockets are /tmp/.ts.sock.<port>: a port of its own keeps servers apart.
-              f"initial_worker_port={free_port()}", extra_config]
+              f"initial_worker_port={ports['worker']}", extra_config]
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.properties").write_text("\n".join(lines) + "\n")
     # Its own temp dir: TorchServe keeps its pid file there, so test servers never meet `make serve`.
