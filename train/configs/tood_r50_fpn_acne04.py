@@ -71,5 +71,5 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=val_interval, max_keep_ckpts=2,
                     save_best='coco/bbox_mAP_50', rule='greater', save_last=True))
-custom_hooks = [dict(type='EpochFromIterHook')]
+custom_hooks = [dict(type='EpochFromIterHook'), dict(type='StopOnNonFiniteLossHook', patience=5)]
 log_processor = dict(by_epoch=False)

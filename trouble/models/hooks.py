@@ -1,4 +1,5 @@
-"""Training hooks: TOOD's epoch information in iteration-based training, and a time budget."""
+"""Training hooks: TOOD's epoch information in iteration-based training, a time budget, and a
+stop when the loss is no longer a number."""
 import math
 import time
 
@@ -64,3 +65,37 @@ class TimeBudgetHook(Hook):
             runner.logger.info(f"Time budget of {self.budget_s / 60:.1f} min spent after "
                                f"{runner.iter + 1} iterations: stopping.")
             runner.train_loop._max_iters = runner.iter + 1
+
+
+class LossNotFinite(RuntimeError):
+    """Training diverged: train.train reports it as an error instead of training on NaN."""
+
+    def __init__(self, runner, what: str):
+        super().__init__(f"training diverged at iteration {runner.iter + 1}: {what}. Try a lower --lr or a "
+                         f"longer warm-up (--iters sets a 10% warm-up), or --amp bfloat16 if float16 overflows; "
+                         f"checkpoints so far are in {runner.work_dir}")
+
+
+@HOOKS.register_module()
+class StopOnNonFiniteLossHook(Hook):
+    """Stop training once the loss has been NaN or infinite for `patience` iterations in a row.
+
+    mmengine trains on regardless, and under AMP the loss scaler skips every step, so a run whose
+    forward pass overflows would spend its whole budget on NaN (seen on an H200). One bad batch is
+    tolerated; a run of them ends training with a message naming the loss terms.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, patience: int = 5):
+        self.patience = patience
+        self.in_a_row = 0
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        losses = {name: float(value.detach() if hasattr(value, "detach") else value)
+                  for name, value in (outputs or {}).items() if name.startswith("loss")}
+        bad = {name: value for name, value in losses.items() if not math.isfinite(value)}
+        self.in_a_row = self.in_a_row + 1 if bad else 0
+        if self.in_a_row >= self.patience:
+            terms = ", ".join(f"{name}={value}" for name, value in bad.items())
+            raise LossNotFinite(runner, f"the loss was not finite for {self.in_a_row} iterations in a row ({terms})")
