@@ -12,6 +12,11 @@
 (c) ms for one 640x640 photo in process, and the model's own share (timings_ms.inference).
 (d) The 12 MP photo end to end through TorchServe (the .mar's settings) against in process.
 
+`--device cuda --no-server` measures (b) and (c) alone on a GPU machine (no Java there):
+
+    python -m bench.inference_speed --model model_store/trouble.mar --device cuda --no-server \
+        --batch-sizes 1,4,8,16 --out inference_speed_gpu.json
+
 Ratios are medians of ratios taken within a round (the two numbers compared were measured a few
 seconds apart), so that other programs on a shared machine, whose load comes and goes, bias them
 less than they bias the times themselves; the load average is recorded before and after.
@@ -24,7 +29,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -38,7 +42,6 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.conftest import read_log, start_torchserve, stop_torchserve, wait_for_model  # noqa: E402
 from trouble.inference import TroubleDetector  # noqa: E402
 
 DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
@@ -105,21 +108,25 @@ def post(session, url: str, photo: bytes, headers: dict | None = None) -> dict:
     return reply.json()
 
 
-def measure_small_photos(detector, session, url: str, photos: list[bytes], repeats: int) -> dict:
-    """(a) and (c): each 640x640 photo in process, then through TorchServe, `repeats` times."""
+def measure_small_photos(detector, session, url: str | None, photos: list[bytes], repeats: int) -> dict:
+    """(a) and (c): each 640x640 photo in process, then through TorchServe (unless url is None)."""
     for photo in photos:  # warm-up, not counted
         detector.predict(photo)
-        post(session, url, photo)
+        if url:
+            post(session, url, photo)
     local_ms, server_ms, model_ms, handler_ms, same = [], [], [], [], []
     for _ in range(repeats):
         for photo in photos:
             elapsed, local = timed(lambda: detector.predict(photo))
             local_ms.append(elapsed)
             model_ms.append(local["timings_ms"]["inference"])
-            elapsed, served = timed(lambda: post(session, url, photo))
-            server_ms.append(elapsed)
-            handler_ms.append(served["timings_ms"]["total"])
-            same.append(same_detections(local, served)["same"])
+            if url:
+                elapsed, served = timed(lambda: post(session, url, photo))
+                server_ms.append(elapsed)
+                handler_ms.append(served["timings_ms"]["total"])
+                same.append(same_detections(local, served)["same"])
+    if not url:
+        return {"in_process": stats(local_ms), "model_only_median_ms": round(statistics.median(model_ms), 1)}
     return {"in_process": stats(local_ms), "torchserve": stats(server_ms),
             "model_only_median_ms": round(statistics.median(model_ms), 1),
             "handler_total_median_ms": round(statistics.median(handler_ms), 1),
@@ -128,12 +135,15 @@ def measure_small_photos(detector, session, url: str, photos: list[bytes], repea
             "same_detections": all(same)}
 
 
-def measure_large_photo(detector, session, url: str, photo: bytes, batch_sizes: list[int], repeats: int) -> dict:
-    """(b) and (d): the 12 MP photo in process at each batch size, then through TorchServe, per round."""
+def measure_large_photo(detector, session, url: str | None, photo: bytes, batch_sizes: list[int],
+                        repeats: int) -> dict:
+    """(b) and (d): the 12 MP photo in process at each batch size, then through TorchServe (unless
+    url is None), per round."""
     slicing = detector.settings.slicing
     # Warm-up without slicing (one cheap pass): decoding and the large arrays.
     detector.predict(photo, sliced=False)
-    post(session, url, photo, {"X-Trouble-Sliced": "false"})
+    if url:
+        post(session, url, photo, {"X-Trouble-Sliced": "false"})
     rounds, responses = [], {}
     for round_number in range(repeats):
         times = {}
@@ -141,7 +151,8 @@ def measure_large_photo(detector, session, url: str, photo: bytes, batch_sizes: 
             detector.settings.slicing = replace(slicing, batch_size=batch_size)
             times[batch_size], responses[batch_size] = timed(lambda: detector.predict(photo))
         detector.settings.slicing = slicing
-        times["torchserve"], responses["torchserve"] = timed(lambda: post(session, url, photo))
+        if url:
+            times["torchserve"], responses["torchserve"] = timed(lambda: post(session, url, photo))
         rounds.append(times)
         print(f"[speed]   round {round_number + 1}: " + ", ".join(f"{k}: {v:.0f} ms" for k, v in times.items()),
               flush=True)
@@ -152,8 +163,11 @@ def measure_large_photo(detector, session, url: str, photo: bytes, batch_sizes: 
         by_batch.append({"batch_size": batch_size, **stats([r[batch_size] for r in rounds]),
                          "speedup": median_ratio([r[reference] for r in rounds], [r[batch_size] for r in rounds]),
                          "vs_reference": same_detections(responses[reference], responses[batch_size])})
-    result = {"by_batch_size": by_batch, "torchserve": stats([r["torchserve"] for r in rounds]),
-              "torchserve_timings_ms": responses["torchserve"]["timings_ms"], "rounds_ms": rounds}
+    result = {"by_batch_size": by_batch, "rounds_ms": rounds}
+    if not url:
+        return result
+    result.update({"torchserve": stats([r["torchserve"] for r in rounds]),
+                   "torchserve_timings_ms": responses["torchserve"]["timings_ms"]})
     if slicing.batch_size in batch_sizes:  # the server runs the .mar's own batch size
         result["torchserve_overhead_pct"] = round(
             (median_ratio([r["torchserve"] for r in rounds], [r[slicing.batch_size] for r in rounds]) - 1) * 100, 1)
@@ -161,14 +175,22 @@ def measure_large_photo(detector, session, url: str, photo: bytes, batch_sizes: 
     return result
 
 
+def device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if device.startswith("cuda") else "CPU"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a .mar")
+    parser.add_argument("--model", required=True, help="a .mar (or, with --no-server, a model folder)")
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="a folder of 640x640 JPEG photos")
     parser.add_argument("--repeats", type=int, default=5, help="rounds over the 640x640 photos")
     parser.add_argument("--large-repeats", type=int, default=3, help="rounds over the 12 MP photo")
     parser.add_argument("--batch-sizes", default="1,4,8",
                         help="slices per forward pass to compare; the first is the reference")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the in-process measurements)")
+    parser.add_argument("--no-server", action="store_true", help="in process only: no TorchServe (a GPU machine)")
     parser.add_argument("--out", required=True, help="JSON file for the results")
     args = parser.parse_args(argv)
 
@@ -176,7 +198,7 @@ def main(argv=None) -> int:
     from sahi.slicing import get_slice_bboxes
 
     model = Path(args.model).resolve()
-    if not model.is_file():
+    if not (model.is_file() or (args.no_server and (model / "model-config.yaml").is_file())):
         print(f"error: {model} not found (build it with `make train` or `make archive`)", file=sys.stderr)
         return 2
     photo_paths = sorted(Path(args.photos).glob("*.jpg"))
@@ -188,48 +210,47 @@ def main(argv=None) -> int:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     load_before = os.getloadavg()
 
-    detector = TroubleDetector.from_path(model, device="cpu")
+    detector = TroubleDetector.from_path(model, device=args.device)
     slicing = detector.settings.slicing
     slices = len(get_slice_bboxes(3024, 4032, slicing.slice_size, slicing.slice_size, False,
                                   slicing.overlap, slicing.overlap))
-    workdir = Path(tempfile.mkdtemp(prefix="trouble-speed-"))
-    server = start_torchserve(model.parent, workdir, mar_name=model.name)
-    finished = False
-    try:
-        wait_for_model(server)
-        url = f"{server['inference']}/predictions/trouble"
+
+    def measure(url):
         session = requests.Session()
-        print(f"[speed] {len(photos)} photos 640x640 x {args.repeats} rounds, in process and through TorchServe",
-              flush=True)
+        print(f"[speed] {len(photos)} photos 640x640 x {args.repeats} rounds, in process"
+              f"{' and through TorchServe' if url else ''}", flush=True)
         small = measure_small_photos(detector, session, url, photos, args.repeats)
         print(f"[speed] 4032x3024 photo: {slices} slices of {slicing.slice_size} px + a whole-image pass, "
-              f"batch sizes {batch_sizes}, then TorchServe; {args.large_repeats} rounds", flush=True)
+              f"batch sizes {batch_sizes}{', then TorchServe' if url else ''}; {args.large_repeats} rounds", flush=True)
         large = measure_large_photo(detector, session, url, large_photo, batch_sizes, args.large_repeats)
         large.update({"width": 4032, "height": 3024, "jpeg_bytes": len(large_photo), "slices": slices,
                       "slicing": vars(slicing)})
-        finished = True
-    finally:
-        stop_torchserve(server)
-        if finished:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"TorchServe's logs are kept in {workdir / 'logs'}; the model log ends:\n{read_log(server)}",
-                  file=sys.stderr)
+        return small, large
 
-    result = {"model": str(args.model), "model_sha256": hashlib.sha256(Path(args.model).read_bytes()).hexdigest(),
-              "photos": [p.name for p in photo_paths], "cpus": os.cpu_count(),
+    if args.no_server:
+        small, large = measure(None)
+    else:
+        from tests.conftest import torchserve_serving, wait_for_model  # needs pytest: not on the GPU machine
+
+        with torchserve_serving(model, Path(tempfile.mkdtemp(prefix="trouble-speed-"))) as server:
+            wait_for_model(server)
+            small, large = measure(f"{server['inference']}/predictions/trouble")
+
+    result = {"model": str(args.model), "model_sha256": hashlib.sha256((model if model.is_file() else model / "model.pth").read_bytes()).hexdigest(),
+              "photos": [p.name for p in photo_paths], "cpus": os.cpu_count(), "device": device_name(args.device),
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
               "load_average_before": [round(v, 2) for v in load_before],
               "load_average_after": [round(v, 2) for v in os.getloadavg()],
               "photo_640": small, "photo_12mp": large}
-    print(f"\nInference speed: {args.model}, CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
+    print(f"\nInference speed: {args.model}, {result['device']}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
           f"load average {result['load_average_before'][0]} before, {result['load_average_after'][0]} after")
     print("| measurement | median ms (min) | compared with | median ratio |\n|---|---|---|---|")
     print(f"| 640x640 photo, in process | {small['in_process']['median_ms']} ({small['in_process']['min_ms']}) | "
           f"model alone: {small['model_only_median_ms']} ms | |")
-    print(f"| 640x640 photo, through TorchServe | {small['torchserve']['median_ms']} "
-          f"({small['torchserve']['min_ms']}) | in process | {small['overhead_pct']:+.1f}% "
-          f"({small['overhead_ms_median']:+.0f} ms) |")
+    if "torchserve" in small:
+        print(f"| 640x640 photo, through TorchServe | {small['torchserve']['median_ms']} "
+              f"({small['torchserve']['min_ms']}) | in process | {small['overhead_pct']:+.1f}% "
+              f"({small['overhead_ms_median']:+.0f} ms) |")
     for row in large["by_batch_size"]:
         print(f"| 12 MP photo, {slices} slices + whole image, {row['batch_size']} per pass | {row['median_ms']} "
               f"({row['min_ms']}) | {batch_sizes[0]} per pass | {row['speedup']}x faster, detections "

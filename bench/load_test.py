@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 # The test suite's helpers: a real TorchServe on free loopback ports with the repo's config.
-from tests.conftest import read_log, start_torchserve, stop_torchserve, wait_for_model  # noqa: E402
+from tests.conftest import torchserve_serving, wait_for_model  # noqa: E402
 
 DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -236,9 +235,7 @@ def main(argv=None) -> int:
         model = mar_with_batch_size(model, args.batch_size, workdir / "store")
     # A later line wins in TorchServe's config, so this overrides config.properties' job_queue_size.
     extra_config = f"job_queue_size={args.job_queue_size}" if args.job_queue_size else ""
-    server = start_torchserve(model.parent, workdir, mar_name=model.name, extra_config=extra_config)
-    finished = False
-    try:
+    with torchserve_serving(model, workdir, extra_config) as server:
         description = wait_for_model(server)
         url = f"{server['inference']}/predictions/trouble"
         for photo in photos[:3]:  # warm-up, not counted
@@ -254,14 +251,6 @@ def main(argv=None) -> int:
                                                           "minWorkers", "maxWorkers")}
         # The queue's size as the server has it: its free capacity when nothing waits.
         server_settings["job_queue_size"] = description["jobQueueStatus"]["remainingCapacity"]
-        finished = True
-    finally:
-        stop_torchserve(server)
-        if finished:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"TorchServe's logs are kept in {workdir / 'logs'}; the model log ends:\n{read_log(server)}",
-                  file=sys.stderr)
 
     result = {"model": str(args.model), "model_sha256": hashlib.sha256(Path(args.model).read_bytes()).hexdigest(),
               "photos": [p.name for p in photo_paths], "cpus": os.cpu_count(),

@@ -30,4 +30,13 @@ for split in ("train", "valid"):
     (dst / split / "annotations.json").write_text(json.dumps(coco))
     print(split, len(coco["images"]), "images", len(coco["annotations"]), "boxes")
 PY
-du -sh .carry; du -sb .carry | awk '{printf "%.1f MiB of 64\n", $1/1048576}'
+# The call copies the working tree too (tracked and untracked files git does not ignore).
+tree=$( { git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null || true; } |
+       awk '$2=="total"{s+=$1} END{print s+0}')  # du skips files deleted from the tree
+carry=$(du -sb .carry | cut -f1)
+awk -v t="$tree" -v c="$carry" 'BEGIN{printf ".carry %.1f MiB + working tree %.1f MiB = %.1f MiB of 64\n", c/1048576, t/1048576, (t+c)/1048576}'
+if [ $(( tree + carry )) -gt $(( 64 * 1048576 )) ]; then
+  echo "over 64 MiB: move model_store/trouble.mar aside for the call (mv model_store/trouble.mar /tmp/;" \
+       "git checkout model_store/trouble.mar afterwards), or lower TRAIN_IMAGES / VALID_IMAGES" >&2
+  exit 1
+fi

@@ -4,6 +4,7 @@ Everything runs from the repository root with the project's virtualenv (`make te
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -161,6 +162,22 @@ def stop_torchserve(server: dict):
             os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
         except (ValueError, ProcessLookupError):
             pass
+
+
+@contextlib.contextmanager
+def torchserve_serving(model: Path, workdir: Path, extra_config: str = ""):
+    """For the benchmarks: a TorchServe serving the .mar `model` while the block runs. Afterwards it
+    is stopped and `workdir` removed; if the block failed, the logs are kept and the model log printed."""
+    server = start_torchserve(model.parent, workdir, mar_name=model.name, extra_config=extra_config)
+    try:
+        yield server
+    except BaseException:
+        stop_torchserve(server)
+        print(f"TorchServe's logs are kept in {workdir / 'logs'}; the model log ends:\n{read_log(server)}",
+              file=sys.stderr)
+        raise
+    stop_torchserve(server)
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

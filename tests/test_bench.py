@@ -1,0 +1,51 @@
+"""The benchmarks under bench/ run on CPU (the GPU figures come from the same scripts)."""
+from __future__ import annotations
+
+import math
+
+from tests.conftest import read_json, run_module
+
+
+def test_train_speed_runs_on_cpu_with_the_smoke_config(synthetic_data, tmp_path):
+    out = tmp_path / "train_speed.json"
+    result = run_module(["bench.train_speed", "--config", "train/configs/tood_smoke.py", "--data", str(synthetic_data),
+                         "--batch-size", "2", "--iters", "6", "--warmup", "2", "--workers", "0",
+                         "--settings", "fp32,fast", "--out", str(out)], timeout=300)
+    report = read_json(out)
+    # On a CPU only the float32 baseline runs: AMP needs CUDA.
+    assert [row["setting"] for row in report["results"]] == ["fp32"]
+    row = report["results"][0]
+    assert row["images_per_s"] > 0 and row["speedup"] == 1.0
+    assert len(row["losses"]) == 6 and all(math.isfinite(loss) for loss in row["losses"])
+    assert row["tflop_per_iter"] > 0
+    assert "fp32" in result.stdout and "images/s" in result.stdout
+
+
+def test_train_speed_names_an_unknown_setting(synthetic_data, tmp_path):
+    result = run_module(["bench.train_speed", "--config", "train/configs/tood_smoke.py", "--data", str(synthetic_data),
+                         "--settings", "fp32,turbo", "--out", str(tmp_path / "x.json")], check=False, timeout=120)
+    assert result.returncode != 0 and "unknown setting(s) ['turbo']" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_inference_speed_in_process_and_through_torchserve(smoke_mar, tmp_path):
+    out = tmp_path / "speed.json"
+    result = run_module(["bench.inference_speed", "--model", str(smoke_mar), "--repeats", "1", "--large-repeats", "1",
+                         "--batch-sizes", "1,4", "--out", str(out)], timeout=600)
+    report = read_json(out)
+    assert report["device"] == "CPU"
+    assert report["photo_640"]["same_detections"]  # the server answers what the core answers
+    rows = report["photo_12mp"]["by_batch_size"]
+    assert [row["batch_size"] for row in rows] == [1, 4]
+    assert rows[1]["vs_reference"]["same"], rows[1]["vs_reference"]  # batching slices changes no detection
+    assert report["photo_12mp"]["slices"] > 1
+    assert "through TorchServe" in result.stdout
+
+
+def test_inference_speed_without_a_server(smoke_mar, tmp_path):
+    out = tmp_path / "speed.json"
+    run_module(["bench.inference_speed", "--model", str(smoke_mar), "--no-server", "--repeats", "1",
+                "--large-repeats", "1", "--batch-sizes", "1,2", "--out", str(out)], timeout=600)
+    report = read_json(out)
+    assert "torchserve" not in report["photo_640"] and "torchserve" not in report["photo_12mp"]
+    assert report["photo_12mp"]["by_batch_size"][1]["vs_reference"]["same"]
