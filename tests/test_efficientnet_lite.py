@@ -71,6 +71,8 @@ def test_demo_model_card_facts(demo_settings):
     assert section["classes"] == ["acne"]
     assert "ImageNet-pretrained EfficientNet-Lite0" in section["pretrained"]
     assert "no COCO pretraining" in section["pretrained"]
+    # Served at the input size the model card states (chosen by bench/slicing_settings.py).
+    assert f"`input_size: {section['input_size']}`" in (REPO / "MODEL_CARD.md").read_text()
 
 
 def test_demo_mar_serves_a_photo(demo_settings, tmp_path):
@@ -88,5 +90,6 @@ def test_demo_mar_serves_a_photo(demo_settings, tmp_path):
         # A grade-2 photo (21-50 lesions in its label): the trained model finds lesions.
         assert body["total"] >= 5
         assert body["counts"]["acne"] == body["total"]
+        assert body["settings"]["input_size"] == demo_settings["trouble"]["input_size"]
     finally:
         stop_torchserve(server)

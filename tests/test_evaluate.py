@@ -343,3 +343,12 @@ def test_acne04_valid_count_rule_agreement():
     assert grade["accuracy"] == grade["count_rule_agreement"]
     assert 0.9 < grade["count_rule_agreement"] <= 1.0
     assert metrics["coco"]["mAP50"] == pytest.approx(1.0)
+
+
+def test_limit_takes_images_spread_over_the_file():
+    from train.evaluate import spread_sample
+
+    images = list(range(100))  # e.g. sorted by grade: the first 25 all grade 0
+    assert spread_sample(images, 4) == [0, 25, 50, 75]
+    assert spread_sample(images, None) == images and spread_sample(images, 500) == images
+    assert len(set(spread_sample(images, 30))) == 30

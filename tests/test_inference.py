@@ -122,3 +122,18 @@ def test_bad_parameters_raise_bad_input(detector):
                     {"sliced": "sometimes"}):
         with pytest.raises(BadInput):
             detector.resolve_request(**options)
+
+
+def test_input_size_sets_what_the_model_sees_and_boxes_stay_in_photo_pixels(detector, smoke_mar, large_photo):
+    from trouble.inference import TroubleDetector
+
+    larger = TroubleDetector.from_path(smoke_mar, device="cpu", input_size=640)
+    assert detector.input_size == 320 and larger.input_size == 640  # the smoke config's test size, overridden
+    default = detector.predict(large_photo, score_threshold=0.05, sliced=False)
+    upscaled = larger.predict(large_photo, score_threshold=0.05, sliced=False)
+    assert default["settings"]["input_size"] == 320 and upscaled["settings"]["input_size"] == 640
+    assert [d["box"] for d in upscaled["detections"]] != [d["box"] for d in default["detections"]]
+    boxes = np.array([d["box"] for d in upscaled["detections"]])
+    assert len(boxes) and boxes[:, 2].max() > 640 and boxes[:, 2].max() <= 1600  # mapped back to 1600x1200
+    with pytest.raises(ValueError, match="input_size must be between 128 and 2048"):
+        TroubleDetector.from_path(smoke_mar, device="cpu", input_size=64)

@@ -189,3 +189,30 @@ def test_configs_inherit_mmdet_and_build():
     r50 = Config.fromfile(str(REPO / "train/configs/tood_r50_fpn_acne04.py"))
     assert "tood_r50_fpn_1x_coco" in r50.load_from
 
+
+def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_path):
+    from trouble.inference import TroubleDetector
+
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text(json.dumps({"papule": 0.42}))
+    store = tmp_path / "store"
+    run_module(["train.archive", "--mar", str(smoke_mar), "--input-size", "480", "--thresholds-json", str(thresholds),
+                "--out", str(store)])
+    with zipfile.ZipFile(smoke_mar) as old, zipfile.ZipFile(store / "trouble.mar") as new:
+        assert new.read("model.pth") == old.read("model.pth")  # the weights are untouched
+        before = yaml.safe_load(old.read("model-config.yaml"))["trouble"]
+        after = yaml.safe_load(new.read("model-config.yaml"))["trouble"]
+    assert after["input_size"] == 480
+    assert after["score_thresholds"] == {**before["score_thresholds"], "papule": 0.42}
+    detector = TroubleDetector.from_path(store / "trouble.mar", device="cpu")
+    assert detector.input_size == 480 and detector.thresholds["papule"] == 0.42
+
+    thresholds.write_text(json.dumps({"rash": 0.3}))
+    result = run_module(["train.archive", "--mar", str(smoke_mar), "--thresholds-json", str(thresholds),
+                         "--out", str(store)], check=False)
+    assert result.returncode == 2 and "types the model does not have: ['rash']" in result.stderr
+    thresholds.write_text("{not json")
+    result = run_module(["train.archive", "--mar", str(smoke_mar), "--thresholds-json", str(thresholds),
+                         "--out", str(store)], check=False)
+    assert result.returncode == 2 and f"thresholds file {thresholds}" in result.stderr
+    assert "Traceback" not in result.stderr

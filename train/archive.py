@@ -1,6 +1,11 @@
 """Package a training work dir as a TorchServe archive: model_store/trouble.mar.
 
     python -m train.archive --work-dir work_dirs/smoke --out model_store
+    python -m train.archive --mar model_store/trouble.mar --input-size 800 \
+        --thresholds-json reports/valid_800/thresholds.json --out model_store
+
+The second form re-archives a .mar with other serving settings (the weights are unchanged):
+`--input-size` (the side images and slices are resized to for the model) and score thresholds.
 
 The .mar holds everything the handler and the app's local mode need, and nothing that must be
 downloaded: the resolved mmdet config (pretrained-weight downloads switched off), the weights as
@@ -140,14 +145,62 @@ def archive_work_dir(work_dir: Path, export_dir: Path, half: bool = False) -> Pa
         return build_mar(model_dir, Path(export_dir))
 
 
+def read_thresholds(path: Path) -> dict:
+    try:
+        thresholds = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ArchiveError(f"thresholds file {path}: {error}") from None
+    if not isinstance(thresholds, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in thresholds.values()):
+        raise ArchiveError(f"thresholds file {path}: expected {{type name: number in [0, 1]}}")
+    return thresholds
+
+
+def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
+                  thresholds: dict | None = None) -> Path:
+    """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again."""
+    import zipfile
+
+    from trouble.inference import MAX_SLICE, MIN_SLICE
+
+    if not zipfile.is_zipfile(mar):
+        raise ArchiveError(f"{mar} is not a .mar archive")
+    if input_size is not None and not MIN_SLICE <= input_size <= MAX_SLICE:
+        raise ArchiveError(f"--input-size must be between {MIN_SLICE} and {MAX_SLICE}, got {input_size}")
+    with tempfile.TemporaryDirectory(prefix="trouble-rearchive-") as tmp:
+        model_dir = Path(tmp)
+        with zipfile.ZipFile(mar) as archive:
+            archive.extractall(model_dir)
+        settings = yaml.safe_load((model_dir / "model-config.yaml").read_text())
+        section = settings["trouble"]
+        if input_size is not None:
+            section["input_size"] = input_size
+        if thresholds is not None:
+            unknown = sorted(set(thresholds) - set(section["classes"]))
+            if unknown:
+                raise ArchiveError(f"thresholds for types the model does not have: {unknown}")
+            section["score_thresholds"] = {**section["score_thresholds"],
+                                           **{name: round(float(value), 4) for name, value in thresholds.items()}}
+        (model_dir / "model-config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+        return build_mar(model_dir, export_dir, version=str(section.get("model_version", "1.0")))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work-dir", required=True, help="a finished training work dir")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--work-dir", help="a finished training work dir")
+    source.add_argument("--mar", help="an existing .mar to archive again with other serving settings")
     parser.add_argument("--out", default="model_store", help="folder for trouble.mar")
     parser.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
+    parser.add_argument("--input-size", type=int, help="with --mar: the side images are resized to for the model")
+    parser.add_argument("--thresholds-json", help="with --mar: {type: threshold}, e.g. an evaluation's thresholds.json")
     args = parser.parse_args(argv)
     try:
-        archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
+        if args.mar:
+            thresholds = read_thresholds(Path(args.thresholds_json)) if args.thresholds_json else None
+            rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds)
+        else:
+            archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
     except ArchiveError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -79,6 +79,9 @@ class ModelSettings:
     pretrained: str = "unknown"
     max_side: int = DEFAULT_MAX_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # The side each image (or slice) is resized to for the model; None keeps the config's test
+    # Resize. Upscaling makes small lesions bigger for the model (README, Figures).
+    input_size: int | None = None
     slicing: SlicingSettings = field(default_factory=SlicingSettings)
 
     @classmethod
@@ -96,6 +99,11 @@ class ModelSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def validate(self):
+        if self.input_size is not None and not MIN_SLICE <= self.input_size <= MAX_SLICE:
+            raise ValueError(f"input_size must be between {MIN_SLICE} and {MAX_SLICE}, got {self.input_size}")
+        self.slicing.validate()
 
 
 class MMDetSliceModel(DetectionModel):
@@ -174,6 +182,16 @@ class MMDetSliceModel(DetectionModel):
         self._object_prediction_list_per_image = per_image
 
 
+def _resize_steps(cfg):
+    return [step for step in cfg.test_dataloader.dataset.pipeline if step["type"] in ("Resize", "mmdet.Resize")]
+
+
+def config_input_size(cfg) -> int | None:
+    """The longest side of the config's test Resize: the size the model sees images at."""
+    steps = _resize_steps(cfg)
+    return int(max(steps[0]["scale"])) if steps else None
+
+
 def _ndarray_test_pipeline(cfg):
     """The config's test pipeline, reading an array instead of a file and without annotations."""
     from mmengine.dataset import Compose
@@ -230,6 +248,9 @@ def load_mmdet_model(model_dir: Path, settings: ModelSettings, device: str):
 
     cfg = Config.fromfile(str(model_dir / settings.config))
     init_default_scope(cfg.get("default_scope", "mmdet"))
+    if settings.input_size:
+        for step in _resize_steps(cfg):
+            step["scale"] = (settings.input_size, settings.input_size)
     cfg.model.bbox_head.num_classes = len(settings.classes)
     detector = MODELS.build(cfg.model)
     state = load_checkpoint(model_dir / settings.checkpoint)
@@ -242,25 +263,29 @@ def load_mmdet_model(model_dir: Path, settings: ModelSettings, device: str):
 class TroubleDetector:
     """Load once, then `predict(image)` → the response dict served everywhere."""
 
-    def __init__(self, model_dir, device: str | None = None):
+    def __init__(self, model_dir, device: str | None = None, input_size: int | None = None):
+        """input_size: overrides model-config.yaml's (for evaluation and benchmarks)."""
         import torch
 
         self.model_dir = Path(model_dir)
         self.settings = ModelSettings.from_yaml(self.model_dir / MODEL_CONFIG_FILE)
-        self.settings.slicing.validate()
+        if input_size:
+            self.settings.input_size = input_size
+        self.settings.validate()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.classes = list(self.settings.classes)
         self.thresholds = {name: float(self.settings.score_thresholds.get(name, 0.3)) for name in self.classes}
         detector = load_mmdet_model(self.model_dir, self.settings, self.device)
+        self.input_size = config_input_size(detector.cfg)
         self.sahi_model = MMDetSliceModel(detector, self.classes, self.device,
                                           confidence_threshold=min(self.thresholds.values()))
 
     @classmethod
-    def from_path(cls, path, device: str | None = None) -> "TroubleDetector":
+    def from_path(cls, path, device: str | None = None, input_size: int | None = None) -> "TroubleDetector":
         """A model folder or a .mar archive (unpacked into a temporary folder)."""
         path = Path(path)
         if path.is_dir():
-            return cls(path, device)
+            return cls(path, device, input_size)
         if not path.is_file():
             raise FileNotFoundError(f"model {path} not found (build one with `make train` or `make archive`)")
         if not zipfile.is_zipfile(path):
@@ -270,7 +295,7 @@ class TroubleDetector:
             with zipfile.ZipFile(path) as archive:
                 archive.extractall(unpacked)
             try:
-                return cls(Path(unpacked), device)
+                return cls(Path(unpacked), device, input_size)
             except BadInput:
                 raise
             except FileNotFoundError as error:  # name the archive, not the temporary copy
@@ -364,8 +389,8 @@ class TroubleDetector:
             "counts": counts,
             "total": len(detections),
             "severity": describe_grade(len(detections)),
-            "settings": {"score_thresholds": thresholds, "sliced": slicing.enabled,
-                         "slice_size": slicing.slice_size, "overlap": slicing.overlap,
+            "settings": {"score_thresholds": thresholds, "input_size": self.input_size,
+                         "sliced": slicing.enabled, "slice_size": slicing.slice_size, "overlap": slicing.overlap,
                          "postprocess": slicing.postprocess, "full_image_pass": slicing.full_image_pass},
         }
 
