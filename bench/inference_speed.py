@@ -11,6 +11,8 @@
     speed-up, and whether the detections are the same.
 (c) ms for one 640x640 photo in process, and the model's own share (timings_ms.inference).
 (d) The 12 MP photo end to end through TorchServe (the .mar's settings) against in process.
+(e) Memory format: the 640x640 photos in process with the model in channels_last (the inference
+    core's default) against contiguous (NCHW) weights, alternately.
 
 `--device cuda --no-server` measures (b) and (c) alone on a GPU machine (no Java there):
 
@@ -135,6 +137,28 @@ def measure_small_photos(detector, session, url: str | None, photos: list[bytes]
             "same_detections": all(same)}
 
 
+def measure_memory_format(detector, photos: list[bytes], repeats: int) -> dict:
+    """(e): each photo with the model's weights contiguous, then channels_last, alternately."""
+    import torch
+
+    model = detector.sahi_model.model
+    contiguous_ms, channels_last_ms, same = [], [], []
+    try:
+        for _ in range(repeats):
+            for photo in photos:
+                model.to(memory_format=torch.contiguous_format)
+                elapsed, contiguous = timed(lambda: detector.predict(photo))
+                contiguous_ms.append(elapsed)
+                model.to(memory_format=torch.channels_last)
+                elapsed, channels_last = timed(lambda: detector.predict(photo))
+                channels_last_ms.append(elapsed)
+                same.append(same_detections(contiguous, channels_last)["same"])
+    finally:
+        model.to(memory_format=torch.channels_last)
+    return {"contiguous": stats(contiguous_ms), "channels_last": stats(channels_last_ms),
+            "speedup": median_ratio(contiguous_ms, channels_last_ms), "same_detections": all(same)}
+
+
 def measure_large_photo(detector, session, url: str | None, photo: bytes, batch_sizes: list[int],
                         repeats: int) -> dict:
     """(b) and (d): the 12 MP photo in process at each batch size, then through TorchServe (unless
@@ -220,6 +244,7 @@ def main(argv=None) -> int:
         print(f"[speed] {len(photos)} photos 640x640 x {args.repeats} rounds, in process"
               f"{' and through TorchServe' if url else ''}", flush=True)
         small = measure_small_photos(detector, session, url, photos, args.repeats)
+        small["memory_format"] = measure_memory_format(detector, photos, args.repeats)
         print(f"[speed] 4032x3024 photo: {slices} slices of {slicing.slice_size} px + a whole-image pass, "
               f"batch sizes {batch_sizes}{', then TorchServe' if url else ''}; {args.large_repeats} rounds", flush=True)
         large = measure_large_photo(detector, session, url, large_photo, batch_sizes, args.large_repeats)
@@ -247,6 +272,10 @@ def main(argv=None) -> int:
     print("| measurement | median ms (min) | compared with | median ratio |\n|---|---|---|---|")
     print(f"| 640x640 photo, in process | {small['in_process']['median_ms']} ({small['in_process']['min_ms']}) | "
           f"model alone: {small['model_only_median_ms']} ms | |")
+    memory = small["memory_format"]
+    print(f"| 640x640 photo, in process, channels_last | {memory['channels_last']['median_ms']} "
+          f"({memory['channels_last']['min_ms']}) | contiguous: {memory['contiguous']['median_ms']} ms | "
+          f"{memory['speedup']}x faster, detections {'the same' if memory['same_detections'] else 'DIFFERENT'} |")
     if "torchserve" in small:
         print(f"| 640x640 photo, through TorchServe | {small['torchserve']['median_ms']} "
               f"({small['torchserve']['min_ms']}) | in process | {small['overhead_pct']:+.1f}% "

@@ -35,6 +35,7 @@ def test_inference_speed_in_process_and_through_torchserve(smoke_mar, tmp_path):
     report = read_json(out)
     assert report["device"] == "CPU"
     assert report["photo_640"]["same_detections"]  # the server answers what the core answers
+    assert report["photo_640"]["memory_format"]["same_detections"]  # channels_last changes no detection
     rows = report["photo_12mp"]["by_batch_size"]
     assert [row["batch_size"] for row in rows] == [1, 4]
     assert rows[1]["vs_reference"]["same"], rows[1]["vs_reference"]  # batching slices changes no detection

@@ -75,6 +75,18 @@ def test_demo_model_card_facts(demo_settings):
     assert f"`input_size: {section['input_size']}`" in (REPO / "MODEL_CARD.md").read_text()
 
 
+def test_demo_mar_carries_the_current_code(demo_settings):
+    """The .mar bundles the handler and the `trouble` package: what it serves must be this code."""
+    expected = {"trouble_handler.py": REPO / "handler" / "trouble_handler.py"}
+    expected.update({str(path.relative_to(REPO)): path for path in (REPO / "trouble").rglob("*.py")})
+    with zipfile.ZipFile(DEMO_MAR) as mar:
+        bundled = set(mar.namelist())
+        stale = sorted(name for name, path in expected.items()
+                       if name not in bundled or mar.read(name) != path.read_bytes())
+    assert not stale, (f"model_store/trouble.mar bundles other versions of {stale}: re-archive it with "
+                       f"`python -m train.archive --mar model_store/trouble.mar` (the weights stay the same)")
+
+
 def test_demo_mar_serves_a_photo(demo_settings, tmp_path):
     store = tmp_path / "store"
     store.mkdir()
