@@ -42,13 +42,13 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
+    # SAHI's own defaults for merging, changed only where a row says so.
+    base = {**asdict(SlicingSettings()), "postprocess": "GREEDYNMM", "match_metric": "IOS"}
     rows, detectors = [], {}
     for name, input_size, change in SETTINGS:
         if input_size not in detectors:
             detectors[input_size] = TroubleDetector.from_path(args.model, device="cpu", input_size=input_size)
         detector = detectors[input_size]
-        # SAHI's own defaults for merging, changed only where the row says so.
-        base = {**asdict(SlicingSettings()), "postprocess": "GREEDYNMM", "match_metric": "IOS"}
         detector.settings.slicing = SlicingSettings(**{**base, **change})
         started = time.perf_counter()
         predictions, gt = predict_ground_truth_images(detector, args.gt, limit=args.limit)

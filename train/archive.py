@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from train.evaluate import EvaluationError, load_thresholds_json
 from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from trouble.inference import SlicingSettings
 
@@ -145,28 +146,23 @@ def archive_work_dir(work_dir: Path, export_dir: Path, half: bool = False) -> Pa
         return build_mar(model_dir, Path(export_dir))
 
 
-def read_thresholds(path: Path) -> dict:
-    try:
-        thresholds = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ArchiveError(f"thresholds file {path}: {error}") from None
-    if not isinstance(thresholds, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in thresholds.values()):
-        raise ArchiveError(f"thresholds file {path}: expected {{type name: number in [0, 1]}}")
-    return thresholds
-
-
 def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   thresholds: dict | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again."""
     import zipfile
 
-    from trouble.inference import MAX_SLICE, MIN_SLICE
+    from trouble.inference import check_input_size
 
     if not zipfile.is_zipfile(mar):
         raise ArchiveError(f"{mar} is not a .mar archive")
-    if input_size is not None and not MIN_SLICE <= input_size <= MAX_SLICE:
-        raise ArchiveError(f"--input-size must be between {MIN_SLICE} and {MAX_SLICE}, got {input_size}")
+    if input_size is not None:
+        try:
+            check_input_size(input_size)
+        except ValueError as error:
+            raise ArchiveError(str(error)) from None
+    if thresholds is not None and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in thresholds.values()):
+        raise ArchiveError(f"thresholds must be numbers in [0, 1], got {thresholds}")
     with tempfile.TemporaryDirectory(prefix="trouble-rearchive-") as tmp:
         model_dir = Path(tmp)
         with zipfile.ZipFile(mar) as archive:
@@ -193,15 +189,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="model_store", help="folder for trouble.mar")
     parser.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
     parser.add_argument("--input-size", type=int, help="with --mar: the side images are resized to for the model")
-    parser.add_argument("--thresholds-json", help="with --mar: {type: threshold}, e.g. an evaluation's thresholds.json")
+    parser.add_argument("--thresholds-json", help="with --mar: {type: threshold}, or an evaluation's thresholds.json "
+                                                  "or metrics.json")
     args = parser.parse_args(argv)
     try:
         if args.mar:
-            thresholds = read_thresholds(Path(args.thresholds_json)) if args.thresholds_json else None
+            thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else None
             rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds)
         else:
             archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
-    except ArchiveError as error:
+    except (ArchiveError, EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

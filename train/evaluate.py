@@ -748,9 +748,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.input_size is not None and not 128 <= args.input_size <= 2048:
-        print(f"evaluate: error: --input-size must be between 128 and 2048, got {args.input_size}", file=sys.stderr)
-        return 2
+    if args.input_size is not None:
+        from trouble.inference import check_input_size
+
+        try:
+            check_input_size(args.input_size)
+        except ValueError as error:
+            print(f"evaluate: error: {error}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         score_thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else args.score_threshold

@@ -101,9 +101,15 @@ class ModelSettings:
         return asdict(self)
 
     def validate(self):
-        if self.input_size is not None and not MIN_SLICE <= self.input_size <= MAX_SLICE:
-            raise ValueError(f"input_size must be between {MIN_SLICE} and {MAX_SLICE}, got {self.input_size}")
+        if self.input_size is not None:
+            check_input_size(self.input_size)
         self.slicing.validate()
+
+
+def check_input_size(size: int):
+    """The input size's bounds, shared by serving, evaluation and re-archiving."""
+    if not MIN_SLICE <= size <= MAX_SLICE:
+        raise ValueError(f"input_size must be between {MIN_SLICE} and {MAX_SLICE}, got {size}")
 
 
 class MMDetSliceModel(DetectionModel):
