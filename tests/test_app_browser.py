@@ -46,6 +46,10 @@ def analyse_photo(page, photo: Path | str, threshold=None):
         number = page.locator("#trouble-threshold input[type=number]")
         number.fill(str(threshold))
         number.press("Enter")
+        number.blur()
+        # Wait until the slider itself holds the value, not only its text box: a run clicked
+        # before that is sent with the old threshold (seen once in CI).
+        expect(page.locator("#trouble-threshold input[type=range]")).to_have_value(str(threshold), timeout=10_000)
         # Moving the threshold ticks "one threshold for every type" by itself.
         expect(page.locator("#trouble-one-threshold input[type=checkbox]")).to_be_checked(timeout=10_000)
     page.click("#trouble-run")
