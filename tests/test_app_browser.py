@@ -43,13 +43,14 @@ def analyse_photo(page, photo: Path | str, threshold=None):
     page.wait_for_selector("#trouble-photo img", timeout=30_000)  # the photo is shown
     if threshold is not None:
         page.get_by_text("Settings").click()
-        number = page.locator("#trouble-threshold input[type=number]")
-        number.fill(str(threshold))
-        number.press("Enter")
-        number.blur()
-        # Wait until the slider itself holds the value, not only its text box: a run clicked
-        # before that is sent with the old threshold (seen once in CI).
-        expect(page.locator("#trouble-threshold input[type=range]")).to_have_value(str(threshold), timeout=10_000)
+        # The slider moved with the keyboard, as a user can: typing into its number box did not
+        # always reach the slider in fresh-clone CI runs (the run went out with the old 0.30).
+        slider = page.locator("#trouble-threshold input[type=range]")
+        slider.focus()
+        slider.press("Home")  # 0.05, the minimum; then one 0.05 step per ArrowRight
+        for _ in range(round((threshold - 0.05) / 0.05)):
+            slider.press("ArrowRight")
+        expect(slider).to_have_value(str(threshold), timeout=10_000)
         # Moving the threshold ticks "one threshold for every type" by itself.
         expect(page.locator("#trouble-one-threshold input[type=checkbox]")).to_be_checked(timeout=10_000)
     page.click("#trouble-run")
