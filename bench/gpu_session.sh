@@ -3,29 +3,37 @@
 # Prepared here by `bash bench/prepare_gpu_carry.sh` (wheels, weights, data under .carry/), run with
 #   run(command="bash bench/gpu_session.sh", carry=[".carry"], timeout_s=600)
 #
-# Jobs, in this order, each switched by a variable (1 runs it, 0 skips it):
-#   BENCH  training speed of TOOD X-101 at batch 16: fp32, float16 AMP and bfloat16 AMP side by side
-#   TRAIN  the demo model: TOOD + ImageNet-pretrained EfficientNet-Lite0 for TRAIN_MINUTES (default 5)
-#   X101   TOOD X-101 from scratch for X101_MINUTES (default 2), evaluated on the carried valid
-#          images whole and sliced at 320 px (X101_CONFIG: another config, e.g. the smoke one)
-#   INFER  slices batched against one at a time on a 12 MP photo, on the GPU (the model TRAIN made,
-#          else model_store/trouble.mar)
-# A whole call with the defaults takes about 12 minutes of the session's 15 (start included).
+# Jobs, each switched by a variable (1 runs it, 0 skips it), in this order:
+#   BENCH  training speed of TOOD X-101 at batch 16, BENCH_SETTINGS side by side (GPU to itself)
+#   TRAIN  the demo model: TRAIN_CONFIG (TOOD + ImageNet-pretrained EfficientNet-Lite0) for
+#          TRAIN_MINUTES; "auto" (the default) trains until DEADLINE leaves room for the rest
+#   X101   TOOD X-101 from scratch for X101_MINUTES (default 2), started beside TRAIN on the same
+#          GPU (its iteration count is therefore lower than alone), then evaluated on the carried
+#          valid images whole and sliced at 320 px (X101_CONFIG: another config, e.g. the smoke one)
+#   INFER  slices batched against one at a time on a 12 MP photo, on the GPU alone, with the model
+#          TRAIN made (else model_store/trouble.mar), if at least 30 s are left before DEADLINE
+# DEADLINE (seconds from the start, default 570) keeps the call inside the device's 600 s limit.
 # INSTALL=0 skips installing the wheels: a dry run here on CPU with python3 pointing at .venv
-# (TRAIN=1 falls back to float32 there: --amp needs CUDA).
+# (--amp needs CUDA: TRAIN and X101 then retry in float32).
 # Everything comes back under $OUT as at most 5 files: session.log, results.tar.gz (logs, metrics,
-# configs) and the demo model's float16 weights in parts under 16 MiB (`cat` them back together).
+# configs; rewritten after each job, so a call cut short still brings back what finished) and the
+# demo model's float16 weights in parts under 16 MiB (`cat` them back together).
 set -u
 OUT=${OUT:-/tmp/out}
 BENCH=${BENCH:-1} TRAIN=${TRAIN:-1} X101=${X101:-1} INFER=${INFER:-1} INSTALL=${INSTALL:-1}
-TRAIN_MINUTES=${TRAIN_MINUTES:-5}
+BENCH_SETTINGS=${BENCH_SETTINGS:-fp32,fast}
+TRAIN_CONFIG=${TRAIN_CONFIG:-train/configs/tood_efficientnet-lite0_fpn_acne04.py}
+TRAIN_MINUTES=${TRAIN_MINUTES:-auto}
 X101_MINUTES=${X101_MINUTES:-2}
 X101_CONFIG=${X101_CONFIG:-train/configs/tood_x101-64x4d_fpn_acne04.py}
+DEADLINE=${DEADLINE:-570}
 RESULTS=/tmp/results
 mkdir -p "$OUT" "$RESULTS"
 exec > >(tee "$OUT/session.log") 2>&1
 start=$(date +%s)
-stamp() { echo "[gpu_session +$(( $(date +%s) - start ))s] $*"; }
+elapsed() { echo $(( $(date +%s) - start )); }
+stamp() { echo "[gpu_session +$(elapsed)s] $*"; }
+save_results() { tar -czf "$OUT/results.tar.gz" -C "$RESULTS" .; }
 
 if [ "$INSTALL" = 1 ]; then
   stamp "installing wheels"
@@ -38,16 +46,17 @@ python3 -c "import torch, mmcv, mmdet, mmcv.ops; print('torch', torch.__version_
 python3 -c "import sahi.predict, pycocotools, trouble.inference" || { stamp "SAHI stack incomplete: X101 evaluation and INFER will fail"; }
 
 if [ "$BENCH" = 1 ]; then
-  stamp "training-speed benchmark: fp32, fast (float16), fast-bf16"
-  timeout 300 python3 -m bench.train_speed --config train/configs/tood_x101-64x4d_fpn_acne04.py \
-    --data .carry/data/acne04 --batch-size 16 --iters 40 --warmup 10 --settings fp32,fast,fast-bf16 \
+  stamp "training-speed benchmark: $BENCH_SETTINGS"
+  timeout 170 python3 -m bench.train_speed --config train/configs/tood_x101-64x4d_fpn_acne04.py \
+    --data .carry/data/acne04 --batch-size 16 --iters 30 --warmup 10 --settings "$BENCH_SETTINGS" \
     --out "$RESULTS/train_speed.json" || stamp "benchmark did not finish"
+  save_results
 fi
 
 train() {  # $1: work dir, then train.train's flags
   local work=$1; shift
   python3 -m train.train "$@" --data .carry/data/acne04 --work-dir "$work" \
-    --batch-size 16 --workers 8 --val-interval 300 --fast --no-eval --no-archive
+    --batch-size 16 --val-interval 300 --fast --no-eval --no-archive
 }
 train_amp_or_fp32() {  # the same as train, with AMP; once more in float32 if that fails
   local work=$1
@@ -62,12 +71,33 @@ keep_logs() {  # $1: work dir, $2: name prefix in the results
   find "$1" -name "*.log" -exec cp {} "$RESULTS/$2_train.log" \;
 }
 
+x101_job() {  # runs in the background beside TRAIN; its output goes to x101_session.log
+  local work=/tmp/work/x101
+  stamp "X101: training $X101_CONFIG from scratch for $X101_MINUTES min with AMP, beside TRAIN"
+  train_amp_or_fp32 "$work" "$X101_CONFIG" --from-scratch --budget-minutes "$X101_MINUTES" --workers 6
+  [ -f "$work/run_meta.json" ] || { stamp "X101: no trained model"; return 1; }
+  keep_logs "$work" x101
+  for sliced in false true; do
+    stamp "X101: evaluating on the carried valid images, sliced=$sliced"
+    python3 -m train.evaluate --work-dir "$work" --gt .carry/data/acne04/valid/annotations.json \
+      --sliced "$sliced" --slice-size 320 --out "$RESULTS/x101_eval_sliced_$sliced" || stamp "X101: evaluation failed"
+  done
+  stamp "X101: done"
+}
+if [ "$X101" = 1 ]; then
+  x101_job > "$RESULTS/x101_session.log" 2>&1 &
+  x101_pid=$!
+fi
+
 if [ "$TRAIN" = 1 ]; then
-  WORK=/tmp/work/lite0
-  LITE0=(train/configs/tood_efficientnet-lite0_fpn_acne04.py --budget-minutes "$TRAIN_MINUTES"
-         --backbone-weights .carry/weights/efficientnet-lite0-57934424-fp16.pth)
-  stamp "training TOOD + EfficientNet-Lite0 for $TRAIN_MINUTES min with AMP"
-  train_amp_or_fp32 "$WORK" "${LITE0[@]}"
+  WORK=/tmp/work/demo
+  minutes=$TRAIN_MINUTES
+  if [ "$minutes" = auto ]; then  # leave ~40 s for start-up and the last validation, 15 s to stage, INFER
+    minutes=$(awk -v left=$(( DEADLINE - $(elapsed) - 40 - 15 - 45 )) 'BEGIN{printf "%.1f", (left > 60 ? left : 60) / 60}')
+  fi
+  stamp "training $TRAIN_CONFIG for $minutes min with AMP"
+  train_amp_or_fp32 "$WORK" "$TRAIN_CONFIG" --budget-minutes "$minutes" --workers 8 \
+    --backbone-weights .carry/weights/efficientnet-lite0-57934424-fp16.pth
   if [ -f "$WORK/run_meta.json" ]; then
     stamp "staging the float16 model"
     python3 -c "
@@ -80,31 +110,28 @@ stage_model_dir(Path('$WORK'), Path('/tmp/model'), half=True)"
     cp /tmp/model/model-config.yaml "$RESULTS/demo_model-config.yaml"
     keep_logs "$WORK" demo
   fi
+  save_results
 fi
 
 if [ "$X101" = 1 ]; then
-  WORK=/tmp/work/x101
-  stamp "training $X101_CONFIG from scratch for $X101_MINUTES min with AMP"
-  train_amp_or_fp32 "$WORK" "$X101_CONFIG" --from-scratch --budget-minutes "$X101_MINUTES"
-  if [ -f "$WORK/run_meta.json" ]; then
-    keep_logs "$WORK" x101
-    for sliced in false true; do
-      stamp "evaluating X-101 on the carried valid images, sliced=$sliced"
-      python3 -m train.evaluate --work-dir "$WORK" --gt .carry/data/acne04/valid/annotations.json \
-        --sliced "$sliced" --slice-size 320 --out "$RESULTS/x101_eval_sliced_$sliced" || stamp "evaluation failed"
-    done
-  fi
+  stamp "waiting for X101"
+  wait "$x101_pid"
+  cat "$RESULTS/x101_session.log" | grep "gpu_session"
+  save_results
 fi
 
-if [ "$INFER" = 1 ]; then
-  stamp "inference speed on the GPU: slices batched against one at a time"
+left=$(( DEADLINE - $(elapsed) ))
+if [ "$INFER" = 1 ] && [ "$left" -ge 30 ]; then
+  stamp "inference speed on the GPU: slices batched against one at a time (${left}s left)"
   MODEL=model_store/trouble.mar
   [ -f /tmp/model/model-config.yaml ] && MODEL=/tmp/model
-  timeout 240 python3 -m bench.inference_speed --model "$MODEL" --device cuda --no-server \
-    --batch-sizes 1,4,8,16 --repeats 3 --large-repeats 3 --out "$RESULTS/inference_speed_gpu.json" \
+  timeout "$left" python3 -m bench.inference_speed --model "$MODEL" --device cuda --no-server \
+    --batch-sizes 1,4,8,16 --repeats 3 --large-repeats 2 --out "$RESULTS/inference_speed_gpu.json" \
     || stamp "inference benchmark did not finish"
+elif [ "$INFER" = 1 ]; then
+  stamp "INFER skipped: ${left}s left before the deadline"
 fi
 
-tar -czf "$OUT/results.tar.gz" -C "$RESULTS" .
+save_results
 stamp "done"
 ls -la "$OUT"

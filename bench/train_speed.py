@@ -32,6 +32,8 @@ def parse_args(argv=None):
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=8, help="iterations left out of the timing")
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--lr-warmup", type=int, default=100,
+                        help="iterations of linear lr warm-up, as in training on a time budget (then constant)")
     parser.add_argument("--settings", default="fp32,fast", help="comma list of " + ", ".join(AMP_DTYPES))
     parser.add_argument("--out", required=True, help="JSON file for the results")
     return parser.parse_args(argv)
@@ -92,6 +94,9 @@ def run_setting(args, setting: str) -> dict:
     targs = train_args(flags)
     cfg, _ = build_config(targs)
     set_starting_weights(cfg, targs)
+    # The first iterations of a real run: its warm-up (train.train's --iters squeezes it into a
+    # tenth of the run, 3 iterations here, which made AMP diverge where float32 survived: H100, README).
+    cfg.param_scheduler = [dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=args.lr_warmup)]
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=10**9, save_last=False)
@@ -143,7 +148,7 @@ def main(argv=None):
             torch.cuda.reset_peak_memory_stats()
     baseline = results[0]["images_per_s"]
     print(f"\nTraining speed: {args.config}, batch {args.batch_size}, {device}, "
-          f"{args.iters} iterations ({args.warmup} warm-up left out)")
+          f"{args.iters} iterations ({args.warmup} warm-up left out, lr warm-up {args.lr_warmup})")
     print(f"{'setting':<8} {'images/s':>9} {'speed-up':>9} {'TFLOP/s':>8} {'% peak':>7} {'NaN its':>7}  first losses")
     for result in results:
         result["speedup"] = round(result["images_per_s"] / baseline, 2)
@@ -154,7 +159,7 @@ def main(argv=None):
               f"{achieved or '-':>8} {share:>7} {result['nan_loss_iterations']:>7}  "
               f"{result['losses'][:5]}")
     report = {"config": args.config, "device": device, "batch_size": args.batch_size, "iters": args.iters,
-              "warmup": args.warmup, "peak_tflops_fp16": peak, "results": results,
+              "warmup": args.warmup, "lr_warmup": args.lr_warmup, "peak_tflops_fp16": peak, "results": results,
               "command": "python -m bench.train_speed " + " ".join(argv or __import__("sys").argv[1:])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

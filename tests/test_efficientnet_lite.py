@@ -57,6 +57,19 @@ def test_lite0_config_trains_one_iteration_on_cpu(synthetic_data, tmp_path):
     assert meta["pretrained"].startswith("ImageNet-pretrained efficientnet-lite0 backbone")
 
 
+def test_upscaled_lite0_config_trains_on_bigger_lesions_at_the_same_cost():
+    from mmengine.config import Config
+
+    from trouble.inference import config_input_size
+
+    cfg = Config.fromfile(str(REPO / "train/configs/tood_efficientnet-lite0_fpn_acne04_upscaled.py"))
+    steps = {step["type"]: step for step in cfg.train_dataloader.dataset.pipeline}
+    assert steps["RandomResize"]["scale"] == (800, 800)
+    assert steps["RandomCrop"]["crop_size"] == (640, 640)  # an iteration costs what a 640 one does
+    assert config_input_size(cfg) == 800  # validation and serving see the upscaled size
+    assert cfg.model.backbone.model_name == "efficientnet-lite0"
+
+
 @pytest.fixture(scope="module")
 def demo_settings():
     if not DEMO_MAR.is_file():
