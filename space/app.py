@@ -229,7 +229,9 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1):
                 photo = photo_input(label="Photo", sources=["upload", "webcam"], height=420, elem_id="trouble-photo")
-                with gr.Accordion("Settings", open=False):
+                # Open from the start: opened by the user before the page's load event (the health
+                # line) had answered, Gradio 6.31 reset a threshold typed into it to 0.30.
+                with gr.Accordion("Settings", open=True):
                     use_one_threshold = gr.Checkbox(
                         value=False, label="One score threshold for every type "
                                            "(unticked: the model's own threshold per type)",
