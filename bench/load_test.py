@@ -7,7 +7,8 @@ Starts TorchServe with the repository's config.properties (job queue of 32 per m
 ports of 127.0.0.1, then, for each client count, runs that many closed-loop clients (no pause
 between requests) for --seconds, and reports throughput, latency percentiles, status codes and
 worker restarts (worker pid changes seen through the management API), as a table and as JSON.
---job-queue-size and --batch-size try other settings (a copy of the .mar with another batchSize).
+--job-queue-size and --batch-size try other settings (a copy of the .mar with another batchSize,
+re-archived with the current code).
 
 What counts as a failure. TorchServe answers 503 at once when the model's queue is full: that is
 load shedding, not a failure, and those answers are counted and timed separately. A client retries
@@ -29,16 +30,15 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import requests
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 # The test suite's helpers: a real TorchServe on free loopback ports with the repo's config.
 from tests.conftest import torchserve_serving, wait_for_model  # noqa: E402
+from train.archive import rearchive_mar  # noqa: E402
 
 DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -87,20 +87,6 @@ def post_with_retries(session, url, photo: bytes, retry_budget_s: float, client_
         time.sleep(pause)
     return {"ok": tries[-1]["status"] == 200, "seconds": time.perf_counter() - started, "tries": tries,
             "server_ms": server_ms}
-
-
-def mar_with_batch_size(mar: Path, batch_size: int, folder: Path) -> Path:
-    """A copy of the .mar whose model-config.yaml asks TorchServe for another batchSize."""
-    copy = folder / mar.name
-    with zipfile.ZipFile(mar) as source, zipfile.ZipFile(copy, "w") as target:
-        for item in source.infolist():
-            data = source.read(item.filename)
-            if item.filename == "model-config.yaml":
-                settings = yaml.safe_load(data)
-                settings["batchSize"] = batch_size
-                data = yaml.safe_dump(settings, sort_keys=False).encode()
-            target.writestr(item, data)
-    return copy
 
 
 def watch_workers(management_url: str, stop: threading.Event, seen: dict):
@@ -232,7 +218,7 @@ def main(argv=None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="trouble-load-"))
     if args.batch_size:
         (workdir / "store").mkdir()
-        model = mar_with_batch_size(model, args.batch_size, workdir / "store")
+        model = rearchive_mar(model, workdir / "store", batch_size=args.batch_size)
     # A later line wins in TorchServe's config, so this overrides config.properties' job_queue_size.
     extra_config = f"job_queue_size={args.job_queue_size}" if args.job_queue_size else ""
     with torchserve_serving(model, workdir, extra_config) as server:

@@ -182,8 +182,11 @@ def torchserve_serving(model: Path, workdir: Path, extra_config: str = ""):
 
 @pytest.fixture(scope="session")
 def torchserve(tmp_path_factory, smoke_mar) -> dict:
+    from train.archive import rearchive_mar
+
     store = tmp_path_factory.mktemp("ts_store")
-    shutil.copy(smoke_mar, store / "trouble.mar")
+    # batchSize 4 (the default is 1) so that the handler's path for several requests per call is served.
+    rearchive_mar(smoke_mar, store, batch_size=4)
     server = start_torchserve(store, tmp_path_factory.mktemp("ts_run"))
     try:
         server["model"] = wait_for_model(server)

@@ -197,9 +197,11 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     thresholds.write_text(json.dumps({"papule": 0.42}))
     store = tmp_path / "store"
     run_module(["train.archive", "--mar", str(smoke_mar), "--input-size", "480", "--thresholds-json", str(thresholds),
-                "--out", str(store)])
+                "--batch-size", "3", "--out", str(store)])
     with zipfile.ZipFile(smoke_mar) as old, zipfile.ZipFile(store / "trouble.mar") as new:
         assert new.read("model.pth") == old.read("model.pth")  # the weights are untouched
+        assert yaml.safe_load(old.read("model-config.yaml"))["batchSize"] == 1  # the default: one request per call
+        assert yaml.safe_load(new.read("model-config.yaml"))["batchSize"] == 3
         before = yaml.safe_load(old.read("model-config.yaml"))["trouble"]
         after = yaml.safe_load(new.read("model-config.yaml"))["trouble"]
     assert after["input_size"] == 480
@@ -216,3 +218,6 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
                          "--out", str(store)], check=False)
     assert result.returncode == 2 and f"thresholds file {thresholds}" in result.stderr
     assert "Traceback" not in result.stderr
+    result = run_module(["train.archive", "--mar", str(smoke_mar), "--batch-size", "0", "--out", str(store)],
+                        check=False)
+    assert result.returncode == 2 and "batch size must be between 1 and 64, got 0" in result.stderr

@@ -5,7 +5,8 @@
         --thresholds-json reports/valid_800/thresholds.json --out model_store
 
 The second form re-archives a .mar with other serving settings (the weights are unchanged):
-`--input-size` (the side images and slices are resized to for the model) and score thresholds.
+`--input-size` (the side images and slices are resized to for the model), score thresholds and
+`--batch-size` (TorchServe's batchSize).
 
 The .mar holds everything the handler and the app's local mode need, and nothing that must be
 downloaded: the resolved mmdet config (pretrained-weight downloads switched off), the weights as
@@ -37,8 +38,11 @@ MODEL_NAME = "trouble"
 TORCHSERVE_SETTINGS = {
     "minWorkers": 1,
     "maxWorkers": 1,
-    "batchSize": 4,
-    "maxBatchDelay": 50,       # ms to wait for a batch to fill
+    # One request per handler call: the handler runs a batch's photos one after another, so on a
+    # CPU a batch only adds maxBatchDelay (bench/load_test.py: 1.11-1.14 photos/s at 1, 0.97-0.99
+    # at 4). `--mar ... --batch-size N` re-archives with another batchSize.
+    "batchSize": 1,
+    "maxBatchDelay": 50,       # ms to wait for a batch to fill, when batchSize > 1
     "responseTimeout": 300,    # s: a 50 MP photo sliced on 2 CPU cores takes a while
     "startupTimeout": 300,
     # s of failed worker restarts before /ping answers 500 "Unhealthy" (the app checks /ping):
@@ -147,8 +151,10 @@ def archive_work_dir(work_dir: Path, export_dir: Path, half: bool = False) -> Pa
 
 
 def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
-                  thresholds: dict | None = None) -> Path:
-    """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again."""
+                  thresholds: dict | None = None, batch_size: int | None = None) -> Path:
+    """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
+
+    batch_size is TorchServe's batchSize: how many requests one handler call receives."""
     import zipfile
 
     from trouble.inference import check_input_size
@@ -163,12 +169,16 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
     if thresholds is not None and not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in thresholds.values()):
         raise ArchiveError(f"thresholds must be numbers in [0, 1], got {thresholds}")
+    if batch_size is not None and not 1 <= batch_size <= 64:
+        raise ArchiveError(f"batch size must be between 1 and 64, got {batch_size}")
     with tempfile.TemporaryDirectory(prefix="trouble-rearchive-") as tmp:
         model_dir = Path(tmp)
         with zipfile.ZipFile(mar) as archive:
             archive.extractall(model_dir)
         settings = yaml.safe_load((model_dir / "model-config.yaml").read_text())
         section = settings["trouble"]
+        if batch_size is not None:
+            settings["batchSize"] = batch_size
         if input_size is not None:
             section["input_size"] = input_size
         if thresholds is not None:
@@ -191,11 +201,13 @@ def main(argv=None) -> int:
     parser.add_argument("--input-size", type=int, help="with --mar: the side images are resized to for the model")
     parser.add_argument("--thresholds-json", help="with --mar: {type: threshold}, or an evaluation's thresholds.json "
                                                   "or metrics.json")
+    parser.add_argument("--batch-size", type=int, help="with --mar: TorchServe's batchSize (requests per handler "
+                                                       "call; 1 suits a CPU)")
     args = parser.parse_args(argv)
     try:
         if args.mar:
             thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else None
-            rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds)
+            rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds, args.batch_size)
         else:
             archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
     except (ArchiveError, EvaluationError) as error:
