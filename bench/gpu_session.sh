@@ -21,7 +21,7 @@
 set -u
 OUT=${OUT:-/tmp/out}
 BENCH=${BENCH:-1} TRAIN=${TRAIN:-1} X101=${X101:-1} INFER=${INFER:-1} INSTALL=${INSTALL:-1}
-BENCH_SETTINGS=${BENCH_SETTINGS:-fp32,fast}
+BENCH_SETTINGS=${BENCH_SETTINGS:-fp32,amp,fast}
 TRAIN_CONFIG=${TRAIN_CONFIG:-train/configs/tood_efficientnet-lite0_fpn_acne04.py}
 TRAIN_MINUTES=${TRAIN_MINUTES:-auto}
 X101_MINUTES=${X101_MINUTES:-2}
@@ -47,7 +47,7 @@ python3 -c "import sahi.predict, pycocotools, trouble.inference" || { stamp "SAH
 
 if [ "$BENCH" = 1 ]; then
   stamp "training-speed benchmark: $BENCH_SETTINGS"
-  timeout 170 python3 -m bench.train_speed --config train/configs/tood_x101-64x4d_fpn_acne04.py \
+  timeout 200 python3 -m bench.train_speed --config train/configs/tood_x101-64x4d_fpn_acne04.py \
     --data .carry/data/acne04 --batch-size 16 --iters 30 --warmup 10 --settings "$BENCH_SETTINGS" \
     --out "$RESULTS/train_speed.json" || stamp "benchmark did not finish"
   save_results
