@@ -12,6 +12,9 @@
 #          valid images whole and sliced at 320 px (X101_CONFIG: another config, e.g. the smoke one)
 #   INFER  slices batched against one at a time on a 12 MP photo, on the GPU alone, with the model
 #          TRAIN made (else model_store/trouble.mar), if at least 30 s are left before DEADLINE
+#   EXPERIMENTS  a comma list of train.experiments comparisons (e.g. copy_paste; empty: none), each
+#          TOOD row on the ImageNet-pretrained Lite0 backbone for EXPERIMENT_MINUTES (default 2),
+#          evaluated on the carried valid images; EXPERIMENT_ARGS adds options (--smoke for a dry run)
 # DEADLINE (seconds from the start, default 570) keeps the call inside the device's 600 s limit.
 # INSTALL=0 skips installing the wheels: a dry run here on CPU with python3 pointing at .venv
 # (--amp needs CUDA: TRAIN and X101 then retry in float32).
@@ -27,8 +30,10 @@ TRAIN_CONFIG=${TRAIN_CONFIG:-train/configs/tood_efficientnet-lite0_fpn_acne04.py
 TRAIN_MINUTES=${TRAIN_MINUTES:-auto}
 X101_MINUTES=${X101_MINUTES:-2}
 X101_CONFIG=${X101_CONFIG:-train/configs/tood_x101-64x4d_fpn_acne04.py}
+EXPERIMENTS=${EXPERIMENTS:-} EXPERIMENT_MINUTES=${EXPERIMENT_MINUTES:-2} EXPERIMENT_ARGS=${EXPERIMENT_ARGS:-}
 DEADLINE=${DEADLINE:-570}
 RESULTS=/tmp/results
+rm -rf "$RESULTS"  # a second call on a warm machine brings back its own results only
 mkdir -p "$OUT" "$RESULTS"
 exec > >(tee "$OUT/session.log") 2>&1
 start=$(date +%s)
@@ -119,6 +124,21 @@ if [ "$X101" = 1 ]; then
   stamp "waiting for X101"
   wait "$x101_pid"
   cat "$RESULTS/x101_session.log" | grep "gpu_session"
+  save_results
+fi
+
+if [ -n "$EXPERIMENTS" ]; then
+  stamp "the study's comparisons $EXPERIMENTS on the Lite0 backbone, $EXPERIMENT_MINUTES min per row"
+  amp="--amp"; python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())" || amp=""
+  schedule="--budget-minutes $EXPERIMENT_MINUTES"
+  case " $EXPERIMENT_ARGS " in *" --smoke "*) schedule="";; esac  # --smoke sets its own iterations
+  timeout $(( DEADLINE - $(elapsed) )) python3 -m train.experiments --data .carry/data/acne04 \
+    --out "$RESULTS/experiments" --runs "$EXPERIMENTS" --backbone efficientnet-lite0 $EXPERIMENT_ARGS \
+    --train-args "--batch-size 16 --workers 8 $amp --fast $schedule --backbone-weights .carry/weights/efficientnet-lite0-57934424-fp16.pth" \
+    || stamp "experiments did not finish"
+  # Only the tables, logs and metrics come back: checkpoints and derived data sets stay behind.
+  find "$RESULTS/experiments" -name "*.pth" -delete
+  rm -rf "$RESULTS/experiments/data"
   save_results
 fi
 

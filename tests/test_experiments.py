@@ -460,6 +460,56 @@ def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path
     assert again.stdout.count("done (reused)") == 2
 
 
+TOOD_ROWS = [BASE] + [p for p in VARIANTS if p.name.startswith("tood_")]
+
+
+@pytest.mark.parametrize("config", TOOD_ROWS, ids=[p.name for p in TOOD_ROWS])
+def test_lite_backbone_keeps_what_makes_each_tood_row(config, tmp_path):
+    """--backbone: the compact tier's pretrained backbone in place of ResNeXt-101 + COCO, and
+    nothing else of the row changed (losses, neck type, pipelines)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+
+    from train.experiments import lite_backbone_config
+
+    original = Config.fromfile(str(config))
+    swapped = Config.fromfile(str(lite_backbone_config(config, tmp_path / config.name, "efficientnet-lite0")))
+    assert swapped.model.backbone.type == "EfficientNetLite" and swapped.model.backbone.pretrained
+    assert swapped.model.neck.in_channels == [40, 112, 320] and swapped.model.neck.start_level == 0
+    assert swapped.model.data_preprocessor.mean == [127.0, 127.0, 127.0]  # Lite's own normalisation
+    assert swapped.load_from is None
+    assert swapped.model.neck.type == original.model.neck.type
+    assert swapped.model.bbox_head == original.model.bbox_head
+    assert swapped.train_dataloader.dataset.pipeline == original.train_dataloader.dataset.pipeline
+    assert swapped.test_dataloader.dataset.pipeline == original.test_dataloader.dataset.pipeline
+    init_default_scope("mmdet")
+    model = MODELS.build(swapped.model)
+    assert type(model.backbone).__name__ == "EfficientNetLite"
+
+
+def test_experiments_with_a_lite_backbone_skip_other_detectors(synthetic_data, tmp_path):
+    out = tmp_path / "experiments"
+    run_module(["train.experiments", "--data", str(synthetic_data), "--out", str(out), "--smoke",
+                "--backbone", "efficientnet-lite0", "--runs", "detectors"], timeout=600)
+    result = read_json(out / "comparison.json")
+    assert result["backbone"] == "efficientnet-lite0"
+    tood, atss, centernet = result["comparisons"]["detectors"]["rows"]
+    assert tood["status"] == "done" and 0.0 <= tood["mAP50"] <= 1.0
+    assert (atss["status"], centernet["status"]) == ("skipped", "skipped")
+    assert "is for TOOD rows" in atss["run"]
+    trained = _read_config(out / "runs" / "tood_x101-64x4d_fpn_acne04" / "resolved_config.py")
+    assert trained.model.backbone.type == "EfficientNetLite"
+    assert "Backbone: every TOOD row uses the ImageNet-pretrained efficientnet-lite0" in (
+        out / "comparison.md").read_text()
+
+
+def _read_config(path):
+    from mmengine.config import Config
+
+    return Config.fromfile(str(path))
+
+
 def test_experiments_refuses_unknown_comparisons_and_missing_data(tmp_path):
     result = run_module(["train.experiments", "--data", str(tmp_path), "--runs", "bbox_loss,nonsense"],
                         check=False, timeout=120)

@@ -2,7 +2,8 @@
 
     python -m train.experiments --data data/acne04 --out reports/experiments \
         --runs copy_paste,background_removal,bbox_loss,cls_loss,detectors,per_group \
-        [--smoke] [--iters N] [--train-args "--batch-size 16 --amp --fast"] [--fresh]
+        [--smoke] [--iters N] [--train-args "--batch-size 16 --amp --fast"] [--fresh] \
+        [--backbone efficientnet-lite0]
 
 Comparisons (the study's mAP50 in brackets):
     copy_paste           without (0.446) / with, as the LesionCopyPaste transform / with, as an
@@ -30,6 +31,12 @@ train.train's schedule takes; --iters to change). Each row then proves only that
 builds, trains and evaluates, and the table says so on every row: never read smoke numbers as
 results. Without --smoke the configs run as written: a GPU, and the COCO checkpoints of the
 mmdet model zoo (downloaded; offline, add --train-args "--from-scratch" and expect far less).
+
+--backbone efficientnet-lite0 (or -lite2): the TOOD rows train with the compact tier's
+ImageNet-pretrained backbone in place of ResNeXt-101 and without a COCO checkpoint, which is what
+learns in minutes where nothing can be downloaded (on a GPU machine, add --train-args
+"--backbone-weights FILE" for a local copy of the weights). The other detectors' rows are skipped.
+Compare such rows with each other, not with the study's column.
 """
 from __future__ import annotations
 
@@ -54,6 +61,10 @@ SMOKE_ITERS = 2  # train.train cannot schedule --iters 1 (its warmup and cosine 
 
 class ExperimentError(Exception):
     """A problem the user can fix; printed as one line, no traceback."""
+
+
+class RowSkipped(ExperimentError):
+    """A row that does not apply to this run's settings (e.g. --backbone on a non-TOOD detector)."""
 
 
 @dataclass
@@ -105,6 +116,35 @@ NOTES = {
     "per_group": "Each group's rows are scored on that group's valid images only; the all-groups model "
                  "is one run, scored per group. The study gives no figure for this comparison.",
 }
+
+
+# --------------------------------------------------------------------------------------------
+# --backbone: a TOOD row on the compact tier's ImageNet-pretrained backbone
+# --------------------------------------------------------------------------------------------
+
+LITE_CONFIGS = {"efficientnet-lite0": CONFIGS / "tood_efficientnet-lite0_fpn_acne04.py",
+                "efficientnet-lite2": CONFIGS / "tood_efficientnet-lite2_fpn_acne04.py"}
+
+
+def lite_backbone_config(config_path: Path, out_path: Path, backbone: str) -> Path:
+    """Write a copy of a TOOD row's config with the Lite config's backbone, normalisation, neck
+    inputs and learning rate, and no COCO checkpoint. What makes the row (losses, neck type,
+    pipelines) stays."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(config_path))
+    if cfg.model.type != "TOOD":
+        raise RowSkipped(f"--backbone {backbone} is for TOOD rows; this row is {cfg.model.type}")
+    lite = Config.fromfile(str(LITE_CONFIGS[backbone]))
+    cfg.model.backbone = lite.model.backbone
+    cfg.model.data_preprocessor = lite.model.data_preprocessor
+    neck = cfg.model.neck[0] if isinstance(cfg.model.neck, list) else cfg.model.neck
+    neck.in_channels, neck.start_level = lite.model.neck.in_channels, lite.model.neck.start_level
+    cfg.optim_wrapper.optimizer.lr = lite.optim_wrapper.optimizer.lr
+    cfg.load_from = None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg.dump(str(out_path))
+    return out_path
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,16 +393,19 @@ def run_experiments(args) -> dict:
         work_dir = out_dir / "runs" / name
         try:
             config = row.config
+            if args.backbone:
+                config = lite_backbone_config(config, out_dir / "lite_configs" / f"{row.config.stem}.py",
+                                              args.backbone)
             if args.smoke:
-                config = smoke_config(row.config, out_dir / "smoke_configs" / f"{row.config.stem}.py")
+                config = smoke_config(config, out_dir / "smoke_configs" / f"{row.config.stem}.py")
             row_data = data_for(row, group_split)
         except ExperimentError as error:
-            runs[key] = {"status": "failed", "error": str(error)}
+            runs[key] = {"status": "skipped" if isinstance(error, RowSkipped) else "failed", "error": str(error)}
             return runs[key]
         # What decides the result; an earlier run in --out is reused only when all of it is equal.
         settings = {"config": str(row.config), "data": row.data, "data_dir": str(row_data),
                     "source_data": str(data_dir), "smoke": args.smoke, "iters": iters,
-                    "train_args": train_args, "seed": args.seed}
+                    "train_args": train_args, "seed": args.seed, "backbone": args.backbone}
         print(f"[experiments] {comparison} / {row.label}: training {_relative(config)} (log: {work_dir / 'train.log'})",
               flush=True)
         record = run_training(config, row_data, work_dir, settings, args.fresh)
@@ -408,7 +451,7 @@ def run_experiments(args) -> dict:
         tables[comparison] = {"title": title, "rows": table_rows, "notes": notes}
 
     result = {"data": str(data_dir), "smoke": args.smoke, "iterations": iters, "train_args": train_args,
-              "comparisons": tables}
+              "backbone": args.backbone, "comparisons": tables}
     (out_dir / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "comparison.md").write_text(write_markdown(result))
     return result
@@ -465,6 +508,10 @@ def write_markdown(result: dict) -> str:
         lines += [f"**SMOKE RUN: toy-sized models with random weights, {result['iterations']} training "
                   f"iteration(s) on a CPU. These numbers mean nothing; they only show that every row builds, "
                   f"trains and evaluates.**", ""]
+    if result.get("backbone"):
+        lines += [f"**Backbone: every TOOD row uses the ImageNet-pretrained {result['backbone']} in place of "
+                  f"ResNeXt-101, without a COCO checkpoint** (other detectors are skipped): compare the rows "
+                  f"with each other, not with the study's column.", ""]
     if result["train_args"]:
         lines += [f"train.train options: `{shlex.join(result['train_args'])}`", ""]
     for name, table in result["comparisons"].items():
@@ -507,6 +554,9 @@ def parse_args(argv=None):
                         help="image field that defines the groups of the per_group comparison (default "
                              "'group'; 'grade' for data without groups, such as ACNE04)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backbone", choices=sorted(LITE_CONFIGS),
+                        help="train the TOOD rows with this ImageNet-pretrained backbone instead of "
+                             "ResNeXt-101 + COCO (offline); other detectors' rows are skipped")
     parser.add_argument("--fresh", action="store_true", help="train every row again, even when an identical run "
                                                              "is in --out")
     args = parser.parse_args(argv)
