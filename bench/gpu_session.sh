@@ -127,7 +127,9 @@ if [ "$X101" = 1 ]; then
   save_results
 fi
 
-if [ -n "$EXPERIMENTS" ]; then
+if [ -n "$EXPERIMENTS" ] && [ $(( DEADLINE - $(elapsed) )) -lt 60 ]; then
+  stamp "EXPERIMENTS skipped: less than 60 s left before the deadline"
+elif [ -n "$EXPERIMENTS" ]; then
   stamp "the study's comparisons $EXPERIMENTS on the Lite0 backbone, $EXPERIMENT_MINUTES min per row"
   amp="--amp"; python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())" || amp=""
   schedule="--budget-minutes $EXPERIMENT_MINUTES"
