@@ -123,7 +123,7 @@ fi
 if [ "$X101" = 1 ]; then
   stamp "waiting for X101"
   wait "$x101_pid"
-  cat "$RESULTS/x101_session.log" | grep "gpu_session"
+  grep "gpu_session" "$RESULTS/x101_session.log"
   save_results
 fi
 

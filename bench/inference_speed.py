@@ -159,6 +159,16 @@ def measure_memory_format(detector, photos: list[bytes], repeats: int) -> dict:
             "speedup": median_ratio(contiguous_ms, channels_last_ms), "same_detections": all(same)}
 
 
+def predict_at_batch_size(detector, photo: bytes, batch_size: int) -> dict:
+    """One prediction with `batch_size` slices per forward pass; the detector's own setting is kept."""
+    slicing = detector.settings.slicing
+    detector.settings.slicing = replace(slicing, batch_size=batch_size)
+    try:
+        return detector.predict(photo)
+    finally:
+        detector.settings.slicing = slicing
+
+
 def measure_large_photo(detector, session, url: str | None, photo: bytes, batch_sizes: list[int],
                         repeats: int) -> dict:
     """(b) and (d): the 12 MP photo in process at each batch size, then through TorchServe (unless
@@ -173,16 +183,12 @@ def measure_large_photo(detector, session, url: str | None, photo: bytes, batch_
         # growth (H100: round 1 took 3.2 s at 4 per pass against 0.9 s in round 2): one untimed
         # sliced pass per batch size first.
         for batch_size in batch_sizes:
-            detector.settings.slicing = replace(slicing, batch_size=batch_size)
-            detector.predict(photo)
-        detector.settings.slicing = slicing
+            predict_at_batch_size(detector, photo, batch_size)
     rounds, responses = [], {}
     for round_number in range(repeats):
         times = {}
         for batch_size in batch_sizes:
-            detector.settings.slicing = replace(slicing, batch_size=batch_size)
-            times[batch_size], responses[batch_size] = timed(lambda: detector.predict(photo))
-        detector.settings.slicing = slicing
+            times[batch_size], responses[batch_size] = timed(lambda: predict_at_batch_size(detector, photo, batch_size))
         if url:
             times["torchserve"], responses["torchserve"] = timed(lambda: post(session, url, photo))
         rounds.append(times)
@@ -269,13 +275,15 @@ def main(argv=None) -> int:
             wait_for_model(server)
             small, large = measure(f"{server['inference']}/predictions/trouble")
 
-    result = {"model": str(args.model), "model_sha256": hashlib.sha256((model if model.is_file() else model / "model.pth").read_bytes()).hexdigest(),
+    weights = model if model.is_file() else model / "model.pth"  # a .mar, or a model folder's weights
+    result = {"model": str(args.model), "model_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
               "photos": [p.name for p in photo_paths], "cpus": os.cpu_count(), "device": device_name(args.device),
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
               "load_average_before": [round(v, 2) for v in load_before],
               "load_average_after": [round(v, 2) for v in os.getloadavg()],
               "photo_640": small, "photo_12mp": large}
-    print(f"\nInference speed: {args.model}, {result['device']}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; "
+    print(f"\nInference speed: {args.model}, {result['device']}, {os.cpu_count()} cores, "
+          f"{torch.get_num_threads()} torch threads; "
           f"load average {result['load_average_before'][0]} before, {result['load_average_after'][0]} after")
     print("| measurement | median ms (min) | compared with | median ratio |\n|---|---|---|---|")
     print(f"| 640x640 photo, in process | {small['in_process']['median_ms']} ({small['in_process']['min_ms']}) | "

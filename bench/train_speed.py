@@ -9,8 +9,7 @@ second after `--warmup` iterations, the loss of every iteration, and the share o
 peak FLOP/s reached (training FLOPs per iteration counted once with torch's FlopCounterMode).
 Settings: fp32 (the baseline), amp (float16 AMP with the head's float32 parts), fast (the same
 plus channels_last and cudnn benchmark), fast-bf16 (fast with bfloat16) and fast-2x-batch (fast
-at twice --batch-size). On a CPU only fp32 runs (AMP needs
-CUDA); use the smoke config there.
+at twice --batch-size). On a CPU only fp32 runs (AMP needs CUDA); use the smoke config there.
 """
 from __future__ import annotations
 
@@ -121,8 +120,9 @@ def run_setting(args, setting: str) -> dict:
     timed = timer.times[args.warmup:]
     images_per_s = batch_size * len(timed) / sum(timed)
     nan_iterations = sum(1 for loss in timer.losses if loss != loss)
-    result = {"setting": setting, "batch_size": batch_size, "images_per_s": round(images_per_s, 2), "nan_loss_iterations": nan_iterations,
-              "s_per_iter": round(sum(timed) / len(timed), 4), "losses": timer.losses}
+    result = {"setting": setting, "batch_size": batch_size, "images_per_s": round(images_per_s, 2),
+              "nan_loss_iterations": nan_iterations, "s_per_iter": round(sum(timed) / len(timed), 4),
+              "losses": timer.losses}
     try:
         flops = training_flops(runner, timer.last_batch)
         result["tflop_per_iter"] = round(flops / 1e12, 3)
