@@ -41,6 +41,23 @@ def test_smoke_training_leaves_mar_metrics_table_and_plot(smoke_training):
     assert settings["batchSize"] >= 1 and settings["maxBatchDelay"] > 0
 
 
+def test_saved_predictions_rescore_to_the_same_metrics(smoke_training, tmp_path):
+    """The evaluation keeps the model's predictions, so other thresholds cost no second model run."""
+    work = smoke_training["work_dir"]
+    predictions = read_json(work / "eval" / "predictions.json")
+    assert predictions and {"image_id", "category_id", "bbox", "score"} <= set(predictions[0])
+    first = read_json(work / "eval" / "metrics.json")
+    thresholds = tmp_path / "thresholds.json"  # the ones the first report was scored at
+    per_type = first["at_thresholds"]["per_type"]
+    thresholds.write_text(json.dumps({name: row["threshold"] for name, row in per_type.items()}))
+    run_module(["train.evaluate", "--predictions", str(work / "eval" / "predictions.json"), "--thresholds-json",
+                str(thresholds), "--gt", str(smoke_training["data"] / "valid" / "annotations.json"),
+                "--out", str(tmp_path / "again")])
+    again = read_json(tmp_path / "again" / "metrics.json")
+    assert again["coco"]["mAP50"] == pytest.approx(first["coco"]["mAP50"])
+    assert again["at_thresholds"] == first["at_thresholds"]
+
+
 def test_archived_weights_load_as_tensors_only(smoke_training, tmp_path):
     with zipfile.ZipFile(smoke_training["mar"]) as mar:
         mar.extract("model.pth", tmp_path)

@@ -687,7 +687,8 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
 
 def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=None, from_work_dir=False,
                    input_size=None):
-    """Evaluate a .mar, a model folder or a training work dir; saves thresholds.json beside the report."""
+    """Evaluate a .mar, a model folder or a training work dir; saves thresholds.json and the
+    model's predictions.json (COCO results) beside the report."""
     import tempfile
     from pathlib import Path
 
@@ -714,6 +715,12 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
     with open(thresholds_path, "w", encoding="utf-8") as f:
         json.dump(metrics["f1_optimal_thresholds"], f, indent=2)
     paths["thresholds.json"] = thresholds_path
+    # Running the model is the slow part: keep its output so that other thresholds or a subset
+    # can be scored again with --predictions, in seconds.
+    predictions_path = os.path.join(out_dir, "predictions.json")
+    with open(predictions_path, "w", encoding="utf-8") as f:
+        json.dump(predictions, f)
+    paths["predictions.json"] = predictions_path
     return metrics, paths
 
 
@@ -738,7 +745,8 @@ def parse_args(argv=None):
     parser.add_argument("--limit", type=int, help="with --model/--work-dir: only N images, spread evenly over the file")
     parser.add_argument("--input-size", type=int, help="with --model/--work-dir: resize images (and slices) to this "
                                                        "side for the model (default: the model's setting)")
-    parser.add_argument("--out", required=True, help="folder for metrics.json, metrics.md, curves.png")
+    parser.add_argument("--out", required=True, help="folder for metrics.json, metrics.md, curves.png "
+                                                     "(and, with --model/--work-dir, predictions.json)")
     thresholds = parser.add_mutually_exclusive_group()
     thresholds.add_argument("--score-threshold", type=float, default=0.3, help="one threshold for every type (default 0.3)")
     thresholds.add_argument("--thresholds-json", help="JSON {type: threshold}, or a metrics.json whose F1-optimal thresholds to use")
