@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
 
 
 class ServerClient:
@@ -93,7 +93,7 @@ def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("photos", help="a folder of JPEG/PNG/WebP photos")
+    parser.add_argument("photos", help="a folder of JPEG/PNG/WebP/HEIC photos")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a .mar or model folder, run in this process")
     source.add_argument("--server", help="TorchServe inference address, e.g. http://127.0.0.1:8080")

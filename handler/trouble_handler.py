@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ts.torch_handler.base_handler import BaseHandler
 
-from trouble.images import BadInput
+from trouble.images import ACCEPTED, BadInput
 from trouble.inference import TroubleDetector
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,6 @@ def _split_request(row: dict) -> tuple[bytes, dict]:
         for key in ("data", "body"):
             if isinstance(row.get(key), str):
                 raise BadInput("not_an_image", "The body is text, not an image: send the photo's bytes "
-                                               "(Content-Type image/jpeg, image/png or image/webp).", 415)
-        raise BadInput("empty_body", "The request has no image: send the photo's bytes (JPEG, PNG or WebP).")
+                                               "(Content-Type image/jpeg, image/png, image/webp or image/heic).", 415)
+        raise BadInput("empty_body", f"The request has no image: send the bytes of {ACCEPTED}.")
     return image_bytes, options

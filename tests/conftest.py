@@ -28,6 +28,7 @@ ACNE04_DATA = next((p for p in (REPO.parent / "shared" / "data" / "acne04", Path
 BIN = Path(sys.executable).parent
 
 from tests.synthetic_data import make_dataset  # noqa: E402
+from trouble import images  # noqa: E402, F401  (registers PIL's HEIC plugin: tests write HEIC photos too)
 
 
 def free_ports(count: int) -> list[int]:

@@ -117,6 +117,18 @@ def test_local_mode_matches_inference_core(local_app, detector, tmp_path, thresh
         assert expected["total"] > 0, "the smoke model should find something at a low threshold"
 
 
+def test_heic_upload_is_analysed_like_the_same_photo(local_app, detector, tmp_path):
+    """An iPhone's HEIC goes through the app as it is; the drawing is made from it too."""
+    heic = tmp_path / "photo.heic"
+    Image.open(PHOTO).save(heic, "HEIF", quality=95)
+    expected = detector.predict(heic.read_bytes(), score_threshold=LOW_THRESHOLD, sliced=True, slice_size=640)
+    result = call_app(local_app, heic, tmp_path / "downloads", threshold=LOW_THRESHOLD)
+    assert {row[0]: row[1] for row in result["counts"]["data"]} == {**expected["counts"], "Total": expected["total"]}
+    assert "local model" in result["status"]
+    with Image.open(result["annotated_png"]) as image:
+        assert image.format == "PNG" and image.width == expected["image"]["width"]
+
+
 def test_bad_image_gets_the_inference_core_message(local_app, tmp_path):
     not_a_photo = tmp_path / "notes.jpg"
     not_a_photo.write_bytes(b"%PDF-1.4 not a photo at all")

@@ -107,3 +107,30 @@ def test_server_down_page_says_so(browser, tmp_path):
     assert "Could not analyse the photo" in status and "is not answering" in status and api_url in status
     assert not any(word in body for word in STACK_TRACE_WORDS)
     assert "Error" not in body  # no Gradio error toast either
+
+
+def test_heic_upload_from_an_iphone_is_analysed(smoke_mar, browser, tmp_path):
+    """The upload reaches the app untouched and the annotated PNG is shown (the browser cannot show
+    a HEIC itself). Sent as the image/heic type browsers on a Mac give such a file: Gradio's page takes only
+    files with an image/ type, and Playwright's own type table has none for .heic."""
+    import io
+
+    from PIL import Image
+
+    heic = io.BytesIO()
+    Image.open(PHOTO).save(heic, "HEIF", quality=95)
+    upload = {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic.getvalue()}
+    with running_app(tmp_path / "app.log", TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar)) as url:
+        page = open_page(browser, url)
+        page.set_input_files("#trouble-photo input[type=file]", files=[upload])
+        # Uploaded: the photo's <img> is there (not visible: Chromium cannot decode HEIC).
+        page.wait_for_selector("#trouble-photo img", state="attached", timeout=30_000)
+        page.click("#trouble-run")
+        page.wait_for_selector("#trouble-counts :text('Total')", timeout=90_000)
+        status = page.inner_text("#trouble-status")
+        image_size = page.eval_on_selector("#trouble-annotated img", "img => [img.complete, img.naturalWidth]")
+        body = page.inner_text("body")
+        page.close()
+    assert "Answered by" in status
+    assert image_size == [True, 640]
+    assert not any(word in body for word in STACK_TRACE_WORDS) and "Error" not in body

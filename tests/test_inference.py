@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ACNE04_PHOTOS
+from tests.conftest import ACNE04_PHOTOS, REPO
 from tests.synthetic_data import make_image
 from trouble.images import BadInput, decode_image
 from trouble.severity import grade_from_count
@@ -102,11 +104,39 @@ def test_exif_orientation_and_modes():
     base.save(buffer, "JPEG", exif=exif)
     rotated = decode_image(buffer.getvalue())
     assert rotated.rgb.shape == (300, 200, 3) and (rotated.original_width, rotated.original_height) == (200, 300)
+    assert rotated.format == "JPEG"
     rgba = base.convert("RGBA")
     rgba.putalpha(0)  # fully transparent: becomes white, not black
     buffer = io.BytesIO()
     rgba.save(buffer, "PNG")
     assert decode_image(buffer.getvalue()).rgb.min() == 255
+
+
+def test_heic_photo_decodes_the_right_way_up():
+    """iPhones save HEIC by default; its rotation is applied as for a JPEG's EXIF orientation."""
+    base, _, _ = make_image(size=(300, 200), n_lesions=3, seed=2)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # pillow-heif stores this as HEIF's own rotation
+    buffer = io.BytesIO()
+    base.save(buffer, "HEIF", quality=95, exif=exif.tobytes())
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.format == "HEIF" and (decoded.original_width, decoded.original_height) == (200, 300)
+    upright = np.asarray(base.transpose(Image.Transpose.ROTATE_270), dtype=float)
+    assert np.abs(decoded.rgb.astype(float) - upright).mean() < 6  # lossy, but the same picture
+
+
+def test_heic_without_its_plugin_says_what_is_missing(tmp_path):
+    """A server installed without pillow-heif names the package instead of "not a readable image"."""
+    heic = tmp_path / "photo.heic"
+    Image.new("RGB", (64, 48), (200, 150, 130)).save(heic, "HEIF")
+    probe = ("import sys; sys.modules['pillow_heif'] = None\n"  # as if it were not installed
+             "from trouble.images import BadInput, decode_image\n"
+             "try: decode_image(open(sys.argv[1], 'rb').read())\n"
+             "except BadInput as e: print(e.code, e.http_status, e)")
+    result = subprocess.run([sys.executable, "-c", probe, str(heic)], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.startswith("unsupported_format 415 This is a HEIC photo"), result.stdout + result.stderr
+    assert "pillow-heif" in result.stdout
 
 
 @pytest.mark.parametrize("data,code", [(b"", "empty_body"), (b"GIF89a" + b"\0" * 40, "not_an_image"),

@@ -121,12 +121,13 @@ def test_image_modes_and_exif(torchserve, detector):
         "16-bit": png_bytes(Image.fromarray((np.asarray(base.convert("L"), np.uint16) * 257))),
         "webp": (lambda b: (base.save(b, "WEBP"), b.getvalue())[1])(io.BytesIO()),
         "exif-rotated": jpeg_bytes(base, exif=exif),
+        "heic-rotated": (lambda b: (base.save(b, "HEIF", exif=exif.tobytes()), b.getvalue())[1])(io.BytesIO()),
     }
     for name, data in cases.items():
         reply = post(torchserve, data)
         assert reply.status_code == 200, (name, reply.text)
         size = (reply.json()["image"]["width"], reply.json()["image"]["height"])
-        assert size == ((200, 300) if name == "exif-rotated" else (300, 200)), name
+        assert size == ((200, 300) if name.endswith("rotated") else (300, 200)), name
 
 
 def png_header_only(width: int, height: int) -> bytes:

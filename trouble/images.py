@@ -1,7 +1,7 @@
 """Decode an uploaded photo into an RGB array the model can take, or say clearly why not.
 
 Everything a phone or a scanner may send is handled here once: EXIF orientation, grayscale,
-palette, RGBA, CMYK and 16-bit images, huge photos (decoded at reduced size, then capped to a
+palette, RGBA, CMYK and 16-bit images, HEIC (what iPhones save by default), huge photos (decoded at reduced size, then capped to a
 working resolution) and hostile input (decompression bombs, truncated files, SVG or PDF bytes).
 """
 from __future__ import annotations
@@ -14,7 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}  # MPO: the JPEG variant many phones write
+try:  # PIL reads HEIC only through the pillow-heif plugin (libheif); it applies HEIC's rotation
+    from pillow_heif import register_heif_opener
+except ImportError:  # a server without it still answers, and says what is missing
+    HEIC_READABLE = False
+else:
+    register_heif_opener()
+    HEIC_READABLE = True
+
+ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "HEIF"}  # MPO: the JPEG variant many phones write
+ACCEPTED = "a JPEG, PNG, WebP or HEIC photo"
+# The ISO media "brands" of HEIC/HEIF files, at bytes 8-12 after "ftyp".
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 MIN_SIDE = 16
 # The model never needs more than this many pixels on the long side: larger photos are
 # downscaled before inference and boxes are mapped back to the original pixels.
@@ -52,16 +63,16 @@ class DecodedImage:
 
 def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Bytes of a JPEG, PNG or WebP photo → DecodedImage; raises BadInput with a clear message."""
+    """Bytes of a JPEG, PNG, WebP or HEIC photo → DecodedImage; raises BadInput with a clear message."""
     started = time.perf_counter()
     if not data:
-        raise BadInput("empty_body", "The request has no image: send the photo's bytes (JPEG, PNG or WebP).")
+        raise BadInput("empty_body", f"The request has no image: send the bytes of {ACCEPTED}.")
     head = data[:1024].lstrip().lower()
     if head.startswith(b"%pdf"):
-        raise BadInput("unsupported_format", "This is a PDF document, not a photo: send a JPEG, PNG or WebP image.",
+        raise BadInput("unsupported_format", f"This is a PDF document, not a photo: send {ACCEPTED}.",
                          415)
     if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
-        raise BadInput("unsupported_format", "SVG vector images are not accepted: send a JPEG, PNG or WebP photo.",
+        raise BadInput("unsupported_format", f"SVG vector images are not accepted: send {ACCEPTED}.",
                          415)
     try:
         with warnings.catch_warnings():
@@ -71,11 +82,15 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
             ValueError) as error:
         if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             raise BadInput("too_many_pixels", f"The image has too many pixels ({error}).", 413) from error
-        raise BadInput("not_an_image", "The data is not a readable image: send a JPEG, PNG or WebP photo.",
-                         415) from error
-    if image.format not in ACCEPTED_FORMATS:
+        if not HEIC_READABLE and data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+            raise BadInput("unsupported_format", "This is a HEIC photo and this server cannot read HEIC "
+                                                 "(the pillow-heif package is not installed): send a JPEG, "
+                                                 "PNG or WebP.", 415) from error
+        raise BadInput("not_an_image", f"The data is not a readable image: send {ACCEPTED}.", 415) from error
+    image_format = image.format  # exif_transpose below returns an image without it
+    if image_format not in ACCEPTED_FORMATS:
         raise BadInput("unsupported_format",
-                         f"{image.format} images are not accepted: send a JPEG, PNG or WebP photo.", 415)
+                         f"{image_format} images are not accepted: send {ACCEPTED}.", 415)
     width, height = image.size
     if width < MIN_SIDE or height < MIN_SIDE:
         raise BadInput("too_small", f"The image is {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} "
@@ -88,7 +103,7 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
     orientation = image.getexif().get(0x0112, 1)
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
         width, height = height, width
-    if image.format in ("JPEG", "MPO"):
+    if image_format in ("JPEG", "MPO"):
         # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
         image.draft("RGB", (max_side, max_side))
     try:
@@ -99,7 +114,7 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
     rgb = _to_rgb(image)
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    return DecodedImage(np.asarray(rgb, dtype=np.uint8), width, height, image.format or "",
+    return DecodedImage(np.asarray(rgb, dtype=np.uint8), width, height, image_format,
                         round((time.perf_counter() - started) * 1000.0, 1))
 
 

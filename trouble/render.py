@@ -10,6 +10,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from trouble import images  # noqa: F401  (registers the HEIC reader with PIL, for load_photo)
+
 # Okabe & Ito (2008) colour-blind-safe palette. Known lesion types keep the same colour in every
 # model; blue-green hues first, because they stand out best on skin.
 OKABE_ITO = {
