@@ -1,16 +1,19 @@
 """Batch CLI: run the detector over a folder of photos and write COCO-format results.
 
     python -m handler.predict_folder PHOTOS --model model_store/trouble.mar --out results.json
-    python -m handler.predict_folder PHOTOS --server http://127.0.0.1:8080 --out results.json --annotated out/
+    python -m handler.predict_folder PHOTOS --server http://127.0.0.1:8080 --out results.json --annotated out/ \
+        --csv counts.csv
 
 In process (--model: a .mar or a model folder) or through a running TorchServe (--server); both
 return the same response per photo, so the results are the same. Writes a COCO results list
 ({image_id, file_name, category_id, bbox [x, y, w, h], score}), a categories list, and the full
-response per photo; with --annotated, each photo with its coloured boxes.
+response per photo; with --annotated, each photo with its coloured boxes; with --csv, one row per
+photo (counts per type, total, severity grade, or why it was skipped) for a spreadsheet.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -91,6 +94,21 @@ def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict
     return results, responses
 
 
+def write_counts_csv(path: Path, classes: list, responses: list):
+    """One row per photo, in folder order: what a clinic puts in a spreadsheet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file_name", *classes, "total", "grade", "grade_name", "error"])
+        for response in responses:
+            if "error" in response:
+                writer.writerow([response["file_name"], *[""] * len(classes), "", "", "", response["error"]])
+                continue
+            severity = response["severity"]
+            writer.writerow([response["file_name"], *[response["counts"][name] for name in classes],
+                             response["total"], severity["grade"], severity["name"], ""])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", help="a folder of JPEG/PNG/WebP/HEIC photos")
@@ -99,6 +117,7 @@ def main(argv=None) -> int:
     source.add_argument("--server", help="TorchServe inference address, e.g. http://127.0.0.1:8080")
     parser.add_argument("--out", required=True, help="JSON file for the results")
     parser.add_argument("--annotated", help="folder for the photos with their boxes drawn")
+    parser.add_argument("--csv", help="CSV file with one row per photo: counts per type, total, grade")
     parser.add_argument("--threshold", type=float, help="one score threshold for every type (default: the model's)")
     parser.add_argument("--sliced", choices=["true", "false"], help="SAHI sliced inference (default: the model's)")
     parser.add_argument("--slice-size", type=int)
@@ -110,7 +129,7 @@ def main(argv=None) -> int:
         return 2
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     if not paths:
-        print(f"error: no .jpg, .png or .webp photos in {folder}", file=sys.stderr)
+        print(f"error: no {', '.join(sorted(PHOTO_SUFFIXES))} photos in {folder}", file=sys.stderr)
         return 2
     try:
         predictor = open_predictor(args.model, args.server)
@@ -128,6 +147,8 @@ def main(argv=None) -> int:
               "results": results, "responses": [responses[i] for i, _ in images]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(output, indent=1))
+    if args.csv:
+        write_counts_csv(Path(args.csv), classes, output["responses"])
     failed = sum(1 for r in responses.values() if "error" in r)
     print(f"wrote {args.out}: {len(results)} detections in {len(paths) - failed} photos"
           + (f"; {failed} photos skipped (see 'responses')" if failed else ""))

@@ -179,3 +179,44 @@ def test_prometheus_metrics_are_on(torchserve):
 def test_model_registration_api_is_off(torchserve):
     reply = requests.post(f"{torchserve['management']}/models", params={"url": "other.mar"}, timeout=10)
     assert reply.status_code in (403, 405), reply.text
+
+
+def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar, tmp_path):
+    """`handler.predict_folder` on a folder a clinic might have: JPEGs, an iPhone HEIC, a broken
+    file (reported and skipped) and a note (not a photo: ignored)."""
+    import csv
+    import shutil
+
+    from tests.conftest import read_json, run_module
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in ACNE04_PHOTOS[:2]:
+        shutil.copy(photo, photos / photo.name)
+    Image.open(ACNE04_PHOTOS[2]).save(photos / "IMG_0003.HEIC", "HEIF", quality=95)
+    (photos / "broken.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes()[:3000])
+    (photos / "notes.txt").write_text("not a photo")
+    rows = {}
+    for name, source in (("server", ["--server", torchserve["inference"]]), ("model", ["--model", str(smoke_mar)])):
+        out = tmp_path / name
+        result = run_module(["handler.predict_folder", str(photos), *source, "--threshold", LOW, "--out",
+                             str(out / "results.json"), "--csv", str(out / "counts.csv"), "--annotated",
+                             str(out / "annotated")])
+        assert "1 photos skipped" in result.stdout
+        with (out / "counts.csv").open(newline="") as f:
+            rows[name] = list(csv.DictReader(f))
+        results = read_json(out / "results.json")
+        assert len(results["responses"]) == 4 and len(results["images"]) == 4
+        assert sorted(p.name for p in (out / "annotated").iterdir()) == sorted(
+            f"{p.stem}.png" for p in photos.iterdir() if p.name not in ("broken.jpg", "notes.txt"))
+
+    assert [row["file_name"] for row in rows["server"]] == sorted(p.name for p in photos.iterdir())[:4]
+    broken = next(row for row in rows["server"] if row["file_name"] == "broken.jpg")
+    assert "truncated or corrupt" in broken["error"] and broken["total"] == ""
+    for server_row, model_row in zip(rows["server"], rows["model"]):
+        assert server_row["error"].endswith(model_row["error"])  # the server's says "server answered 400: "
+        assert {**server_row, "error": ""} == {**model_row, "error": ""}
+        if not server_row["error"]:
+            counts = [int(server_row[name]) for name in ("comedone", "papule", "pustule")]
+            assert sum(counts) == int(server_row["total"]) > 0
+            assert server_row["grade_name"] in ("mild", "moderate", "severe", "very severe")
