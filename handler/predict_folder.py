@@ -21,6 +21,8 @@ from pathlib import Path
 
 import requests
 
+from trouble.images import BadInput
+
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
 
 
@@ -31,6 +33,14 @@ class ServerClient:
         self.url = f"{base_url.rstrip('/')}/predictions/{model_name}"
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout_s = timeout_s
+
+    def check_running(self):
+        """Fail at once, with what to do, when nothing answers (rather than once per photo)."""
+        ping = self.url.split("/predictions/")[0] + "/ping"
+        try:
+            requests.get(ping, headers=self.headers, timeout=10)
+        except requests.ConnectionError as error:
+            raise ConnectionError(f"TorchServe is not answering at {self.url} (is it running? `make serve`)") from error
 
     def predict(self, image_bytes: bytes, score_threshold=None, sliced=None, slice_size=None) -> dict:
         headers = dict(self.headers)
@@ -47,13 +57,18 @@ class ServerClient:
         except ValueError:
             body = {"error": reply.text[:200]}
         if reply.status_code != 200:
-            raise ValueError(f"server answered {reply.status_code}: {body.get('error') or body.get('message') or body}")
+            message = f"server answered {reply.status_code}: {body.get('error') or body.get('message') or body}"
+            if "code" in body:  # the handler's refusal, with its machine-readable code
+                raise BadInput(body["code"], message, reply.status_code)
+            raise ValueError(message)
         return body
 
 
 def open_predictor(model: str | None = None, server: str | None = None):
     if server:
-        return ServerClient(server, token=os.environ.get("TROUBLE_API_TOKEN"))
+        client = ServerClient(server, token=os.environ.get("TROUBLE_API_TOKEN"))
+        client.check_running()
+        return client
     from trouble.inference import TroubleDetector
 
     return TroubleDetector.from_path(model)
@@ -70,19 +85,30 @@ def to_coco_results(response: dict, image_id: int, category_ids: dict) -> list[d
     return results
 
 
-def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict, score_threshold=None,
+def model_category_ids(response: dict) -> dict:
+    """The model's types, in its order, numbered from 1 as COCO categories."""
+    return {name: index for index, name in enumerate(response["model"]["classes"], 1)}
+
+
+def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
                    sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True):
-    """Run every (image_id, path); return (COCO results, {image_id: response or error})."""
+    """Run every (image_id, path); return (COCO results, {image_id: response or error}).
+
+    category_ids maps type name → COCO category id; None numbers the model's types from 1."""
     results, responses = [], {}
     for number, (image_id, path) in enumerate(images, 1):
         try:
             response = predictor.predict(path.read_bytes(), score_threshold, sliced, slice_size)
         except (ValueError, OSError) as error:  # BadInput is a ValueError; one bad photo stops nothing
+            if getattr(error, "code", None) == "bad_parameter":  # an option, not the photo: all would fail
+                raise
             responses[image_id] = {"file_name": path.name, "error": str(error)}
             print(f"  {path.name}: skipped: {error}", file=sys.stderr)
             continue
         response["file_name"] = path.name
         responses[image_id] = response
+        if category_ids is None:
+            category_ids = model_category_ids(response)
         results += to_coco_results(response, image_id, category_ids)
         if annotated_dir is not None:
             from trouble.render import annotate_image
@@ -133,15 +159,19 @@ def main(argv=None) -> int:
         return 2
     try:
         predictor = open_predictor(args.model, args.server)
-        first = predictor.predict(paths[0].read_bytes(), args.threshold, args.sliced, args.slice_size)
     except (ConnectionError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    classes = first["model"]["classes"]
-    category_ids = {name: index + 1 for index, name in enumerate(classes)}
     images = list(enumerate(paths, 1))
-    results, responses = predict_images(predictor, images, category_ids, args.threshold, args.sliced,
-                                        args.slice_size, Path(args.annotated) if args.annotated else None)
+    try:
+        results, responses = predict_images(predictor, images, None, args.threshold, args.sliced,
+                                            args.slice_size, Path(args.annotated) if args.annotated else None)
+    except BadInput as error:  # a bad --threshold or --slice-size
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    answered = [response for response in responses.values() if "error" not in response]
+    category_ids = model_category_ids(answered[0]) if answered else {}
+    classes = list(category_ids)
     output = {"categories": [{"id": i, "name": n} for n, i in category_ids.items()],
               "images": [{"id": i, "file_name": p.name} for i, p in images],
               "results": results, "responses": [responses[i] for i, _ in images]}
@@ -152,6 +182,10 @@ def main(argv=None) -> int:
     failed = sum(1 for r in responses.values() if "error" in r)
     print(f"wrote {args.out}: {len(results)} detections in {len(paths) - failed} photos"
           + (f"; {failed} photos skipped (see 'responses')" if failed else ""))
+    if not answered:
+        print(f"error: none of the {len(paths)} photos could be analysed (see 'responses' in {args.out})",
+              file=sys.stderr)
+        return 1
     return 0
 
 

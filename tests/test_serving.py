@@ -183,7 +183,7 @@ def test_model_registration_api_is_off(torchserve):
 
 def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar, tmp_path):
     """`handler.predict_folder` on a folder a clinic might have: JPEGs, an iPhone HEIC, a broken
-    file (reported and skipped) and a note (not a photo: ignored)."""
+    file that sorts first (reported and skipped) and a note (not a photo: ignored)."""
     import csv
     import shutil
 
@@ -194,7 +194,7 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
     for photo in ACNE04_PHOTOS[:2]:
         shutil.copy(photo, photos / photo.name)
     Image.open(ACNE04_PHOTOS[2]).save(photos / "IMG_0003.HEIC", "HEIF", quality=95)
-    (photos / "broken.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes()[:3000])
+    (photos / "0_broken.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes()[:3000])
     (photos / "notes.txt").write_text("not a photo")
     rows = {}
     for name, source in (("server", ["--server", torchserve["inference"]]), ("model", ["--model", str(smoke_mar)])):
@@ -207,11 +207,12 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
             rows[name] = list(csv.DictReader(f))
         results = read_json(out / "results.json")
         assert len(results["responses"]) == 4 and len(results["images"]) == 4
+        assert [c["name"] for c in results["categories"]] == ["comedone", "papule", "pustule"]
         assert sorted(p.name for p in (out / "annotated").iterdir()) == sorted(
-            f"{p.stem}.png" for p in photos.iterdir() if p.name not in ("broken.jpg", "notes.txt"))
+            f"{p.stem}.png" for p in photos.iterdir() if p.name not in ("0_broken.jpg", "notes.txt"))
 
     assert [row["file_name"] for row in rows["server"]] == sorted(p.name for p in photos.iterdir())[:4]
-    broken = next(row for row in rows["server"] if row["file_name"] == "broken.jpg")
+    broken = rows["server"][0]
     assert "truncated or corrupt" in broken["error"] and broken["total"] == ""
     for server_row, model_row in zip(rows["server"], rows["model"]):
         assert server_row["error"].endswith(model_row["error"])  # the server's says "server answered 400: "
@@ -220,3 +221,21 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
             counts = [int(server_row[name]) for name in ("comedone", "papule", "pustule")]
             assert sum(counts) == int(server_row["total"]) > 0
             assert server_row["grade_name"] in ("mild", "moderate", "severe", "very severe")
+
+
+def test_batch_cli_stops_at_a_bad_option_and_says_when_nothing_was_analysed(torchserve, tmp_path):
+    from tests.conftest import run_module
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes())
+    command = ["handler.predict_folder", str(photos), "--server", torchserve["inference"], "--out",
+               str(tmp_path / "results.json")]
+    bad_option = run_module([*command, "--threshold", "2"], check=False)
+    assert bad_option.returncode == 2 and "threshold must be in [0, 1]" in bad_option.stderr
+    assert "Traceback" not in bad_option.stderr and not (tmp_path / "results.json").exists()
+
+    (photos / "a.jpg").write_bytes(b"not a photo at all")
+    nothing = run_module(command, check=False)
+    assert nothing.returncode == 1 and "none of the 1 photos could be analysed" in nothing.stderr
+    assert "not a readable image" in (tmp_path / "results.json").read_text()  # the reason is kept
