@@ -83,26 +83,43 @@ def test_other_layouts_and_format_detection(tmp_path):
             dict(category, supercategory="lesions") for category in coco["categories"]]
         (roboflow / split / "annotations.json").unlink()
         (roboflow / split / "_annotations.coco.json").write_text(json.dumps(coco))
-    # Ultralytics YOLO: images/<split> + labels/<split>, names in classes.txt
+    # Ultralytics YOLO: images/<split> + labels/<split> with "val", names in classes.txt
     make_dataset(tmp_path / "yolo", n_images=4, fmt="yolo")
     ultralytics = tmp_path / "ultralytics"
     for split in want:
         for kind in ("images", "labels"):
-            shutil.copytree(tmp_path / "yolo" / split / kind, ultralytics / kind / split)
+            target = ultralytics / kind / ("val" if split == "valid" else split)
+            shutil.copytree(tmp_path / "yolo" / split / kind, target)
     (ultralytics / "classes.txt").write_text("\n".join(LESION_TYPES) + "\n")
+    # COCO 2017 layout: annotations/instances_<split>2017.json + <split>2017/ images
+    coco2017 = tmp_path / "coco2017"
+    for split in want:
+        name = {"train": "train2017", "valid": "val2017"}[split]
+        shutil.copytree(tmp_path / "synthetic" / split, coco2017 / name, ignore=shutil.ignore_patterns("*.json"))
+        (coco2017 / "annotations").mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "synthetic" / split / "annotations.json",
+                    coco2017 / "annotations" / f"instances_{name}.json")
     # VOC devkit: Annotations/ + JPEGImages/, no split folders: one split named by --split
     make_dataset(tmp_path / "voc", n_images=4, fmt="voc")
     devkit = tmp_path / "devkit"
     shutil.copytree(tmp_path / "voc" / "valid", devkit / "JPEGImages", ignore=shutil.ignore_patterns("*.xml"))
     shutil.copytree(tmp_path / "voc" / "valid", devkit / "Annotations", ignore=shutil.ignore_patterns("*.jpg"))
 
+    # val, val2017 and train2017 are written as valid and train: the names training reads
     for fmt, src, split, boxes in (("coco", roboflow, "train", want), ("yolo", ultralytics, "train", want),
-                                   ("voc", devkit, "test", {"test": want["valid"]})):
-        report = import_dataset(None, src, tmp_path / "out" / fmt, split=split)  # format guessed from the files
+                                   ("coco", coco2017, "train", want), ("voc", devkit, "test", {"test": want["valid"]})):
+        report = import_dataset(None, src, tmp_path / "out" / src.name, split=split)  # format guessed from the files
         assert report["format"] == fmt
         assert report["categories"] == list(LESION_TYPES)
         assert {name: summary["boxes"] for name, summary in report["splits"].items()} == boxes
         assert all(set(summary["problems"]) <= {"no_boxes"} for summary in report["splits"].values())
+        assert all((tmp_path / "out" / src.name / name / "annotations.json").is_file() for name in boxes)
+
+    both = tmp_path / "both"  # valid/ and val/: which one is meant cannot be guessed
+    for name in ("valid", "val"):
+        shutil.copytree(tmp_path / "synthetic" / "valid", both / name)
+    with pytest.raises(DataError, match="'valid' and 'val', which would both be written as 'valid'"):
+        import_dataset("coco", both, tmp_path / "out" / "both")
 
 
 def write_image(folder, name, n_lesions=2, seed=0):

@@ -11,8 +11,9 @@ Output, the layout every other part of the project reads:
     OUT/import_report.json         counts per split and every problem found, with all the file names
 
 Source layouts:
-    split folders    SRC/train, SRC/valid (or val), SRC/test are imported under their own names; without
-                     them SRC is one split named by --split (default train).
+    split folders    SRC/train, SRC/valid, SRC/test (val, validation, train2017 ... are written as valid,
+                     train, test: training validates on "valid"); without them SRC is one split
+                     named by --split (default train).
     VOC              images with the .xml beside them (like ACNE04), or Annotations/ + JPEGImages/.
                      Coordinates are PASCAL's 1-based pixel indices: x = xmin - 1, width = xmax - xmin + 1.
     COCO             one JSON per split: <split>/annotations.json, <split>/_annotations.coco.json (Roboflow),
@@ -40,7 +41,10 @@ from pathlib import Path
 from PIL import Image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-SPLIT_FOLDERS = ("train", "valid", "val", "test")
+SPLIT_FOLDERS = ("train", "valid", "val", "validation", "test")
+# Other usual names of a split → the name it is written under (training validates on "valid").
+OUTPUT_SPLIT_NAMES = {"val": "valid", "validation": "valid", "val2017": "valid", "train2017": "train",
+                      "test2017": "test"}
 COCO_JSON_NAMES = ("annotations.json", "_annotations.coco.json")
 FORMATS = ("coco", "voc", "yolo")
 NAMES_SHOWN = 10  # file names printed per problem; the JSON report holds them all
@@ -157,6 +161,18 @@ def yolo_splits(src, default_split):
 def voc_splits(src, default_split):
     """[(split name, folder)]"""
     return [(name, src / name) for name in split_folders(src)] or [(default_split, src)]
+
+
+def with_output_split_names(read, src):
+    """{source split name: ...} → {output split name: ...}; two source splits may not share one."""
+    renamed, source_of = {}, {}
+    for name, value in read.items():
+        out_name = OUTPUT_SPLIT_NAMES.get(name, name)
+        if out_name in renamed:
+            raise DataError(f"{src} has splits '{source_of[out_name]}' and '{name}', which would both be "
+                            f"written as '{out_name}': keep one of them")
+        renamed[out_name], source_of[out_name] = value, name
+    return renamed
 
 
 # ---------------------------------------------------------------- reading one split
@@ -585,6 +601,7 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
 
     if not read:
         raise DataError(f"nothing to import in {src}: no {fmt} split found (see python -m train.data import --help)")
+    read = with_output_split_names(read, src)
     if single_class:
         classes = [single_class]
     elif classes is None:  # every name met, in every split: the category list is the same everywhere
