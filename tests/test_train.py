@@ -58,6 +58,14 @@ def test_saved_predictions_rescore_to_the_same_metrics(smoke_training, tmp_path)
     assert again["at_thresholds"] == first["at_thresholds"]
 
 
+def test_evaluating_a_model_at_a_given_threshold(smoke_training, tmp_path):
+    """--score-threshold with --model scores at that threshold, not at the model's own."""
+    run_module(["train.evaluate", "--model", str(smoke_training["mar"]), "--limit", "2", "--score-threshold", "0.9",
+                "--gt", str(smoke_training["data"] / "valid" / "annotations.json"), "--out", str(tmp_path)])
+    per_type = read_json(tmp_path / "metrics.json")["at_thresholds"]["per_type"]
+    assert {row["threshold"] for row in per_type.values()} == {0.9}
+
+
 def test_archived_weights_load_as_tensors_only(smoke_training, tmp_path):
     with zipfile.ZipFile(smoke_training["mar"]) as mar:
         mar.extract("model.pth", tmp_path)
@@ -207,6 +215,22 @@ def test_configs_inherit_mmdet_and_build():
     assert "tood_r50_fpn_1x_coco" in r50.load_from
 
 
+def test_archive_a_staged_model_folder(smoke_mar, tmp_path):
+    """What bench/gpu_session.sh brings back (weights, config, settings) becomes a .mar that loads."""
+    from trouble.inference import TroubleDetector
+
+    staged = tmp_path / "model"
+    with zipfile.ZipFile(smoke_mar) as mar:
+        for name in ("model.pth", "config.py", "model-config.yaml"):
+            mar.extract(name, staged)
+    run_module(["train.archive", "--model-dir", str(staged), "--out", str(tmp_path / "store")])
+    assert TroubleDetector.from_path(tmp_path / "store" / "trouble.mar", device="cpu").classes == [
+        "comedone", "papule", "pustule"]
+    (staged / "config.py").unlink()
+    result = run_module(["train.archive", "--model-dir", str(staged), "--out", str(tmp_path / "store")], check=False)
+    assert result.returncode == 2 and "lacks config.py" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_path):
     from trouble.inference import TroubleDetector
 
@@ -214,17 +238,18 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     thresholds.write_text(json.dumps({"papule": 0.42}))
     store = tmp_path / "store"
     run_module(["train.archive", "--mar", str(smoke_mar), "--input-size", "480", "--thresholds-json", str(thresholds),
-                "--batch-size", "3", "--out", str(store)])
+                "--batch-size", "3", "--slice-batch-size", "8", "--out", str(store)])
     with zipfile.ZipFile(smoke_mar) as old, zipfile.ZipFile(store / "trouble.mar") as new:
         assert new.read("model.pth") == old.read("model.pth")  # the weights are untouched
         assert yaml.safe_load(old.read("model-config.yaml"))["batchSize"] == 1  # the default: one request per call
         assert yaml.safe_load(new.read("model-config.yaml"))["batchSize"] == 3
         before = yaml.safe_load(old.read("model-config.yaml"))["trouble"]
         after = yaml.safe_load(new.read("model-config.yaml"))["trouble"]
-    assert after["input_size"] == 480
+    assert after["input_size"] == 480 and after["slicing"]["batch_size"] == 8
     assert after["score_thresholds"] == {**before["score_thresholds"], "papule": 0.42}
     detector = TroubleDetector.from_path(store / "trouble.mar", device="cpu")
     assert detector.input_size == 480 and detector.thresholds["papule"] == 0.42
+    assert detector.settings.slicing.batch_size == 8
 
     thresholds.write_text(json.dumps({"rash": 0.3}))
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--thresholds-json", str(thresholds),
@@ -238,3 +263,6 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--batch-size", "0", "--out", str(store)],
                         check=False)
     assert result.returncode == 2 and "batch size must be between 1 and 64, got 0" in result.stderr
+    result = run_module(["train.archive", "--mar", str(smoke_mar), "--slice-batch-size", "100", "--out", str(store)],
+                        check=False)
+    assert result.returncode == 2 and "slice batch size must be between 1 and 64, got 100" in result.stderr

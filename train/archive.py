@@ -3,10 +3,13 @@
     python -m train.archive --work-dir work_dirs/smoke --out model_store
     python -m train.archive --mar model_store/trouble.mar --input-size 800 \
         --thresholds-json reports/valid_800/thresholds.json --out model_store
+    python -m train.archive --model-dir /tmp/model --out model_store
 
 The second form re-archives a .mar with other serving settings (the weights are unchanged):
-`--input-size` (the side images and slices are resized to for the model), score thresholds and
-`--batch-size` (TorchServe's batchSize).
+`--input-size` (the side images and slices are resized to for the model), score thresholds,
+`--batch-size` (TorchServe's batchSize) and `--slice-batch-size` (slices per forward pass).
+The third packs a staged model folder (model.pth, config.py, model-config.yaml), such as the
+float16 weights and settings bench/gpu_session.sh brings back from a GPU.
 
 The .mar holds everything the handler and the app's local mode need, and nothing that must be
 downloaded: the resolved mmdet config (pretrained-weight downloads switched off), the weights as
@@ -120,6 +123,9 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
     return out_dir
 
 
+STAGED_FILES = ("model.pth", "config.py", "model-config.yaml")  # what build_mar packs besides the code
+
+
 def build_mar(model_dir: Path, export_dir: Path, version: str = "1.0") -> Path:
     """torch-model-archiver over a staged model dir plus the `trouble` package and the handler."""
     export_dir.mkdir(parents=True, exist_ok=True)
@@ -150,11 +156,21 @@ def archive_work_dir(work_dir: Path, export_dir: Path, half: bool = False) -> Pa
         return build_mar(model_dir, Path(export_dir))
 
 
+def archive_model_dir(model_dir: Path, export_dir: Path) -> Path:
+    missing = [name for name in STAGED_FILES if not (model_dir / name).is_file()]
+    if missing:
+        raise ArchiveError(f"{model_dir} lacks {', '.join(missing)}: a staged model folder holds "
+                           f"{', '.join(STAGED_FILES)}")
+    return build_mar(model_dir, export_dir)
+
+
 def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
-                  thresholds: dict | None = None, batch_size: int | None = None) -> Path:
+                  thresholds: dict | None = None, batch_size: int | None = None,
+                  slice_batch_size: int | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
 
-    batch_size is TorchServe's batchSize: how many requests one handler call receives."""
+    batch_size is TorchServe's batchSize: how many requests one handler call receives;
+    slice_batch_size is how many SAHI slices of one photo go through the model at once."""
     import zipfile
 
     from trouble.inference import check_input_size
@@ -171,6 +187,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
         raise ArchiveError(f"thresholds must be numbers in [0, 1], got {thresholds}")
     if batch_size is not None and not 1 <= batch_size <= 64:
         raise ArchiveError(f"batch size must be between 1 and 64, got {batch_size}")
+    if slice_batch_size is not None and not 1 <= slice_batch_size <= 64:
+        raise ArchiveError(f"slice batch size must be between 1 and 64, got {slice_batch_size}")
     with tempfile.TemporaryDirectory(prefix="trouble-rearchive-") as tmp:
         model_dir = Path(tmp)
         with zipfile.ZipFile(mar) as archive:
@@ -181,6 +199,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             settings["batchSize"] = batch_size
         if input_size is not None:
             section["input_size"] = input_size
+        if slice_batch_size is not None:
+            section["slicing"]["batch_size"] = slice_batch_size
         if thresholds is not None:
             unknown = sorted(set(thresholds) - set(section["classes"]))
             if unknown:
@@ -196,6 +216,8 @@ def main(argv=None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--work-dir", help="a finished training work dir")
     source.add_argument("--mar", help="an existing .mar to archive again with other serving settings")
+    source.add_argument("--model-dir", help="a staged model folder (model.pth, config.py, model-config.yaml), "
+                                            "e.g. the one bench/gpu_session.sh brings back")
     parser.add_argument("--out", default="model_store", help="folder for trouble.mar")
     parser.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
     parser.add_argument("--input-size", type=int, help="with --mar: the side images are resized to for the model")
@@ -203,11 +225,16 @@ def main(argv=None) -> int:
                                                   "or metrics.json")
     parser.add_argument("--batch-size", type=int, help="with --mar: TorchServe's batchSize (requests per handler "
                                                        "call; 1 suits a CPU)")
+    parser.add_argument("--slice-batch-size", type=int, help="with --mar: SAHI slices per forward pass (1 suits a "
+                                                             "CPU, 4-16 a GPU)")
     args = parser.parse_args(argv)
     try:
-        if args.mar:
+        if args.model_dir:
+            archive_model_dir(Path(args.model_dir), Path(args.out))
+        elif args.mar:
             thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else None
-            rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds, args.batch_size)
+            rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds, args.batch_size,
+                          args.slice_batch_size)
         else:
             archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
     except (ArchiveError, EvaluationError) as error:

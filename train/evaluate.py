@@ -686,9 +686,10 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
 
 
 def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=None, from_work_dir=False,
-                   input_size=None):
+                   input_size=None, score_thresholds=None):
     """Evaluate a .mar, a model folder or a training work dir; saves thresholds.json and the
-    model's predictions.json (COCO results) beside the report."""
+    model's predictions.json (COCO results) beside the report. score_thresholds: None for the
+    model's own, else one number or {type: threshold}."""
     import tempfile
     from pathlib import Path
 
@@ -708,7 +709,8 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
             "input_size": detector.input_size}
     if from_work_dir:
         info["trained"] = json.loads((Path(model) / "run_meta.json").read_text())
-    metrics = evaluate(gt, predictions, detector.thresholds, info)
+    thresholds = detector.thresholds if score_thresholds is None else score_thresholds
+    metrics = evaluate(gt, predictions, thresholds, info)
     metrics["data"]["gt"] = str(gt_path)
     paths = write_report(metrics, out_dir)
     thresholds_path = os.path.join(out_dir, "thresholds.json")
@@ -748,7 +750,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", required=True, help="folder for metrics.json, metrics.md, curves.png "
                                                      "(and, with --model/--work-dir, predictions.json)")
     thresholds = parser.add_mutually_exclusive_group()
-    thresholds.add_argument("--score-threshold", type=float, default=0.3, help="one threshold for every type (default 0.3)")
+    thresholds.add_argument("--score-threshold", type=float,
+                            help="one threshold for every type (default: a model's own; 0.3 for --predictions)")
     thresholds.add_argument("--thresholds-json", help="JSON {type: threshold}, or a metrics.json whose F1-optimal thresholds to use")
     parser.add_argument("--model-info", help="JSON file describing the model (config, checkpoint, pretrained); shown at the top of the report")
     return parser.parse_args(argv)
@@ -773,12 +776,14 @@ def main(argv=None):
 
         if args.predictions:
             model_info.setdefault("predictions_file", args.predictions)
-            metrics = evaluate(args.gt, args.predictions, score_thresholds, model_info)
+            metrics = evaluate(args.gt, args.predictions, 0.3 if score_thresholds is None else score_thresholds,
+                               model_info)
             paths = write_report(metrics, args.out)
         else:
             metrics, paths = evaluate_model(args.model or args.work_dir, args.gt, args.out, limit=args.limit,
                                             sliced=args.sliced, slice_size=args.slice_size,
-                                            from_work_dir=bool(args.work_dir), input_size=args.input_size)
+                                            from_work_dir=bool(args.work_dir), input_size=args.input_size,
+                                            score_thresholds=score_thresholds)
     except ThresholdError as e:
         source = f"thresholds file {args.thresholds_json}: " if args.thresholds_json else ""
         print(f"evaluate: error: {source}{e}", file=sys.stderr)
