@@ -27,7 +27,8 @@ help:  ## list the targets
 
 # The stamp depends on the pins, so a second `make setup` with nothing changed does nothing.
 setup: $(VENV)/.setup-done  ## create .venv with the pinned stack (first time: about 10 minutes, mmcv compiles)
-$(VENV)/.setup-done: requirements.txt constraints.txt tools/install_system_deps.sh
+$(VENV)/.setup-done: requirements.txt constraints.txt
+	@$(PY) -c 'import sys; sys.version_info[:2] == (3, 11) or print("note: $(PY) is Python %d.%d; the stack is tested with 3.11 (make setup PY=python3.11)" % sys.version_info[:2])'
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) -q --upgrade "pip<26" wheel
 	$(PIP) -q torch==2.13.0
@@ -39,13 +40,13 @@ $(VENV)/.setup-done: requirements.txt constraints.txt tools/install_system_deps.
 	MMCV_WITH_OPS=1 MAX_JOBS=$$(nproc) $(BIN)/pip install -q --no-build-isolation mmcv==2.1.0
 	$(PIP) -q "setuptools==80.9.0"
 	$(BIN)/python -c "import torch, mmcv, mmdet, mmcv.ops; print('torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__)"
-	bash tools/install_system_deps.sh
 	# After `source .venv/bin/activate`, a bare `torchserve --start --models trouble.mar` from the
 	# repository root uses config.properties.
 	grep -q TS_CONFIG_FILE $(BIN)/activate || echo 'export TS_CONFIG_FILE="$(CURDIR)/config.properties"' >> $(BIN)/activate
 	touch $@
 
 test: setup  ## run the whole test suite
+	bash tools/install_system_deps.sh java chromium
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
 import-acne04: setup  ## import ACNE04 (VOC) into COCO format under data/acne04, one class, grade from the file name
@@ -63,6 +64,7 @@ archive: setup  ## rebuild model_store/trouble.mar from WORK_DIR
 
 serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
 	@test -f model_store/trouble.mar || { echo "model_store/trouble.mar is missing: make train (or make archive)"; exit 1; }
+	@bash tools/install_system_deps.sh java
 	@mkdir -p logs
 	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar > logs/torchserve.out 2>&1 \
 	    || grep -q "already running" logs/torchserve.out || { cat logs/torchserve.out; exit 1; }
