@@ -543,10 +543,10 @@ def parse_args(argv=None):
     parser.add_argument("--runs", default=",".join(COMPARISONS),
                         help=f"comma-separated comparisons (default: all): {', '.join(COMPARISONS)}")
     parser.add_argument("--smoke", action="store_true",
-                        help="toy-sized models, 256 px, random weights, 1 iteration: checks that every row "
-                             "builds, trains and evaluates on a CPU; the numbers mean nothing")
-    parser.add_argument("--iters", type=int, help="training iterations per row (default: 1 with --smoke, "
-                                                  "else the config's)")
+                        help=f"toy-sized models, 256 px, random weights, {SMOKE_ITERS} iterations: checks that "
+                             "every row builds, trains and evaluates on a CPU; the numbers mean nothing")
+    parser.add_argument("--iters", type=int,
+                        help=f"training iterations per row (default: {SMOKE_ITERS} with --smoke, else the config's)")
     parser.add_argument("--train-args", default="",
                         help="more options for every train.train run, e.g. \"--batch-size 16 --amp --fast\" "
                              "or \"--budget-minutes 30\" or \"--from-scratch\"")

@@ -1,8 +1,9 @@
 """Decode an uploaded photo into an RGB array the model can take, or say clearly why not.
 
 Everything a phone or a scanner may send is handled here once: EXIF orientation, grayscale,
-palette, RGBA, CMYK and 16-bit images, HEIC (what iPhones save by default), huge photos (decoded at reduced size, then capped to a
-working resolution) and hostile input (decompression bombs, truncated files, SVG or PDF bytes).
+palette, RGBA, CMYK and 16-bit images, HEIC (what iPhones save by default), huge photos (decoded
+at reduced size, then capped to a working resolution) and hostile input (decompression bombs,
+truncated files, SVG or PDF bytes).
 """
 from __future__ import annotations
 
