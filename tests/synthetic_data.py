@@ -169,11 +169,15 @@ def make_dataset(out_dir, n_images=8, size=(320, 320), seed=0, fmt="coco", class
 
 
 if __name__ == "__main__":
-    # python -m tests.synthetic_data data/synthetic [N_IMAGES]: a small three-type data set to try the pipeline on.
-    import sys
+    import argparse
 
-    if len(sys.argv) < 2:
-        sys.exit("usage: python -m tests.synthetic_data OUT_DIR [N_IMAGES]")
-    result = make_dataset(sys.argv[1], n_images=int(sys.argv[2]) if len(sys.argv) > 2 else 16)
+    parser = argparse.ArgumentParser(description="Write a small generated three-type data set (comedone, papule, "
+                                                 "pustule) in the project's COCO layout, to try the pipeline on.")
+    parser.add_argument("out_dir", help="e.g. data/synthetic")
+    parser.add_argument("n_images", nargs="?", type=int, default=16, help="images in all (default 16)")
+    parser.add_argument("--format", choices=("coco", "voc", "yolo"), default="coco",
+                        help="coco: ready for training; voc/yolo: to try the importer")
+    args = parser.parse_args()
+    result = make_dataset(args.out_dir, n_images=args.n_images, fmt=args.format)
     print(f"wrote {result['root']}: " + ", ".join(f"{split} {len(images)} images"
                                                  for split, images in result["splits"].items()))
