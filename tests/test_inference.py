@@ -84,6 +84,34 @@ def test_per_type_thresholds_filter_each_type(detector):
     assert mixed["severity"]["grade"] == grade_from_count(mixed["total"])
 
 
+def test_nms_iou_setting_reaches_the_model(smoke_mar, detector):
+    """A lower NMS IoU leaves no two boxes of a type overlapping above it (the default 0.6 does)."""
+    from trouble.inference import TroubleDetector
+
+    strict = TroubleDetector.from_path(smoke_mar, device="cpu", nms_iou=0.2)
+    data = ACNE04_PHOTOS[0].read_bytes()
+    default, fewer = (d.predict(data, score_threshold=0.05, sliced=False) for d in (detector, strict))
+    assert default["settings"]["nms_iou"] == 0.6 and fewer["settings"]["nms_iou"] == 0.2
+
+    def worst_overlap(response):
+        worst = 0.0
+        for i, a in enumerate(response["detections"]):
+            for b in response["detections"][i + 1:]:
+                if a["type"] == b["type"]:
+                    worst = max(worst, box_iou(a["box"], b["box"]))
+        return worst
+
+    assert worst_overlap(default) > 0.2, "the smoke model should give overlapping boxes at NMS 0.6"
+    assert worst_overlap(fewer) <= 0.2 + 1e-6
+
+
+def box_iou(a, b):
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
 def test_decode_a_50_megapixel_photo_at_reduced_scale():
     width, height = 8660, 5774  # 50 MP
     array = np.full((height, width, 3), (200, 160, 140), np.uint8)

@@ -238,18 +238,18 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     thresholds.write_text(json.dumps({"papule": 0.42}))
     store = tmp_path / "store"
     run_module(["train.archive", "--mar", str(smoke_mar), "--input-size", "480", "--thresholds-json", str(thresholds),
-                "--batch-size", "3", "--slice-batch-size", "8", "--out", str(store)])
+                "--batch-size", "3", "--slice-batch-size", "8", "--nms-iou", "0.45", "--out", str(store)])
     with zipfile.ZipFile(smoke_mar) as old, zipfile.ZipFile(store / "trouble.mar") as new:
         assert new.read("model.pth") == old.read("model.pth")  # the weights are untouched
         assert yaml.safe_load(old.read("model-config.yaml"))["batchSize"] == 1  # the default: one request per call
         assert yaml.safe_load(new.read("model-config.yaml"))["batchSize"] == 3
         before = yaml.safe_load(old.read("model-config.yaml"))["trouble"]
         after = yaml.safe_load(new.read("model-config.yaml"))["trouble"]
-    assert after["input_size"] == 480 and after["slicing"]["batch_size"] == 8
+    assert after["input_size"] == 480 and after["slicing"]["batch_size"] == 8 and after["nms_iou"] == 0.45
     assert after["score_thresholds"] == {**before["score_thresholds"], "papule": 0.42}
     detector = TroubleDetector.from_path(store / "trouble.mar", device="cpu")
     assert detector.input_size == 480 and detector.thresholds["papule"] == 0.42
-    assert detector.settings.slicing.batch_size == 8
+    assert detector.settings.slicing.batch_size == 8 and detector.nms_iou == 0.45
 
     thresholds.write_text(json.dumps({"rash": 0.3}))
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--thresholds-json", str(thresholds),
@@ -266,3 +266,5 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--slice-batch-size", "100", "--out", str(store)],
                         check=False)
     assert result.returncode == 2 and "slice batch size must be between 1 and 64, got 100" in result.stderr
+    result = run_module(["train.archive", "--mar", str(smoke_mar), "--nms-iou", "0", "--out", str(store)], check=False)
+    assert result.returncode == 2 and "nms_iou must be a number in (0, 1], got 0.0" in result.stderr

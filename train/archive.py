@@ -7,7 +7,8 @@
 
 The second form re-archives a .mar with other serving settings (the weights are unchanged):
 `--input-size` (the side images and slices are resized to for the model), score thresholds,
-`--batch-size` (TorchServe's batchSize) and `--slice-batch-size` (slices per forward pass).
+`--batch-size` (TorchServe's batchSize), `--slice-batch-size` (slices per forward pass) and
+`--nms-iou` (the model's own NMS).
 The third packs a staged model folder (model.pth, config.py, model-config.yaml), such as the
 float16 weights and settings bench/gpu_session.sh brings back from a GPU.
 
@@ -166,22 +167,24 @@ def archive_model_dir(model_dir: Path, export_dir: Path) -> Path:
 
 def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   thresholds: dict | None = None, batch_size: int | None = None,
-                  slice_batch_size: int | None = None) -> Path:
+                  slice_batch_size: int | None = None, nms_iou: float | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
 
     batch_size is TorchServe's batchSize: how many requests one handler call receives;
     slice_batch_size is how many SAHI slices of one photo go through the model at once."""
     import zipfile
 
-    from trouble.inference import check_input_size
+    from trouble.inference import check_input_size, check_nms_iou
 
     if not zipfile.is_zipfile(mar):
         raise ArchiveError(f"{mar} is not a .mar archive")
-    if input_size is not None:
-        try:
+    try:
+        if input_size is not None:
             check_input_size(input_size)
-        except ValueError as error:
-            raise ArchiveError(str(error)) from None
+        if nms_iou is not None:
+            check_nms_iou(nms_iou)
+    except ValueError as error:
+        raise ArchiveError(str(error)) from None
     if thresholds is not None and not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in thresholds.values()):
         raise ArchiveError(f"thresholds must be numbers in [0, 1], got {thresholds}")
@@ -201,6 +204,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             section["input_size"] = input_size
         if slice_batch_size is not None:
             section["slicing"]["batch_size"] = slice_batch_size
+        if nms_iou is not None:
+            section["nms_iou"] = nms_iou
         if thresholds is not None:
             unknown = sorted(set(thresholds) - set(section["classes"]))
             if unknown:
@@ -227,6 +232,8 @@ def main(argv=None) -> int:
                                                        "call; 1 suits a CPU)")
     parser.add_argument("--slice-batch-size", type=int, help="with --mar: SAHI slices per forward pass (1 suits a "
                                                              "CPU, 4-16 a GPU)")
+    parser.add_argument("--nms-iou", type=float, help="with --mar: IoU above which the model's NMS keeps only the "
+                                                      "higher-scoring box (default: the config's)")
     args = parser.parse_args(argv)
     try:
         if args.model_dir:
@@ -234,7 +241,7 @@ def main(argv=None) -> int:
         elif args.mar:
             thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else None
             rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds, args.batch_size,
-                          args.slice_batch_size)
+                          args.slice_batch_size, args.nms_iou)
         else:
             archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
     except (ArchiveError, EvaluationError) as error:

@@ -686,7 +686,7 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
 
 
 def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=None, from_work_dir=False,
-                   input_size=None, score_thresholds=None):
+                   input_size=None, score_thresholds=None, nms_iou=None):
     """Evaluate a .mar, a model folder or a training work dir; saves thresholds.json and the
     model's predictions.json (COCO results) beside the report. score_thresholds: None for the
     model's own, else one number or {type: threshold}."""
@@ -702,11 +702,11 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
             model_dir = stage_model_dir(Path(model), Path(staged), thresholds={})
         else:
             model_dir = model
-        detector = TroubleDetector.from_path(model_dir, input_size=input_size)
+        detector = TroubleDetector.from_path(model_dir, input_size=input_size, nms_iou=nms_iou)
         predictions, gt = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size)
     info = {"model": str(model), **{k: v for k, v in detector.model_info().items() if k != "score_thresholds"},
             "sliced": sliced if sliced is not None else detector.settings.slicing.enabled,
-            "input_size": detector.input_size}
+            "input_size": detector.input_size, "nms_iou": detector.nms_iou}
     if from_work_dir:
         info["trained"] = json.loads((Path(model) / "run_meta.json").read_text())
     thresholds = detector.thresholds if score_thresholds is None else score_thresholds
@@ -747,6 +747,8 @@ def parse_args(argv=None):
     parser.add_argument("--limit", type=int, help="with --model/--work-dir: only N images, spread evenly over the file")
     parser.add_argument("--input-size", type=int, help="with --model/--work-dir: resize images (and slices) to this "
                                                        "side for the model (default: the model's setting)")
+    parser.add_argument("--nms-iou", type=float, help="with --model/--work-dir: the model's NMS IoU threshold "
+                                                      "(default: the model's setting)")
     parser.add_argument("--out", required=True, help="folder for metrics.json, metrics.md, curves.png "
                                                      "(and, with --model/--work-dir, predictions.json)")
     thresholds = parser.add_mutually_exclusive_group()
@@ -759,11 +761,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.input_size is not None:
-        from trouble.inference import check_input_size
+    if args.input_size is not None or args.nms_iou is not None:
+        from trouble.inference import check_input_size, check_nms_iou
 
         try:
-            check_input_size(args.input_size)
+            if args.input_size is not None:
+                check_input_size(args.input_size)
+            if args.nms_iou is not None:
+                check_nms_iou(args.nms_iou)
         except ValueError as error:
             print(f"evaluate: error: {error}", file=sys.stderr)
             return 2
@@ -783,7 +788,7 @@ def main(argv=None):
             metrics, paths = evaluate_model(args.model or args.work_dir, args.gt, args.out, limit=args.limit,
                                             sliced=args.sliced, slice_size=args.slice_size,
                                             from_work_dir=bool(args.work_dir), input_size=args.input_size,
-                                            score_thresholds=score_thresholds)
+                                            score_thresholds=score_thresholds, nms_iou=args.nms_iou)
     except ThresholdError as e:
         source = f"thresholds file {args.thresholds_json}: " if args.thresholds_json else ""
         print(f"evaluate: error: {source}{e}", file=sys.stderr)

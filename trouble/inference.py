@@ -82,6 +82,9 @@ class ModelSettings:
     # The side each image (or slice) is resized to for the model; None keeps the config's test
     # Resize. Upscaling makes small lesions bigger for the model (README, Figures).
     input_size: int | None = None
+    # IoU above which the model's own NMS keeps only the higher-scoring of two boxes; None keeps
+    # the config's (TOOD: 0.6). Lesion boxes hardly ever overlap (README, Figures).
+    nms_iou: float | None = None
     slicing: SlicingSettings = field(default_factory=SlicingSettings)
 
     @classmethod
@@ -103,7 +106,14 @@ class ModelSettings:
     def validate(self):
         if self.input_size is not None:
             check_input_size(self.input_size)
+        if self.nms_iou is not None:
+            check_nms_iou(self.nms_iou)
         self.slicing.validate()
+
+
+def check_nms_iou(value: float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ValueError(f"nms_iou must be a number in (0, 1], got {value!r}")
 
 
 def check_input_size(size: int):
@@ -244,6 +254,11 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
+def model_nms(cfg) -> dict:
+    """The detector's own NMS settings (model.test_cfg.nms), or {} where it has none."""
+    return (cfg.model.get("test_cfg") or {}).get("nms") or {}
+
+
 def load_mmdet_model(model_dir: Path, settings: ModelSettings, device: str):
     """Build the detector from config.py and load model.pth (tensors only: weights_only=True)."""
     from mmengine.config import Config
@@ -258,6 +273,10 @@ def load_mmdet_model(model_dir: Path, settings: ModelSettings, device: str):
     if settings.input_size:
         for step in _resize_steps(cfg):
             step["scale"] = (settings.input_size, settings.input_size)
+    if settings.nms_iou is not None:
+        if not model_nms(cfg):
+            raise ValueError(f"{settings.config} has no model.test_cfg.nms to set nms_iou on")
+        model_nms(cfg).iou_threshold = settings.nms_iou
     cfg.model.bbox_head.num_classes = len(settings.classes)
     detector = MODELS.build(cfg.model)
     state = load_checkpoint(model_dir / settings.checkpoint)
@@ -272,29 +291,34 @@ def load_mmdet_model(model_dir: Path, settings: ModelSettings, device: str):
 class TroubleDetector:
     """Load once, then `predict(image)` → the response dict served everywhere."""
 
-    def __init__(self, model_dir, device: str | None = None, input_size: int | None = None):
-        """input_size: overrides model-config.yaml's (for evaluation and benchmarks)."""
+    def __init__(self, model_dir, device: str | None = None, input_size: int | None = None,
+                 nms_iou: float | None = None):
+        """input_size, nms_iou: override model-config.yaml's (for evaluation and benchmarks)."""
         import torch
 
         self.model_dir = Path(model_dir)
         self.settings = ModelSettings.from_yaml(self.model_dir / MODEL_CONFIG_FILE)
         if input_size:
             self.settings.input_size = input_size
+        if nms_iou is not None:
+            self.settings.nms_iou = nms_iou
         self.settings.validate()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.classes = list(self.settings.classes)
         self.thresholds = {name: float(self.settings.score_thresholds.get(name, 0.3)) for name in self.classes}
         detector = load_mmdet_model(self.model_dir, self.settings, self.device)
         self.input_size = config_input_size(detector.cfg)
+        self.nms_iou = model_nms(detector.cfg).get("iou_threshold")  # what the model applies
         self.sahi_model = MMDetSliceModel(detector, self.classes, self.device,
                                           confidence_threshold=min(self.thresholds.values()))
 
     @classmethod
-    def from_path(cls, path, device: str | None = None, input_size: int | None = None) -> "TroubleDetector":
+    def from_path(cls, path, device: str | None = None, input_size: int | None = None,
+                  nms_iou: float | None = None) -> "TroubleDetector":
         """A model folder or a .mar archive (unpacked into a temporary folder)."""
         path = Path(path)
         if path.is_dir():
-            return cls(path, device, input_size)
+            return cls(path, device, input_size, nms_iou)
         if not path.is_file():
             raise FileNotFoundError(f"model {path} not found (build one with `make train` or `make archive`)")
         if not zipfile.is_zipfile(path):
@@ -304,7 +328,7 @@ class TroubleDetector:
             with zipfile.ZipFile(path) as archive:
                 archive.extractall(unpacked)
             try:
-                return cls(Path(unpacked), device, input_size)
+                return cls(Path(unpacked), device, input_size, nms_iou)
             except BadInput:
                 raise
             except FileNotFoundError as error:  # name the archive, not the temporary copy
@@ -398,7 +422,7 @@ class TroubleDetector:
             "counts": counts,
             "total": len(detections),
             "severity": describe_grade(len(detections)),
-            "settings": {"score_thresholds": thresholds, "input_size": self.input_size,
+            "settings": {"score_thresholds": thresholds, "input_size": self.input_size, "nms_iou": self.nms_iou,
                          "sliced": slicing.enabled, "slice_size": slicing.slice_size, "overlap": slicing.overlap,
                          "postprocess": slicing.postprocess, "full_image_pass": slicing.full_image_pass},
         }
