@@ -50,3 +50,16 @@ def test_inference_speed_without_a_server(smoke_mar, tmp_path):
     report = read_json(out)
     assert "torchserve" not in report["photo_640"] and "torchserve" not in report["photo_12mp"]
     assert report["photo_12mp"]["by_batch_size"][1]["vs_reference"]["same"]
+
+
+def test_nms_iou_rows_from_an_evaluations_saved_detections(smoke_training, tmp_path):
+    work, out = smoke_training["work_dir"], tmp_path / "nms.json"
+    result = run_module(["bench.nms_iou", "--predictions", str(work / "eval" / "predictions.json"), "--gt",
+                         str(smoke_training["data"] / "valid" / "annotations.json"), "--ious", "0.6,0.3,0.1",
+                         "--threshold", "0.05", "--out", str(out)], timeout=300)
+    rows = read_json(out)["rows"]
+    assert [row["nms_iou"] for row in rows] == [0.6, 0.3, 0.1]
+    kept = [row["detections"] for row in rows]
+    assert kept[0] > kept[2] and kept == sorted(kept, reverse=True)  # stricter NMS keeps fewer boxes
+    assert all(0.0 <= row["mAP50"] <= 1.0 and row["count_mae"] >= 0 for row in rows)
+    assert "| NMS IoU |" in result.stdout
