@@ -2,6 +2,7 @@
 and the committed demo model built from one."""
 from __future__ import annotations
 
+import json
 import shutil
 import zipfile
 
@@ -84,8 +85,20 @@ def test_demo_model_card_facts(demo_settings):
     assert section["classes"] == ["acne"]
     assert "ImageNet-pretrained EfficientNet-Lite0" in section["pretrained"]
     assert "no COCO pretraining" in section["pretrained"]
-    # Served at the input size the model card states (chosen by bench/slicing_settings.py).
-    assert f"`input_size: {section['input_size']}`" in (REPO / "MODEL_CARD.md").read_text()
+    # Served at the input size and NMS IoU the model card states (chosen by bench/slicing_settings.py
+    # and bench/nms_iou.py).
+    card = (REPO / "MODEL_CARD.md").read_text()
+    assert f"`input_size: {section['input_size']}`" in card and f"`nms_iou: {section['nms_iou']}`" in card
+
+
+def test_committed_report_is_of_the_served_settings(demo_settings):
+    """model_store/demo_eval was made with what the .mar serves, and the card quotes its mAP50."""
+    report = json.loads((REPO / "model_store" / "demo_eval" / "metrics.json").read_text())
+    section = demo_settings["trouble"]
+    assert report["model"]["input_size"] == section["input_size"]
+    assert report["model"]["nms_iou"] == section["nms_iou"]
+    assert report["data"]["images"] == 283  # the whole valid split
+    assert f"**{report['coco']['mAP50']:.3f}**" in (REPO / "MODEL_CARD.md").read_text()
 
 
 def test_demo_mar_carries_the_current_code(demo_settings):
@@ -116,5 +129,6 @@ def test_demo_mar_serves_a_photo(demo_settings, tmp_path):
         assert body["total"] >= 5
         assert body["counts"]["acne"] == body["total"]
         assert body["settings"]["input_size"] == demo_settings["trouble"]["input_size"]
+        assert body["settings"]["nms_iou"] == demo_settings["trouble"]["nms_iou"]
     finally:
         stop_torchserve(server)
