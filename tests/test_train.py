@@ -66,6 +66,16 @@ def test_evaluating_a_model_at_a_given_threshold(smoke_training, tmp_path):
     assert {row["threshold"] for row in per_type.values()} == {0.9}
 
 
+@pytest.mark.parametrize("option,message", [(("--slice-size", "5"), "slice_size must be between 128 and 2048"),
+                                            (("--nms-iou", "2"), "nms_iou must be a number in (0, 1]")])
+def test_evaluating_with_an_option_the_model_refuses(smoke_training, tmp_path, option, message):
+    result = run_module(["train.evaluate", "--model", str(smoke_training["mar"]), "--limit", "2", *option,
+                         "--gt", str(smoke_training["data"] / "valid" / "annotations.json"), "--out", str(tmp_path)],
+                        check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "metrics.json").exists()
+
+
 def test_archived_weights_load_as_tensors_only(smoke_training, tmp_path):
     with zipfile.ZipFile(smoke_training["mar"]) as mar:
         mar.extract("model.pth", tmp_path)

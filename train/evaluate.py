@@ -32,6 +32,7 @@ import sys
 
 import numpy as np
 
+from trouble.images import BadInput
 from trouble.severity import GRADE_NAMES, grade_from_count
 
 logger = logging.getLogger(__name__)
@@ -793,7 +794,7 @@ def main(argv=None):
         source = f"thresholds file {args.thresholds_json}: " if args.thresholds_json else ""
         print(f"evaluate: error: {source}{e}", file=sys.stderr)
         return 2
-    except EvaluationError as e:
+    except (EvaluationError, BadInput) as e:  # BadInput: an option the model refuses, e.g. --slice-size
         print(f"evaluate: error: {e}", file=sys.stderr)
         return 2
 
