@@ -63,15 +63,18 @@ def main(argv=None):
         block = metrics["at_thresholds"]
         rows.append({"nms_iou": iou, "detections": len(kept), "mAP50": metrics["coco"]["mAP50"],
                      "mean_f1": block["mean_f1"], "count_mae": block["count"]["mae"],
-                     "count_bias": block["count"]["bias"], "grade_accuracy": (block["grade"] or {}).get("accuracy")})
+                     "count_bias": block["count"]["bias"], "grade_accuracy": (block["grade"] or {}).get("accuracy"),
+                     "f1_optimal_thresholds": metrics["f1_optimal_thresholds"]})
 
     print(f"NMS IoU on {len(images)} images of {args.gt} (score threshold {args.threshold}; stricter NMS applied "
           f"to {args.predictions})")
-    print("| NMS IoU | detections | mAP50 | mean F1 | count MAE (bias) | grade acc. |\n|---|---|---|---|---|---|")
+    print("| NMS IoU | detections | mAP50 | mean F1 | count MAE (bias) | grade acc. | F1-optimal threshold |\n"
+          "|---|---|---|---|---|---|---|")
     for row in rows:
         grade = "n/a" if row["grade_accuracy"] is None else f"{row['grade_accuracy']:.3f}"
+        optimal = ", ".join(f"{value:.3f}" for value in row["f1_optimal_thresholds"].values())
         print(f"| {row['nms_iou']} | {row['detections']} | {row['mAP50']:.4f} | {row['mean_f1']:.3f} | "
-              f"{row['count_mae']:.2f} ({row['count_bias']:+.2f}) | {grade} |")
+              f"{row['count_mae']:.2f} ({row['count_bias']:+.2f}) | {grade} | {optimal} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"predictions": args.predictions, "gt": args.gt, "images": len(images),
                                           "score_threshold": args.threshold, "rows": rows}, indent=2) + "\n")

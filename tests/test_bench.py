@@ -62,4 +62,5 @@ def test_nms_iou_rows_from_an_evaluations_saved_detections(smoke_training, tmp_p
     kept = [row["detections"] for row in rows]
     assert kept[0] > kept[2] and kept == sorted(kept, reverse=True)  # stricter NMS keeps fewer boxes
     assert all(0.0 <= row["mAP50"] <= 1.0 and row["count_mae"] >= 0 for row in rows)
+    assert all(set(row["f1_optimal_thresholds"]) == {"comedone", "papule", "pustule"} for row in rows)
     assert "| NMS IoU |" in result.stdout
