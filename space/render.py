@@ -38,7 +38,22 @@ def severity_markdown(response: dict) -> str:
     severity = response["severity"]
     return (f"### Severity: grade {severity['grade']} ({severity['name']})\n"
             f"{severity['lesion_count']} lesions found. Scale: {severity['scale']}.\n\n"
-            f"*A count of what the model sees in this photo, not a diagnosis.*")
+            f"*A count of what the model sees in this photo, not a diagnosis.*{validation_text(response)}")
+
+
+def validation_text(response: dict) -> str:
+    """How far to trust the count: what the model scored on the photos it was validated on."""
+    validation = response["model"].get("validation")
+    if not validation:
+        return ""
+    facts = []
+    if validation.get("count_mae") is not None:
+        facts.append(f"its lesion count was off by {validation['count_mae']:.1f} per photo on average")
+    if validation.get("grade_accuracy") is not None:
+        facts.append(f"its grade matched the label for {validation['grade_accuracy']:.0%} of them")
+    facts.append(f"mAP50 {validation['mAP50']:.2f}")
+    return (f"\n\nOn the {validation['images']} photos it was validated on (`{validation['data']}`), "
+            + ", ".join(facts) + ".")
 
 
 def thresholds_text(response: dict) -> str:

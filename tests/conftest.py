@@ -60,7 +60,7 @@ def run_module(args, timeout=600, env=None, check=True):
 
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:
-    """Three trouble types, 12 train + 3 valid images of 320x320, in the project's COCO layout."""
+    """Three trouble types, 12 train + 4 valid images of 320x320, in the project's COCO layout."""
     root = tmp_path_factory.mktemp("synthetic")
     make_dataset(root, n_images=16, size=(320, 320), seed=0, fmt="coco")
     return root

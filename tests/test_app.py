@@ -279,3 +279,9 @@ def test_legend_counts_table_and_severity_text():
     status = render.status_markdown(response, "TorchServe at http://x", 250.0)
     assert "TorchServe at http://x" in status and "0.25 s" in status and "the model's defaults" in status
     assert "<script" not in render.legend_html(fake_response(classes=("<script>",)))
+    assert "validated on" not in severity  # a model archived without an evaluation claims nothing
+    response["model"]["validation"] = {"data": "data/acne04/valid/annotations.json", "images": 283, "mAP50": 0.306,
+                                       "count_mae": 4.3, "grade_accuracy": 0.781}
+    assert ("On the 283 photos it was validated on (`data/acne04/valid/annotations.json`), its lesion count was "
+            "off by 4.3 per photo on average, its grade matched the label for 78% of them, mAP50 0.31."
+            ) in render.severity_markdown(response)

@@ -130,5 +130,9 @@ def test_demo_mar_serves_a_photo(demo_settings, tmp_path):
         assert body["counts"]["acne"] == body["total"]
         assert body["settings"]["input_size"] == demo_settings["trouble"]["input_size"]
         assert body["settings"]["nms_iou"] == demo_settings["trouble"]["nms_iou"]
+        # What the app tells users of the model's accuracy is the committed report's.
+        report = json.loads((REPO / "model_store" / "demo_eval" / "metrics.json").read_text())
+        assert body["model"]["validation"]["mAP50"] == round(report["coco"]["mAP50"], 3)
+        assert body["model"]["validation"]["count_mae"] == round(report["at_thresholds"]["count"]["mae"], 2)
     finally:
         stop_torchserve(server)

@@ -39,6 +39,10 @@ def test_smoke_training_leaves_mar_metrics_table_and_plot(smoke_training):
     # The F1-optimal thresholds chosen on the valid split travel with the model.
     assert settings["trouble"]["score_thresholds"] == pytest.approx(read_json(work / "eval" / "thresholds.json"))
     assert settings["batchSize"] >= 1 and settings["maxBatchDelay"] > 0
+    # The evaluation it just ran travels with it, at the thresholds it serves (the F1-optimal ones).
+    validation = settings["trouble"]["validation"]
+    assert validation["mAP50"] == round(metrics["coco"]["mAP50"], 3) and validation["images"] == 4
+    assert validation["count_mae"] == round(metrics["at_f1_optimal_thresholds"]["count"]["mae"], 2)
 
 
 def test_saved_predictions_rescore_to_the_same_metrics(smoke_training, tmp_path):
@@ -239,6 +243,21 @@ def test_archive_a_staged_model_folder(smoke_mar, tmp_path):
     (staged / "config.py").unlink()
     result = run_module(["train.archive", "--model-dir", str(staged), "--out", str(tmp_path / "store")], check=False)
     assert result.returncode == 2 and "lacks config.py" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_rearchive_with_the_report_of_its_settings(smoke_training, tmp_path):
+    """--report puts the evaluation's headline into the archive, for the app; a report made at
+    other settings is refused."""
+    from trouble.inference import TroubleDetector
+
+    report = smoke_training["work_dir"] / "eval" / "metrics.json"
+    store = tmp_path / "store"
+    run_module(["train.archive", "--mar", str(smoke_training["mar"]), "--report", str(report), "--out", str(store)])
+    validation = TroubleDetector.from_path(store / "trouble.mar", device="cpu").model_info()["validation"]
+    assert validation["mAP50"] == round(read_json(report)["coco"]["mAP50"], 3) and validation["images"] == 4
+    result = run_module(["train.archive", "--mar", str(smoke_training["mar"]), "--report", str(report),
+                         "--input-size", "480", "--out", str(store)], check=False)
+    assert result.returncode == 2 and "the report was made with input_size" in result.stderr, result.stderr[-1000:]
 
 
 def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_path):

@@ -80,6 +80,25 @@ def serving_config_text(work_dir: Path) -> str:
     return cfg.pretty_text
 
 
+def validation_summary(report: dict, section: dict) -> dict:
+    """What the app shows of an evaluation report (train.evaluate's metrics.json): mAP50, and the
+    count error and grade accuracy at the score thresholds this archive serves (None where the
+    report was scored at others)."""
+    for key in ("input_size", "nms_iou"):
+        if section.get(key) is not None and report["model"].get(key) not in (None, section[key]):
+            raise ArchiveError(f"the report was made with {key} {report['model'][key]}, the archive serves "
+                               f"{section[key]}: evaluate it with the archive's settings")
+    served = section["score_thresholds"]
+    block = next((b for b in (report["at_thresholds"], report["at_f1_optimal_thresholds"])
+                  if all(abs(b["thresholds"].get(name, -1.0) - value) < 1e-3 for name, value in served.items())),
+                 None)
+    grade = (block or {}).get("grade") or {}
+    return {"data": report["data"]["gt"], "images": report["data"]["images"],
+            "mAP50": round(report["coco"]["mAP50"], 3),
+            "count_mae": round(block["count"]["mae"], 2) if block and block["count"]["mae"] is not None else None,
+            "grade_accuracy": round(grade["accuracy"], 3) if grade.get("accuracy") is not None else None}
+
+
 def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = None, half: bool = False,
                     checkpoint: Path | None = None) -> Path:
     """Write config.py, model.pth and model-config.yaml for the work dir's best checkpoint into out_dir."""
@@ -119,6 +138,10 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
         "max_pixels": DEFAULT_MAX_PIXELS,
         "slicing": asdict(SlicingSettings()),
     }
+    report_path = work_dir / "eval" / "metrics.json"
+    if report_path.is_file():  # the evaluation `make train` ran just before
+        settings["trouble"]["validation"] = validation_summary(json.loads(report_path.read_text()),
+                                                               settings["trouble"])
     with open(out_dir / "model-config.yaml", "w") as f:
         yaml.safe_dump(settings, f, sort_keys=False)
     return out_dir
@@ -167,11 +190,13 @@ def archive_model_dir(model_dir: Path, export_dir: Path) -> Path:
 
 def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   thresholds: dict | None = None, batch_size: int | None = None,
-                  slice_batch_size: int | None = None, nms_iou: float | None = None) -> Path:
+                  slice_batch_size: int | None = None, nms_iou: float | None = None,
+                  report: dict | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
 
     batch_size is TorchServe's batchSize: how many requests one handler call receives;
-    slice_batch_size is how many SAHI slices of one photo go through the model at once."""
+    slice_batch_size is how many SAHI slices of one photo go through the model at once; report is
+    an evaluation's metrics.json of these settings, summarised in the archive for the app."""
     import zipfile
 
     from trouble.inference import check_input_size, check_nms_iou
@@ -212,6 +237,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                 raise ArchiveError(f"thresholds for types the model does not have: {unknown}")
             section["score_thresholds"] = {**section["score_thresholds"],
                                            **{name: round(float(value), 4) for name, value in thresholds.items()}}
+        if report is not None:
+            section["validation"] = validation_summary(report, section)
         (model_dir / "model-config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
         return build_mar(model_dir, export_dir, version=str(section.get("model_version", "1.0")))
 
@@ -234,14 +261,17 @@ def main(argv=None) -> int:
                                                              "CPU, 4-16 a GPU)")
     parser.add_argument("--nms-iou", type=float, help="with --mar: IoU above which the model's NMS keeps only the "
                                                       "higher-scoring box (default: the config's)")
+    parser.add_argument("--report", help="with --mar: train.evaluate's metrics.json of the served settings; its "
+                                         "mAP50, count error and grade accuracy travel with the model to the app")
     args = parser.parse_args(argv)
     try:
         if args.model_dir:
             archive_model_dir(Path(args.model_dir), Path(args.out))
         elif args.mar:
             thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else None
+            report = json.loads(Path(args.report).read_text()) if args.report else None
             rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds, args.batch_size,
-                          args.slice_batch_size, args.nms_iou)
+                          args.slice_batch_size, args.nms_iou, report)
         else:
             archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
     except (ArchiveError, EvaluationError) as error:

@@ -705,7 +705,7 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
             model_dir = model
         detector = TroubleDetector.from_path(model_dir, input_size=input_size, nms_iou=nms_iou)
         predictions, gt = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size)
-    info = {"model": str(model), **{k: v for k, v in detector.model_info().items() if k != "score_thresholds"},
+    info = {"model": str(model), **{k: v for k, v in detector.model_info().items() if k not in ("score_thresholds", "validation")},
             "sliced": sliced if sliced is not None else detector.settings.slicing.enabled,
             "input_size": detector.input_size, "nms_iou": detector.nms_iou}
     if from_work_dir:

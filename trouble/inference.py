@@ -86,6 +86,9 @@ class ModelSettings:
     # the config's (TOOD: 0.6). Lesion boxes hardly ever overlap (README, Figures).
     nms_iou: float | None = None
     slicing: SlicingSettings = field(default_factory=SlicingSettings)
+    # What the model scored when it was archived ({data, images, mAP50, count_mae, grade_accuracy}),
+    # shown to users beside its answers; None when no evaluation came with it.
+    validation: dict | None = None
 
     @classmethod
     def from_yaml(cls, path: Path) -> "ModelSettings":
@@ -339,7 +342,7 @@ class TroubleDetector:
     def model_info(self) -> dict:
         return {"name": self.settings.model_name, "version": str(self.settings.model_version),
                 "classes": self.classes, "pretrained": self.settings.pretrained,
-                "score_thresholds": self.thresholds}
+                "score_thresholds": self.thresholds, "validation": self.settings.validation}
 
     def resolve_request(self, score_threshold=None, sliced=None, slice_size=None) -> tuple[dict, SlicingSettings]:
         """Per-request options → (thresholds per type, slicing). Bad values raise BadInput."""
