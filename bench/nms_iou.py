@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from mmcv.ops import nms
 
-from train.evaluate import evaluate, load_ground_truth, spread_sample
+from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
 
 
 def stricter_nms(predictions: list, iou: float) -> list:
@@ -50,10 +50,9 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="JSON file for the rows")
     args = parser.parse_args(argv)
 
-    gt, _ = load_ground_truth(args.gt)
-    images = spread_sample(gt["images"], args.limit)
+    gt = sample_ground_truth(load_ground_truth(args.gt)[0], args.limit)
+    images = gt["images"]
     kept_ids = {image["id"] for image in images}
-    gt = dict(gt, images=images, annotations=[a for a in gt["annotations"] if a["image_id"] in kept_ids])
     predictions = [p for p in json.loads(Path(args.predictions).read_text()) if p["image_id"] in kept_ids]
     rows = []
     for iou in (float(value) for value in args.ious.split(",")):

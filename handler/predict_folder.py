@@ -94,7 +94,7 @@ def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict
                    sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True):
     """Run every (image_id, path); return (COCO results, {image_id: response or error}).
 
-    category_ids maps type name → COCO category id; None numbers the model's types from 1."""
+    category_ids maps type name → COCO category id; None numbers each answer's model types from 1."""
     results, responses = [], {}
     for number, (image_id, path) in enumerate(images, 1):
         try:
@@ -107,9 +107,8 @@ def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict
             continue
         response["file_name"] = path.name
         responses[image_id] = response
-        if category_ids is None:
-            category_ids = model_category_ids(response)
-        results += to_coco_results(response, image_id, category_ids)
+        ids = category_ids if category_ids is not None else model_category_ids(response)
+        results += to_coco_results(response, image_id, ids)
         if annotated_dir is not None:
             from trouble.render import annotate_image
 
@@ -179,7 +178,7 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(output, indent=1))
     if args.csv:
         write_counts_csv(Path(args.csv), classes, output["responses"])
-    failed = sum(1 for r in responses.values() if "error" in r)
+    failed = len(paths) - len(answered)
     print(f"wrote {args.out}: {len(results)} detections in {len(paths) - failed} photos"
           + (f"; {failed} photos skipped (see 'responses')" if failed else ""))
     if not answered:

@@ -2,7 +2,9 @@
 inference, options, batching, and every kind of bad input (each leaves the worker up)."""
 from __future__ import annotations
 
+import csv
 import io
+import shutil
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import ACNE04_PHOTOS, worker_state
+from tests.conftest import ACNE04_PHOTOS, read_json, run_module, worker_state
 from tests.synthetic_data import make_image
 
 LOW = "0.05"  # the smoke model is barely trained: a low threshold gives it detections to compare
@@ -184,11 +186,6 @@ def test_model_registration_api_is_off(torchserve):
 def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar, tmp_path):
     """`handler.predict_folder` on a folder a clinic might have: JPEGs, an iPhone HEIC, a broken
     file that sorts first (reported and skipped) and a note (not a photo: ignored)."""
-    import csv
-    import shutil
-
-    from tests.conftest import read_json, run_module
-
     photos = tmp_path / "photos"
     photos.mkdir()
     for photo in ACNE04_PHOTOS[:2]:
@@ -224,8 +221,6 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
 
 
 def test_batch_cli_stops_at_a_bad_option_and_says_when_nothing_was_analysed(torchserve, tmp_path):
-    from tests.conftest import run_module
-
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "a.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes())

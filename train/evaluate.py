@@ -663,6 +663,15 @@ def spread_sample(images: list, limit: int | None) -> list:
     return [images[int(i * len(images) / limit)] for i in range(limit)]
 
 
+def sample_ground_truth(gt: dict, limit: int | None) -> dict:
+    """The ground truth of `limit` images spread evenly over it (see spread_sample), or all of it."""
+    images = spread_sample(gt["images"], limit)
+    if len(images) == len(gt["images"]):
+        return gt
+    kept = {image["id"] for image in images}
+    return dict(gt, images=images, annotations=[a for a in gt["annotations"] if a["image_id"] in kept])
+
+
 def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slice_size=None):
     """Run the detector on the images of a ground-truth file (`limit` of them spread evenly, or
     all); return (COCO results, gt subset)."""
@@ -670,11 +679,8 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
 
     from handler.predict_folder import predict_images
 
-    gt = _read_json(gt_path, "ground truth")
-    images = spread_sample(gt["images"], limit)
-    if len(images) < len(gt["images"]):
-        kept = {image["id"] for image in images}
-        gt = dict(gt, images=images, annotations=[a for a in gt["annotations"] if a["image_id"] in kept])
+    gt = sample_ground_truth(_read_json(gt_path, "ground truth"), limit)
+    images = gt["images"]
     category_ids = {c["name"]: c["id"] for c in gt["categories"]}
     missing = [name for name in detector.classes if name not in category_ids]
     if missing:
@@ -705,7 +711,9 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
             model_dir = model
         detector = TroubleDetector.from_path(model_dir, input_size=input_size, nms_iou=nms_iou)
         predictions, gt = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size)
-    info = {"model": str(model), **{k: v for k, v in detector.model_info().items() if k not in ("score_thresholds", "validation")},
+    # The model's own thresholds and earlier validation are not what this report is about.
+    info = {"model": str(model),
+            **{k: v for k, v in detector.model_info().items() if k not in ("score_thresholds", "validation")},
             "sliced": sliced if sliced is not None else detector.settings.slicing.enabled,
             "input_size": detector.input_size, "nms_iou": detector.nms_iou}
     if from_work_dir:

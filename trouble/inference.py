@@ -277,9 +277,10 @@ def load_mmdet_model(model_dir: Path, settings: ModelSettings, device: str):
         for step in _resize_steps(cfg):
             step["scale"] = (settings.input_size, settings.input_size)
     if settings.nms_iou is not None:
-        if not model_nms(cfg):
+        nms = model_nms(cfg)
+        if not nms:
             raise ValueError(f"{settings.config} has no model.test_cfg.nms to set nms_iou on")
-        model_nms(cfg).iou_threshold = settings.nms_iou
+        nms.iou_threshold = settings.nms_iou
     cfg.model.bbox_head.num_classes = len(settings.classes)
     detector = MODELS.build(cfg.model)
     state = load_checkpoint(model_dir / settings.checkpoint)
