@@ -64,3 +64,37 @@ def test_nms_iou_rows_from_an_evaluations_saved_detections(smoke_training, tmp_p
     assert all(0.0 <= row["mAP50"] <= 1.0 and row["count_mae"] >= 0 for row in rows)
     assert all(set(row["f1_optimal_thresholds"]) == {"comedone", "papule", "pustule"} for row in rows)
     assert "| NMS IoU |" in result.stdout
+
+
+def test_large_photos_enlarges_photos_with_their_boxes(synthetic_data, tmp_path):
+    from PIL import Image
+
+    from bench.large_photos import upscale_ground_truth
+    from train.evaluate import load_ground_truth, sample_ground_truth
+
+    source = synthetic_data / "valid"
+    gt = sample_ground_truth(load_ground_truth(source / "annotations.json")[0], 2)
+    large = read_json(upscale_ground_truth(gt, source, 2.5, tmp_path))
+    for small, big in zip(gt["images"], large["images"]):
+        with Image.open(tmp_path / big["file_name"]) as photo:
+            assert photo.size == (800, 800) == (big["width"], big["height"]) == (small["width"] * 2.5, small["height"] * 2.5)
+    assert len(large["annotations"]) == len(gt["annotations"]) > 0
+    for small, big in zip(gt["annotations"], large["annotations"]):
+        assert big["bbox"] == [v * 2.5 for v in small["bbox"]] and big["image_id"] == small["image_id"]
+
+
+def test_large_photos_compares_the_whole_photo_with_slices(smoke_mar, synthetic_data, tmp_path):
+    out = tmp_path / "large.json"
+    result = run_module(["bench.large_photos", "--model", str(smoke_mar), "--gt",
+                         str(synthetic_data / "valid" / "annotations.json"), "--limit", "2", "--scale", "2",
+                         "--slice-sizes", "256,4000", "--out", str(out)], timeout=600)
+    report = read_json(out)
+    assert report["images"] == 2 and report["enlarged_side"] == 640
+    rows = report["rows"]
+    # A slice larger than the enlarged photo would be the whole photo again: no row for 4000.
+    assert [(row["setting"], row["slice_size"]) for row in rows] == [("whole photo", None),
+                                                                    ("slices of 256 + whole photo", 256)]
+    size = report["input_size"]
+    assert rows[0]["lesion_scale"] == round(size / 320, 2) and rows[1]["lesion_scale"] == round(size * 2 / 256, 2)
+    assert all(0.0 <= row["mAP50"] <= 1.0 and row["count_mae"] >= 0 for row in rows)
+    assert "| slices of 256 + whole photo |" in result.stdout
