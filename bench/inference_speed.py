@@ -6,11 +6,12 @@
     photo's bytes) against the same photos POSTed to a TorchServe of our own serving the same .mar,
     one right after the other; ms and the server's overhead.
 (b) A 4032x3024 photo (12 MP, tiled from ACNE04 photos, so real skin at the lesion scale of the
-    data) sliced at the model's slice size: `slicing.batch_size` 1 (one slice per forward pass,
-    as SAHI runs a model by default) against 4 (the .mar's default) and any others asked for; ms,
-    speed-up, and whether the detections are the same.
+    data) sliced at the model's slice size (sliced even where the model's default is off):
+    one slice per forward pass (as SAHI runs a model by default) against 4 and 8 (`--batch-sizes`);
+    ms, speed-up, and whether the detections are the same.
 (c) ms for one 640x640 photo in process, and the model's own share (timings_ms.inference).
-(d) The 12 MP photo end to end through TorchServe (the .mar's settings) against in process.
+(d) The 12 MP photo end to end through TorchServe, sliced at the .mar's `slicing.batch_size`,
+    against in process.
 (e) Memory format: the 640x640 photos in process with the model in channels_last (the inference
     core's default) against contiguous (NCHW) weights, alternately.
 
@@ -160,9 +161,10 @@ def measure_memory_format(detector, photos: list[bytes], repeats: int) -> dict:
 
 
 def predict_at_batch_size(detector, photo: bytes, batch_size: int) -> dict:
-    """One prediction with `batch_size` slices per forward pass; the detector's own setting is kept."""
+    """One sliced prediction with `batch_size` slices per forward pass (sliced whatever the model's
+    default); the detector's own setting is kept."""
     slicing = detector.settings.slicing
-    detector.settings.slicing = replace(slicing, batch_size=batch_size)
+    detector.settings.slicing = replace(slicing, batch_size=batch_size, enabled=True)
     try:
         return detector.predict(photo)
     finally:
@@ -190,7 +192,8 @@ def measure_large_photo(detector, session, url: str | None, photo: bytes, batch_
         for batch_size in batch_sizes:
             times[batch_size], responses[batch_size] = timed(lambda: predict_at_batch_size(detector, photo, batch_size))
         if url:
-            times["torchserve"], responses["torchserve"] = timed(lambda: post(session, url, photo))
+            times["torchserve"], responses["torchserve"] = timed(
+                lambda: post(session, url, photo, {"X-Trouble-Sliced": "true"}))
         rounds.append(times)
         print(f"[speed]   round {round_number + 1}: " + ", ".join(f"{k}: {v:.0f} ms" for k, v in times.items()),
               flush=True)

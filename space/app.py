@@ -54,6 +54,11 @@ EXAMPLE_LABELS = {"levle0": "ACNE04 photo, grade 0", "levle1": "ACNE04 photo, gr
 EXAMPLES_CREDIT = ("Example photos: [ACNE04](https://universe.roboflow.com/acne-vulgaris-detection/acne04-detection) "
                    "(Wu et al., ICCV 2019), Roboflow export, "
                    "[CC BY 4.0](https://creativecommons.org/licenses/by/4.0/), unchanged.")
+# Slicing: a request says on or off, or leaves it to the model's archive (`trouble.slicing`).
+SLICING_CHOICES = [("The model's setting", "model"), ("On", "on"), ("Off", "off")]
+SLICING_HELP = ("Slices show the model a large photo piece by piece, at full resolution. Turn it on when the face "
+                "is small in the photo (a slice about as wide as the face); on a close-up it makes lesions larger "
+                "than the model was trained on. The demo model's setting is off (README, Figures).")
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 
@@ -155,11 +160,13 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     if size > MAX_UPLOAD_MB * 1024 * 1024:
         raise AnalysisError(f"The photo is {size / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. "
                             f"Send a smaller copy.")
+    if sliced not in ("model", "on", "off"):
+        raise AnalysisError(f"Sliced inference must be one of model, on, off; got {sliced!r}.")
     image_bytes = Path(photo_path).read_bytes()
     started = time.perf_counter()
     response, answered_by = analyzer.predict(
         image_bytes, threshold=float(threshold) if use_one_threshold else None,
-        sliced=bool(sliced), slice_size=int(slice_size))
+        sliced=None if sliced == "model" else sliced == "on", slice_size=int(slice_size) if sliced == "on" else None)
     round_trip_ms = (time.perf_counter() - started) * 1000.0
     try:
         shown = decode_image(image_bytes, max_side=render.DISPLAY_MAX_SIDE)
@@ -238,9 +245,9 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                         elem_id="trouble-one-threshold")
                     threshold = gr.Slider(0.05, 0.95, value=0.3, step=0.05, label="Score threshold",
                                           elem_id="trouble-threshold")
-                    sliced = gr.Checkbox(value=True, label="Sliced inference (SAHI) for photos larger than a slice",
-                                     elem_id="trouble-sliced")
-                    slice_size = gr.Slider(128, 2048, value=640, step=32, label="Slice size (pixels)",
+                    sliced = gr.Radio(SLICING_CHOICES, value="model", label="Sliced inference (SAHI)",
+                                      info=SLICING_HELP, elem_id="trouble-sliced")
+                    slice_size = gr.Slider(128, 2048, value=640, step=32, label="Slice size (pixels), when on",
                                            elem_id="trouble-slice-size")
                 button = gr.Button("Find troubles", variant="primary", elem_id="trouble-run")
                 if examples:

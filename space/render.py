@@ -65,11 +65,22 @@ def thresholds_text(response: dict) -> str:
     return f"score thresholds: {parts} ({origin})"
 
 
+def slicing_text(settings: dict) -> str:
+    """What the model was run on: the whole photo in one pass, or how many slices."""
+    slices = settings.get("slices")
+    if slices:
+        whole = " plus the whole photo" if settings.get("full_image_pass") else ""
+        return f"sliced: {slices} slices of {settings['slice_size']} px{whole}"
+    if settings.get("sliced"):
+        return f"whole photo in one pass (no larger than a {settings['slice_size']} px slice)"
+    return "whole photo in one pass (slicing off)"
+
+
 def status_markdown(response: dict, answered_by: str, round_trip_ms: float) -> str:
     """Who answered, how long it took, and with which settings."""
     timings = response.get("timings_ms", {})
     settings = response["settings"]
-    slicing = f"sliced, {settings['slice_size']} px slices" if settings.get("sliced") else "whole image"
+    slicing = slicing_text(settings)
     image = response["image"]
     return (f"Answered by **{answered_by}** in {round_trip_ms / 1000:.2f} s "
             f"(model {timings.get('inference', 0) / 1000:.2f} s). "

@@ -75,7 +75,7 @@ def running_app(log_path: Path, **env_overrides):
                 process.wait()
 
 
-def call_app(url: str, photo: Path, download_dir: Path, threshold=None, sliced=True, slice_size=640):
+def call_app(url: str, photo: Path, download_dir: Path, threshold=None, sliced="model", slice_size=640):
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False, analytics_enabled=False, download_files=str(download_dir))
@@ -115,6 +115,24 @@ def test_local_mode_matches_inference_core(local_app, detector, tmp_path, thresh
             assert image.width == expected["image"]["width"]  # 640 px: drawn at full size
     if threshold is not None:
         assert expected["total"] > 0, "the smoke model should find something at a low threshold"
+
+
+def test_slicing_choice_reaches_the_model(local_app, tmp_path):
+    """On, off, or the model's own setting: the answer's settings say what the model was run on."""
+    large = tmp_path / "large.jpg"
+    Image.open(PHOTO).resize((1280, 1280)).save(large, quality=90)
+    settings, statuses = {}, {}
+    for choice in ("model", "on", "off"):
+        result = call_app(local_app, large, tmp_path / choice, sliced=choice, slice_size=512)
+        settings[choice] = json.loads(Path(result["results_json"]).read_text())["settings"]
+        statuses[choice] = result["status"]
+    assert settings["off"]["sliced"] is False and settings["off"]["slices"] == 0
+    assert "slicing off" in statuses["off"]
+    # 1280 px in 512 px slices overlapping by 20%: SAHI cuts 9.
+    assert settings["on"]["slice_size"] == 512 and settings["on"]["slices"] == 9
+    assert "9 slices of 512 px" in statuses["on"]
+    # The smoke archive's own: on, 640 px slices (the slider's 512 is not sent), 9 of them too.
+    assert settings["model"]["slice_size"] == 640 and settings["model"]["slices"] == 9
 
 
 def test_heic_upload_is_analysed_like_the_same_photo(local_app, detector, tmp_path):
@@ -187,7 +205,7 @@ def test_too_large_upload_is_refused_before_sending(tmp_path):
         f.truncate(app.MAX_UPLOAD_MB * 1024 * 1024 + 1)
     # The server address is never contacted: the size check comes first.
     analyzer = app.Analyzer("server", ServerBackend("http://127.0.0.1:9"), None, None)
-    outputs = app.analyse(analyzer, str(big), False, 0.3, True, 640)
+    outputs = app.analyse(analyzer, str(big), False, 0.3, "model", 640)
     assert "the limit is 20 MB" in outputs[4]
     assert outputs[0] is None
 
@@ -197,7 +215,7 @@ def test_local_mode_without_a_model_says_what_to_set():
     from backends import ServerBackend
 
     analyzer = app.Analyzer("local", ServerBackend(), None, None)
-    outputs = app.analyse(analyzer, str(PHOTO), False, 0.3, True, 640)
+    outputs = app.analyse(analyzer, str(PHOTO), False, 0.3, "model", 640)
     assert "TROUBLE_MODEL" in outputs[4] and outputs[0] is None
 
 
@@ -278,6 +296,12 @@ def test_legend_counts_table_and_severity_text():
     assert "grade 1 (moderate)" in severity and "Hayashi" in severity and "7 lesions" in severity
     status = render.status_markdown(response, "TorchServe at http://x", 250.0)
     assert "TorchServe at http://x" in status and "0.25 s" in status and "the model's defaults" in status
+    assert "whole photo in one pass (slicing off)" in status
+    # The status says what the model was run on, not only what was asked for.
+    response["settings"].update(sliced=True, slices=0)
+    assert "whole photo in one pass (no larger than a 640 px slice)" in render.status_markdown(response, "x", 1.0)
+    response["settings"].update(slices=48, full_image_pass=True)
+    assert "sliced: 48 slices of 640 px plus the whole photo" in render.status_markdown(response, "x", 1.0)
     assert "<script" not in render.legend_html(fake_response(classes=("<script>",)))
     assert "validated on" not in severity  # a model archived without an evaluation claims nothing
     response["model"]["validation"] = {"data": "data/acne04/valid/annotations.json", "images": 283, "mAP50": 0.306,

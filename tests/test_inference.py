@@ -48,6 +48,10 @@ def test_slicing_changes_what_the_model_sees(detector, large_photo):
     sliced = detector.predict(large_photo, score_threshold=0.05, sliced=True, slice_size=320)
     whole = detector.predict(large_photo, score_threshold=0.05, sliced=False)
     assert sliced["settings"]["sliced"] and not whole["settings"]["sliced"]
+    # 1600x1200 in 320 px slices overlapping by 20% (a 256 px step): SAHI cuts 30 of them.
+    assert sliced["settings"]["slices"] == 30 and whole["settings"]["slices"] == 0
+    small = detector.predict(ACNE04_PHOTOS[0].read_bytes(), sliced=True, slice_size=640)
+    assert small["settings"]["sliced"] and small["settings"]["slices"] == 0  # 640 px: no larger than a slice
     # More passes over the photo: slices plus the whole image, so more time, different detections.
     assert sliced["timings_ms"]["inference"] > whole["timings_ms"]["inference"]
     assert [d["box"] for d in sliced["detections"]] != [d["box"] for d in whole["detections"]]

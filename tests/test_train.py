@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -267,7 +268,8 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     thresholds.write_text(json.dumps({"papule": 0.42}))
     store = tmp_path / "store"
     run_module(["train.archive", "--mar", str(smoke_mar), "--input-size", "480", "--thresholds-json", str(thresholds),
-                "--batch-size", "3", "--slice-batch-size", "8", "--nms-iou", "0.45", "--out", str(store)])
+                "--batch-size", "3", "--slice-batch-size", "8", "--nms-iou", "0.45", "--sliced", "false",
+                "--slice-size", "512", "--out", str(store)])
     with zipfile.ZipFile(smoke_mar) as old, zipfile.ZipFile(store / "trouble.mar") as new:
         assert new.read("model.pth") == old.read("model.pth")  # the weights are untouched
         assert yaml.safe_load(old.read("model-config.yaml"))["batchSize"] == 1  # the default: one request per call
@@ -279,6 +281,12 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     detector = TroubleDetector.from_path(store / "trouble.mar", device="cpu")
     assert detector.input_size == 480 and detector.thresholds["papule"] == 0.42
     assert detector.settings.slicing.batch_size == 8 and detector.nms_iou == 0.45
+    assert before["slicing"]["enabled"] is True and after["slicing"]["enabled"] is False
+    assert after["slicing"]["slice_size"] == 512
+    # A request that does not ask for slicing gets the archive's default (off); one that asks, gets it.
+    photo = np.zeros((1200, 1600, 3), np.uint8)
+    assert detector.predict(photo)["settings"]["slices"] == 0
+    assert detector.predict(photo, sliced=True)["settings"]["slices"] > 1
 
     thresholds.write_text(json.dumps({"rash": 0.3}))
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--thresholds-json", str(thresholds),
@@ -297,3 +305,6 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     assert result.returncode == 2 and "slice batch size must be between 1 and 64, got 100" in result.stderr
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--nms-iou", "0", "--out", str(store)], check=False)
     assert result.returncode == 2 and "nms_iou must be a number in (0, 1], got 0.0" in result.stderr
+    result = run_module(["train.archive", "--mar", str(smoke_mar), "--slice-size", "5", "--out", str(store)],
+                        check=False)
+    assert result.returncode == 2 and "slice size must be between 128 and 2048, got 5" in result.stderr

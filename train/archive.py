@@ -191,15 +191,16 @@ def archive_model_dir(model_dir: Path, export_dir: Path) -> Path:
 def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   thresholds: dict | None = None, batch_size: int | None = None,
                   slice_batch_size: int | None = None, nms_iou: float | None = None,
-                  report: dict | None = None) -> Path:
+                  report: dict | None = None, sliced: bool | None = None, slice_size: int | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
 
     batch_size is TorchServe's batchSize: how many requests one handler call receives;
-    slice_batch_size is how many SAHI slices of one photo go through the model at once; report is
-    an evaluation's metrics.json of these settings, summarised in the archive for the app."""
+    slice_batch_size is how many SAHI slices of one photo go through the model at once; sliced and
+    slice_size are the slicing a request gets when it does not ask for its own; report is an
+    evaluation's metrics.json of these settings, summarised in the archive for the app."""
     import zipfile
 
-    from trouble.inference import check_input_size, check_nms_iou
+    from trouble.inference import MAX_SLICE, MIN_SLICE, check_input_size, check_nms_iou
 
     if not zipfile.is_zipfile(mar):
         raise ArchiveError(f"{mar} is not a .mar archive")
@@ -217,6 +218,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
         raise ArchiveError(f"batch size must be between 1 and 64, got {batch_size}")
     if slice_batch_size is not None and not 1 <= slice_batch_size <= 64:
         raise ArchiveError(f"slice batch size must be between 1 and 64, got {slice_batch_size}")
+    if slice_size is not None and not MIN_SLICE <= slice_size <= MAX_SLICE:
+        raise ArchiveError(f"slice size must be between {MIN_SLICE} and {MAX_SLICE}, got {slice_size}")
     with tempfile.TemporaryDirectory(prefix="trouble-rearchive-") as tmp:
         model_dir = Path(tmp)
         with zipfile.ZipFile(mar) as archive:
@@ -229,6 +232,10 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             section["input_size"] = input_size
         if slice_batch_size is not None:
             section["slicing"]["batch_size"] = slice_batch_size
+        if sliced is not None:
+            section["slicing"]["enabled"] = sliced
+        if slice_size is not None:
+            section["slicing"]["slice_size"] = slice_size
         if nms_iou is not None:
             section["nms_iou"] = nms_iou
         if thresholds is not None:
@@ -259,6 +266,9 @@ def main(argv=None) -> int:
                                                        "call; 1 suits a CPU)")
     parser.add_argument("--slice-batch-size", type=int, help="with --mar: SAHI slices per forward pass (1 suits a "
                                                              "CPU, 4-16 a GPU)")
+    parser.add_argument("--sliced", choices=["true", "false"], help="with --mar: whether photos larger than a slice "
+                                                                    "are sliced when a request does not say")
+    parser.add_argument("--slice-size", type=int, help="with --mar: the default slice size in pixels")
     parser.add_argument("--nms-iou", type=float, help="with --mar: IoU above which the model's NMS keeps only the "
                                                       "higher-scoring box (default: the config's)")
     parser.add_argument("--report", help="with --mar: train.evaluate's metrics.json of the served settings; its "
@@ -271,7 +281,8 @@ def main(argv=None) -> int:
             thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else None
             report = json.loads(Path(args.report).read_text()) if args.report else None
             rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds, args.batch_size,
-                          args.slice_batch_size, args.nms_iou, report)
+                          args.slice_batch_size, args.nms_iou, report,
+                          sliced=None if args.sliced is None else args.sliced == "true", slice_size=args.slice_size)
         else:
             archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
     except (ArchiveError, EvaluationError) as error:

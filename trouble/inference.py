@@ -24,6 +24,7 @@ import yaml
 from sahi.models.base import DetectionModel
 from sahi.predict import get_prediction, get_sliced_prediction
 from sahi.prediction import ObjectPrediction
+from sahi.slicing import get_slice_bboxes
 
 from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, BadInput, DecodedImage, decode_image
 from trouble.severity import describe_grade
@@ -378,9 +379,9 @@ class TroubleDetector:
         elif isinstance(image, np.ndarray):
             image = DecodedImage(image, image.shape[1], image.shape[0], "array")
         started = time.perf_counter()
-        predictions = self._run_model(image.rgb, slicing, min(thresholds.values()))
+        predictions, slices = self._run_model(image.rgb, slicing, min(thresholds.values()))
         inferred_at = time.perf_counter()
-        response = self._response(image, predictions, thresholds, slicing)
+        response = self._response(image, predictions, thresholds, slicing, slices)
         done = time.perf_counter()
         response["timings_ms"] = {"decode": image.decode_ms, "inference": _ms(started, inferred_at),
                                   "postprocess": _ms(inferred_at, done),
@@ -388,8 +389,12 @@ class TroubleDetector:
         return response
 
     def _run_model(self, rgb: np.ndarray, slicing: SlicingSettings, confidence: float):
+        """→ (SAHI predictions, how many slices were run: 0 for one pass over the whole image)."""
         height, width = rgb.shape[:2]
         if slicing.enabled and max(height, width) > slicing.slice_size:
+            slices = len(get_slice_bboxes(height, width, slice_height=slicing.slice_size,
+                                          slice_width=slicing.slice_size, overlap_height_ratio=slicing.overlap,
+                                          overlap_width_ratio=slicing.overlap))
             result = get_sliced_prediction(
                 rgb, self.sahi_model, slice_height=slicing.slice_size, slice_width=slicing.slice_size,
                 overlap_height_ratio=slicing.overlap, overlap_width_ratio=slicing.overlap,
@@ -399,10 +404,12 @@ class TroubleDetector:
                 batch_size=slicing.batch_size, force_postprocess_type=True, confidence_threshold=confidence)
         else:
             # One pass over the whole image: the model's own NMS is the only merging needed.
+            slices = 0
             result = get_prediction(rgb, self.sahi_model, confidence_threshold=confidence)
-        return result.object_prediction_list
+        return result.object_prediction_list, slices
 
-    def _response(self, image: DecodedImage, predictions, thresholds: dict, slicing: SlicingSettings) -> dict:
+    def _response(self, image: DecodedImage, predictions, thresholds: dict, slicing: SlicingSettings,
+                  slices: int) -> dict:
         scale = image.scale_to_original
         detections = []
         for prediction in predictions:
@@ -427,7 +434,8 @@ class TroubleDetector:
             "total": len(detections),
             "severity": describe_grade(len(detections)),
             "settings": {"score_thresholds": thresholds, "input_size": self.input_size, "nms_iou": self.nms_iou,
-                         "sliced": slicing.enabled, "slice_size": slicing.slice_size, "overlap": slicing.overlap,
+                         "sliced": slicing.enabled, "slice_size": slicing.slice_size, "slices": slices,
+                         "overlap": slicing.overlap,
                          "postprocess": slicing.postprocess, "full_image_pass": slicing.full_image_pass},
         }
 
