@@ -204,7 +204,7 @@ def measure_large_photo(detector, session, url: str | None, photo: bytes, batch_
         by_batch.append({"batch_size": batch_size, **stats([r[batch_size] for r in rounds]),
                          "speedup": median_ratio([r[reference] for r in rounds], [r[batch_size] for r in rounds]),
                          "vs_reference": same_detections(responses[reference], responses[batch_size])})
-    result = {"by_batch_size": by_batch, "rounds_ms": rounds}
+    result = {"by_batch_size": by_batch, "rounds_ms": rounds, "slices": responses[reference]["settings"]["slices"]}
     if not url:
         return result
     result.update({"torchserve": stats([r["torchserve"] for r in rounds]),
@@ -236,7 +236,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from sahi.slicing import get_slice_bboxes
 
     model = Path(args.model).resolve()
     if not (model.is_file() or (args.no_server and (model / "model-config.yaml").is_file())):
@@ -253,8 +252,6 @@ def main(argv=None) -> int:
 
     detector = TroubleDetector.from_path(model, device=args.device)
     slicing = detector.settings.slicing
-    slices = len(get_slice_bboxes(3024, 4032, slicing.slice_size, slicing.slice_size, False,
-                                  slicing.overlap, slicing.overlap))
 
     def measure(url):
         session = requests.Session()
@@ -262,10 +259,10 @@ def main(argv=None) -> int:
               f"{' and through TorchServe' if url else ''}", flush=True)
         small = measure_small_photos(detector, session, url, photos, args.repeats)
         small["memory_format"] = measure_memory_format(detector, photos, args.repeats)
-        print(f"[speed] 4032x3024 photo: {slices} slices of {slicing.slice_size} px + a whole-image pass, "
+        print(f"[speed] 4032x3024 photo: slices of {slicing.slice_size} px + a whole-image pass, "
               f"batch sizes {batch_sizes}{', then TorchServe' if url else ''}; {args.large_repeats} rounds", flush=True)
         large = measure_large_photo(detector, session, url, large_photo, batch_sizes, args.large_repeats)
-        large.update({"width": 4032, "height": 3024, "jpeg_bytes": len(large_photo), "slices": slices,
+        large.update({"width": 4032, "height": 3024, "jpeg_bytes": len(large_photo),
                       "slicing": vars(slicing)})
         return small, large
 
@@ -300,7 +297,7 @@ def main(argv=None) -> int:
               f"({small['torchserve']['min_ms']}) | in process | {small['overhead_pct']:+.1f}% "
               f"({small['overhead_ms_median']:+.0f} ms) |")
     for row in large["by_batch_size"]:
-        print(f"| 12 MP photo, {slices} slices + whole image, {row['batch_size']} per pass | {row['median_ms']} "
+        print(f"| 12 MP photo, {large['slices']} slices + whole image, {row['batch_size']} per pass | {row['median_ms']} "
               f"({row['min_ms']}) | {batch_sizes[0]} per pass | {row['speedup']}x faster, detections "
               f"{'the same' if row['vs_reference']['same'] else 'DIFFERENT'} |")
     if "torchserve_overhead_pct" in large:

@@ -1,18 +1,24 @@
-"""Does slicing help on large photos? mAP50, F1 and count error on photos upscaled K times.
+"""Does slicing help on large photos? mAP50, F1 and count error, the whole photo against slices.
 
     python -m bench.large_photos --model model_store/trouble.mar \
-        --gt data/acne04/valid/annotations.json --limit 40 --scale 3 --out bench/results/large_photos.json
+        --gt data/acne04/valid/annotations.json --limit 40 --scale 3 --out bench/results/large_photos_x3.json
+    python -m bench.large_photos --model model_store/trouble.mar --layout canvas \
+        --gt data/acne04/valid/annotations.json --limit 40 --scale 3 --out bench/results/large_photos_canvas_x3.json
 
-A phone photo of a face is 3000-4000 px wide; the photos a model was trained on may be much
-smaller (ACNE04's are 640 px), so in the phone photo every lesion is several times bigger than the
-model ever saw. Annotated large photos are not available here, so this takes `--limit`
-annotated photos (spread evenly over the file), enlarges each and its boxes `--scale` times
-(Lanczos, saved as JPEG quality 95, like a phone), and scores each slicing setting on them
-through the shared inference core. An upscaled photo has no more detail than the original, so
-this measures what slicing does to the lesions' *scale*, not what extra detail would bring.
+Annotated large photos are not available here, so this makes them from `--limit` annotated
+photos (spread evenly over the file), with their boxes, in one of two layouts:
 
-"lesion scale" in the table: how big a lesion is for the model, relative to the training photos
-(1.0 = as in training); the model sees a slice of S px resized to its input size.
+- `enlarge`: each photo enlarged `--scale` times (Lanczos): a face photo taken at a higher
+  resolution, every lesion `--scale` times bigger in pixels than in the original. An enlarged photo
+  has no more detail than the original, so this measures what slicing does to the lesions' *scale*,
+  not what extra detail would bring.
+- `canvas`: each photo at its own size in the middle of a grey canvas `--scale` times as wide and
+  high: a wide photo in which the face is small, its lesions as big in pixels as in the original.
+
+Both are saved as JPEG quality 95 (like a phone) and every setting runs on them through the shared
+inference core. "lesion scale" in the table: how big a lesion is for the model, relative to the
+original photos (1.0 = as in them; for ACNE04, as in training): the model sees the whole photo, or
+a slice of S px, resized to its input size.
 """
 from __future__ import annotations
 
@@ -28,18 +34,33 @@ from train.evaluate import evaluate, load_ground_truth, predict_ground_truth_ima
 from trouble.inference import TroubleDetector
 
 
-def upscale_ground_truth(gt: dict, image_dir: Path, scale: float, out_dir: Path) -> Path:
-    """Write each image of gt enlarged `scale` times into out_dir, with its boxes; → the new gt file."""
-    images = []
+LAYOUTS = ("enlarge", "canvas")
+CANVAS_GREY = (128, 128, 128)
+
+
+def large_ground_truth(gt: dict, image_dir: Path, scale: float, layout: str, out_dir: Path) -> Path:
+    """Write each image of gt as a photo `scale` times as large (see LAYOUTS) into out_dir, with its
+    boxes; → the new gt file."""
+    images, offsets = [], {}
     for image in gt["images"]:
         width, height = round(image["width"] * scale), round(image["height"] * scale)
+        name = Path(image["file_name"]).with_suffix(".jpg").name
         with Image.open(image_dir / image["file_name"]) as photo:
-            photo.convert("RGB").resize((width, height), Image.LANCZOS).save(
-                out_dir / Path(image["file_name"]).with_suffix(".jpg").name, quality=95)
-        images.append(dict(image, file_name=Path(image["file_name"]).with_suffix(".jpg").name,
-                           width=width, height=height))
-    annotations = [dict(a, bbox=[v * scale for v in a["bbox"]], area=a["area"] * scale * scale)
-                   for a in gt["annotations"]]
+            photo = photo.convert("RGB")
+            if layout == "enlarge":
+                large, offsets[image["id"]] = photo.resize((width, height), Image.LANCZOS), (0, 0)
+            else:
+                large = Image.new("RGB", (width, height), CANVAS_GREY)
+                offsets[image["id"]] = ((width - photo.width) // 2, (height - photo.height) // 2)
+                large.paste(photo, offsets[image["id"]])
+            large.save(out_dir / name, quality=95)
+        images.append(dict(image, file_name=name, width=width, height=height))
+    zoom = scale if layout == "enlarge" else 1.0  # how much bigger a lesion is than in the original
+    annotations = []
+    for a in gt["annotations"]:
+        dx, dy = offsets[a["image_id"]]
+        x, y, w, h = (v * zoom for v in a["bbox"])
+        annotations.append(dict(a, bbox=[x + dx, y + dy, w, h], area=w * h))
     path = out_dir / "annotations.json"
     path.write_text(json.dumps(dict(gt, images=images, annotations=annotations)))
     return path
@@ -50,7 +71,9 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="a .mar or model folder")
     parser.add_argument("--gt", required=True, help="ground truth in the project's COCO layout")
     parser.add_argument("--limit", type=int, default=40, help="N images, spread evenly over the file")
-    parser.add_argument("--scale", type=float, default=3.0, help="how many times each photo is enlarged")
+    parser.add_argument("--scale", type=float, default=3.0, help="how many times larger each photo becomes")
+    parser.add_argument("--layout", choices=LAYOUTS, default="enlarge",
+                        help="enlarge the photo, or put it on a larger grey canvas (see above)")
     parser.add_argument("--slice-sizes", default="640,960,1280",
                         help="comma-separated slice sizes (px of the enlarged photo) to compare with the whole photo")
     parser.add_argument("--out", required=True)
@@ -59,14 +82,15 @@ def main(argv=None):
 
     detector = TroubleDetector.from_path(args.model, device="cpu")
     gt = sample_ground_truth(load_ground_truth(args.gt)[0], args.limit)
-    trained_side = max(max(image["width"], image["height"]) for image in gt["images"])
+    side = max(max(image["width"], image["height"]) for image in gt["images"])
     rows = []
     with tempfile.TemporaryDirectory(prefix="large-photos-") as folder:
-        large_gt = upscale_ground_truth(gt, Path(args.gt).parent, args.scale, Path(folder))
-        large_side = round(trained_side * args.scale)
-        # (name, sliced, slice size, what the model sees of one slice, relative to training)
-        settings = [("whole photo", False, None, detector.input_size / trained_side)]
-        settings += [(f"slices of {size} + whole photo", True, size, detector.input_size * args.scale / size)
+        large_gt = large_ground_truth(gt, Path(args.gt).parent, args.scale, args.layout, Path(folder))
+        large_side = round(side * args.scale)
+        zoom = args.scale if args.layout == "enlarge" else 1.0
+        # (name, sliced, slice size, lesion scale: the model sees the whole photo or a slice at its input size)
+        settings = [("whole photo", False, None, detector.input_size / large_side * zoom)]
+        settings += [(f"slices of {size} + whole photo", True, size, detector.input_size / size * zoom)
                      for size in slice_sizes if size < large_side]
         for name, sliced, size, lesion_scale in settings:
             started = time.perf_counter()
@@ -80,7 +104,9 @@ def main(argv=None):
                          "grade_accuracy": (block["grade"] or {}).get("accuracy"), "s_per_photo": round(seconds, 2)})
             print(f"[large photos] {name}: mAP50 {rows[-1]['mAP50']:.3f}", flush=True)
 
-    print(f"\n{len(gt['images'])} photos of {args.gt} enlarged {args.scale}x to about {large_side} px "
+    made = (f"enlarged {args.scale}x to" if args.layout == "enlarge"
+            else f"each in the middle of a grey canvas {args.scale}x as large,")
+    print(f"\n{len(gt['images'])} photos of {args.gt} {made} about {large_side} px "
           f"(CPU, model input {detector.input_size} px, thresholds {detector.thresholds})")
     print("| setting | lesion scale | mAP50 | mean F1 | count MAE (bias) | grade acc. | s / photo |")
     print("|---|---|---|---|---|---|---|")
@@ -91,7 +117,7 @@ def main(argv=None):
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "model": str(args.model), "gt": args.gt, "images": len(gt["images"]), "sample": "spread evenly over the file",
-        "scale": args.scale, "enlarged_side": large_side, "input_size": detector.input_size,
+        "layout": args.layout, "scale": args.scale, "large_side": large_side, "input_size": detector.input_size,
         "thresholds": detector.thresholds, "rows": rows}, indent=2))
     print(f"wrote {args.out}")
 

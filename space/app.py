@@ -56,6 +56,7 @@ EXAMPLES_CREDIT = ("Example photos: [ACNE04](https://universe.roboflow.com/acne-
                    "[CC BY 4.0](https://creativecommons.org/licenses/by/4.0/), unchanged.")
 # Slicing: a request says on or off, or leaves it to the model's archive (`trouble.slicing`).
 SLICING_CHOICES = [("The model's setting", "model"), ("On", "on"), ("Off", "off")]
+SLICING_VALUES = [value for _, value in SLICING_CHOICES]
 SLICING_HELP = ("Slices show the model a large photo piece by piece, at full resolution. Turn it on when the face "
                 "is small in the photo (a slice about as wide as the face); on a close-up it makes lesions larger "
                 "than the model was trained on. The demo model's setting is off (README, Figures).")
@@ -160,8 +161,8 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     if size > MAX_UPLOAD_MB * 1024 * 1024:
         raise AnalysisError(f"The photo is {size / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. "
                             f"Send a smaller copy.")
-    if sliced not in ("model", "on", "off"):
-        raise AnalysisError(f"Sliced inference must be one of model, on, off; got {sliced!r}.")
+    if sliced not in SLICING_VALUES:
+        raise AnalysisError(f"Sliced inference must be one of {', '.join(SLICING_VALUES)}; got {sliced!r}.")
     image_bytes = Path(photo_path).read_bytes()
     started = time.perf_counter()
     response, answered_by = analyzer.predict(

@@ -219,6 +219,16 @@ def test_local_mode_without_a_model_says_what_to_set():
     assert "TROUBLE_MODEL" in outputs[4] and outputs[0] is None
 
 
+def test_an_unknown_slicing_choice_is_named():
+    """The API takes the radio's values only; anything else is refused before the photo is sent."""
+    import app
+    from backends import ServerBackend
+
+    analyzer = app.Analyzer("server", ServerBackend("http://127.0.0.1:9"), None, None)
+    outputs = app.analyse(analyzer, str(PHOTO), False, 0.3, True, 640)
+    assert "Sliced inference must be one of model, on, off; got True." in outputs[4] and outputs[0] is None
+
+
 # ---------------------------------------------------------------- rendering (space/render.py)
 
 def fake_response(classes=("comedone", "papule"), width=400, height=300, detections=()):

@@ -69,12 +69,12 @@ def test_nms_iou_rows_from_an_evaluations_saved_detections(smoke_training, tmp_p
 def test_large_photos_enlarges_photos_with_their_boxes(synthetic_data, tmp_path):
     from PIL import Image
 
-    from bench.large_photos import upscale_ground_truth
+    from bench.large_photos import large_ground_truth
     from train.evaluate import load_ground_truth, sample_ground_truth
 
     source = synthetic_data / "valid"
     gt = sample_ground_truth(load_ground_truth(source / "annotations.json")[0], 2)
-    large = read_json(upscale_ground_truth(gt, source, 2.5, tmp_path))
+    large = read_json(large_ground_truth(gt, source, 2.5, "enlarge", tmp_path))
     for small, big in zip(gt["images"], large["images"]):
         with Image.open(tmp_path / big["file_name"]) as photo:
             assert photo.size == (800, 800) == (big["width"], big["height"]) == (small["width"] * 2.5, small["height"] * 2.5)
@@ -83,13 +83,35 @@ def test_large_photos_enlarges_photos_with_their_boxes(synthetic_data, tmp_path)
         assert big["bbox"] == [v * 2.5 for v in small["bbox"]] and big["image_id"] == small["image_id"]
 
 
+def test_large_photos_canvas_keeps_the_photo_and_its_boxes_at_their_size(synthetic_data, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from bench.large_photos import large_ground_truth
+    from train.evaluate import load_ground_truth, sample_ground_truth
+
+    source = synthetic_data / "valid"
+    gt = sample_ground_truth(load_ground_truth(source / "annotations.json")[0], 2)
+    large = read_json(large_ground_truth(gt, source, 3, "canvas", tmp_path))
+    for small, big in zip(gt["images"], large["images"]):
+        with Image.open(source / small["file_name"]) as original, Image.open(tmp_path / big["file_name"]) as canvas:
+            assert canvas.size == (960, 960)
+            inside = np.asarray(canvas.convert("RGB").crop((320, 320, 640, 640)), dtype=float)
+            # The original, in the middle (JPEG changes a few levels); grey around it.
+            assert np.abs(inside - np.asarray(original.convert("RGB"), dtype=float)).mean() < 6
+            assert np.abs(np.asarray(canvas.convert("RGB").crop((0, 0, 300, 300)), dtype=float) - 128).max() <= 2
+    for small, big in zip(gt["annotations"], large["annotations"]):
+        x, y, w, h = small["bbox"]
+        assert big["bbox"] == [x + 320, y + 320, w, h]
+
+
 def test_large_photos_compares_the_whole_photo_with_slices(smoke_mar, synthetic_data, tmp_path):
     out = tmp_path / "large.json"
     result = run_module(["bench.large_photos", "--model", str(smoke_mar), "--gt",
                          str(synthetic_data / "valid" / "annotations.json"), "--limit", "2", "--scale", "2",
                          "--slice-sizes", "256,4000", "--out", str(out)], timeout=600)
     report = read_json(out)
-    assert report["images"] == 2 and report["enlarged_side"] == 640
+    assert report["images"] == 2 and report["large_side"] == 640 and report["layout"] == "enlarge"
     rows = report["rows"]
     # A slice larger than the enlarged photo would be the whole photo again: no row for 4000.
     assert [(row["setting"], row["slice_size"]) for row in rows] == [("whole photo", None),
