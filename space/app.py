@@ -57,9 +57,10 @@ EXAMPLES_CREDIT = ("Example photos: [ACNE04](https://universe.roboflow.com/acne-
 # Slicing: a request says on or off, or leaves it to the model's archive (`trouble.slicing`).
 SLICING_CHOICES = [("The model's setting", "model"), ("On", "on"), ("Off", "off")]
 SLICING_VALUES = [value for _, value in SLICING_CHOICES]
-SLICING_HELP = ("Slices show the model a large photo piece by piece, at full resolution. Turn it on when the face "
-                "is small in the photo (a slice about as wide as the face); on a close-up it makes lesions larger "
-                "than the model was trained on. The demo model's setting is off (README, Figures).")
+SLICING_HELP = ("Slices show the model a large photo piece by piece, at full resolution. On a face close-up they "
+                "make lesions larger than the model was trained on, and it over-counts: the demo model's setting "
+                "is off. If the face is small in the photo, crop the photo to the face first; slicing (a slice "
+                "about as wide as the face) finds lesions there too, but over-counts (README, Figures).")
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 
