@@ -88,17 +88,21 @@ def main(argv=None):
         large_gt = large_ground_truth(gt, Path(args.gt).parent, args.scale, args.layout, Path(folder))
         large_side = round(side * args.scale)
         zoom = args.scale if args.layout == "enlarge" else 1.0
-        # (name, sliced, slice size, lesion scale: the model sees the whole photo or a slice at its input size)
-        settings = [("whole photo", False, None, detector.input_size / large_side * zoom)]
-        settings += [(f"slices of {size} + whole photo", True, size, detector.input_size / size * zoom)
+        # (name, sliced, slice size, framing, lesion scale: the model sees the whole photo or a slice at its
+        # input size; with framing, the face's crop, whose size depends on the photo)
+        settings = [("whole photo", False, None, "none", detector.input_size / large_side * zoom),
+                    ("whole photo, cropped to the face", False, None, "face", None)]
+        settings += [(f"slices of {size} + whole photo", True, size, "none", detector.input_size / size * zoom)
                      for size in slice_sizes if size < large_side]
-        for name, sliced, size, lesion_scale in settings:
+        for name, sliced, size, framing, lesion_scale in settings:
+            detector.settings.framing = framing
             started = time.perf_counter()
             predictions, used_gt = predict_ground_truth_images(detector, large_gt, sliced=sliced, slice_size=size)
             seconds = (time.perf_counter() - started) / len(used_gt["images"])
             metrics = evaluate(used_gt, predictions, detector.thresholds, {"setting": name})
             block = metrics["at_thresholds"]
-            rows.append({"setting": name, "sliced": sliced, "slice_size": size, "lesion_scale": round(lesion_scale, 2),
+            rows.append({"setting": name, "sliced": sliced, "slice_size": size, "framing": framing,
+                         "lesion_scale": None if lesion_scale is None else round(lesion_scale, 2),
                          "mAP50": metrics["coco"]["mAP50"], "mean_f1": block["mean_f1"],
                          "count_mae": block["count"]["mae"], "count_bias": block["count"]["bias"],
                          "grade_accuracy": (block["grade"] or {}).get("accuracy"), "s_per_photo": round(seconds, 2)})
@@ -112,7 +116,8 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         grade = "n/a" if row["grade_accuracy"] is None else f"{row['grade_accuracy']:.3f}"
-        print(f"| {row['setting']} | {row['lesion_scale']:.2f} | {row['mAP50']:.3f} | {row['mean_f1']:.3f} | "
+        scale = "depends on the face" if row["lesion_scale"] is None else f"{row['lesion_scale']:.2f}"
+        print(f"| {row['setting']} | {scale} | {row['mAP50']:.3f} | {row['mean_f1']:.3f} | "
               f"{row['count_mae']:.2f} ({row['count_bias']:+.2f}) | {grade} | {row['s_per_photo']} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({

@@ -6,7 +6,8 @@ by the shared inference core (trouble.inference), which the .mar carries beside 
 Request: POST /predictions/trouble with the image as the raw body or as a multipart field
 (any name). Options, as multipart form fields or as headers (TorchServe 0.12 does not pass
 query strings to handlers): threshold / X-Trouble-Threshold (0..1, all types),
-sliced / X-Trouble-Sliced (true/false), slice_size / X-Trouble-Slice-Size (128..2048).
+sliced / X-Trouble-Sliced (true/false), slice_size / X-Trouble-Slice-Size (128..2048),
+framing / X-Trouble-Framing (face/none).
 A bad request gets HTTP 4xx with {"error": "...", "code": "..."} and the worker stays up.
 """
 from __future__ import annotations
@@ -21,10 +22,9 @@ from trouble.inference import TroubleDetector
 
 logger = logging.getLogger(__name__)
 
-OPTION_NAMES = ("threshold", "sliced", "slice_size")
+OPTION_NAMES = ("threshold", "sliced", "slice_size", "framing")
 # The same options as request headers, for raw-body requests.
-OPTION_HEADERS = {"x-trouble-threshold": "threshold", "x-trouble-sliced": "sliced",
-                  "x-trouble-slice-size": "slice_size"}
+OPTION_HEADERS = {f"x-trouble-{name.replace('_', '-')}": name for name in OPTION_NAMES}
 
 
 class TroubleHandler(BaseHandler):
@@ -48,8 +48,7 @@ class TroubleHandler(BaseHandler):
                 for name, value in headers.items():
                     if str(name).lower() in OPTION_HEADERS:
                         options.setdefault(OPTION_HEADERS[str(name).lower()], value)
-                self.detector.resolve_request(options.get("threshold"), options.get("sliced"),
-                                              options.get("slice_size"))
+                self.detector.resolve_request(*(options.get(name) for name in OPTION_NAMES))
                 requests.append((self.detector.decode(image_bytes), options))
             except BadInput as error:
                 requests.append(error)
@@ -63,8 +62,7 @@ class TroubleHandler(BaseHandler):
                 continue
             image, options = item
             try:
-                results.append(self.detector.predict(image, options.get("threshold"), options.get("sliced"),
-                                                     options.get("slice_size")))
+                results.append(self.detector.predict(image, *(options.get(name) for name in OPTION_NAMES)))
             except BadInput as error:
                 results.append(error)
         return results

@@ -59,8 +59,9 @@ SLICING_CHOICES = [("The model's setting", "model"), ("On", "on"), ("Off", "off"
 SLICING_VALUES = [value for _, value in SLICING_CHOICES]
 SLICING_HELP = ("Slices show the model a large photo piece by piece, at full resolution. On a face close-up they "
                 "make lesions larger than the model was trained on, and it over-counts: the demo model's setting "
-                "is off. If the face is small in the photo, crop the photo to the face first; slicing (a slice "
-                "about as wide as the face) finds lesions there too, but over-counts (README, Figures).")
+                "is off. Where the face is small in the photo, the demo model crops the photo to the face "
+                "instead (its framing setting; the status line says so), which serves it better than slices "
+                "(README, Figures).")
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 

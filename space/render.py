@@ -66,7 +66,12 @@ def thresholds_text(response: dict) -> str:
 
 
 def slicing_text(settings: dict) -> str:
-    """What the model was run on: the whole photo in one pass, or how many slices."""
+    """What the model was run on: the whole photo (or its face) in one pass, or how many slices."""
+    crop = settings.get("face_crop")
+    if crop:
+        x1, y1, x2, y2 = (round(v) for v in crop)
+        face = f"cropped to the face ({x2 - x1}x{y2 - y1} px at {x1},{y1}), "
+        return face + slicing_text({**settings, "face_crop": None}).replace("whole photo", "the crop")
     slices = settings.get("slices")
     if slices:
         whole = " plus the whole photo" if settings.get("full_image_pass") else ""

@@ -312,6 +312,9 @@ def test_legend_counts_table_and_severity_text():
     assert "whole photo in one pass (no larger than a 640 px slice)" in render.status_markdown(response, "x", 1.0)
     response["settings"].update(slices=48, full_image_pass=True)
     assert "sliced: 48 slices of 640 px plus the whole photo" in render.status_markdown(response, "x", 1.0)
+    response["settings"].update(sliced=False, slices=0, face_crop=[600.4, 580.0, 1240.4, 1220.0])
+    assert ("cropped to the face (640x640 px at 600,580), the crop in one pass (slicing off)"
+            in render.status_markdown(response, "x", 1.0))
     assert "<script" not in render.legend_html(fake_response(classes=("<script>",)))
     assert "validated on" not in severity  # a model archived without an evaluation claims nothing
     response["model"]["validation"] = {"data": "data/acne04/valid/annotations.json", "images": 283, "mAP50": 0.306,

@@ -114,9 +114,11 @@ def test_large_photos_compares_the_whole_photo_with_slices(smoke_mar, synthetic_
     assert report["images"] == 2 and report["large_side"] == 640 and report["layout"] == "enlarge"
     rows = report["rows"]
     # A slice larger than the enlarged photo would be the whole photo again: no row for 4000.
-    assert [(row["setting"], row["slice_size"]) for row in rows] == [("whole photo", None),
-                                                                    ("slices of 256 + whole photo", 256)]
+    assert [(row["setting"], row["slice_size"], row["framing"]) for row in rows] == [
+        ("whole photo", None, "none"), ("whole photo, cropped to the face", None, "face"),
+        ("slices of 256 + whole photo", 256, "none")]
     size = report["input_size"]
-    assert rows[0]["lesion_scale"] == round(size / 320, 2) and rows[1]["lesion_scale"] == round(size * 2 / 256, 2)
+    assert rows[0]["lesion_scale"] == round(size / 320, 2) and rows[2]["lesion_scale"] == round(size * 2 / 256, 2)
+    assert rows[1]["lesion_scale"] is None  # the crop's size depends on the face found
     assert all(0.0 <= row["mAP50"] <= 1.0 and row["count_mae"] >= 0 for row in rows)
     assert "| slices of 256 + whole photo |" in result.stdout

@@ -57,6 +57,26 @@ def test_slicing_changes_what_the_model_sees(detector, large_photo):
     assert [d["box"] for d in sliced["detections"]] != [d["box"] for d in whole["detections"]]
 
 
+def test_face_framing_crops_a_small_face_and_keeps_boxes_in_photo_pixels(detector):
+    """A face photo in the middle of a wide grey photo is cropped to the face; a close-up stays whole."""
+    photo = np.asarray(Image.open(ACNE04_PHOTOS[0]).convert("RGB"))
+    canvas = np.full((1920, 1920, 3), 128, np.uint8)
+    canvas[640:1280, 640:1280] = photo
+    framed = detector.predict(canvas, score_threshold=0.05, sliced=False, framing="face")
+    assert framed["settings"]["framing"] == "face"
+    x1, y1, x2, y2 = (int(v) for v in framed["settings"]["face_crop"])
+    assert 540 <= x1 <= 800 and 540 <= y1 <= 800 and 1120 <= x2 <= 1400 and 1120 <= y2 <= 1400  # around the face
+    boxes = np.array([d["box"] for d in framed["detections"]])
+    assert len(boxes) and (boxes[:, [0, 2]] >= x1).all() and (boxes[:, [0, 2]] <= x2).all()
+    assert (boxes[:, [1, 3]] >= y1).all() and (boxes[:, [1, 3]] <= y2).all()
+    # The model ran on the crop: the crop's own detections, moved to the photo's pixels.
+    crop = detector.predict(np.ascontiguousarray(canvas[y1:y2, x1:x2]), score_threshold=0.05, sliced=False)
+    np.testing.assert_allclose(boxes - [x1, y1, x1, y1], [d["box"] for d in crop["detections"]], atol=0.5)
+    assert detector.predict(canvas, sliced=False, framing="none")["settings"]["face_crop"] is None
+    close_up = detector.predict(photo, sliced=False, framing="face")
+    assert close_up["settings"]["framing"] == "face" and close_up["settings"]["face_crop"] is None
+
+
 def test_boxes_are_in_original_pixels_when_the_photo_is_downscaled(detector, large_photo):
     full = detector.predict(large_photo, score_threshold=0.05, sliced=False)
     max_side = detector.settings.max_side
@@ -181,7 +201,7 @@ def test_bad_bytes_raise_bad_input(data, code):
 
 def test_bad_parameters_raise_bad_input(detector):
     for options in ({"score_threshold": -0.1}, {"score_threshold": "nan"}, {"slice_size": 10_000},
-                    {"sliced": "sometimes"}):
+                    {"sliced": "sometimes"}, {"framing": "tight"}):
         with pytest.raises(BadInput):
             detector.resolve_request(**options)
 

@@ -84,11 +84,12 @@ def test_real_photo_schema_and_parity(torchserve, detector, photo):
 
 def test_three_type_photo_multipart_and_options(torchserve, detector, three_type_photo):
     reply = post(torchserve, None, files={"data": ("face.jpg", three_type_photo, "image/jpeg")},
-                 data={"threshold": LOW, "sliced": "true", "slice_size": "256"})
+                 data={"threshold": LOW, "sliced": "true", "slice_size": "256", "framing": "face"})
     assert reply.status_code == 200, reply.text
     body = reply.json()
     check_schema(body, 480, 360, detector.classes)
     assert body["settings"]["sliced"] is True and body["settings"]["slice_size"] == 256
+    assert body["settings"]["framing"] == "face" and body["settings"]["face_crop"] is None  # no face in it
     assert set(body["settings"]["score_thresholds"].values()) == {0.05}
     # A higher threshold can only remove detections.
     strict = post(torchserve, three_type_photo, {"X-Trouble-Threshold": "0.5"}).json()
@@ -154,6 +155,7 @@ BAD_INPUTS = {
     "threshold not a number": (None, {"X-Trouble-Threshold": "high"}, 400, "bad_parameter"),
     "slice size too small": (None, {"X-Trouble-Slice-Size": "8"}, 400, "bad_parameter"),
     "sliced not a boolean": (None, {"X-Trouble-Sliced": "maybe"}, 400, "bad_parameter"),
+    "unknown framing": (None, {"X-Trouble-Framing": "tight"}, 400, "bad_parameter"),
 }
 
 

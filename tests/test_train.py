@@ -269,7 +269,7 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     store = tmp_path / "store"
     run_module(["train.archive", "--mar", str(smoke_mar), "--input-size", "480", "--thresholds-json", str(thresholds),
                 "--batch-size", "3", "--slice-batch-size", "8", "--nms-iou", "0.45", "--sliced", "false",
-                "--slice-size", "512", "--out", str(store)])
+                "--slice-size", "512", "--framing", "face", "--out", str(store)])
     with zipfile.ZipFile(smoke_mar) as old, zipfile.ZipFile(store / "trouble.mar") as new:
         assert new.read("model.pth") == old.read("model.pth")  # the weights are untouched
         assert yaml.safe_load(old.read("model-config.yaml"))["batchSize"] == 1  # the default: one request per call
@@ -283,6 +283,7 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     assert detector.settings.slicing.batch_size == 8 and detector.nms_iou == 0.45
     assert before["slicing"]["enabled"] is True and after["slicing"]["enabled"] is False
     assert after["slicing"]["slice_size"] == 512
+    assert before["framing"] == "none" and after["framing"] == "face" and detector.settings.framing == "face"
     # A request that does not ask for slicing gets the archive's default (off); one that asks, gets it.
     photo = np.zeros((1200, 1600, 3), np.uint8)
     assert detector.predict(photo)["settings"]["slices"] == 0

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from train.evaluate import EvaluationError, load_thresholds_json
+from trouble.framing import FRAMINGS
 from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from trouble.inference import SlicingSettings
 
@@ -84,7 +85,7 @@ def validation_summary(report: dict, section: dict) -> dict:
     """What the app shows of an evaluation report (train.evaluate's metrics.json): mAP50, and the
     count error and grade accuracy at the score thresholds this archive serves (None where the
     report was scored at others)."""
-    for key in ("input_size", "nms_iou"):
+    for key in ("input_size", "nms_iou", "framing"):
         if section.get(key) is not None and report["model"].get(key) not in (None, section[key]):
             raise ArchiveError(f"the report was made with {key} {report['model'][key]}, the archive serves "
                                f"{section[key]}: evaluate it with the archive's settings")
@@ -137,6 +138,7 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
         "max_side": DEFAULT_MAX_SIDE,
         "max_pixels": DEFAULT_MAX_PIXELS,
         "slicing": asdict(SlicingSettings()),
+        "framing": "none",
     }
     report_path = work_dir / "eval" / "metrics.json"
     if report_path.is_file():  # the evaluation `make train` ran just before
@@ -191,12 +193,14 @@ def archive_model_dir(model_dir: Path, export_dir: Path) -> Path:
 def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   thresholds: dict | None = None, batch_size: int | None = None,
                   slice_batch_size: int | None = None, nms_iou: float | None = None,
-                  report: dict | None = None, sliced: bool | None = None, slice_size: int | None = None) -> Path:
+                  report: dict | None = None, sliced: bool | None = None, slice_size: int | None = None,
+                  framing: str | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
 
     batch_size is TorchServe's batchSize: how many requests one handler call receives;
     slice_batch_size is how many SAHI slices of one photo go through the model at once; sliced and
-    slice_size are the slicing a request gets when it does not ask for its own; report is an
+    slice_size are the slicing a request gets when it does not ask for its own, framing its face
+    framing (trouble/framing.py); report is an
     evaluation's metrics.json of these settings, summarised in the archive for the app."""
     import zipfile
 
@@ -236,6 +240,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             section["slicing"]["enabled"] = sliced
         if slice_size is not None:
             section["slicing"]["slice_size"] = slice_size
+        if framing is not None:
+            section["framing"] = framing
         if nms_iou is not None:
             section["nms_iou"] = nms_iou
         if thresholds is not None:
@@ -269,6 +275,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sliced", choices=["true", "false"], help="with --mar: whether photos larger than a slice "
                                                                     "are sliced when a request does not say")
     parser.add_argument("--slice-size", type=int, help="with --mar: the default slice size in pixels")
+    parser.add_argument("--framing", choices=FRAMINGS, help="with --mar: 'face' crops a photo to the face when the "
+                                                            "face is small in it (trouble/framing.py)")
     parser.add_argument("--nms-iou", type=float, help="with --mar: IoU above which the model's NMS keeps only the "
                                                       "higher-scoring box (default: the config's)")
     parser.add_argument("--report", help="with --mar: train.evaluate's metrics.json of the served settings; its "
@@ -282,7 +290,8 @@ def main(argv=None) -> int:
             report = json.loads(Path(args.report).read_text()) if args.report else None
             rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds, args.batch_size,
                           args.slice_batch_size, args.nms_iou, report,
-                          sliced=None if args.sliced is None else args.sliced == "true", slice_size=args.slice_size)
+                          sliced=None if args.sliced is None else args.sliced == "true", slice_size=args.slice_size,
+                          framing=args.framing)
         else:
             archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
     except (ArchiveError, EvaluationError) as error:

@@ -715,7 +715,7 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
     info = {"model": str(model),
             **{k: v for k, v in detector.model_info().items() if k not in ("score_thresholds", "validation")},
             "sliced": sliced if sliced is not None else detector.settings.slicing.enabled,
-            "input_size": detector.input_size, "nms_iou": detector.nms_iou}
+            "input_size": detector.input_size, "nms_iou": detector.nms_iou, "framing": detector.settings.framing}
     if from_work_dir:
         info["trained"] = json.loads((Path(model) / "run_meta.json").read_text())
     thresholds = detector.thresholds if score_thresholds is None else score_thresholds

@@ -26,6 +26,7 @@ from sahi.predict import get_prediction, get_sliced_prediction
 from sahi.prediction import ObjectPrediction
 from sahi.slicing import get_slice_bboxes
 
+from trouble.framing import FRAMINGS, face_crop
 from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, BadInput, DecodedImage, decode_image
 from trouble.severity import describe_grade
 
@@ -87,6 +88,8 @@ class ModelSettings:
     # the config's (TOOD: 0.6). Lesion boxes hardly ever overlap (README, Figures).
     nms_iou: float | None = None
     slicing: SlicingSettings = field(default_factory=SlicingSettings)
+    # "face": crop a photo to the face when the face is small in it (trouble/framing.py); "none".
+    framing: str = "none"
     # What the model scored when it was archived ({data, images, mAP50, count_mae, grade_accuracy}),
     # shown to users beside its answers; None when no evaluation came with it.
     validation: dict | None = None
@@ -112,12 +115,18 @@ class ModelSettings:
             check_input_size(self.input_size)
         if self.nms_iou is not None:
             check_nms_iou(self.nms_iou)
+        check_framing(self.framing)
         self.slicing.validate()
 
 
 def check_nms_iou(value: float):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
         raise ValueError(f"nms_iou must be a number in (0, 1], got {value!r}")
+
+
+def check_framing(value: str):
+    if value not in FRAMINGS:
+        raise BadInput("bad_parameter", f"framing must be one of {', '.join(FRAMINGS)}, got {value!r}")
 
 
 def check_input_size(size: int):
@@ -346,8 +355,9 @@ class TroubleDetector:
                 "classes": self.classes, "pretrained": self.settings.pretrained,
                 "score_thresholds": self.thresholds, "validation": self.settings.validation}
 
-    def resolve_request(self, score_threshold=None, sliced=None, slice_size=None) -> tuple[dict, SlicingSettings]:
-        """Per-request options → (thresholds per type, slicing). Bad values raise BadInput."""
+    def resolve_request(self, score_threshold=None, sliced=None, slice_size=None,
+                        framing=None) -> tuple[dict, SlicingSettings, str]:
+        """Per-request options → (thresholds per type, slicing, framing). Bad values raise BadInput."""
         thresholds = dict(self.thresholds)
         if score_threshold is not None:
             try:
@@ -366,22 +376,26 @@ class TroubleDetector:
             except (TypeError, ValueError):
                 raise BadInput("bad_parameter", f"slice_size must be an integer, got {slice_size!r}")
         slicing.validate()
-        return thresholds, slicing
+        framing = self.settings.framing if framing is None else str(framing).strip().lower()
+        check_framing(framing)
+        return thresholds, slicing, framing
 
     def decode(self, data: bytes) -> DecodedImage:
         return decode_image(data, max_side=self.settings.max_side, max_pixels=self.settings.max_pixels)
 
-    def predict(self, image, score_threshold=None, sliced=None, slice_size=None) -> dict:
+    def predict(self, image, score_threshold=None, sliced=None, slice_size=None, framing=None) -> dict:
         """image: bytes of a photo, a DecodedImage, or an RGB uint8 array. Returns the response dict."""
-        thresholds, slicing = self.resolve_request(score_threshold, sliced, slice_size)
+        thresholds, slicing, framing = self.resolve_request(score_threshold, sliced, slice_size, framing)
         if isinstance(image, (bytes, bytearray)):
             image = self.decode(bytes(image))
         elif isinstance(image, np.ndarray):
             image = DecodedImage(image, image.shape[1], image.shape[0], "array")
         started = time.perf_counter()
-        predictions, slices = self._run_model(image.rgb, slicing, min(thresholds.values()))
+        crop = face_crop(image.rgb) if framing == "face" else None
+        x1, y1, x2, y2 = crop or (0, 0, image.rgb.shape[1], image.rgb.shape[0])
+        predictions, slices = self._run_model(image.rgb[y1:y2, x1:x2], slicing, min(thresholds.values()))
         inferred_at = time.perf_counter()
-        response = self._response(image, predictions, thresholds, slicing, slices)
+        response = self._response(image, predictions, thresholds, slicing, slices, framing, crop)
         done = time.perf_counter()
         response["timings_ms"] = {"decode": image.decode_ms, "inference": _ms(started, inferred_at),
                                   "postprocess": _ms(inferred_at, done),
@@ -409,16 +423,20 @@ class TroubleDetector:
         return result.object_prediction_list, slices
 
     def _response(self, image: DecodedImage, predictions, thresholds: dict, slicing: SlicingSettings,
-                  slices: int) -> dict:
+                  slices: int, framing: str, crop) -> dict:
+        """crop: the (x1, y1, x2, y2) of the working image the model was run on, or None for all of it."""
         scale = image.scale_to_original
+        left, top, right, bottom = crop or (0, 0, image.rgb.shape[1], image.rgb.shape[0])
         detections = []
         for prediction in predictions:
             name = prediction.category.name
             if prediction.score.value < thresholds[name]:
                 continue
             x1, y1, x2, y2 = prediction.bbox.to_xyxy()
-            box = [min(max(v * scale, 0.0), limit) for v, limit in
-                   zip((x1, y1, x2, y2), (image.original_width, image.original_height) * 2)]
+            # Within the part the model saw (a box may reach past it), then in original pixels.
+            box = [min(max(v + shift, low), high) * scale for v, shift, low, high in
+                   zip((x1, y1, x2, y2), (left, top) * 2, (left, top) * 2, (right, bottom) * 2)]
+            box = [min(v, limit) for v, limit in zip(box, (image.original_width, image.original_height) * 2)]
             detections.append({"type": name, "score": round(float(prediction.score.value), 4),
                                "box": [round(v, 1) for v in box]})
         detections.sort(key=lambda d: (-d["score"], d["box"]))  # deterministic order for equal scores
@@ -436,7 +454,10 @@ class TroubleDetector:
             "settings": {"score_thresholds": thresholds, "input_size": self.input_size, "nms_iou": self.nms_iou,
                          "sliced": slicing.enabled, "slice_size": slicing.slice_size, "slices": slices,
                          "overlap": slicing.overlap,
-                         "postprocess": slicing.postprocess, "full_image_pass": slicing.full_image_pass},
+                         "postprocess": slicing.postprocess, "full_image_pass": slicing.full_image_pass,
+                         "framing": framing,
+                         # The part of the photo the model was run on (original pixels), or None for all of it.
+                         "face_crop": [round(v * scale, 1) for v in crop] if crop else None},
         }
 
 
