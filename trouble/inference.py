@@ -433,9 +433,10 @@ class TroubleDetector:
             if prediction.score.value < thresholds[name]:
                 continue
             x1, y1, x2, y2 = prediction.bbox.to_xyxy()
-            # Within the part the model saw (a box may reach past it), then in original pixels.
-            box = [min(max(v + shift, low), high) * scale for v, shift, low, high in
-                   zip((x1, y1, x2, y2), (left, top) * 2, (left, top) * 2, (right, bottom) * 2)]
+            # Moved by the crop's corner and kept within the crop (a box may reach past it), then
+            # in original pixels.
+            box = [min(max(v + low, low), high) * scale for v, low, high in
+                   zip((x1, y1, x2, y2), (left, top) * 2, (right, bottom) * 2)]
             box = [min(v, limit) for v, limit in zip(box, (image.original_width, image.original_height) * 2)]
             detections.append({"type": name, "score": round(float(prediction.score.value), 4),
                                "box": [round(v, 1) for v in box]})
