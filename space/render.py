@@ -66,19 +66,19 @@ def thresholds_text(response: dict) -> str:
 
 
 def slicing_text(settings: dict) -> str:
-    """What the model was run on: the whole photo (or its face) in one pass, or how many slices."""
-    crop = settings.get("face_crop")
+    """What the model was run on: the whole photo (or the face's crop) in one pass, or how many slices."""
+    crop, prefix, extra_pass, one_pass = settings.get("face_crop"), "", "the whole photo", "whole photo"
     if crop:
         x1, y1, x2, y2 = (round(v) for v in crop)
-        face = f"cropped to the face ({x2 - x1}x{y2 - y1} px at {x1},{y1}), "
-        return face + slicing_text({**settings, "face_crop": None}).replace("whole photo", "the crop")
+        prefix = f"cropped to the face ({x2 - x1}x{y2 - y1} px at {x1},{y1}), "
+        extra_pass = one_pass = "the crop"
     slices = settings.get("slices")
     if slices:
-        whole = " plus the whole photo" if settings.get("full_image_pass") else ""
-        return f"sliced: {slices} slices of {settings['slice_size']} px{whole}"
+        whole = f" plus {extra_pass}" if settings.get("full_image_pass") else ""
+        return f"{prefix}sliced: {slices} slices of {settings['slice_size']} px{whole}"
     if settings.get("sliced"):
-        return f"whole photo in one pass (no larger than a {settings['slice_size']} px slice)"
-    return "whole photo in one pass (slicing off)"
+        return f"{prefix}{one_pass} in one pass (no larger than a {settings['slice_size']} px slice)"
+    return f"{prefix}{one_pass} in one pass (slicing off)"
 
 
 def status_markdown(response: dict, answered_by: str, round_trip_ms: float) -> str:

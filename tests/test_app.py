@@ -315,6 +315,9 @@ def test_legend_counts_table_and_severity_text():
     response["settings"].update(sliced=False, slices=0, face_crop=[600.4, 580.0, 1240.4, 1220.0])
     assert ("cropped to the face (640x640 px at 600,580), the crop in one pass (slicing off)"
             in render.status_markdown(response, "x", 1.0))
+    response["settings"].update(sliced=True, slices=9)  # the crop sliced: its extra pass is the crop's
+    assert ("cropped to the face (640x640 px at 600,580), sliced: 9 slices of 640 px plus the crop"
+            in render.status_markdown(response, "x", 1.0))
     assert "<script" not in render.legend_html(fake_response(classes=("<script>",)))
     assert "validated on" not in severity  # a model archived without an evaluation claims nothing
     response["model"]["validation"] = {"data": "data/acne04/valid/annotations.json", "images": 283, "mAP50": 0.306,
