@@ -42,10 +42,10 @@ class ServerClient:
         except requests.ConnectionError as error:
             raise ConnectionError(f"TorchServe is not answering at {self.url} (is it running? `make serve`)") from error
 
-    def predict(self, image_bytes: bytes, score_threshold=None, sliced=None, slice_size=None) -> dict:
+    def predict(self, image_bytes: bytes, score_threshold=None, sliced=None, slice_size=None, tta=None) -> dict:
         headers = dict(self.headers)
         for name, value in (("X-Trouble-Threshold", score_threshold), ("X-Trouble-Sliced", sliced),
-                            ("X-Trouble-Slice-Size", slice_size)):
+                            ("X-Trouble-Slice-Size", slice_size), ("X-Trouble-TTA", tta)):
             if value is not None:
                 headers[name] = str(value)
         try:
@@ -91,14 +91,15 @@ def model_category_ids(response: dict) -> dict:
 
 
 def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
-                   sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True):
+                   sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True,
+                   tta=None):
     """Run every (image_id, path); return (COCO results, {image_id: response or error}).
 
     category_ids maps type name → COCO category id; None numbers each answer's model types from 1."""
     results, responses = [], {}
     for number, (image_id, path) in enumerate(images, 1):
         try:
-            response = predictor.predict(path.read_bytes(), score_threshold, sliced, slice_size)
+            response = predictor.predict(path.read_bytes(), score_threshold, sliced, slice_size, tta=tta)
         except (ValueError, OSError) as error:  # BadInput is a ValueError; one bad photo stops nothing
             if getattr(error, "code", None) == "bad_parameter":  # an option, not the photo: all would fail
                 raise
@@ -146,6 +147,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threshold", type=float, help="one score threshold for every type (default: the model's)")
     parser.add_argument("--sliced", choices=["true", "false"], help="SAHI sliced inference (default: the model's)")
     parser.add_argument("--slice-size", type=int)
+    parser.add_argument("--tta", choices=["true", "false"], help="test-time augmentation: several passes over "
+                                                                 "each photo, fused (default: the model's)")
     args = parser.parse_args(argv)
 
     folder = Path(args.photos)
@@ -164,7 +167,8 @@ def main(argv=None) -> int:
     images = list(enumerate(paths, 1))
     try:
         results, responses = predict_images(predictor, images, None, args.threshold, args.sliced,
-                                            args.slice_size, Path(args.annotated) if args.annotated else None)
+                                            args.slice_size, Path(args.annotated) if args.annotated else None,
+                                            tta=args.tta)
     except BadInput as error:  # a bad --threshold or --slice-size
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ Request: POST /predictions/trouble with the image as the raw body or as a multip
 (any name). Options, as multipart form fields or as headers (TorchServe 0.12 does not pass
 query strings to handlers): threshold / X-Trouble-Threshold (0..1, all types),
 sliced / X-Trouble-Sliced (true/false), slice_size / X-Trouble-Slice-Size (128..2048),
-framing / X-Trouble-Framing (face/none).
+framing / X-Trouble-Framing (face/none), tta / X-Trouble-TTA (true/false: test-time augmentation).
 A bad request gets HTTP 4xx with {"error": "...", "code": "..."} and the worker stays up.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from trouble.inference import TroubleDetector
 
 logger = logging.getLogger(__name__)
 
-OPTION_NAMES = ("threshold", "sliced", "slice_size", "framing")
+OPTION_NAMES = ("threshold", "sliced", "slice_size", "framing", "tta")
 # The same options as request headers, for raw-body requests.
 OPTION_HEADERS = {f"x-trouble-{name.replace('_', '-')}": name for name in OPTION_NAMES}
 

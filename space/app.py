@@ -62,6 +62,11 @@ SLICING_HELP = ("Slices show the model a large photo piece by piece, at full res
                 "is off. Where the face is small in the photo, the demo model crops the photo to the face "
                 "instead (its framing setting; the status line says so), which serves it better than slices "
                 "(README, Figures).")
+# Test-time augmentation, likewise: on, off, or the archive's `trouble.tta`.
+TTA_CHOICES = [("The model's setting", "model"), ("On", "on"), ("Off", "off")]
+TTA_VALUES = [value for _, value in TTA_CHOICES]
+TTA_HELP = ("Runs the model several times on each photo (at two sizes, and mirrored) and fuses the boxes: "
+            "for the demo model, about 4 times slower and a little more accurate (README, Figures).")
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 
@@ -144,11 +149,11 @@ class Analyzer:
                 f"{backend.description}; {self.server.description} did not answer")
 
 
-def analyse(analyzer: Analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size):
+def analyse(analyzer: Analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta="model"):
     """The page's one action → the values of its seven outputs (see build_app). Never raises: a problem
     becomes a message in the status line, and the other outputs are emptied."""
     try:
-        return _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size)
+        return _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta)
     except AnalysisError as error:
         return _failure(str(error))
     except Exception:  # a bug: the details go to the log, never to the page
@@ -156,7 +161,7 @@ def analyse(analyzer: Analyzer, photo_path, use_one_threshold, threshold, sliced
         return _failure("Something went wrong inside the app; its log has the details.")
 
 
-def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size):
+def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta):
     if not photo_path:
         raise AnalysisError("Choose a photo first: upload one, take one with the webcam, or click an example.")
     size = os.path.getsize(photo_path)
@@ -165,11 +170,14 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
                             f"Send a smaller copy.")
     if sliced not in SLICING_VALUES:
         raise AnalysisError(f"Sliced inference must be one of {', '.join(SLICING_VALUES)}; got {sliced!r}.")
+    if tta not in TTA_VALUES:
+        raise AnalysisError(f"Test-time augmentation must be one of {', '.join(TTA_VALUES)}; got {tta!r}.")
     image_bytes = Path(photo_path).read_bytes()
     started = time.perf_counter()
     response, answered_by = analyzer.predict(
         image_bytes, threshold=float(threshold) if use_one_threshold else None,
-        sliced=None if sliced == "model" else sliced == "on", slice_size=int(slice_size) if sliced == "on" else None)
+        sliced=None if sliced == "model" else sliced == "on", slice_size=int(slice_size) if sliced == "on" else None,
+        tta=None if tta == "model" else tta == "on")
     round_trip_ms = (time.perf_counter() - started) * 1000.0
     try:
         shown = decode_image(image_bytes, max_side=render.DISPLAY_MAX_SIDE)
@@ -252,6 +260,8 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                                       info=SLICING_HELP, elem_id="trouble-sliced")
                     slice_size = gr.Slider(128, 2048, value=640, step=32, label="Slice size (pixels), when on",
                                            elem_id="trouble-slice-size")
+                    tta = gr.Radio(TTA_CHOICES, value="model", label="Test-time augmentation", info=TTA_HELP,
+                                   elem_id="trouble-tta")
                 button = gr.Button("Find troubles", variant="primary", elem_id="trouble-run")
                 if examples:
                     gr.Examples(examples=[[str(path)] for path in examples], inputs=[photo],
@@ -273,7 +283,7 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # Moving the slider means the user wants that threshold: tick the box for them.
         threshold.input(lambda: True, outputs=use_one_threshold, api_visibility="private")
         button.click(lambda *args: analyse(analyzer, *args),
-                     inputs=[photo, use_one_threshold, threshold, sliced, slice_size],
+                     inputs=[photo, use_one_threshold, threshold, sliced, slice_size, tta],
                      outputs=[annotated, legend, counts, severity, status, results_json, annotated_png],
                      api_name="analyse")
     return app

@@ -49,11 +49,12 @@ class ServerBackend:
         except (requests.RequestException, ValueError, AttributeError):
             return False
 
-    def predict(self, image_bytes: bytes, threshold=None, sliced=None, slice_size=None) -> dict:
+    def predict(self, image_bytes: bytes, threshold=None, sliced=None, slice_size=None, tta=None) -> dict:
         # Multipart: the photo as a file field, the options as form fields. TorchServe 0.12 drops the
         # query string of a request whose body is the raw photo, so query parameters would be ignored.
         options = {name: str(value) for name, value in
-                   (("threshold", threshold), ("sliced", _as_form_value(sliced)), ("slice_size", slice_size))
+                   (("threshold", threshold), ("sliced", _as_form_value(sliced)), ("slice_size", slice_size),
+                    ("tta", _as_form_value(tta)))
                    if value is not None}
         try:
             reply = requests.post(f"{self.url}/predictions/{MODEL_NAME}", headers=self.headers, data=options,
@@ -124,7 +125,7 @@ class LocalBackend:
                 self._detector = TroubleDetector.from_path(self.model_path)
         return self._detector
 
-    def predict(self, image_bytes: bytes, threshold=None, sliced=None, slice_size=None) -> dict:
+    def predict(self, image_bytes: bytes, threshold=None, sliced=None, slice_size=None, tta=None) -> dict:
         from trouble.images import BadInput
 
         try:
@@ -137,7 +138,8 @@ class LocalBackend:
             logger.exception("could not load %s", self.model_path)
             raise AnalysisError(f"The model {self.model_path} could not be loaded: {error}") from None
         try:
-            return detector.predict(image_bytes, score_threshold=threshold, sliced=sliced, slice_size=slice_size)
+            return detector.predict(image_bytes, score_threshold=threshold, sliced=sliced, slice_size=slice_size,
+                                    tta=tta)
         except BadInput as error:
             raise AnalysisError(str(error)) from None
 

@@ -66,19 +66,23 @@ def thresholds_text(response: dict) -> str:
 
 
 def slicing_text(settings: dict) -> str:
-    """What the model was run on: the whole photo (or the face's crop) in one pass, or how many slices."""
-    crop, prefix, extra_pass, one_pass = settings.get("face_crop"), "", "the whole photo", "whole photo"
+    """What the model was run on: the whole photo (or the face's crop), or how many slices, and
+    how many passes over each (test-time augmentation)."""
+    crop, prefix, extra_pass, whole = settings.get("face_crop"), "", "the whole photo", "whole photo"
     if crop:
         x1, y1, x2, y2 = (round(v) for v in crop)
         prefix = f"cropped to the face ({x2 - x1}x{y2 - y1} px at {x1},{y1}), "
-        extra_pass = one_pass = "the crop"
+        extra_pass = whole = "the crop"
+    passes = settings.get("passes") or 1
+    augmented = f", each in {passes} passes fused (test-time augmentation)" if passes > 1 else ""
     slices = settings.get("slices")
     if slices:
-        whole = f" plus {extra_pass}" if settings.get("full_image_pass") else ""
-        return f"{prefix}sliced: {slices} slices of {settings['slice_size']} px{whole}"
+        plus_whole = f" plus {extra_pass}" if settings.get("full_image_pass") else ""
+        return f"{prefix}sliced: {slices} slices of {settings['slice_size']} px{plus_whole}{augmented}"
+    how = f"in {passes} passes fused (test-time augmentation)" if passes > 1 else "in one pass"
     if settings.get("sliced"):
-        return f"{prefix}{one_pass} in one pass (no larger than a {settings['slice_size']} px slice)"
-    return f"{prefix}{one_pass} in one pass (slicing off)"
+        return f"{prefix}{whole} {how} (no larger than a {settings['slice_size']} px slice)"
+    return f"{prefix}{whole} {how} (slicing off)"
 
 
 def status_markdown(response: dict, answered_by: str, round_trip_ms: float) -> str:

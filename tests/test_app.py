@@ -75,13 +75,13 @@ def running_app(log_path: Path, **env_overrides):
                 process.wait()
 
 
-def call_app(url: str, photo: Path, download_dir: Path, threshold=None, sliced="model", slice_size=640):
+def call_app(url: str, photo: Path, download_dir: Path, threshold=None, sliced="model", slice_size=640, tta="model"):
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False, analytics_enabled=False, download_files=str(download_dir))
     annotated, legend, counts, severity, status, results_json, annotated_png = client.predict(
         handle_file(str(photo)), threshold is not None, threshold if threshold is not None else 0.3, sliced,
-        slice_size, api_name="/analyse")
+        slice_size, tta, api_name="/analyse")
     return dict(annotated=annotated, legend=legend, counts=counts, severity=severity, status=status,
                 results_json=results_json, annotated_png=annotated_png)
 
@@ -133,6 +133,17 @@ def test_slicing_choice_reaches_the_model(local_app, tmp_path):
     assert "9 slices of 512 px" in statuses["on"]
     # The smoke archive's own: on, 640 px slices (the slider's 512 is not sent), 9 of them too.
     assert settings["model"]["slice_size"] == 640 and settings["model"]["slices"] == 9
+
+
+def test_test_time_augmentation_choice_reaches_the_model(local_app, tmp_path):
+    settings, statuses = {}, {}
+    for choice in ("model", "on"):
+        result = call_app(local_app, PHOTO, tmp_path / choice, sliced="off", tta=choice)
+        settings[choice] = json.loads(Path(result["results_json"]).read_text())["settings"]
+        statuses[choice] = result["status"]
+    assert settings["model"]["passes"] == 1 and "whole photo in one pass" in statuses["model"]  # the archive: off
+    assert settings["on"]["passes"] == 4 and settings["on"]["tta"] is True
+    assert "whole photo in 4 passes fused (test-time augmentation)" in statuses["on"]
 
 
 def test_heic_upload_is_analysed_like_the_same_photo(local_app, detector, tmp_path):

@@ -219,3 +219,60 @@ def test_input_size_sets_what_the_model_sees_and_boxes_stay_in_photo_pixels(dete
     assert len(boxes) and boxes[:, 2].max() > 640 and boxes[:, 2].max() <= 1600  # mapped back to 1600x1200
     with pytest.raises(ValueError, match="input_size must be between 128 and 2048"):
         TroubleDetector.from_path(smoke_mar, device="cpu", input_size=64)
+
+
+def test_fusion_averages_what_the_passes_agree_on():
+    from trouble.fusion import fuse_passes
+
+    first = (np.array([[10, 10, 30, 30], [100, 100, 120, 120], [200, 10, 220, 30]], float),
+             np.array([0.6, 0.4, 0.5]), np.array([0, 0, 1]))
+    second = (np.array([[12, 10, 32, 30], [11, 12, 31, 32]], float), np.array([0.2, 0.3]), np.array([0, 0]))
+    boxes, scores, labels = fuse_passes([first, second], iou_threshold=0.55)
+    rows = sorted(zip(scores.astype(float).round(4).tolist(), labels.tolist(), boxes.astype(float).round(2).tolist()),
+                  reverse=True)
+    # Highest score first: the second pass's 0.3 box joins the 0.6 box (IoU 0.75); its 0.2 box
+    # overlaps that cluster too, but the cluster holds a box of its pass already: it starts its own.
+    assert rows[0] == (0.45, 0, [10.33, 10.67, 30.33, 30.67])  # (0.6 + 0.3) / 2, boxes weighted 2:1
+    assert (0.25, 1, [200.0, 10.0, 220.0, 30.0]) in rows       # one pass of two: half its score
+    assert (0.2, 0, [100.0, 100.0, 120.0, 120.0]) in rows
+    assert (0.1, 0, [12.0, 10.0, 32.0, 30.0]) in rows          # never fused with a box of its own pass
+    assert len(rows) == 4 and list(scores) == sorted(scores, reverse=True)
+    empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+    assert len(fuse_passes([empty, empty], 0.55)[0]) == 0
+
+
+def test_a_mirrored_pass_gives_boxes_in_the_photo_own_pixels(detector):
+    """The mirrored pass of a photo sees the same pixels as a plain pass of the mirrored photo; its
+    boxes, mapped back, are that pass's boxes mirrored."""
+    rgb, _, _ = make_image(size=(480, 360), n_lesions=12, seed=3)
+    rgb = np.asarray(rgb)
+    (mirrored_boxes, mirrored_scores, _), = detector.sahi_model._forward_pass([rgb], 320, True)
+    (plain_boxes, plain_scores, _), = detector.sahi_model._forward_pass([np.ascontiguousarray(rgb[:, ::-1])], 320, False)
+    assert len(plain_boxes) > 0
+    expected = np.stack([480 - plain_boxes[:, 2], plain_boxes[:, 1], 480 - plain_boxes[:, 0], plain_boxes[:, 3]], 1)
+    np.testing.assert_allclose(mirrored_boxes, expected, atol=1e-3)
+    np.testing.assert_allclose(mirrored_scores, plain_scores, atol=1e-6)
+
+
+def test_test_time_augmentation_runs_its_passes_with_its_own_thresholds(detector, large_photo):
+    tta = detector.settings.tta
+    try:
+        detector.settings.tta = replace(tta, sizes=[256, 320], flip=True, score_thresholds={})
+        detector.tta_thresholds = {name: 0.02 for name in detector.classes}
+        plain = detector.predict(large_photo, sliced=False)
+        augmented = detector.predict(large_photo, sliced=False, tta="true")
+        sliced = detector.predict(large_photo, sliced=True, slice_size=640, tta=True, score_threshold=0.05)
+    finally:
+        detector.settings.tta = tta
+        detector.tta_thresholds = dict(detector.thresholds)
+    assert plain["settings"]["passes"] == 1 and plain["settings"]["tta"] is False
+    assert augmented["settings"]["passes"] == 4 and augmented["settings"]["tta"] is True
+    assert augmented["settings"]["score_thresholds"] == {name: 0.02 for name in detector.classes}
+    assert plain["settings"]["score_thresholds"] == detector.thresholds
+    assert augmented["total"] > 0 and min(d["score"] for d in augmented["detections"]) >= 0.02
+    assert [d["box"] for d in augmented["detections"]] != [d["box"] for d in plain["detections"]]
+    boxes = np.array([d["box"] for d in augmented["detections"]])
+    assert boxes[:, 2].max() <= 1600 and boxes[:, 3].max() <= 1200 and boxes[:, 2].max() > 800
+    assert sliced["settings"]["passes"] == 4 and sliced["settings"]["slices"] > 0  # each slice: 4 passes
+    with pytest.raises(BadInput, match="tta must be true or false"):
+        detector.resolve_request(tta="sometimes")

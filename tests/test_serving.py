@@ -95,6 +95,12 @@ def test_three_type_photo_multipart_and_options(torchserve, detector, three_type
     strict = post(torchserve, three_type_photo, {"X-Trouble-Threshold": "0.5"}).json()
     assert strict["total"] <= body["total"]
     assert all(d["score"] >= 0.5 for d in strict["detections"])
+    # Test-time augmentation, as a header: the model's two sizes, each mirrored too.
+    augmented = post(torchserve, three_type_photo, {"X-Trouble-TTA": "true", "X-Trouble-Threshold": LOW})
+    assert augmented.status_code == 200, augmented.text
+    assert augmented.json()["settings"]["passes"] == 4 and body["settings"]["passes"] == 1
+    refused = post(torchserve, three_type_photo, {"X-Trouble-TTA": "maybe"})
+    assert refused.status_code == 400 and "tta must be true or false" in refused.json()["error"]
 
 
 def test_default_thresholds_come_from_the_model(torchserve, detector, three_type_photo):

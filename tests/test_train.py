@@ -309,3 +309,38 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--slice-size", "5", "--out", str(store)],
                         check=False)
     assert result.returncode == 2 and "slice size must be between 128 and 2048, got 5" in result.stderr
+
+
+def test_rearchive_with_test_time_augmentation_and_its_report(smoke_training, tmp_path):
+    """--tta, --tta-sizes and --tta-thresholds-json set the archive's passes and their thresholds;
+    an evaluation with --tta true is the report that matches it, one without is refused."""
+    from trouble.inference import TroubleDetector
+
+    mar, store = smoke_training["mar"], tmp_path / "store"
+    thresholds = tmp_path / "tta_thresholds.json"
+    thresholds.write_text(json.dumps({"papule": 0.11}))
+    run_module(["train.archive", "--mar", str(mar), "--tta", "true", "--tta-sizes", "256,320",
+                "--tta-thresholds-json", str(thresholds), "--out", str(store)])
+    detector = TroubleDetector.from_path(store / "trouble.mar", device="cpu")
+    assert detector.settings.tta.enabled and detector.settings.tta.sizes == [256, 320]
+    assert detector.tta_thresholds["papule"] == 0.11 and detector.thresholds["papule"] != 0.11
+    answer = detector.predict(np.zeros((360, 480, 3), np.uint8))
+    assert answer["settings"]["passes"] == 4 and answer["settings"]["score_thresholds"]["papule"] == 0.11
+    assert detector.predict(np.zeros((360, 480, 3), np.uint8), tta=False)["settings"]["passes"] == 1
+
+    gt = smoke_training["data"] / "valid" / "annotations.json"
+    run_module(["train.evaluate", "--model", str(store / "trouble.mar"), "--limit", "2", "--gt", str(gt),
+                "--out", str(tmp_path / "eval")])
+    report = read_json(tmp_path / "eval" / "metrics.json")
+    assert report["model"]["tta"] == {"sizes": [256, 320], "flip": True, "fuse_iou": 0.55}
+    assert report["at_thresholds"]["per_type"]["papule"]["threshold"] == 0.11  # the passes' own thresholds
+    run_module(["train.archive", "--mar", str(store / "trouble.mar"), "--report", str(tmp_path / "eval" / "metrics.json"),
+                "--out", str(tmp_path / "with_report")])
+    result = run_module(["train.archive", "--mar", str(mar), "--report", str(tmp_path / "eval" / "metrics.json"),
+                         "--out", str(tmp_path / "refused")], check=False)
+    assert result.returncode == 2 and "the report was made with test-time augmentation" in result.stderr
+    for sizes, message in (("64", "input_size must be between 128 and 2048, got 64"),
+                           ("big", "--tta-sizes must be comma-separated integers, got 'big'")):
+        result = run_module(["train.archive", "--mar", str(mar), "--tta-sizes", sizes, "--out", str(store)],
+                            check=False)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -8,7 +8,8 @@
 The second form re-archives a .mar with other serving settings (the weights are unchanged):
 `--input-size` (the side images and slices are resized to for the model), score thresholds,
 `--batch-size` (TorchServe's batchSize), `--slice-batch-size` (slices per forward pass) and
-`--nms-iou` (the model's own NMS).
+`--nms-iou` (the model's own NMS), `--sliced`/`--slice-size`, `--framing`, and test-time
+augmentation (`--tta`, `--tta-sizes`, `--tta-thresholds-json`).
 The third packs a staged model folder (model.pth, config.py, model-config.yaml), such as the
 float16 weights and settings bench/gpu_session.sh brings back from a GPU.
 
@@ -33,7 +34,7 @@ import yaml
 from train.evaluate import EvaluationError, load_thresholds_json
 from trouble.framing import FRAMINGS
 from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from trouble.inference import SlicingSettings
+from trouble.inference import SlicingSettings, TestTimeAugmentation
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handler" / "trouble_handler.py"
@@ -89,7 +90,14 @@ def validation_summary(report: dict, section: dict) -> dict:
         if section.get(key) is not None and report["model"].get(key) not in (None, section[key]):
             raise ArchiveError(f"the report was made with {key} {report['model'][key]}, the archive serves "
                                f"{section[key]}: evaluate it with the archive's settings")
+    tta = section.get("tta") or {}
+    if bool(report["model"].get("tta")) != bool(tta.get("enabled")):
+        made, serves = ("with", "without") if report["model"].get("tta") else ("without", "with")
+        raise ArchiveError(f"the report was made {made} test-time augmentation, the archive serves {serves}: "
+                           f"evaluate it with the archive's settings (train.evaluate --tta)")
     served = section["score_thresholds"]
+    if tta.get("enabled"):
+        served = {**served, **(tta.get("score_thresholds") or {})}
     block = next((b for b in (report["at_thresholds"], report["at_f1_optimal_thresholds"])
                   if all(abs(b["thresholds"].get(name, -1.0) - value) < 1e-3 for name, value in served.items())),
                  None)
@@ -139,6 +147,7 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
         "max_pixels": DEFAULT_MAX_PIXELS,
         "slicing": asdict(SlicingSettings()),
         "framing": "none",
+        "tta": asdict(TestTimeAugmentation()),
     }
     report_path = work_dir / "eval" / "metrics.json"
     if report_path.is_file():  # the evaluation `make train` ran just before
@@ -194,13 +203,15 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   thresholds: dict | None = None, batch_size: int | None = None,
                   slice_batch_size: int | None = None, nms_iou: float | None = None,
                   report: dict | None = None, sliced: bool | None = None, slice_size: int | None = None,
-                  framing: str | None = None) -> Path:
+                  framing: str | None = None, tta: bool | None = None, tta_sizes: list | None = None,
+                  tta_thresholds: dict | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
 
     batch_size is TorchServe's batchSize: how many requests one handler call receives;
     slice_batch_size is how many SAHI slices of one photo go through the model at once; sliced and
     slice_size are the slicing a request gets when it does not ask for its own, framing its face
-    framing (trouble/framing.py); report is an
+    framing (trouble/framing.py); tta, tta_sizes and tta_thresholds its test-time augmentation
+    (trouble.inference.TestTimeAugmentation); report is an
     evaluation's metrics.json of these settings, summarised in the archive for the app."""
     import zipfile
 
@@ -215,9 +226,10 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             check_nms_iou(nms_iou)
     except ValueError as error:
         raise ArchiveError(str(error)) from None
-    if thresholds is not None and not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in thresholds.values()):
-        raise ArchiveError(f"thresholds must be numbers in [0, 1], got {thresholds}")
+    for given in (thresholds, tta_thresholds):
+        if given is not None and not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in given.values()):
+            raise ArchiveError(f"thresholds must be numbers in [0, 1], got {given}")
     if batch_size is not None and not 1 <= batch_size <= 64:
         raise ArchiveError(f"batch size must be between 1 and 64, got {batch_size}")
     if slice_batch_size is not None and not 1 <= slice_batch_size <= 64:
@@ -244,12 +256,23 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             section["framing"] = framing
         if nms_iou is not None:
             section["nms_iou"] = nms_iou
-        if thresholds is not None:
-            unknown = sorted(set(thresholds) - set(section["classes"]))
+        section["tta"] = {**asdict(TestTimeAugmentation()), **(section.get("tta") or {})}  # older archives lack it
+        if tta is not None:
+            section["tta"]["enabled"] = tta
+        if tta_sizes is not None:
+            section["tta"]["sizes"] = list(tta_sizes)
+        try:
+            TestTimeAugmentation(**section["tta"]).validate()
+        except ValueError as error:
+            raise ArchiveError(str(error)) from None
+        for given, owner in ((thresholds, section), (tta_thresholds, section["tta"])):
+            if given is None:
+                continue
+            unknown = sorted(set(given) - set(section["classes"]))
             if unknown:
                 raise ArchiveError(f"thresholds for types the model does not have: {unknown}")
-            section["score_thresholds"] = {**section["score_thresholds"],
-                                           **{name: round(float(value), 4) for name, value in thresholds.items()}}
+            owner["score_thresholds"] = {**owner["score_thresholds"],
+                                         **{name: round(float(value), 4) for name, value in given.items()}}
         if report is not None:
             section["validation"] = validation_summary(report, section)
         (model_dir / "model-config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -279,6 +302,12 @@ def main(argv=None) -> int:
                                                             "face is small in it (trouble/framing.py)")
     parser.add_argument("--nms-iou", type=float, help="with --mar: IoU above which the model's NMS keeps only the "
                                                       "higher-scoring box (default: the config's)")
+    parser.add_argument("--tta", choices=["true", "false"], help="with --mar: test-time augmentation (several "
+                                                                 "passes over each photo, fused) when a request "
+                                                                 "does not say")
+    parser.add_argument("--tta-sizes", help="with --mar: comma-separated input sizes of those passes, e.g. 640,720")
+    parser.add_argument("--tta-thresholds-json", help="with --mar: the score thresholds of those passes' fused "
+                                                      "scores, as --thresholds-json")
     parser.add_argument("--report", help="with --mar: train.evaluate's metrics.json of the served settings; its "
                                          "mAP50, count error and grade accuracy travel with the model to the app")
     args = parser.parse_args(argv)
@@ -288,10 +317,16 @@ def main(argv=None) -> int:
         elif args.mar:
             thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else None
             report = json.loads(Path(args.report).read_text()) if args.report else None
+            tta_thresholds = load_thresholds_json(args.tta_thresholds_json) if args.tta_thresholds_json else None
+            try:
+                tta_sizes = [int(size) for size in args.tta_sizes.split(",")] if args.tta_sizes else None
+            except ValueError:
+                raise ArchiveError(f"--tta-sizes must be comma-separated integers, got {args.tta_sizes!r}") from None
             rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds, args.batch_size,
                           args.slice_batch_size, args.nms_iou, report,
                           sliced=None if args.sliced is None else args.sliced == "true", slice_size=args.slice_size,
-                          framing=args.framing)
+                          framing=args.framing, tta=None if args.tta is None else args.tta == "true",
+                          tta_sizes=tta_sizes, tta_thresholds=tta_thresholds)
         else:
             archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
     except (ArchiveError, EvaluationError) as error:

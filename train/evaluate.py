@@ -672,7 +672,7 @@ def sample_ground_truth(gt: dict, limit: int | None) -> dict:
     return dict(gt, images=images, annotations=[a for a in gt["annotations"] if a["image_id"] in kept])
 
 
-def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slice_size=None):
+def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slice_size=None, tta=None):
     """Run the detector on the images of a ground-truth file (`limit` of them spread evenly, or
     all); return (COCO results, gt subset)."""
     from pathlib import Path
@@ -688,15 +688,16 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
     folder = Path(gt_path).parent
     print(f"[evaluate] running the model on {len(images)} images of {gt_path}", flush=True)
     predictions, _ = predict_images(detector, [(im["id"], folder / im["file_name"]) for im in images],
-                                    category_ids, EVAL_SCORE_FLOOR, sliced, slice_size)
+                                    category_ids, EVAL_SCORE_FLOOR, sliced, slice_size, tta=tta)
     return predictions, gt
 
 
 def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=None, from_work_dir=False,
-                   input_size=None, score_thresholds=None, nms_iou=None):
+                   input_size=None, score_thresholds=None, nms_iou=None, tta=None):
     """Evaluate a .mar, a model folder or a training work dir; saves thresholds.json and the
     model's predictions.json (COCO results) beside the report. score_thresholds: None for the
-    model's own, else one number or {type: threshold}."""
+    model's own (its test-time augmentation's with tta), else one number or {type: threshold}.
+    tta: "true"/"false", or None for the model's setting."""
     import tempfile
     from pathlib import Path
 
@@ -710,15 +711,19 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         else:
             model_dir = model
         detector = TroubleDetector.from_path(model_dir, input_size=input_size, nms_iou=nms_iou)
-        predictions, gt = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size)
+        tta_on = detector.resolve_request(tta=tta)[3]
+        predictions, gt = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta)
     # The model's own thresholds and earlier validation are not what this report is about.
     info = {"model": str(model),
             **{k: v for k, v in detector.model_info().items() if k not in ("score_thresholds", "validation")},
             "sliced": sliced if sliced is not None else detector.settings.slicing.enabled,
-            "input_size": detector.input_size, "nms_iou": detector.nms_iou, "framing": detector.settings.framing}
+            "input_size": detector.input_size, "nms_iou": detector.nms_iou, "framing": detector.settings.framing,
+            "tta": {"sizes": detector.settings.tta.sizes, "flip": detector.settings.tta.flip,
+                    "fuse_iou": detector.settings.tta.fuse_iou} if tta_on else None}
     if from_work_dir:
         info["trained"] = json.loads((Path(model) / "run_meta.json").read_text())
-    thresholds = detector.thresholds if score_thresholds is None else score_thresholds
+    thresholds = ((detector.tta_thresholds if tta_on else detector.thresholds) if score_thresholds is None
+                  else score_thresholds)
     metrics = evaluate(gt, predictions, thresholds, info)
     metrics["data"]["gt"] = str(gt_path)
     paths = write_report(metrics, out_dir)
@@ -753,6 +758,8 @@ def parse_args(argv=None):
     parser.add_argument("--sliced", choices=["true", "false"], help="with --model/--work-dir: SAHI slicing on or off "
                                                                      "(default: the model's setting)")
     parser.add_argument("--slice-size", type=int, help="with --model/--work-dir: SAHI slice size")
+    parser.add_argument("--tta", choices=["true", "false"], help="with --model/--work-dir: test-time augmentation "
+                                                                 "(default: the model's setting)")
     parser.add_argument("--limit", type=int, help="with --model/--work-dir: only N images, spread evenly over the file")
     parser.add_argument("--input-size", type=int, help="with --model/--work-dir: resize images (and slices) to this "
                                                        "side for the model (default: the model's setting)")
@@ -797,7 +804,7 @@ def main(argv=None):
             metrics, paths = evaluate_model(args.model or args.work_dir, args.gt, args.out, limit=args.limit,
                                             sliced=args.sliced, slice_size=args.slice_size,
                                             from_work_dir=bool(args.work_dir), input_size=args.input_size,
-                                            score_thresholds=score_thresholds, nms_iou=args.nms_iou)
+                                            score_thresholds=score_thresholds, nms_iou=args.nms_iou, tta=args.tta)
     except ThresholdError as e:
         source = f"thresholds file {args.thresholds_json}: " if args.thresholds_json else ""
         print(f"evaluate: error: {source}{e}", file=sys.stderr)

@@ -27,6 +27,7 @@ from sahi.prediction import ObjectPrediction
 from sahi.slicing import get_slice_bboxes
 
 from trouble.framing import FRAMINGS, face_crop
+from trouble.fusion import fuse_passes
 from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, BadInput, DecodedImage, decode_image
 from trouble.severity import describe_grade
 
@@ -70,6 +71,35 @@ class SlicingSettings:
 
 
 @dataclass
+class TestTimeAugmentation:
+    """Several passes over each image (or slice), their boxes fused (trouble/fusion.py).
+
+    Each pass resizes the image to one of `sizes` for the model, once as it is and, with `flip`,
+    once mirrored. Measured with bench/test_time_augmentation.py (README, Figures): more accurate,
+    and as many times slower as there are passes.
+    """
+    enabled: bool = False
+    sizes: list = field(default_factory=lambda: [640, 720])
+    flip: bool = True
+    fuse_iou: float = 0.55
+    # A fused score is an average over the passes (0 where a pass missed the lesion), lower than
+    # one pass's score, so these passes have their own thresholds; {} uses the model's.
+    score_thresholds: dict = field(default_factory=dict)
+
+    def passes(self) -> list:
+        """[(input size, mirrored)], one per pass."""
+        return [(size, mirrored) for size in self.sizes for mirrored in ((False, True) if self.flip else (False,))]
+
+    def validate(self):
+        if not self.sizes or not all(isinstance(size, int) for size in self.sizes):
+            raise ValueError(f"tta.sizes must be a list of input sizes, got {self.sizes!r}")
+        for size in self.sizes:
+            check_input_size(size)
+        if not isinstance(self.fuse_iou, (int, float)) or not 0.0 < self.fuse_iou <= 1.0:
+            raise ValueError(f"tta.fuse_iou must be a number in (0, 1], got {self.fuse_iou!r}")
+
+
+@dataclass
 class ModelSettings:
     """The `trouble:` section of model-config.yaml."""
     classes: list
@@ -90,6 +120,7 @@ class ModelSettings:
     slicing: SlicingSettings = field(default_factory=SlicingSettings)
     # "face": crop a photo to the face when the face is small in it (trouble/framing.py); "none".
     framing: str = "none"
+    tta: TestTimeAugmentation = field(default_factory=TestTimeAugmentation)
     # What the model scored when it was archived ({data, images, mAP50, count_mae, grade_accuracy}),
     # shown to users beside its answers; None when no evaluation came with it.
     validation: dict | None = None
@@ -103,6 +134,8 @@ class ModelSettings:
         known = {f.name for f in fields(SlicingSettings)}
         section["slicing"] = SlicingSettings(**{k: v for k, v in (section.get("slicing") or {}).items()
                                                 if k in known})
+        known = {f.name for f in fields(TestTimeAugmentation)}
+        section["tta"] = TestTimeAugmentation(**{k: v for k, v in (section.get("tta") or {}).items() if k in known})
         section.setdefault("score_thresholds", {})
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in section.items() if k in known})
@@ -117,6 +150,7 @@ class ModelSettings:
             check_nms_iou(self.nms_iou)
         check_framing(self.framing)
         self.slicing.validate()
+        self.tta.validate()
 
 
 def check_nms_iou(value: float):
@@ -141,7 +175,12 @@ class MMDetSliceModel(DetectionModel):
     def __init__(self, detector, class_names, device: str, confidence_threshold: float):
         self._detector = detector
         self._class_names = list(class_names)
-        self._pipeline = _ndarray_test_pipeline(detector.cfg)
+        self._pipelines = {None: _ndarray_test_pipeline(detector.cfg)}  # by input size; None: the config's
+        # The passes each image or slice goes through, [(input size or None, mirrored)], and the IoU
+        # at which several passes' boxes are fused. Set per request by TroubleDetector: SAHI hands
+        # perform_inference the image alone.
+        self.passes = [(None, False)]
+        self.fuse_iou = 0.55
         super().__init__(model=detector, device=device, confidence_threshold=confidence_threshold,
                          category_mapping={str(i): name for i, name in enumerate(self._class_names)},
                          load_at_init=True)
@@ -173,20 +212,37 @@ class MMDetSliceModel(DetectionModel):
 
     def _forward(self, images):
         """RGB arrays → list of (boxes Nx4, scores N, labels N) numpy arrays, one per image."""
+        per_pass = [self._forward_pass(images, size, mirrored) for size, mirrored in self.passes]
+        outputs = []
+        for index in range(len(images)):
+            results = [pass_results[index] for pass_results in per_pass]
+            boxes, scores, labels = results[0] if len(results) == 1 else fuse_passes(results, self.fuse_iou)
+            keep = scores >= self.confidence_threshold
+            outputs.append((boxes[keep], scores[keep], labels[keep]))
+        return outputs
+
+    def _forward_pass(self, images, size, mirrored: bool):
+        """One pass of the model over the images, resized to `size` (None: the config's test size)
+        and mirrored or not → (boxes, scores, labels) per image, in the image's own pixels."""
         import torch
         from mmengine.dataset import pseudo_collate
 
+        if size not in self._pipelines:
+            self._pipelines[size] = _ndarray_test_pipeline(self._detector.cfg, size)
         # mmdet pipelines work in BGR, like cv2-loaded images; the preprocessor converts back.
-        samples = [self._pipeline(dict(img=np.ascontiguousarray(img[:, :, ::-1]), img_id=i))
+        columns = slice(None, None, -1 if mirrored else 1)
+        samples = [self._pipelines[size](dict(img=np.ascontiguousarray(img[:, columns, ::-1]), img_id=i))
                    for i, img in enumerate(images)]
         with torch.no_grad():
             results = self._detector.test_step(pseudo_collate(samples))
         outputs = []
-        for result in results:
+        for image, result in zip(images, results):
             instances = result.pred_instances
-            keep = instances.scores >= self.confidence_threshold
-            outputs.append((instances.bboxes[keep].cpu().numpy(), instances.scores[keep].cpu().numpy(),
-                            instances.labels[keep].cpu().numpy()))
+            boxes = instances.bboxes.cpu().numpy()
+            if mirrored:
+                width = image.shape[1]
+                boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+            outputs.append((boxes, instances.scores.cpu().numpy(), instances.labels.cpu().numpy()))
         return outputs
 
     def _create_object_prediction_list_from_original_predictions(self, shift_amount_list=[[0, 0]],
@@ -221,14 +277,17 @@ def config_input_size(cfg) -> int | None:
     return int(max(steps[0]["scale"])) if steps else None
 
 
-def _ndarray_test_pipeline(cfg):
-    """The config's test pipeline, reading an array instead of a file and without annotations."""
+def _ndarray_test_pipeline(cfg, input_size: int | None = None):
+    """The config's test pipeline, reading an array instead of a file and without annotations,
+    resizing to `input_size` where one is given."""
     from mmengine.dataset import Compose
 
     steps = []
     for step in cfg.test_dataloader.dataset.pipeline:
         step = dict(step)
-        if step["type"] in ("LoadImageFromFile", "mmdet.LoadImageFromFile"):
+        if input_size and step["type"] in ("Resize", "mmdet.Resize"):
+            step["scale"] = (input_size, input_size)
+        elif step["type"] in ("LoadImageFromFile", "mmdet.LoadImageFromFile"):
             step = dict(type="mmdet.LoadImageFromNDArray")
         elif step["type"] in ("LoadAnnotations", "mmdet.LoadAnnotations"):
             continue
@@ -320,6 +379,8 @@ class TroubleDetector:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.classes = list(self.settings.classes)
         self.thresholds = {name: float(self.settings.score_thresholds.get(name, 0.3)) for name in self.classes}
+        self.tta_thresholds = {name: float(self.settings.tta.score_thresholds.get(name, self.thresholds[name]))
+                               for name in self.classes}
         detector = load_mmdet_model(self.model_dir, self.settings, self.device)
         self.input_size = config_input_size(detector.cfg)
         self.nms_iou = model_nms(detector.cfg).get("iou_threshold")  # what the model applies
@@ -355,10 +416,12 @@ class TroubleDetector:
                 "classes": self.classes, "pretrained": self.settings.pretrained,
                 "score_thresholds": self.thresholds, "validation": self.settings.validation}
 
-    def resolve_request(self, score_threshold=None, sliced=None, slice_size=None,
-                        framing=None) -> tuple[dict, SlicingSettings, str]:
-        """Per-request options → (thresholds per type, slicing, framing). Bad values raise BadInput."""
-        thresholds = dict(self.thresholds)
+    def resolve_request(self, score_threshold=None, sliced=None, slice_size=None, framing=None,
+                        tta=None) -> tuple[dict, SlicingSettings, str, bool]:
+        """Per-request options → (thresholds per type, slicing, framing, test-time augmentation on).
+        Bad values raise BadInput."""
+        tta = self.settings.tta.enabled if tta is None else _as_bool(tta, "tta")
+        thresholds = dict(self.tta_thresholds if tta else self.thresholds)
         if score_threshold is not None:
             try:
                 value = float(score_threshold)
@@ -378,14 +441,14 @@ class TroubleDetector:
         slicing.validate()
         framing = self.settings.framing if framing is None else str(framing).strip().lower()
         check_framing(framing)
-        return thresholds, slicing, framing
+        return thresholds, slicing, framing, tta
 
     def decode(self, data: bytes) -> DecodedImage:
         return decode_image(data, max_side=self.settings.max_side, max_pixels=self.settings.max_pixels)
 
-    def predict(self, image, score_threshold=None, sliced=None, slice_size=None, framing=None) -> dict:
+    def predict(self, image, score_threshold=None, sliced=None, slice_size=None, framing=None, tta=None) -> dict:
         """image: bytes of a photo, a DecodedImage, or an RGB uint8 array. Returns the response dict."""
-        thresholds, slicing, framing = self.resolve_request(score_threshold, sliced, slice_size, framing)
+        thresholds, slicing, framing, tta = self.resolve_request(score_threshold, sliced, slice_size, framing, tta)
         if isinstance(image, (bytes, bytearray)):
             image = self.decode(bytes(image))
         elif isinstance(image, np.ndarray):
@@ -393,17 +456,21 @@ class TroubleDetector:
         started = time.perf_counter()
         crop = face_crop(image.rgb) if framing == "face" else None
         x1, y1, x2, y2 = crop or (0, 0, image.rgb.shape[1], image.rgb.shape[0])
-        predictions, slices = self._run_model(image.rgb[y1:y2, x1:x2], slicing, min(thresholds.values()))
+        passes = self.settings.tta.passes() if tta else [(None, False)]
+        predictions, slices = self._run_model(image.rgb[y1:y2, x1:x2], slicing, passes, min(thresholds.values()))
         inferred_at = time.perf_counter()
-        response = self._response(image, predictions, thresholds, slicing, slices, framing, crop)
+        response = self._response(image, predictions, thresholds, slicing, slices, framing, crop, passes)
         done = time.perf_counter()
         response["timings_ms"] = {"decode": image.decode_ms, "inference": _ms(started, inferred_at),
                                   "postprocess": _ms(inferred_at, done),
                                   "total": round(image.decode_ms + _ms(started, done), 1)}
         return response
 
-    def _run_model(self, rgb: np.ndarray, slicing: SlicingSettings, confidence: float):
-        """→ (SAHI predictions, how many slices were run: 0 for one pass over the whole image)."""
+    def _run_model(self, rgb: np.ndarray, slicing: SlicingSettings, passes: list, confidence: float):
+        """→ (SAHI predictions, how many slices were run: 0 for the whole image at once).
+        passes: [(input size, mirrored)] that each image or slice goes through."""
+        self.sahi_model.passes = passes
+        self.sahi_model.fuse_iou = self.settings.tta.fuse_iou
         height, width = rgb.shape[:2]
         if slicing.enabled and max(height, width) > slicing.slice_size:
             slices = len(get_slice_bboxes(height, width, slice_height=slicing.slice_size,
@@ -417,13 +484,14 @@ class TroubleDetector:
                 postprocess_match_threshold=slicing.match_threshold, verbose=0,
                 batch_size=slicing.batch_size, force_postprocess_type=True, confidence_threshold=confidence)
         else:
-            # One pass over the whole image: the model's own NMS is the only merging needed.
+            # The whole image at once: the model's own NMS (and the fusion of passes) is the only
+            # merging needed.
             slices = 0
             result = get_prediction(rgb, self.sahi_model, confidence_threshold=confidence)
         return result.object_prediction_list, slices
 
     def _response(self, image: DecodedImage, predictions, thresholds: dict, slicing: SlicingSettings,
-                  slices: int, framing: str, crop) -> dict:
+                  slices: int, framing: str, crop, passes: list) -> dict:
         """crop: the (x1, y1, x2, y2) of the working image the model was run on, or None for all of it."""
         scale = image.scale_to_original
         left, top, right, bottom = crop or (0, 0, image.rgb.shape[1], image.rgb.shape[0])
@@ -457,6 +525,8 @@ class TroubleDetector:
                          "overlap": slicing.overlap,
                          "postprocess": slicing.postprocess, "full_image_pass": slicing.full_image_pass,
                          "framing": framing,
+                         # Test-time augmentation: the passes over each image (or slice), fused.
+                         "tta": len(passes) > 1, "passes": len(passes),
                          # The part of the photo the model was run on (original pixels), or None for all of it.
                          "face_crop": [round(v * scale, 1) for v in crop] if crop else None},
         }
