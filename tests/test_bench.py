@@ -122,3 +122,20 @@ def test_large_photos_compares_the_whole_photo_with_slices(smoke_mar, synthetic_
     assert rows[1]["lesion_scale"] is None  # the crop's size depends on the face found
     assert all(0.0 <= row["mAP50"] <= 1.0 and row["count_mae"] >= 0 for row in rows)
     assert "| slices of 256 + whole photo |" in result.stdout
+
+
+def test_test_time_augmentation_rows_fuse_or_pool_their_passes(smoke_mar, synthetic_data, tmp_path):
+    out = tmp_path / "tta.json"
+    result = run_module(["bench.test_time_augmentation", "--model", str(smoke_mar), "--gt",
+                         str(synthetic_data / "valid" / "annotations.json"), "--limit", "2", "--sizes", "256,320",
+                         "--out", str(out)])
+    rows = {row["passes"]: row for row in read_json(out)["rows"]}
+    # One row per size, the served size (the smoke config's 320) mirrored, and both sizes together.
+    assert list(rows) == ["256", "320", "320 + mirrored", "256 + 320", "256 + 320, each mirrored too",
+                          "256 + 320, each mirrored too (NMS instead of fusion)"]
+    assert [rows[name]["count"] for name in rows] == [1, 1, 2, 2, 4, 4]
+    assert rows["256 + 320, each mirrored too"]["merge"] == "fuse"
+    assert all(0 <= row["mAP50"] <= 1 and row["s_per_photo"] > 0 for row in rows.values())
+    # A row's time is the sum of its passes' times.
+    assert rows["256 + 320, each mirrored too"]["s_per_photo"] > rows["320"]["s_per_photo"]
+    assert "| 256 + 320, each mirrored too |" in result.stdout

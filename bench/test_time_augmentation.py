@@ -1,0 +1,133 @@
+"""Which test-time augmentation is worth its passes? mAP50, F1 and count error per set of passes.
+
+    python -m bench.test_time_augmentation --model model_store/trouble.mar \
+        --gt data/acne04/train/annotations.json --limit 150 --sizes 640,720,800 \
+        --out bench/results/tta_train150.json
+
+Every pass the rows need (each size, as it is and mirrored) runs once per photo through the
+inference core's own model pass; each row then fuses its passes with the core's fusion
+(trouble/fusion.py), or merges them with NMS for comparison, and is scored with train.evaluate.
+Photos go through whole (no slicing, no framing). Run it on photos the reported figures do not
+come from (train, not valid): the rows choose the passes and the served thresholds.
+
+The F1, count error and grade accuracy are given at each row's F1-optimal threshold, since fused
+scores need their own (a fused score averages over the passes, 0 where a pass missed).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmcv.ops import nms
+from PIL import Image
+
+from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
+from trouble.fusion import fuse_passes
+from trouble.inference import TroubleDetector
+
+
+def nms_merge(results: list, iou: float) -> tuple:
+    """The passes' boxes pooled, then greedy NMS: the plain alternative to fusion."""
+    boxes, scores, labels = (np.concatenate([r[k] for r in results]) for k in range(3))
+    if not len(boxes):
+        return boxes, scores, labels
+    _, keep = nms(torch.from_numpy(boxes.astype(np.float32)), torch.from_numpy(scores.astype(np.float32)), iou)
+    keep = keep.numpy()
+    return boxes[keep], scores[keep], labels[keep]
+
+
+def score_row(gt, outputs, category_ids, threshold) -> dict:
+    """outputs: {image id: (boxes, scores, labels)} → the metrics of one row."""
+    predictions = [{"image_id": image_id, "category_id": category_ids[int(label)], "score": float(score),
+                    "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
+                   for image_id, (boxes, scores, labels) in outputs.items()
+                   for (x1, y1, x2, y2), score, label in zip(boxes, scores, labels)]
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its own tables
+        metrics = evaluate(gt, predictions, threshold)
+    optimal = metrics["at_f1_optimal_thresholds"]
+    return {"mAP50": metrics["coco"]["mAP50"], "f1_optimal_thresholds": metrics["f1_optimal_thresholds"],
+            "mean_f1": optimal["mean_f1"], "count_mae": optimal["count"]["mae"], "count_bias": optimal["count"]["bias"],
+            "grade_accuracy": (optimal["grade"] or {}).get("accuracy")}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a .mar or model folder")
+    parser.add_argument("--gt", required=True, help="ground truth in the project's COCO layout")
+    parser.add_argument("--limit", type=int, default=150, help="N images, spread evenly over the file")
+    parser.add_argument("--sizes", default="640,720,800", help="comma-separated input sizes to try")
+    parser.add_argument("--fuse-iou", type=float, default=0.55, help="IoU at which boxes are fused (or suppressed)")
+    parser.add_argument("--out", required=True, help="JSON file for the rows")
+    args = parser.parse_args(argv)
+    sizes = [int(size) for size in args.sizes.split(",") if size]
+
+    detector = TroubleDetector.from_path(args.model, device="cpu")
+    model = detector.sahi_model
+    gt = sample_ground_truth(load_ground_truth(args.gt)[0], args.limit)
+    category_ids = {index: next(c["id"] for c in gt["categories"] if c["name"] == name)
+                    for index, name in enumerate(detector.classes)}
+    passes = [(size, mirrored) for size in sizes for mirrored in (False, True)]
+    raw, seconds = {}, {p: 0.0 for p in passes}  # raw[(pass, image id)] = (boxes, scores, labels)
+    for image in gt["images"]:
+        with Image.open(Path(args.gt).parent / image["file_name"]) as photo:
+            rgb = np.asarray(photo.convert("RGB"))
+        for one_pass in passes:
+            started = time.perf_counter()
+            raw[one_pass, image["id"]] = model._forward_pass([rgb], *one_pass)[0]
+            seconds[one_pass] += time.perf_counter() - started
+    print(f"[tta] ran {len(passes)} passes over {len(gt['images'])} photos", flush=True)
+
+    # (name, passes, merge); every single size, the served size mirrored, and sizes together.
+    served = detector.input_size
+    rows_wanted = [(f"{size}", [(size, False)], "one") for size in sizes]
+    if served in sizes:
+        rows_wanted.append((f"{served} + mirrored", [(served, False), (served, True)], "fuse"))
+    for count in range(2, len(sizes) + 1):
+        for group in itertools.combinations(sizes, count):
+            name = " + ".join(str(size) for size in group)
+            rows_wanted.append((name, [(size, False) for size in group], "fuse"))
+            both = [(size, mirrored) for size in group for mirrored in (False, True)]
+            rows_wanted.append((f"{name}, each mirrored too", both, "fuse"))
+            rows_wanted.append((f"{name}, each mirrored too (NMS instead of fusion)", both, "nms"))
+    rows = []
+    for name, row_passes, merge in rows_wanted:
+        outputs = {}
+        for image in gt["images"]:
+            results = [raw[one_pass, image["id"]] for one_pass in row_passes]
+            if merge == "one":
+                outputs[image["id"]] = results[0]
+            elif merge == "fuse":
+                outputs[image["id"]] = fuse_passes(results, args.fuse_iou)
+            else:
+                outputs[image["id"]] = nms_merge(results, args.fuse_iou)
+        row = {"passes": name, "count": len(row_passes), "merge": merge,
+               **score_row(gt, outputs, category_ids, detector.thresholds),
+               "s_per_photo": round(sum(seconds[p] for p in row_passes) / len(gt["images"]), 2)}
+        rows.append(row)
+        print(f"[tta] {name}: mAP50 {row['mAP50']:.3f}", flush=True)
+
+    print(f"\nTest-time augmentation on {len(gt['images'])} photos of {args.gt} (CPU, whole photos, fusion IoU "
+          f"{args.fuse_iou}); F1, count error and grade at each row's F1-optimal threshold")
+    print("| passes | n | mAP50 | F1 | threshold | count MAE (bias) | grade acc. | s / photo |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        grade = "n/a" if row["grade_accuracy"] is None else f"{row['grade_accuracy']:.3f}"
+        threshold = ", ".join(f"{value:.3f}" for value in row["f1_optimal_thresholds"].values())
+        print(f"| {row['passes']} | {row['count']} | {row['mAP50']:.3f} | {row['mean_f1']:.3f} | {threshold} | "
+              f"{row['count_mae']:.2f} ({row['count_bias']:+.2f}) | {grade} | {row['s_per_photo']} |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({
+        "model": str(args.model), "gt": args.gt, "images": len(gt["images"]), "sample": "spread evenly over the file",
+        "fuse_iou": args.fuse_iou, "nms_iou": detector.nms_iou, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
