@@ -711,7 +711,7 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         else:
             model_dir = model
         detector = TroubleDetector.from_path(model_dir, input_size=input_size, nms_iou=nms_iou)
-        tta_on = detector.resolve_request(tta=tta)[3]
+        _, _, _, tta_on = detector.resolve_request(tta=tta)  # the request's setting, or the model's
         predictions, gt = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta)
     # The model's own thresholds and earlier validation are not what this report is about.
     info = {"model": str(model),
