@@ -52,16 +52,31 @@ def validation_text(response: dict) -> str:
     if validation.get("grade_accuracy") is not None:
         facts.append(f"its grade matched the label for {validation['grade_accuracy']:.0%} of them")
     facts.append(f"mAP50 {validation['mAP50']:.2f}")
-    return (f"\n\nOn the {validation['images']} photos it was validated on (`{validation['data']}`), "
+    text = (f"\n\nOn the {validation['images']} photos it was validated on (`{validation['data']}`), "
             + ", ".join(facts) + ".")
+    if not _validated_settings(response):
+        text += (" Those figures are for the model's own settings; this answer used others (a threshold set "
+                 "in the app, or test-time augmentation switched), so its count may be off by more or less.")
+    return text
+
+
+def _validated_settings(response: dict) -> bool:
+    """Whether the answer was made with the settings the model's validation figures were measured at."""
+    settings, model = response["settings"], response["model"]
+    validated_tta = bool(model["validation"].get("tta"))
+    defaults = model.get("tta_score_thresholds" if validated_tta else "score_thresholds", {})
+    return bool(settings.get("tta")) == validated_tta and settings["score_thresholds"] == defaults
 
 
 def thresholds_text(response: dict) -> str:
     """Which score thresholds were applied, and whether they are the model's own."""
     used = response["settings"]["score_thresholds"]
-    defaults = response["model"].get("score_thresholds", {})
     parts = ", ".join(f"{name} {value:.2f}" for name, value in used.items())
-    origin = "the model's defaults" if used == defaults else "set in the app"
+    if response["settings"].get("tta"):  # test-time augmentation has thresholds of its own
+        defaults, origin = response["model"].get("tta_score_thresholds", {}), "the model's for test-time augmentation"
+    else:
+        defaults, origin = response["model"].get("score_thresholds", {}), "the model's defaults"
+    origin = origin if used == defaults else "set in the app"
     return f"score thresholds: {parts} ({origin})"
 
 
@@ -74,15 +89,16 @@ def slicing_text(settings: dict) -> str:
         prefix = f"cropped to the face ({x2 - x1}x{y2 - y1} px at {x1},{y1}), "
         extra_pass = whole = "the crop"
     passes = settings.get("passes") or 1
-    augmented = f", each in {passes} passes fused (test-time augmentation)" if passes > 1 else ""
+    augmented = f"in {passes} passes fused (test-time augmentation)"
     slices = settings.get("slices")
     if slices:
         plus_whole = f" plus {extra_pass}" if settings.get("full_image_pass") else ""
-        return f"{prefix}sliced: {slices} slices of {settings['slice_size']} px{plus_whole}{augmented}"
-    how = f"in {passes} passes fused (test-time augmentation)" if passes > 1 else "in one pass"
-    if settings.get("sliced"):
-        return f"{prefix}{whole} {how} (no larger than a {settings['slice_size']} px slice)"
-    return f"{prefix}{whole} {how} (slicing off)"
+        each = f", each {augmented}" if passes > 1 else ""
+        return f"{prefix}sliced: {slices} slices of {settings['slice_size']} px{plus_whole}{each}"
+    why = f"no larger than a {settings['slice_size']} px slice" if settings.get("sliced") else "slicing off"
+    if passes > 1:
+        return f"{prefix}{whole} ({why}), {augmented}"
+    return f"{prefix}{whole} in one pass ({why})"
 
 
 def status_markdown(response: dict, answered_by: str, round_trip_ms: float) -> str:

@@ -143,7 +143,9 @@ def test_test_time_augmentation_choice_reaches_the_model(local_app, tmp_path):
         statuses[choice] = result["status"]
     assert settings["model"]["passes"] == 1 and "whole photo in one pass" in statuses["model"]  # the archive: off
     assert settings["on"]["passes"] == 4 and settings["on"]["tta"] is True
-    assert "whole photo in 4 passes fused (test-time augmentation)" in statuses["on"]
+    assert "whole photo (slicing off), in 4 passes fused (test-time augmentation)" in statuses["on"]
+    # The passes' own thresholds are the model's too, not the app's.
+    assert "the model's for test-time augmentation" in statuses["on"] and "set in the app" not in statuses["on"]
 
 
 def test_heic_upload_is_analysed_like_the_same_photo(local_app, detector, tmp_path):
@@ -329,6 +331,9 @@ def test_legend_counts_table_and_severity_text():
     response["settings"].update(sliced=True, slices=9)  # the crop sliced: its extra pass is the crop's
     assert ("cropped to the face (640x640 px at 600,580), sliced: 9 slices of 640 px plus the crop"
             in render.status_markdown(response, "x", 1.0))
+    response["settings"].update(passes=4)  # test-time augmentation: each slice, and the crop, 4 times
+    assert ("sliced: 9 slices of 640 px plus the crop, each in 4 passes fused (test-time augmentation)"
+            in render.status_markdown(response, "x", 1.0))
     assert "<script" not in render.legend_html(fake_response(classes=("<script>",)))
     assert "validated on" not in severity  # a model archived without an evaluation claims nothing
     response["model"]["validation"] = {"data": "data/acne04/valid/annotations.json", "images": 283, "mAP50": 0.306,
@@ -336,3 +341,10 @@ def test_legend_counts_table_and_severity_text():
     assert ("On the 283 photos it was validated on (`data/acne04/valid/annotations.json`), its lesion count was "
             "off by 4.3 per photo on average, its grade matched the label for 78% of them, mAP50 0.31."
             ) in render.severity_markdown(response)
+    assert "model's own settings" not in render.severity_markdown(response)
+    # Figures measured at the model's settings are qualified when the answer used others.
+    response["settings"]["tta"] = True
+    assert "Those figures are for the model's own settings" in render.severity_markdown(response)
+    response["settings"]["tta"] = False
+    response["settings"]["score_thresholds"] = {"comedone": 0.5, "papule": 0.5}
+    assert "Those figures are for the model's own settings" in render.severity_markdown(response)

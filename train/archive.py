@@ -102,7 +102,7 @@ def validation_summary(report: dict, section: dict) -> dict:
                   if all(abs(b["thresholds"].get(name, -1.0) - value) < 1e-3 for name, value in served.items())),
                  None)
     grade = (block or {}).get("grade") or {}
-    return {"data": report["data"]["gt"], "images": report["data"]["images"],
+    return {"data": report["data"]["gt"], "images": report["data"]["images"], "tta": bool(tta.get("enabled")),
             "mAP50": round(report["coco"]["mAP50"], 3),
             "count_mae": round(block["count"]["mae"], 2) if block and block["count"]["mae"] is not None else None,
             "grade_accuracy": round(grade["accuracy"], 3) if grade.get("accuracy") is not None else None}

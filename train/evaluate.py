@@ -715,7 +715,8 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         predictions, gt = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta)
     # The model's own thresholds and earlier validation are not what this report is about.
     info = {"model": str(model),
-            **{k: v for k, v in detector.model_info().items() if k not in ("score_thresholds", "validation")},
+            **{k: v for k, v in detector.model_info().items()
+               if k not in ("score_thresholds", "tta_score_thresholds", "validation")},
             "sliced": sliced if sliced is not None else detector.settings.slicing.enabled,
             "input_size": detector.input_size, "nms_iou": detector.nms_iou, "framing": detector.settings.framing,
             "tta": {"sizes": detector.settings.tta.sizes, "flip": detector.settings.tta.flip,

@@ -414,7 +414,8 @@ class TroubleDetector:
     def model_info(self) -> dict:
         return {"name": self.settings.model_name, "version": str(self.settings.model_version),
                 "classes": self.classes, "pretrained": self.settings.pretrained,
-                "score_thresholds": self.thresholds, "validation": self.settings.validation}
+                "score_thresholds": self.thresholds, "tta_score_thresholds": self.tta_thresholds,
+                "validation": self.settings.validation}
 
     def resolve_request(self, score_threshold=None, sliced=None, slice_size=None, framing=None,
                         tta=None) -> tuple[dict, SlicingSettings, str, bool]:
