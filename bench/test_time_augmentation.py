@@ -24,31 +24,24 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from mmcv.ops import nms
 from PIL import Image
 
+from bench.nms_iou import stricter_nms
 from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
 from trouble.fusion import fuse_passes
 from trouble.inference import TroubleDetector
 
 
-def nms_merge(results: list, iou: float) -> tuple:
-    """The passes' boxes pooled, then greedy NMS: the plain alternative to fusion."""
-    boxes, scores, labels = (np.concatenate([r[k] for r in results]) for k in range(3))
-    if not len(boxes):
-        return boxes, scores, labels
-    _, keep = nms(torch.from_numpy(boxes.astype(np.float32)), torch.from_numpy(scores.astype(np.float32)), iou)
-    keep = keep.numpy()
-    return boxes[keep], scores[keep], labels[keep]
+def coco_results(outputs: dict, category_ids: dict) -> list:
+    """outputs: {image id: [(boxes, scores, labels), ...]} → COCO results, every box of every entry."""
+    return [{"image_id": image_id, "category_id": category_ids[int(label)], "score": float(score),
+             "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
+            for image_id, results in outputs.items() for boxes, scores, labels in results
+            for (x1, y1, x2, y2), score, label in zip(boxes, scores, labels)]
 
 
-def score_row(gt, outputs, category_ids, threshold) -> dict:
-    """outputs: {image id: (boxes, scores, labels)} → the metrics of one row."""
-    predictions = [{"image_id": image_id, "category_id": category_ids[int(label)], "score": float(score),
-                    "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
-                   for image_id, (boxes, scores, labels) in outputs.items()
-                   for (x1, y1, x2, y2), score, label in zip(boxes, scores, labels)]
+def score_row(gt, predictions, threshold) -> dict:
+    """COCO results → the metrics of one row."""
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its own tables
         metrics = evaluate(gt, predictions, threshold)
     optimal = metrics["at_f1_optimal_thresholds"]
@@ -98,17 +91,14 @@ def main(argv=None):
             rows_wanted.append((f"{name}, each mirrored too (NMS instead of fusion)", both, "nms"))
     rows = []
     for name, row_passes, merge in rows_wanted:
-        outputs = {}
-        for image in gt["images"]:
-            results = [raw[one_pass, image["id"]] for one_pass in row_passes]
-            if merge == "one":
-                outputs[image["id"]] = results[0]
-            elif merge == "fuse":
-                outputs[image["id"]] = fuse_passes(results, args.fuse_iou)
-            else:
-                outputs[image["id"]] = nms_merge(results, args.fuse_iou)
+        outputs = {image["id"]: [raw[one_pass, image["id"]] for one_pass in row_passes] for image in gt["images"]}
+        if merge == "fuse":
+            outputs = {image_id: [fuse_passes(results, args.fuse_iou)] for image_id, results in outputs.items()}
+        predictions = coco_results(outputs, category_ids)
+        if merge == "nms":  # the passes' boxes pooled, then NMS per image and type: the plain alternative
+            predictions = stricter_nms(predictions, args.fuse_iou)
         row = {"passes": name, "count": len(row_passes), "merge": merge,
-               **score_row(gt, outputs, category_ids, detector.thresholds),
+               **score_row(gt, predictions, detector.thresholds),
                "s_per_photo": round(sum(seconds[p] for p in row_passes) / len(gt["images"]), 2)}
         rows.append(row)
         print(f"[tta] {name}: mAP50 {row['mAP50']:.3f}", flush=True)

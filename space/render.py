@@ -64,19 +64,22 @@ def _validated_settings(response: dict) -> bool:
     """Whether the answer was made with the settings the model's validation figures were measured at."""
     settings, model = response["settings"], response["model"]
     validated_tta = bool(model["validation"].get("tta"))
-    defaults = model.get("tta_score_thresholds" if validated_tta else "score_thresholds", {})
-    return bool(settings.get("tta")) == validated_tta and settings["score_thresholds"] == defaults
+    return (bool(settings.get("tta")) == validated_tta
+            and settings["score_thresholds"] == _model_thresholds(model, validated_tta))
+
+
+def _model_thresholds(model: dict, tta: bool) -> dict:
+    """The model's own score thresholds: those of test-time augmentation when it is on."""
+    return model.get("tta_score_thresholds" if tta else "score_thresholds", {})
 
 
 def thresholds_text(response: dict) -> str:
     """Which score thresholds were applied, and whether they are the model's own."""
     used = response["settings"]["score_thresholds"]
     parts = ", ".join(f"{name} {value:.2f}" for name, value in used.items())
-    if response["settings"].get("tta"):  # test-time augmentation has thresholds of its own
-        defaults, origin = response["model"].get("tta_score_thresholds", {}), "the model's for test-time augmentation"
-    else:
-        defaults, origin = response["model"].get("score_thresholds", {}), "the model's defaults"
-    origin = origin if used == defaults else "set in the app"
+    tta = bool(response["settings"].get("tta"))
+    own = "the model's for test-time augmentation" if tta else "the model's defaults"
+    origin = own if used == _model_thresholds(response["model"], tta) else "set in the app"
     return f"score thresholds: {parts} ({origin})"
 
 

@@ -711,7 +711,8 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         else:
             model_dir = model
         detector = TroubleDetector.from_path(model_dir, input_size=input_size, nms_iou=nms_iou)
-        _, _, _, tta_on = detector.resolve_request(tta=tta)  # the request's setting, or the model's
+        # The model's thresholds for the passes asked for (test-time augmentation has its own).
+        model_thresholds, _, _, tta_on = detector.resolve_request(tta=tta)
         predictions, gt = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta)
     # The model's own thresholds and earlier validation are not what this report is about.
     info = {"model": str(model),
@@ -723,8 +724,7 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
                     "fuse_iou": detector.settings.tta.fuse_iou} if tta_on else None}
     if from_work_dir:
         info["trained"] = json.loads((Path(model) / "run_meta.json").read_text())
-    thresholds = ((detector.tta_thresholds if tta_on else detector.thresholds) if score_thresholds is None
-                  else score_thresholds)
+    thresholds = model_thresholds if score_thresholds is None else score_thresholds
     metrics = evaluate(gt, predictions, thresholds, info)
     metrics["data"]["gt"] = str(gt_path)
     paths = write_report(metrics, out_dir)

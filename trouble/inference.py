@@ -267,8 +267,11 @@ class MMDetSliceModel(DetectionModel):
         self._object_prediction_list_per_image = per_image
 
 
+RESIZE_TYPES = ("Resize", "mmdet.Resize")
+
+
 def _resize_steps(cfg):
-    return [step for step in cfg.test_dataloader.dataset.pipeline if step["type"] in ("Resize", "mmdet.Resize")]
+    return [step for step in cfg.test_dataloader.dataset.pipeline if step["type"] in RESIZE_TYPES]
 
 
 def config_input_size(cfg) -> int | None:
@@ -285,7 +288,7 @@ def _ndarray_test_pipeline(cfg, input_size: int | None = None):
     steps = []
     for step in cfg.test_dataloader.dataset.pipeline:
         step = dict(step)
-        if input_size and step["type"] in ("Resize", "mmdet.Resize"):
+        if input_size and step["type"] in RESIZE_TYPES:
             step["scale"] = (input_size, input_size)
         elif step["type"] in ("LoadImageFromFile", "mmdet.LoadImageFromFile"):
             step = dict(type="mmdet.LoadImageFromNDArray")
