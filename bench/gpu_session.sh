@@ -5,8 +5,10 @@
 #
 # Jobs, each switched by a variable (1 runs it, 0 skips it), in this order:
 #   BENCH  training speed of TOOD X-101 at batch 16, BENCH_SETTINGS side by side (GPU to itself)
-#   TRAIN  the demo model: TRAIN_CONFIG (TOOD + ImageNet-pretrained EfficientNet-Lite0) for
-#          TRAIN_MINUTES; "auto" (the default) trains until DEADLINE leaves room for the rest
+#   TRAIN  the demo model: TRAIN_CONFIG (TOOD + EfficientNet-Lite0) for TRAIN_MINUTES; "auto" (the
+#          default) trains until DEADLINE leaves room for the rest. It starts where
+#          prepare_gpu_carry.sh's START said: the ImageNet-pretrained backbone (START=imagenet) or the
+#          demo model's own weights, to train it further (START=demo)
 #   X101   TOOD X-101 from scratch for X101_MINUTES (default 2), started beside TRAIN on the same
 #          GPU (its iteration count is therefore lower than alone), then evaluated on the carried
 #          valid images whole and sliced at 320 px (X101_CONFIG: another config, e.g. the smoke one)
@@ -20,7 +22,9 @@
 # (--amp needs CUDA: TRAIN and X101 then retry in float32).
 # Everything comes back under $OUT as at most 5 files: session.log, results.tar.gz (logs, metrics,
 # configs; rewritten after each job, so a call cut short still brings back what finished) and the
-# demo model's float16 weights in parts under 16 MiB (`cat` them back together).
+# demo model's float16 checkpoint in parts under 16 MiB. results.tar.gz holds demo_work/ (its
+# run_meta.json and resolved_config.py): `cat` the parts into it under the checkpoint's name and
+# `python -m train.archive --work-dir demo_work` archives it here (README: Benchmarks and the GPU).
 set -u
 OUT=${OUT:-/tmp/out}
 # X101 and INFER were measured on the H100 (bench/results/h100-2026-11-26): off unless asked for.
@@ -102,19 +106,29 @@ if [ "$TRAIN" = 1 ]; then
     reserve=$(( 40 + 15 + (INFER == 1 ? 45 : 0) ))
     minutes=$(awk -v left=$(( DEADLINE - $(elapsed) - reserve )) 'BEGIN{printf "%.1f", (left > 60 ? left : 60) / 60}')
   fi
-  stamp "training $TRAIN_CONFIG for $minutes min with AMP"
-  train_amp_or_fp32 "$WORK" "$TRAIN_CONFIG" --budget-minutes "$minutes" --workers 8 \
-    --backbone-weights .carry/weights/efficientnet-lite0-57934424-fp16.pth
-  if [ -f "$WORK/run_meta.json" ]; then
-    stamp "staging the float16 model"
+  if [ -f .carry/weights/demo_start.pth.xz ]; then  # START=demo in prepare_gpu_carry.sh
     python3 -c "
-from pathlib import Path
-from train.archive import stage_model_dir
-stage_model_dir(Path('$WORK'), Path('/tmp/model'), half=True)"
+import io, lzma, torch
+torch.save(torch.load(io.BytesIO(lzma.open('.carry/weights/demo_start.pth.xz').read())), '/tmp/demo_start.pth')"
+    start_from=(--weights /tmp/demo_start.pth)
+  else
+    start_from=(--backbone-weights .carry/weights/efficientnet-lite0-57934424-fp16.pth)
+  fi
+  stamp "training $TRAIN_CONFIG for $minutes min with AMP, starting from ${start_from[*]}"
+  train_amp_or_fp32 "$WORK" "$TRAIN_CONFIG" --budget-minutes "$minutes" --workers 8 "${start_from[@]}"
+  if [ -f "$WORK/run_meta.json" ]; then
+    # Archived here afterwards (train.archive --work-dir), so this machine needs no SAHI: what
+    # comes back is the work dir's record and its checkpoint, in float16.
+    stamp "keeping the trained model: float16 checkpoint, run_meta.json, resolved_config.py"
+    mkdir -p "$RESULTS/demo_work"
+    cp "$WORK/run_meta.json" "$WORK/resolved_config.py" "$RESULTS/demo_work/"
+    checkpoint=$(python3 -c "import json; print(json.load(open('$WORK/run_meta.json'))['checkpoint'])")
+    python3 -c "
+import torch
+state = torch.load('$checkpoint', map_location='cpu', weights_only=False)['state_dict']
+torch.save({'state_dict': {k: v.half() if v.is_floating_point() else v for k, v in state.items()}}, '/tmp/half.pth')"
     # The device returns files of at most 16 MiB: split the weights, `cat` them back together.
-    split -b 15m -d /tmp/model/model.pth "$OUT/model.pth.part"
-    cp /tmp/model/config.py "$RESULTS/demo_config.py"
-    cp /tmp/model/model-config.yaml "$RESULTS/demo_model-config.yaml"
+    split -b 15m -d /tmp/half.pth "$OUT/$(basename "$checkpoint").part"
     keep_logs "$WORK" demo
   fi
   save_results
@@ -147,8 +161,13 @@ fi
 left=$(( DEADLINE - $(elapsed) ))
 if [ "$INFER" = 1 ] && [ "$left" -ge 30 ]; then
   stamp "inference speed on the GPU: slices batched against one at a time (${left}s left)"
-  MODEL=model_store/trouble.mar
-  [ -f /tmp/model/model-config.yaml ] && MODEL=/tmp/model
+  MODEL=model_store/trouble.mar  # the recipe moves it aside for the call: then only TRAIN's model
+  if [ -f /tmp/work/demo/run_meta.json ]; then
+    python3 -c "
+from pathlib import Path
+from train.archive import stage_model_dir
+stage_model_dir(Path('/tmp/work/demo'), Path('/tmp/model'))" && MODEL=/tmp/model
+  fi
   timeout "$left" python3 -m bench.inference_speed --model "$MODEL" --device cuda --no-server \
     --batch-sizes 1,4,8,16 --repeats 3 --large-repeats 2 --out "$RESULTS/inference_speed_gpu.json" \
     || stamp "inference benchmark did not finish"

@@ -1,14 +1,40 @@
 #!/usr/bin/env bash
 # Lay out .carry/ for one call on the lent GPU machine (64 MiB in all, tree included):
-# the prebuilt wheels, the float16 EfficientNet-Lite0 ImageNet weights, the whole ACNE04 train
-# split and VALID_IMAGES valid images in the project's COCO layout. See bench/gpu_session.sh.
+# the prebuilt wheels, the starting weights, the whole ACNE04 train split and VALID_IMAGES valid
+# images in the project's COCO layout. See bench/gpu_session.sh.
+# START=imagenet (the default): the float16 EfficientNet-Lite0 ImageNet weights (9.5 MB).
+# START=demo: the demo model's weights, to train it on (DEMO_MAR, default model_store/trouble.mar,
+#   else /tmp/trouble.mar where the recipe moves it), as bfloat16 compressed with xz (15 MB; float16
+#   in the .mar takes 19.7 and does not fit beside the train split). bfloat16 keeps 3 significant
+#   digits, the precision bfloat16 AMP trains in: enough for a starting point. 20 valid images then,
+#   and no SAHI wheels (below).
 set -euo pipefail
 SHARED=${SHARED:-../shared}
-VALID_IMAGES=${VALID_IMAGES:-40}
+START=${START:-imagenet}
+VALID_IMAGES=${VALID_IMAGES:-$([ "$START" = demo ] && echo 20 || echo 40)}
 TRAIN_IMAGES=${TRAIN_IMAGES:-0}   # 0: all of them
 rm -rf .carry && mkdir -p .carry/weights
 cp -r "$SHARED/device/wheels" .carry/wheels
-cp "$SHARED/device/weights/efficientnet-lite0-57934424-fp16.pth" .carry/weights/
+if [ "$START" = demo ]; then
+  # Training alone needs no SAHI (the model is archived here afterwards): its wheels make room for
+  # the weights. X101's evaluation, INFER and EXPERIMENTS need them: run those from START=imagenet.
+  rm .carry/wheels/{sahi,shapely,pybboxes,fire}-*.whl
+  DEMO_MAR=${DEMO_MAR:-$([ -f model_store/trouble.mar ] && echo model_store/trouble.mar || echo /tmp/trouble.mar)}
+  .venv/bin/python - "$DEMO_MAR" <<'PY'
+import io, lzma, sys, zipfile
+import torch
+with zipfile.ZipFile(sys.argv[1]) as archive, archive.open("model.pth") as f:
+    state = torch.load(io.BytesIO(f.read()), map_location="cpu")["state_dict"]
+state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
+buffer = io.BytesIO()
+torch.save({"state_dict": state}, buffer)
+with lzma.open(".carry/weights/demo_start.pth.xz", "wb", preset=9) as f:
+    f.write(buffer.getvalue())
+print("demo weights from", sys.argv[1], "as bfloat16, xz:", ".carry/weights/demo_start.pth.xz")
+PY
+else
+  cp "$SHARED/device/weights/efficientnet-lite0-57934424-fp16.pth" .carry/weights/
+fi
 .venv/bin/python -m train.data import --format voc --src "$SHARED/data/acne04" --out /tmp/acne04_full \
     --single-class acne --grade-from-filename 'levle(\d)_' --symlink --overwrite > /dev/null
 .venv/bin/python - "$VALID_IMAGES" "$TRAIN_IMAGES" <<'PY'

@@ -10,6 +10,8 @@ peak FLOP/s reached (training FLOPs per iteration counted once with torch's Flop
 Settings: fp32 (the baseline), amp (float16 AMP with the head's float32 parts), fast (the same
 plus channels_last and cudnn benchmark), fast-bf16 (fast with bfloat16) and fast-2x-batch (fast
 at twice --batch-size). On a CPU only fp32 runs (AMP needs CUDA); use the smoke config there.
+Then, with --stages N, N more iterations timed stage by stage (preprocess, backbone+neck, head,
+assign+loss, backward, optimizer): where the time goes that AMP does not speed up.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ def parse_args(argv=None):
     parser.add_argument("--lr-warmup", type=int, default=100,
                         help="iterations of linear lr warm-up, as in training on a time budget (then constant)")
     parser.add_argument("--settings", default="fp32,fast", help="comma list of " + ", ".join(SETTINGS))
+    parser.add_argument("--stages", type=int, default=5, metavar="N",
+                        help="after the timed run, N more iterations timed stage by stage (0: none)")
     parser.add_argument("--out", required=True, help="JSON file for the results")
     return parser.parse_args(argv)
 
@@ -86,6 +90,54 @@ def training_flops(runner, batch) -> float:
     return float(counter.get_total_flops())
 
 
+# The stages of one training iteration of a single-stage detector, in order (see iteration_stages).
+STAGES = ("preprocess", "backbone+neck", "head", "assign+loss", "backward", "optimizer")
+
+
+def iteration_stages(runner, batch, repeats: int) -> dict:
+    """Median ms of each stage of a training iteration, on one real batch, the device synchronised
+    between stages: where an iteration's time goes, e.g. how much of it AMP can speed up at all.
+
+    The same calls as mmdet's SingleStageDetector.loss and mmengine's OptimWrapper.update_params,
+    split so that each can be timed; the TOOD head's target assignment is in assign+loss.
+    """
+    import statistics
+
+    from mmdet.models.utils import unpack_gt_instances
+
+    model, optim_wrapper = runner.model, runner.optim_wrapper
+    model.train()
+    times = {stage: [] for stage in STAGES}
+    for _ in range(repeats):
+        _sync()
+        last = time.perf_counter()
+
+        def lap(stage):
+            nonlocal last
+            _sync()
+            now = time.perf_counter()
+            times[stage].append(1000 * (now - last))
+            last = now
+
+        with optim_wrapper.optim_context(model):  # autocast where the setting trains with AMP
+            data = model.data_preprocessor(batch, True)
+            lap("preprocess")
+            features = model.extract_feat(data["inputs"])
+            lap("backbone+neck")
+            outputs = model.bbox_head(features)
+            lap("head")
+            gt_instances, gt_ignore, img_metas = unpack_gt_instances(data["data_samples"])
+            losses = model.bbox_head.loss_by_feat(*outputs, gt_instances, img_metas, gt_ignore)
+            loss, _ = model.parse_losses(losses)
+            lap("assign+loss")
+        optim_wrapper.backward(loss)
+        lap("backward")
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        lap("optimizer")
+    return {stage: round(statistics.median(values), 1) for stage, values in times.items()}
+
+
 def run_setting(args, setting: str) -> dict:
     import torch
     from mmengine.runner import Runner
@@ -123,6 +175,8 @@ def run_setting(args, setting: str) -> dict:
     result = {"setting": setting, "batch_size": batch_size, "images_per_s": round(images_per_s, 2),
               "nan_loss_iterations": nan_iterations, "s_per_iter": round(sum(timed) / len(timed), 4),
               "losses": timer.losses}
+    if args.stages:
+        result["stages_ms"] = iteration_stages(runner, timer.last_batch, args.stages)
     try:
         flops = training_flops(runner, timer.last_batch)
         result["tflop_per_iter"] = round(flops / 1e12, 3)
@@ -140,6 +194,12 @@ def main(argv=None):
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
         raise SystemExit(f"error: unknown setting(s) {unknown}; choose from {list(SETTINGS)}")
+    from train.train import TrainError, classes_from_data
+
+    try:
+        classes_from_data(Path(args.data))
+    except TrainError as error:
+        raise SystemExit(f"error: {error}") from None
     if not torch.cuda.is_available():
         settings = [s for s in settings if s == "fp32"]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
@@ -169,6 +229,14 @@ def main(argv=None):
         print(f"{result['setting']:<14} {result['images_per_s']:>9.1f} {result['speedup']:>8.2f}x "
               f"{achieved or '-':>8} {share:>7} {result['nan_loss_iterations']:>7}  "
               f"{result['losses'][:5]}")
+    staged = [result for result in results if result.get("stages_ms")]
+    if staged:
+        print(f"\nWhere an iteration's time goes (median ms of {args.stages} iterations, synchronised after each stage)")
+        print(f"{'setting':<14} " + " ".join(f"{stage:>13}" for stage in STAGES) + f" {'sum':>8}")
+        for result in staged:
+            stages, total = result["stages_ms"], sum(result["stages_ms"].values())
+            print(f"{result['setting']:<14} " + " ".join(
+                f"{stages[stage]:>7.1f} ({100 * stages[stage] / total:>2.0f}%)" for stage in STAGES) + f" {total:>8.1f}")
     report = {"config": args.config, "device": device, "batch_size": args.batch_size, "iters": args.iters,
               "warmup": args.warmup, "lr_warmup": args.lr_warmup, "peak_tflops_fp16": peak, "results": results,
               "command": "python -m bench.train_speed " + " ".join(argv or __import__("sys").argv[1:])}

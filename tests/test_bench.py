@@ -10,7 +10,7 @@ def test_train_speed_runs_on_cpu_with_the_smoke_config(synthetic_data, tmp_path)
     out = tmp_path / "train_speed.json"
     result = run_module(["bench.train_speed", "--config", "train/configs/tood_smoke.py", "--data", str(synthetic_data),
                          "--batch-size", "2", "--iters", "6", "--warmup", "2", "--workers", "0",
-                         "--settings", "fp32,fast", "--out", str(out)], timeout=300)
+                         "--settings", "fp32,fast", "--stages", "2", "--out", str(out)], timeout=300)
     report = read_json(out)
     # On a CPU only the float32 baseline runs: AMP needs CUDA.
     assert [row["setting"] for row in report["results"]] == ["fp32"]
@@ -19,6 +19,17 @@ def test_train_speed_runs_on_cpu_with_the_smoke_config(synthetic_data, tmp_path)
     assert len(row["losses"]) == 6 and all(math.isfinite(loss) for loss in row["losses"])
     assert row["tflop_per_iter"] > 0
     assert "fp32" in result.stdout and "images/s" in result.stdout
+    # Then where an iteration's time goes, stage by stage.
+    assert list(row["stages_ms"]) == ["preprocess", "backbone+neck", "head", "assign+loss", "backward", "optimizer"]
+    assert all(ms > 0 for ms in row["stages_ms"].values())
+    assert "Where an iteration's time goes" in result.stdout
+
+
+def test_train_speed_names_missing_data(tmp_path):
+    result = run_module(["bench.train_speed", "--config", "train/configs/tood_smoke.py", "--data", str(tmp_path),
+                         "--out", str(tmp_path / "x.json")], check=False, timeout=120)
+    assert result.returncode != 0 and "annotations.json not found" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_train_speed_names_an_unknown_setting(synthetic_data, tmp_path):

@@ -3,7 +3,9 @@ and the project's own mmdet parts (EfficientNet-Lite backbone, float32 focal los
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,6 +127,33 @@ def test_local_checkpoint_is_used_and_recorded(smoke_training, synthetic_data, t
     assert "Load checkpoint from" in result.stdout + result.stderr
 
 
+def test_training_starts_from_the_weights_of_a_mar(smoke_training, synthetic_data, tmp_path):
+    # Fine-tuning an archived model (e.g. the demo model on one's own photos): at learning rate 0,
+    # one iteration leaves the archive's weights as they were (running statistics aside).
+    mar = smoke_training["mar"]
+    result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
+                         "--weights", str(mar), "--iters", "1", "--lr", "0", "--no-eval", "--no-archive"])
+    assert "Load checkpoint from" in result.stdout + result.stderr
+    with zipfile.ZipFile(mar) as archive, archive.open("model.pth") as f:
+        archived = torch.load(f, map_location="cpu")["state_dict"]
+    checkpoint = read_json(tmp_path / "w" / "run_meta.json")["checkpoint"]
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    learned = [k for k in archived if "running_" not in k and "num_batches_tracked" not in k]
+    assert len(learned) > 50 and set(learned) <= set(trained)
+    for key in learned:
+        torch.testing.assert_close(trained[key].float(), archived[key].float(), msg=key)
+
+
+def test_a_mar_of_another_network_is_refused_with_its_config(smoke_training, synthetic_data, tmp_path):
+    result = run_module(["train.train", "train/configs/tood_r50_fpn_acne04.py", "--data", str(synthetic_data),
+                         "--work-dir", str(tmp_path / "w"), "--weights", str(smoke_training["mar"])],
+                        check=False, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "holds another network than train/configs/tood_r50_fpn_acne04.py" in result.stderr
+    assert "backbone.depth: the archive has 18, the config 50" in result.stderr
+    assert "train it with train/configs/tood_smoke.py" in result.stderr
+
+
 def test_missing_data_is_a_clear_error(tmp_path):
     result = run_module(["train.train", SMOKE, "--data", str(tmp_path / "nothing"), "--work-dir", str(tmp_path)],
                         check=False, timeout=120)
@@ -230,8 +259,32 @@ def test_configs_inherit_mmdet_and_build():
     assert "tood_r50_fpn_1x_coco" in r50.load_from
 
 
+def test_archive_a_work_dir_copied_from_another_machine(smoke_training, tmp_path):
+    """What bench/gpu_session.sh brings back: run_meta.json (naming the checkpoint where it was on
+    the GPU machine), the resolved config, and the checkpoint in float16 under its own name."""
+    from trouble.inference import TroubleDetector
+
+    work = smoke_training["work_dir"]
+    meta = read_json(work / "run_meta.json")
+    name = Path(meta["checkpoint"]).name
+    copied = tmp_path / "demo_work"
+    copied.mkdir()
+    shutil.copy(work / "resolved_config.py", copied)
+    (copied / "run_meta.json").write_text(json.dumps({**meta, "checkpoint": f"/tmp/work/demo/{name}"}))
+    state = torch.load(meta["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    torch.save({"state_dict": {k: v.half() if v.is_floating_point() else v for k, v in state.items()}}, copied / name)
+    run_module(["train.archive", "--work-dir", str(copied), "--out", str(tmp_path / "store")])
+    detector = TroubleDetector.from_path(tmp_path / "store" / "trouble.mar", device="cpu")
+    assert detector.classes == ["comedone", "papule", "pustule"]
+    (copied / name).unlink()
+    result = run_module(["train.archive", "--work-dir", str(copied), "--out", str(tmp_path / "store")], check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"checkpoint /tmp/work/demo/{name} not found (nor {name} in {copied})" in result.stderr
+
+
 def test_archive_a_staged_model_folder(smoke_mar, tmp_path):
-    """What bench/gpu_session.sh brings back (weights, config, settings) becomes a .mar that loads."""
+    """A staged folder (weights, config, settings; what bench/gpu_session.sh brought back before it
+    brought back work dirs) becomes a .mar that loads."""
     from trouble.inference import TroubleDetector
 
     staged = tmp_path / "model"

@@ -117,8 +117,10 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
     meta = read_run_meta(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(checkpoint or meta["checkpoint"])
+    if not checkpoint.is_file() and (work_dir / checkpoint.name).is_file():
+        checkpoint = work_dir / checkpoint.name  # a work dir copied from another machine (e.g. a GPU server)
     if not checkpoint.is_file():
-        raise ArchiveError(f"checkpoint {checkpoint} not found")
+        raise ArchiveError(f"checkpoint {checkpoint} not found (nor {checkpoint.name} in {work_dir})")
     # Our own training output (trusted): mmengine checkpoints carry python objects besides tensors.
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     state = state.get("state_dict", state)
@@ -282,10 +284,12 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--work-dir", help="a finished training work dir")
+    source.add_argument("--work-dir", help="a finished training work dir (or one copied from another machine, "
+                                           "its checkpoint beside run_meta.json, e.g. what bench/gpu_session.sh "
+                                           "brings back)")
     source.add_argument("--mar", help="an existing .mar to archive again with other serving settings")
     source.add_argument("--model-dir", help="a staged model folder (model.pth, config.py, model-config.yaml), "
-                                            "e.g. the one bench/gpu_session.sh brings back")
+                                            "e.g. one unpacked from a .mar and edited")
     parser.add_argument("--out", default="model_store", help="folder for trouble.mar")
     parser.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
     parser.add_argument("--input-size", type=int, help="with --mar: the side images are resized to for the model")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from train.archive import ArchiveError, archive_work_dir
 from train.evaluate import EvaluationError, evaluate_work_dir
-from train.weights import WeightsUnavailable, resolve_weights
+from train.weights import (WeightsUnavailable, architecture_differences, archive_training_config, resolve_weights,
+                           weights_from_archive)
 from trouble.models.hooks import LossNotFinite
 
 
@@ -41,7 +42,8 @@ def parse_args(argv=None):
     parser.add_argument("--val-interval", type=int, help="validate and checkpoint every N iterations")
     parser.add_argument("--workers", type=int, help="data loader workers per loader")
     start = parser.add_mutually_exclusive_group()
-    start.add_argument("--weights", help="starting checkpoint: a URL, a local .pth, or hf://owner/repo/file.pth "
+    start.add_argument("--weights", help="starting checkpoint: a URL, a local .pth, hf://owner/repo/file.pth, "
+                                         "or a .mar made by train.archive (e.g. the demo model, to fine-tune it) "
                                          "(default: the config's COCO-pretrained checkpoint)")
     start.add_argument("--from-scratch", action="store_true",
                        help="start from random weights (no COCO checkpoint, no ImageNet backbone); "
@@ -100,7 +102,7 @@ def build_config(args):
             cfg[loader].persistent_workers = args.workers > 0
     for evaluator in ("val_evaluator", "test_evaluator"):
         cfg[evaluator].ann_file = str(data_dir / "valid" / "annotations.json")
-    if args.lr:
+    if args.lr is not None:  # 0 too: a run that must not move the weights
         cfg.optim_wrapper.optimizer.lr = args.lr
 
     set_schedule(cfg, args)
@@ -179,6 +181,13 @@ def set_starting_weights(cfg, args) -> str:
         raise TrainError(f"{args.config} names no starting checkpoint: pass --weights or --from-scratch")
     try:
         cfg.load_from = resolve_weights(wanted)
+        if cfg.load_from.endswith(".mar"):  # a model archived by train.archive, e.g. the demo model
+            differences = architecture_differences(Path(cfg.load_from), cfg.model)
+            if differences:
+                shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+                raise TrainError(f"{wanted} holds another network than {args.config} ({shown}): train it with "
+                                 f"{archive_training_config(Path(cfg.load_from)) or 'the config it was trained with'}")
+            cfg.load_from = weights_from_archive(Path(cfg.load_from))
     except WeightsUnavailable as error:
         raise TrainError(f"{error}\n  Offline? Fetch it on a machine with internet and pass --weights "
                          f"/path/to/file.pth, or start from random weights with --from-scratch "

@@ -1,4 +1,5 @@
-"""Find a starting checkpoint: a local file, a URL (cached like torch.hub), or the Hugging Face Hub.
+"""Find a starting checkpoint: a local file, a URL (cached like torch.hub), the Hugging Face Hub, or
+a model archive (.mar) made by train.archive, e.g. the demo model, to fine-tune it on other photos.
 
 Fetching happens here, before training starts, so that an offline machine gets one clear
 message instead of a stack trace from deep inside mmengine.
@@ -16,6 +17,13 @@ class WeightsUnavailable(Exception):
     """The checkpoint cannot be had (missing file, no network, unknown repo)."""
 
 
+# What makes two configs' models the same network (weights, init and loss settings aside): a
+# .mar's weights fit a training config only where these agree.
+ARCHITECTURE_KEYS = {"backbone": ("type", "depth", "groups", "base_width", "base_channels", "model_name"),
+                     "neck": ("type", "in_channels", "out_channels", "start_level", "num_outs"),
+                     "bbox_head": ("feat_channels", "stacked_convs")}
+
+
 def resolve_weights(spec: str, timeout_s: float = 30.0) -> str:
     """Return a local path for `spec`: a path, an http(s) URL, or hf://owner/repo/path/in/repo.pth."""
     if spec.startswith(HF_PREFIX):
@@ -26,6 +34,47 @@ def resolve_weights(spec: str, timeout_s: float = 30.0) -> str:
     if not path.is_file():
         raise WeightsUnavailable(f"checkpoint file {spec} not found")
     return str(path)
+
+
+def weights_from_archive(mar: Path) -> str:
+    """The model.pth inside a .mar made by train.archive, extracted into the torch hub cache."""
+    import hashlib
+
+    import torch.hub
+
+    data = _read_from_archive(mar, "model.pth")
+    # Named by content, so that a re-archived .mar of the same name is not served from the cache.
+    extracted = Path(torch.hub.get_dir()) / "checkpoints" / f"{mar.stem}-{hashlib.sha256(data).hexdigest()[:12]}.pth"
+    if not extracted.is_file():
+        extracted.parent.mkdir(parents=True, exist_ok=True)
+        partial = extracted.with_suffix(".partial")
+        partial.write_bytes(data)
+        partial.replace(extracted)
+    return str(extracted)
+
+
+def _read_from_archive(mar: Path, name: str) -> bytes:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(mar) as archive:
+            return archive.read(name)
+    except (zipfile.BadZipFile, KeyError):
+        raise WeightsUnavailable(f"{mar} is not a model archive made by train.archive (no {name} inside)") from None
+
+
+def architecture_differences(mar: Path, model_cfg) -> list[str]:
+    """Where the network archived in `mar` differs from `model_cfg` (an mmdet model config); [] if none."""
+    from mmengine.config import Config
+
+    archived = Config.fromstring(_read_from_archive(mar, "config.py").decode(), ".py").model
+    differences = []
+    for part, keys in ARCHITECTURE_KEYS.items():
+        for key in keys:
+            ours, theirs = model_cfg.get(part, {}).get(key), archived.get(part, {}).get(key)
+            if ours != theirs:
+                differences.append(f"{part}.{key}: the archive has {theirs!r}, the config {ours!r}")
+    return differences
 
 
 def _from_url(url: str, timeout_s: float) -> str:
@@ -61,3 +110,11 @@ def _from_hub(ref: str) -> str:
     except Exception as error:  # offline, missing repo or file, auth: all mean "not available"
         raise WeightsUnavailable(f"could not get {filename} from the Hub repo {repo_id}: "
                                  f"{type(error).__name__}: {error}") from error
+
+
+def archive_training_config(mar: Path) -> str | None:
+    """The training config a .mar made by train.archive was trained with (its model-config.yaml)."""
+    import yaml
+
+    settings = yaml.safe_load(_read_from_archive(mar, "model-config.yaml")) or {}
+    return ((settings.get("trouble") or {}).get("trained") or {}).get("config")
