@@ -53,7 +53,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || stamp "no nvidia-smi"
 python3 -c "import torch, mmcv, mmdet, mmcv.ops; print('torch', torch.__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 # Evaluation and inference also need SAHI and its dependencies; say which are missing, if any.
-python3 -c "import sahi.predict, pycocotools, trouble.inference" || { stamp "SAHI stack incomplete: X101 evaluation and INFER will fail"; }
+python3 -c "import sahi.predict, pycocotools, trouble.inference" || { stamp "SAHI stack incomplete: training runs; X101's evaluation, INFER and EXPERIMENTS will fail"; }
 
 if [ "$BENCH" = 1 ]; then
   stamp "training-speed benchmark: $BENCH_SETTINGS"
@@ -106,11 +106,8 @@ if [ "$TRAIN" = 1 ]; then
     reserve=$(( 40 + 15 + (INFER == 1 ? 45 : 0) ))
     minutes=$(awk -v left=$(( DEADLINE - $(elapsed) - reserve )) 'BEGIN{printf "%.1f", (left > 60 ? left : 60) / 60}')
   fi
-  if [ -f .carry/weights/demo_start.pth.xz ]; then  # START=demo in prepare_gpu_carry.sh
-    python3 -c "
-import io, lzma, torch
-torch.save(torch.load(io.BytesIO(lzma.open('.carry/weights/demo_start.pth.xz').read())), '/tmp/demo_start.pth')"
-    start_from=(--weights /tmp/demo_start.pth)
+  if [ -f .carry/weights/demo_start.mar ]; then  # START=demo in prepare_gpu_carry.sh
+    start_from=(--weights .carry/weights/demo_start.mar)
   else
     start_from=(--backbone-weights .carry/weights/efficientnet-lite0-57934424-fp16.pth)
   fi

@@ -4,14 +4,15 @@
 # images in the project's COCO layout. See bench/gpu_session.sh.
 # START=imagenet (the default): the float16 EfficientNet-Lite0 ImageNet weights (9.5 MB).
 # START=demo: the demo model's weights, to train it on (DEMO_MAR, default model_store/trouble.mar,
-#   else /tmp/trouble.mar where the recipe moves it), as bfloat16 compressed with xz (15 MB; float16
-#   in the .mar takes 19.7 and does not fit beside the train split). bfloat16 keeps 3 significant
-#   digits, the precision bfloat16 AMP trains in: enough for a starting point. 20 valid images then,
-#   and no SAHI wheels (below).
+#   else /tmp/trouble.mar where the recipe moves it) in a copy with its weights as bfloat16,
+#   LZMA-compressed (15 MB; float16 in the .mar takes 19.7 and does not fit beside the train split),
+#   which train.train takes as --weights like any .mar. bfloat16 keeps 3 significant
+#   digits, the precision bfloat16 AMP trains in: enough for a starting point. No SAHI wheels then
+#   (below).
 set -euo pipefail
 SHARED=${SHARED:-../shared}
 START=${START:-imagenet}
-VALID_IMAGES=${VALID_IMAGES:-$([ "$START" = demo ] && echo 20 || echo 40)}
+VALID_IMAGES=${VALID_IMAGES:-40}
 TRAIN_IMAGES=${TRAIN_IMAGES:-0}   # 0: all of them
 rm -rf .carry && mkdir -p .carry/weights
 cp -r "$SHARED/device/wheels" .carry/wheels
@@ -21,16 +22,21 @@ if [ "$START" = demo ]; then
   rm .carry/wheels/{sahi,shapely,pybboxes,fire}-*.whl
   DEMO_MAR=${DEMO_MAR:-$([ -f model_store/trouble.mar ] && echo model_store/trouble.mar || echo /tmp/trouble.mar)}
   .venv/bin/python - "$DEMO_MAR" <<'PY'
-import io, lzma, sys, zipfile
+# A copy of the .mar with what train.train reads from it (weights, config, settings) and the
+# weights in bfloat16, LZMA-compressed: `train.train --weights demo_start.mar` starts from it.
+import io, sys, zipfile
 import torch
-with zipfile.ZipFile(sys.argv[1]) as archive, archive.open("model.pth") as f:
-    state = torch.load(io.BytesIO(f.read()), map_location="cpu")["state_dict"]
-state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
-buffer = io.BytesIO()
-torch.save({"state_dict": state}, buffer)
-with lzma.open(".carry/weights/demo_start.pth.xz", "wb", preset=9) as f:
-    f.write(buffer.getvalue())
-print("demo weights from", sys.argv[1], "as bfloat16, xz:", ".carry/weights/demo_start.pth.xz")
+source, copy = sys.argv[1], ".carry/weights/demo_start.mar"
+with zipfile.ZipFile(source) as archive:
+    state = torch.load(io.BytesIO(archive.read("model.pth")), map_location="cpu")["state_dict"]
+    with zipfile.ZipFile(copy, "w", compression=zipfile.ZIP_LZMA) as out:
+        for name in ("config.py", "model-config.yaml"):
+            out.writestr(name, archive.read(name))
+        buffer = io.BytesIO()
+        torch.save({"state_dict": {k: v.to(torch.bfloat16) if v.is_floating_point() else v
+                                   for k, v in state.items()}}, buffer)
+        out.writestr("model.pth", buffer.getvalue())
+print("the demo model from", source, "with bfloat16 weights:", copy)
 PY
 else
   cp "$SHARED/device/weights/efficientnet-lite0-57934424-fp16.pth" .carry/weights/

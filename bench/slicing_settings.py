@@ -17,7 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from train.evaluate import evaluate, predict_ground_truth_images
-from trouble.inference import SlicingSettings, TroubleDetector
+from trouble.inference import TroubleDetector
+from trouble.settings import SlicingSettings
 
 # (name, input size, slicing). On ACNE04's 640x640 photos a 480 px slice gives 2x2 slices (plus
 # the whole-image pass when it is on).

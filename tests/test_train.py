@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -134,6 +136,10 @@ def test_training_starts_from_the_weights_of_a_mar(smoke_training, synthetic_dat
     result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
                          "--weights", str(mar), "--iters", "1", "--lr", "0", "--no-eval", "--no-archive"])
     assert "Load checkpoint from" in result.stdout + result.stderr
+    # Its provenance goes on: the smoke model was trained from scratch, and the new one says so.
+    assert read_json(tmp_path / "w" / "run_meta.json")["pretrained"] == (
+        f"the model archived in {mar} (train/configs/tood_smoke.py, 60 iterations), "
+        f"which started from: none (trained from scratch)")
     with zipfile.ZipFile(mar) as archive, archive.open("model.pth") as f:
         archived = torch.load(f, map_location="cpu")["state_dict"]
     checkpoint = read_json(tmp_path / "w" / "run_meta.json")["checkpoint"]
@@ -152,6 +158,17 @@ def test_a_mar_of_another_network_is_refused_with_its_config(smoke_training, syn
     assert "holds another network than train/configs/tood_r50_fpn_acne04.py" in result.stderr
     assert "backbone.depth: the archive has 18, the config 50" in result.stderr
     assert "train it with train/configs/tood_smoke.py" in result.stderr
+
+
+def test_training_alone_needs_no_sahi(synthetic_data, tmp_path):
+    # A GPU machine that only trains carries no SAHI (bench/prepare_gpu_carry.sh, START=demo).
+    work = tmp_path / "w"
+    code = ("import runpy, sys; sys.modules['sahi'] = None; "  # any `import sahi` now fails
+            f"sys.argv = ['train.train', {SMOKE!r}, '--data', {str(synthetic_data)!r}, '--work-dir', {str(work)!r}, "
+            "'--iters', '2', '--no-eval', '--no-archive']; runpy.run_module('train.train', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_json(work / "run_meta.json")["iterations"] == 2
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

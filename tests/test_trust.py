@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from tests.conftest import ACNE04_PHOTOS, REPO, start_torchserve, stop_torchserve, wait_for_model, worker_state
-from trouble.inference import MODEL_CONFIG_FILE, ModelSettings, load_mmdet_model
+from trouble.inference import load_mmdet_model
+from trouble.settings import MODEL_CONFIG_FILE, ModelSettings
 
 DEMO_MAR = REPO / "model_store" / "trouble.mar"
 

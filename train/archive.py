@@ -34,7 +34,7 @@ import yaml
 from train.evaluate import EvaluationError, load_thresholds_json
 from trouble.framing import FRAMINGS
 from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from trouble.inference import SlicingSettings, TestTimeAugmentation
+from trouble.settings import SlicingSettings, TestTimeAugmentation
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handler" / "trouble_handler.py"
@@ -213,11 +213,11 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
     slice_batch_size is how many SAHI slices of one photo go through the model at once; sliced and
     slice_size are the slicing a request gets when it does not ask for its own, framing its face
     framing (trouble/framing.py); tta, tta_sizes and tta_thresholds its test-time augmentation
-    (trouble.inference.TestTimeAugmentation); report is an
+    (trouble.settings.TestTimeAugmentation); report is an
     evaluation's metrics.json of these settings, summarised in the archive for the app."""
     import zipfile
 
-    from trouble.inference import MAX_SLICE, MIN_SLICE, check_input_size, check_nms_iou
+    from trouble.settings import MAX_SLICE, MIN_SLICE, check_input_size, check_nms_iou
 
     if not zipfile.is_zipfile(mar):
         raise ArchiveError(f"{mar} is not a .mar archive")

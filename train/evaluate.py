@@ -779,7 +779,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.input_size is not None or args.nms_iou is not None:
-        from trouble.inference import check_input_size, check_nms_iou
+        from trouble.settings import check_input_size, check_nms_iou
 
         try:
             if args.input_size is not None:

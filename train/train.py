@@ -18,7 +18,7 @@ from pathlib import Path
 
 from train.archive import ArchiveError, archive_work_dir
 from train.evaluate import EvaluationError, evaluate_work_dir
-from train.weights import (WeightsUnavailable, architecture_differences, archive_training_config, resolve_weights,
+from train.weights import (WeightsUnavailable, architecture_differences, archived_settings, resolve_weights,
                            weights_from_archive)
 from trouble.models.hooks import LossNotFinite
 
@@ -179,14 +179,17 @@ def set_starting_weights(cfg, args) -> str:
     wanted = args.weights or cfg.get("load_from")
     if not wanted:
         raise TrainError(f"{args.config} names no starting checkpoint: pass --weights or --from-scratch")
+    archived = None
     try:
         cfg.load_from = resolve_weights(wanted)
         if cfg.load_from.endswith(".mar"):  # a model archived by train.archive, e.g. the demo model
+            archived = archived_settings(Path(cfg.load_from))
+            trained = archived.get("trained") or {}
             differences = architecture_differences(Path(cfg.load_from), cfg.model)
             if differences:
                 shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
                 raise TrainError(f"{wanted} holds another network than {args.config} ({shown}): train it with "
-                                 f"{archive_training_config(Path(cfg.load_from)) or 'the config it was trained with'}")
+                                 f"{trained.get('config') or 'the config it was trained with'}")
             cfg.load_from = weights_from_archive(Path(cfg.load_from))
     except WeightsUnavailable as error:
         raise TrainError(f"{error}\n  Offline? Fetch it on a machine with internet and pass --weights "
@@ -196,6 +199,9 @@ def set_starting_weights(cfg, args) -> str:
     backbone.init_cfg = None
     if lite:
         backbone.pretrained = False
+    if archived is not None:  # the archive's own provenance goes on: a from-scratch model stays one
+        return (f"the model archived in {wanted} ({trained.get('config')}, {trained.get('iterations')} iterations), "
+                f"which started from: {archived.get('pretrained')}")
     if args.weights:
         return f"checkpoint {wanted} (given with --weights)"
     return f"COCO-pretrained TOOD checkpoint {wanted}"

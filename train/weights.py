@@ -112,9 +112,9 @@ def _from_hub(ref: str) -> str:
                                  f"{type(error).__name__}: {error}") from error
 
 
-def archive_training_config(mar: Path) -> str | None:
-    """The training config a .mar made by train.archive was trained with (its model-config.yaml)."""
+def archived_settings(mar: Path) -> dict:
+    """The `trouble` block of a .mar's model-config.yaml: classes, provenance, how it was trained."""
     import yaml
 
     settings = yaml.safe_load(_read_from_archive(mar, "model-config.yaml")) or {}
-    return ((settings.get("trouble") or {}).get("trained") or {}).get("config")
+    return settings.get("trouble") or {}

@@ -1,6 +1,6 @@
 """Weighted box fusion: several passes' detections of one image → one set of boxes.
 
-Used by test-time augmentation (trouble.inference.TestTimeAugmentation). Each pass has been
+Used by test-time augmentation (trouble.settings.TestTimeAugmentation). Each pass has been
 through the model's own NMS already; fusing boxes that several passes agree on, instead of
 keeping the highest one as a second NMS would, ranks agreed lesions above those one pass found
 (Solovyev et al., "Weighted boxes fusion", 2019). On 150 ACNE04 train photos, the demo model's

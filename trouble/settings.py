@@ -1,0 +1,152 @@
+"""The serving settings a model archive carries (the `trouble:` section of its model-config.yaml),
+with their defaults and checks.
+
+Apart from the inference core (trouble/inference.py) so that what only reads or writes settings,
+such as training and archiving, needs no SAHI: a GPU machine that only trains carries none.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from trouble.framing import FRAMINGS
+from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, BadInput
+
+MODEL_CONFIG_FILE = "model-config.yaml"
+POSTPROCESS_TYPES = ("GREEDYNMM", "NMM", "NMS")
+MATCH_METRICS = ("IOS", "IOU")
+MIN_SLICE, MAX_SLICE = 128, 2048
+
+
+@dataclass
+class SlicingSettings:
+    """How SAHI cuts a photo and merges the detections.
+
+    Defaults measured with bench/slicing_settings.py (README, Figures): merging with NMS/IOU beats
+    SAHI's GREEDYNMM/IOS, which fuses neighbouring lesions into large boxes; photos no larger than
+    the slice (ACNE04's 640 px) go through whole, which scored best; larger ones are sliced.
+    """
+    enabled: bool = True
+    slice_size: int = 640
+    overlap: float = 0.2
+    postprocess: str = "NMS"
+    match_metric: str = "IOU"
+    match_threshold: float = 0.5
+    full_image_pass: bool = True
+    # Slices per forward pass. On 2 CPU cores one at a time was fastest (a 12 MP photo, 48 slices:
+    # 33 s at 1, 40 s at 4, 47 s at 8; bench/results/inference_speed.json); raise it on a GPU.
+    batch_size: int = 1
+
+    def validate(self):
+        if not MIN_SLICE <= self.slice_size <= MAX_SLICE:
+            raise BadInput("bad_parameter", f"slice_size must be between {MIN_SLICE} and {MAX_SLICE}, "
+                                              f"got {self.slice_size}")
+        if not 0.0 <= self.overlap < 0.9:
+            raise BadInput("bad_parameter", f"overlap must be in [0, 0.9), got {self.overlap}")
+        if self.postprocess not in POSTPROCESS_TYPES:
+            raise ValueError(f"postprocess must be one of {POSTPROCESS_TYPES}, got {self.postprocess}")
+        if self.match_metric not in MATCH_METRICS:
+            raise ValueError(f"match_metric must be one of {MATCH_METRICS}, got {self.match_metric}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class TestTimeAugmentation:
+    """Several passes over each image (or slice), their boxes fused (trouble/fusion.py).
+
+    Each pass resizes the image to one of `sizes` for the model, once as it is and, with `flip`,
+    once mirrored. Measured with bench/test_time_augmentation.py (README, Figures): more accurate,
+    and as many times slower as there are passes.
+    """
+    enabled: bool = False
+    sizes: list = field(default_factory=lambda: [640, 720])
+    flip: bool = True
+    fuse_iou: float = 0.55
+    # A fused score is an average over the passes (0 where a pass missed the lesion), lower than
+    # one pass's score, so these passes have their own thresholds; {} uses the model's.
+    score_thresholds: dict = field(default_factory=dict)
+
+    def passes(self) -> list:
+        """[(input size, mirrored)], one per pass."""
+        return [(size, mirrored) for size in self.sizes for mirrored in ((False, True) if self.flip else (False,))]
+
+    def validate(self):
+        if not self.sizes or not all(isinstance(size, int) for size in self.sizes):
+            raise ValueError(f"tta.sizes must be a list of input sizes, got {self.sizes!r}")
+        for size in self.sizes:
+            check_input_size(size)
+        if not isinstance(self.fuse_iou, (int, float)) or not 0.0 < self.fuse_iou <= 1.0:
+            raise ValueError(f"tta.fuse_iou must be a number in (0, 1], got {self.fuse_iou!r}")
+
+
+@dataclass
+class ModelSettings:
+    """The `trouble:` section of model-config.yaml."""
+    classes: list
+    score_thresholds: dict
+    model_name: str = "trouble"
+    model_version: str = "1.0"
+    config: str = "config.py"
+    checkpoint: str = "model.pth"
+    pretrained: str = "unknown"
+    max_side: int = DEFAULT_MAX_SIDE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    # The side each image (or slice) is resized to for the model; None keeps the config's test
+    # Resize. Upscaling makes small lesions bigger for the model (README, Figures).
+    input_size: int | None = None
+    # IoU above which the model's own NMS keeps only the higher-scoring of two boxes; None keeps
+    # the config's (TOOD: 0.6). Lesion boxes hardly ever overlap (README, Figures).
+    nms_iou: float | None = None
+    slicing: SlicingSettings = field(default_factory=SlicingSettings)
+    # "face": crop a photo to the face when the face is small in it (trouble/framing.py); "none".
+    framing: str = "none"
+    tta: TestTimeAugmentation = field(default_factory=TestTimeAugmentation)
+    # What the model scored when it was archived ({data, images, mAP50, count_mae, grade_accuracy}),
+    # shown to users beside its answers; None when no evaluation came with it.
+    validation: dict | None = None
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "ModelSettings":
+        with open(path) as f:
+            section = dict((yaml.safe_load(f) or {}).get("trouble") or {})
+        if "classes" not in section:
+            raise ValueError(f"{path} has no trouble.classes")
+        known = {f.name for f in fields(SlicingSettings)}
+        section["slicing"] = SlicingSettings(**{k: v for k, v in (section.get("slicing") or {}).items()
+                                                if k in known})
+        known = {f.name for f in fields(TestTimeAugmentation)}
+        section["tta"] = TestTimeAugmentation(**{k: v for k, v in (section.get("tta") or {}).items() if k in known})
+        section.setdefault("score_thresholds", {})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in section.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self):
+        if self.input_size is not None:
+            check_input_size(self.input_size)
+        if self.nms_iou is not None:
+            check_nms_iou(self.nms_iou)
+        check_framing(self.framing)
+        self.slicing.validate()
+        self.tta.validate()
+
+
+def check_nms_iou(value: float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise ValueError(f"nms_iou must be a number in (0, 1], got {value!r}")
+
+
+def check_framing(value: str):
+    if value not in FRAMINGS:
+        raise BadInput("bad_parameter", f"framing must be one of {', '.join(FRAMINGS)}, got {value!r}")
+
+
+def check_input_size(size: int):
+    """The input size's bounds, shared by serving, evaluation and re-archiving."""
+    if not MIN_SLICE <= size <= MAX_SLICE:
+        raise ValueError(f"input_size must be between {MIN_SLICE} and {MAX_SLICE}, got {size}")
