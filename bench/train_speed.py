@@ -92,6 +92,9 @@ def training_flops(runner, batch) -> float:
 
 # The stages of one training iteration of a single-stage detector, in order (see iteration_stages).
 STAGES = ("preprocess", "backbone+neck", "head", "assign+loss", "backward", "optimizer")
+# The stages outside the network's forward and backward passes, which mixed precision barely touches:
+# if they take a share f of an iteration, no precision setting can make it more than 1/f times faster.
+OUTSIDE_NETWORK = ("preprocess", "assign+loss", "optimizer")
 
 
 def iteration_stages(runner, batch, repeats: int) -> dict:
@@ -176,7 +179,9 @@ def run_setting(args, setting: str) -> dict:
               "nan_loss_iterations": nan_iterations, "s_per_iter": round(sum(timed) / len(timed), 4),
               "losses": timer.losses}
     if args.stages:
-        result["stages_ms"] = iteration_stages(runner, timer.last_batch, args.stages)
+        stages = iteration_stages(runner, timer.last_batch, args.stages)
+        result["stages_ms"] = stages
+        result["outside_network_share"] = round(sum(stages[s] for s in OUTSIDE_NETWORK) / sum(stages.values()), 3)
     try:
         flops = training_flops(runner, timer.last_batch)
         result["tflop_per_iter"] = round(flops / 1e12, 3)
@@ -232,11 +237,14 @@ def main(argv=None):
     staged = [result for result in results if result.get("stages_ms")]
     if staged:
         print(f"\nWhere an iteration's time goes (median ms of {args.stages} iterations, synchronised after each stage)")
-        print(f"{'setting':<14} " + " ".join(f"{stage:>13}" for stage in STAGES) + f" {'sum':>8}")
+        print(f"{'setting':<14} " + " ".join(f"{stage:>13}" for stage in STAGES) + f" {'sum':>8}  bound")
         for result in staged:
             stages, total = result["stages_ms"], sum(result["stages_ms"].values())
             print(f"{result['setting']:<14} " + " ".join(
-                f"{stages[stage]:>7.1f} ({100 * stages[stage] / total:>2.0f}%)" for stage in STAGES) + f" {total:>8.1f}")
+                f"{stages[stage]:>7.1f} ({100 * stages[stage] / total:>2.0f}%)" for stage in STAGES)
+                + f" {total:>8.1f}  {1 / max(result['outside_network_share'], 1e-3):.1f}x")
+        print(f"bound: the most an iteration could speed up if the network's passes took no time at all "
+              f"({' + '.join(OUTSIDE_NETWORK)} left)")
     report = {"config": args.config, "device": device, "batch_size": args.batch_size, "iters": args.iters,
               "warmup": args.warmup, "lr_warmup": args.lr_warmup, "peak_tflops_fp16": peak, "results": results,
               "command": "python -m bench.train_speed " + " ".join(argv or __import__("sys").argv[1:])}

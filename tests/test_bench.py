@@ -22,6 +22,7 @@ def test_train_speed_runs_on_cpu_with_the_smoke_config(synthetic_data, tmp_path)
     # Then where an iteration's time goes, stage by stage.
     assert list(row["stages_ms"]) == ["preprocess", "backbone+neck", "head", "assign+loss", "backward", "optimizer"]
     assert all(ms > 0 for ms in row["stages_ms"].values())
+    assert 0 < row["outside_network_share"] < 1
     assert "Where an iteration's time goes" in result.stdout
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from mmengine.config import Config
 
 from tests.conftest import REPO, read_json, run_module
 
@@ -140,6 +141,8 @@ def test_training_starts_from_the_weights_of_a_mar(smoke_training, synthetic_dat
     assert read_json(tmp_path / "w" / "run_meta.json")["pretrained"] == (
         f"the model archived in {mar} (train/configs/tood_smoke.py, 60 iterations), "
         f"which started from: none (trained from scratch)")
+    # Past TOOD's initial ATSS epochs already: task-aligned assignment from the first iteration.
+    assert Config.fromfile(tmp_path / "w" / "resolved_config.py").model.train_cfg.initial_epoch == 0
     with zipfile.ZipFile(mar) as archive, archive.open("model.pth") as f:
         archived = torch.load(f, map_location="cpu")["state_dict"]
     checkpoint = read_json(tmp_path / "w" / "run_meta.json")["checkpoint"]
@@ -150,6 +153,23 @@ def test_training_starts_from_the_weights_of_a_mar(smoke_training, synthetic_dat
         torch.testing.assert_close(trained[key].float(), archived[key].float(), msg=key)
 
 
+def test_a_mar_fine_tuned_on_other_types_keeps_the_warm_up(smoke_training, synthetic_data, tmp_path):
+    # The same photos with one type renamed: new class scores, so TOOD's ATSS warm-up stays.
+    data = tmp_path / "renamed"
+    shutil.copytree(synthetic_data, data)
+    for split in ("train", "valid"):
+        path = data / split / "annotations.json"
+        coco = read_json(path)
+        for category in coco["categories"]:
+            category["name"] = category["name"].replace("comedone", "blackhead")
+        path.write_text(json.dumps(coco))
+    run_module(["train.train", SMOKE, "--data", str(data), "--work-dir", str(tmp_path / "w"),
+                "--weights", str(smoke_training["mar"]), "--iters", "1", "--no-eval", "--no-archive"])
+    resolved = Config.fromfile(tmp_path / "w" / "resolved_config.py")
+    assert resolved.model.train_cfg.initial_epoch == 1  # the smoke config's
+    assert resolved.train_dataloader.dataset.metainfo["classes"][0] == "blackhead"
+
+
 def test_a_mar_of_another_network_is_refused_with_its_config(smoke_training, synthetic_data, tmp_path):
     result = run_module(["train.train", "train/configs/tood_r50_fpn_acne04.py", "--data", str(synthetic_data),
                          "--work-dir", str(tmp_path / "w"), "--weights", str(smoke_training["mar"])],
@@ -158,6 +178,13 @@ def test_a_mar_of_another_network_is_refused_with_its_config(smoke_training, syn
     assert "holds another network than train/configs/tood_r50_fpn_acne04.py" in result.stderr
     assert "backbone.depth: the archive has 18, the config 50" in result.stderr
     assert "train it with train/configs/tood_smoke.py" in result.stderr
+    not_an_archive = tmp_path / "photo.mar"
+    not_an_archive.write_bytes(b"\xff\xd8 not a zip")
+    result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
+                         "--weights", str(not_an_archive)], check=False, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{not_an_archive} is not a model archive (not a zip file)" in result.stderr
+    assert "Offline?" not in result.stderr and "Pass another --weights" in result.stderr
 
 
 def test_training_alone_needs_no_sahi(synthetic_data, tmp_path):
@@ -266,8 +293,6 @@ def test_diverging_training_stops_with_a_clear_error(synthetic_data, tmp_path):
 
 
 def test_configs_inherit_mmdet_and_build():
-    from mmengine.config import Config
-
     x101 = Config.fromfile(str(REPO / "train/configs/tood_x101-64x4d_fpn_acne04.py"))
     assert x101.model.type == "TOOD" and x101.model.backbone.type == "ResNeXt"
     assert x101.model.backbone.depth == 101 and x101.model.backbone.groups == 64

@@ -192,14 +192,22 @@ def set_starting_weights(cfg, args) -> str:
                                  f"{trained.get('config') or 'the config it was trained with'}")
             cfg.load_from = weights_from_archive(Path(cfg.load_from))
     except WeightsUnavailable as error:
-        raise TrainError(f"{error}\n  Offline? Fetch it on a machine with internet and pass --weights "
-                         f"/path/to/file.pth, or start from random weights with --from-scratch "
+        fetch = ("Offline? Fetch it on a machine with internet and pass --weights /path/to/file.pth"
+                 if "://" in wanted else "Pass another --weights")
+        raise TrainError(f"{error}\n  {fetch}, or start from random weights with --from-scratch "
                          f"(expect much lower accuracy).") from error
     # The checkpoint replaces every weight, so the backbone's own ImageNet init (a download) is skipped.
     backbone.init_cfg = None
     if lite:
         backbone.pretrained = False
-    if archived is not None:  # the archive's own provenance goes on: a from-scratch model stays one
+    if archived is not None:
+        # TOOD assigns targets with ATSS for its first epochs, until its class scores are good enough
+        # for task-aligned assignment. An archived TOOD trained on the same types is past that, so its
+        # training goes on with the latter; new types start with new class scores, and the warm-up.
+        same_types = list(archived.get("classes") or []) == list(cfg.train_dataloader.dataset.metainfo["classes"])
+        if same_types and cfg.model.get("train_cfg", {}).get("initial_epoch"):
+            cfg.model.train_cfg.initial_epoch = 0
+        # The archive's own provenance goes on: a model trained from scratch stays one.
         return (f"the model archived in {wanted} ({trained.get('config')}, {trained.get('iterations')} iterations), "
                 f"which started from: {archived.get('pretrained')}")
     if args.weights:

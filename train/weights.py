@@ -59,7 +59,9 @@ def _read_from_archive(mar: Path, name: str) -> bytes:
     try:
         with zipfile.ZipFile(mar) as archive:
             return archive.read(name)
-    except (zipfile.BadZipFile, KeyError):
+    except zipfile.BadZipFile:
+        raise WeightsUnavailable(f"{mar} is not a model archive (not a zip file)") from None
+    except KeyError:
         raise WeightsUnavailable(f"{mar} is not a model archive made by train.archive (no {name} inside)") from None
 
 
