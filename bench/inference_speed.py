@@ -234,6 +234,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-server", action="store_true", help="in process only: no TorchServe (a GPU machine)")
     parser.add_argument("--out", required=True, help="JSON file for the results")
     args = parser.parse_args(argv)
+    if not Path(args.model).exists():
+        parser.error(f"--model {args.model} not found: give a .mar or a model folder")
 
     import torch
 

@@ -78,6 +78,8 @@ def main(argv=None):
                         help="comma-separated slice sizes (px of the enlarged photo) to compare with the whole photo")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if not Path(args.model).exists():
+        parser.error(f"--model {args.model} not found: give a .mar or a model folder")
     slice_sizes = [int(size) for size in args.slice_sizes.split(",") if size]
 
     detector = TroubleDetector.from_path(args.model, device="cpu")

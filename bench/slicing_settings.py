@@ -42,6 +42,8 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=60, help="N images, spread evenly over the file")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if not Path(args.model).exists():
+        parser.error(f"--model {args.model} not found: give a .mar or a model folder")
 
     # SAHI's own defaults for merging, changed only where a row says so.
     base = {**asdict(SlicingSettings()), "postprocess": "GREEDYNMM", "match_metric": "IOS"}

@@ -59,6 +59,8 @@ def main(argv=None):
     parser.add_argument("--fuse-iou", type=float, default=0.55, help="IoU at which boxes are fused (or suppressed)")
     parser.add_argument("--out", required=True, help="JSON file for the rows")
     args = parser.parse_args(argv)
+    if not Path(args.model).exists():
+        parser.error(f"--model {args.model} not found: give a .mar or a model folder")
     sizes = [int(size) for size in args.sizes.split(",") if size]
 
     detector = TroubleDetector.from_path(args.model, device="cpu")

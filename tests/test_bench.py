@@ -33,6 +33,17 @@ def test_train_speed_names_missing_data(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_benchmarks_name_a_missing_model(tmp_path):
+    missing = tmp_path / "missing.mar"
+    for module, extra in (("bench.inference_speed", []), ("bench.large_photos", ["--gt", "x.json"]),
+                          ("bench.slicing_settings", ["--gt", "x.json"]),
+                          ("bench.test_time_augmentation", ["--gt", "x.json"])):
+        result = run_module([module, "--model", str(missing), "--out", str(tmp_path / "x.json"), *extra],
+                            check=False, timeout=120)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, module
+        assert f"--model {missing} not found" in result.stderr, module
+
+
 def test_train_speed_names_an_unknown_setting(synthetic_data, tmp_path):
     result = run_module(["bench.train_speed", "--config", "train/configs/tood_smoke.py", "--data", str(synthetic_data),
                          "--settings", "fp32,turbo", "--out", str(tmp_path / "x.json")], check=False, timeout=120)

@@ -320,6 +320,18 @@ def test_cli_bad_predictions_give_a_clear_error(tmp_path):
     assert str(thresholds) in result.stderr and "missing: ['pustule', 'comedone']" in result.stderr
 
 
+def test_cli_missing_or_broken_model_gives_a_clear_error(tmp_path):
+    gt_path = tmp_path / "annotations.json"
+    gt_path.write_text(json.dumps(make_coco([[(1, [10, 10, 20, 20])]])))
+    not_a_mar = tmp_path / "photo.mar"
+    not_a_mar.write_bytes(b"\xff\xd8 a photo renamed")
+    for model, message in ((tmp_path / "missing.mar", "not found"), (not_a_mar, "is not a .mar archive")):
+        result = run_cli("--gt", str(gt_path), "--model", str(model), "--out", str(tmp_path / "out"))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert str(model) in result.stderr and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def acne04_as_coco(folder):
     """ACNE04 VOC XMLs as a one-class COCO dict; the grade comes from the file name (levleK_)."""
     image_boxes, grades = [], []

@@ -710,7 +710,12 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
             model_dir = stage_model_dir(Path(model), Path(staged), thresholds={})
         else:
             model_dir = model
-        detector = TroubleDetector.from_path(model_dir, input_size=input_size, nms_iou=nms_iou)
+        try:
+            detector = TroubleDetector.from_path(model_dir, input_size=input_size, nms_iou=nms_iou)
+        except BadInput:  # an option the model refuses: main() says so
+            raise
+        except (FileNotFoundError, ValueError) as error:  # no model there, or not a model
+            raise EvaluationError(str(error)) from None
         # The model's thresholds for the passes asked for (test-time augmentation has its own).
         model_thresholds, _, _, tta_on = detector.resolve_request(tta=tta)
         predictions, gt = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta)
