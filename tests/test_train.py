@@ -404,6 +404,8 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--slice-size", "5", "--out", str(store)],
                         check=False)
     assert result.returncode == 2 and "slice size must be between 128 and 2048, got 5" in result.stderr
+    result = run_module(["train.archive", "--mar", str(tmp_path / "missing.mar"), "--out", str(store)], check=False)
+    assert result.returncode == 2 and f"{tmp_path / 'missing.mar'} not found" in result.stderr
 
 
 def test_rearchive_with_test_time_augmentation_and_its_report(smoke_training, tmp_path):

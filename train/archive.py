@@ -219,6 +219,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
 
     from trouble.settings import MAX_SLICE, MIN_SLICE, check_input_size, check_nms_iou
 
+    if not Path(mar).is_file():
+        raise ArchiveError(f"{mar} not found")
     if not zipfile.is_zipfile(mar):
         raise ArchiveError(f"{mar} is not a .mar archive")
     try:
