@@ -186,6 +186,8 @@ def test_skin_mask_check_command(synthetic_data, tmp_path):
     assert summary["images"] == 12 and summary["lesion_centres_kept"] == 1.0
     assert summary["kept_fraction_mean"] > 0.95  # the generated faces are all skin
     assert (tmp_path / "grid.png").stat().st_size > 0 and "lesion_centres_kept" in result.stdout
+    result = run_module(["train.skin_mask", "--data", str(synthetic_data), "--limit", "0"], check=False, timeout=60)
+    assert result.returncode == 2 and "--limit must be at least 1, got 0" in result.stderr
 
 
 # --------------------------------------------------------------------------------------------

@@ -115,13 +115,17 @@ def parse_args(argv=None):
     parser.add_argument("--every", type=int, default=1, help="take every N-th image (spread over the split)")
     parser.add_argument("--grid", help="PNG of photos beside their masked copies")
     parser.add_argument("--json", help="write the summary here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for flag, value in (("--limit", args.limit), ("--every", args.every)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be at least 1, got {value}")
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        summary, samples = check_split(Path(args.data), args.split, args.limit, max(1, args.every))
+        summary, samples = check_split(Path(args.data), args.split, args.limit, args.every)
     except SkinMaskError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

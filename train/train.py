@@ -60,7 +60,17 @@ def parse_args(argv=None):
     parser.add_argument("--eval-limit", type=int, help="evaluate on N valid images only, spread evenly over the split")
     parser.add_argument("--model-store", default="model_store", help="where trouble.mar is written")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for flag, value, least in (("--iters", args.iters, 1), ("--batch-size", args.batch_size, 1),
+                               ("--val-interval", args.val_interval, 1), ("--workers", args.workers, 0),
+                               ("--eval-limit", args.eval_limit, 1)):
+        if value is not None and value < least:
+            parser.error(f"{flag} must be at least {least}, got {value}")
+    if args.budget_minutes is not None and args.budget_minutes <= 0:
+        parser.error(f"--budget-minutes must be more than 0, got {args.budget_minutes}")
+    if args.lr is not None and args.lr < 0:
+        parser.error(f"--lr must be 0 or more, got {args.lr}")
+    return args
 
 
 def classes_from_data(data_dir: Path) -> list[str]:
@@ -95,7 +105,7 @@ def build_config(args):
         dataset = cfg[loader].dataset
         dataset.data_root = str(data_dir)
         dataset.metainfo = dict(classes=tuple(classes))
-        if args.batch_size and loader == "train_dataloader":
+        if args.batch_size is not None and loader == "train_dataloader":
             cfg[loader].batch_size = args.batch_size
         if args.workers is not None:
             cfg[loader].num_workers = args.workers
