@@ -183,7 +183,7 @@ def _shorten(values, limit=10):
 def resolve_thresholds(score_thresholds, type_names):
     """One float for all types, or a dict type name -> float covering every type."""
     if _is_number(score_thresholds):
-        return {name: float(score_thresholds) for name in type_names}
+        return _in_unit_range({name: float(score_thresholds) for name in type_names})
     if not isinstance(score_thresholds, dict):
         raise ThresholdError(f"score thresholds must be a number or a dict type -> number, got {score_thresholds!r}")
     unknown = sorted(set(score_thresholds) - set(type_names))
@@ -195,7 +195,14 @@ def resolve_thresholds(score_thresholds, type_names):
     bad = {k: v for k, v in score_thresholds.items() if not _is_number(v)}
     if bad:
         raise ThresholdError(f"score thresholds must be numbers, got {bad}")
-    return {name: float(score_thresholds[name]) for name in type_names}
+    return _in_unit_range({name: float(score_thresholds[name]) for name in type_names})
+
+
+def _in_unit_range(thresholds: dict) -> dict:
+    outside = {name: value for name, value in thresholds.items() if not 0.0 <= value <= 1.0}
+    if outside:
+        raise ThresholdError(f"score thresholds must be in [0, 1], got {outside}")
+    return thresholds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -778,7 +785,10 @@ def parse_args(argv=None):
                             help="one threshold for every type (default: a model's own; 0.3 for --predictions)")
     thresholds.add_argument("--thresholds-json", help="JSON {type: threshold}, or a metrics.json whose F1-optimal thresholds to use")
     parser.add_argument("--model-info", help="JSON file describing the model (config, checkpoint, pretrained); shown at the top of the report")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be at least 1, got {args.limit}")
+    return args
 
 
 def main(argv=None):
@@ -807,6 +817,9 @@ def main(argv=None):
                                model_info)
             paths = write_report(metrics, args.out)
         else:
+            if score_thresholds is not None:  # checked before the model runs over every photo, not after
+                gt, _ = load_ground_truth(args.gt)
+                resolve_thresholds(score_thresholds, [category["name"] for category in gt["categories"]])
             metrics, paths = evaluate_model(args.model or args.work_dir, args.gt, args.out, limit=args.limit,
                                             sliced=args.sliced, slice_size=args.slice_size,
                                             from_work_dir=bool(args.work_dir), input_size=args.input_size,
