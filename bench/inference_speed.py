@@ -45,6 +45,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from bench.arguments import at_least, existing_path, list_of  # noqa: E402
 from trouble.inference import TroubleDetector  # noqa: E402
 
 DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
@@ -224,18 +225,18 @@ def device_name(device: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a .mar (or, with --no-server, a model folder)")
-    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="a folder of 640x640 JPEG photos")
-    parser.add_argument("--repeats", type=int, default=5, help="rounds over the 640x640 photos")
-    parser.add_argument("--large-repeats", type=int, default=3, help="rounds over the 12 MP photo")
-    parser.add_argument("--batch-sizes", default="1,4,8",
+    parser.add_argument("--model", required=True, type=existing_path,
+                        help="a .mar (or, with --no-server, a model folder)")
+    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), type=existing_path,
+                        help="a folder of 640x640 JPEG photos")
+    parser.add_argument("--repeats", type=at_least(1), default=5, help="rounds over the 640x640 photos")
+    parser.add_argument("--large-repeats", type=at_least(1), default=3, help="rounds over the 12 MP photo")
+    parser.add_argument("--batch-sizes", default=[1, 4, 8], type=list_of(at_least(1)),
                         help="slices per forward pass to compare; the first is the reference")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the in-process measurements)")
     parser.add_argument("--no-server", action="store_true", help="in process only: no TorchServe (a GPU machine)")
     parser.add_argument("--out", required=True, help="JSON file for the results")
     args = parser.parse_args(argv)
-    if not Path(args.model).exists():
-        parser.error(f"--model {args.model} not found: give a .mar or a model folder")
 
     import torch
 
@@ -249,7 +250,7 @@ def main(argv=None) -> int:
         return 2
     photos = [p.read_bytes() for p in photo_paths]
     large_photo = twelve_megapixel_photo(photo_paths)
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    batch_sizes = args.batch_sizes
     load_before = os.getloadavg()
 
     detector = TroubleDetector.from_path(model, device=args.device)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from bench.arguments import at_least, existing_path, list_of, pixels, positive_float
 from train.evaluate import evaluate, load_ground_truth, predict_ground_truth_images, sample_ground_truth
 from trouble.inference import TroubleDetector
 
@@ -68,19 +69,17 @@ def large_ground_truth(gt: dict, image_dir: Path, scale: float, layout: str, out
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a .mar or model folder")
-    parser.add_argument("--gt", required=True, help="ground truth in the project's COCO layout")
-    parser.add_argument("--limit", type=int, default=40, help="N images, spread evenly over the file")
-    parser.add_argument("--scale", type=float, default=3.0, help="how many times larger each photo becomes")
+    parser.add_argument("--model", required=True, type=existing_path, help="a .mar or model folder")
+    parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
+    parser.add_argument("--limit", type=at_least(1), default=40, help="N images, spread evenly over the file")
+    parser.add_argument("--scale", type=positive_float, default=3.0, help="how many times larger each photo becomes")
     parser.add_argument("--layout", choices=LAYOUTS, default="enlarge",
                         help="enlarge the photo, or put it on a larger grey canvas (see above)")
-    parser.add_argument("--slice-sizes", default="640,960,1280",
+    parser.add_argument("--slice-sizes", default=[640, 960, 1280], type=list_of(pixels),
                         help="comma-separated slice sizes (px of the enlarged photo) to compare with the whole photo")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    if not Path(args.model).exists():
-        parser.error(f"--model {args.model} not found: give a .mar or a model folder")
-    slice_sizes = [int(size) for size in args.slice_sizes.split(",") if size]
+    slice_sizes = args.slice_sizes
 
     detector = TroubleDetector.from_path(args.model, device="cpu")
     gt = sample_ground_truth(load_ground_truth(args.gt)[0], args.limit)

@@ -36,6 +36,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from bench.arguments import at_least, existing_path, list_of, positive_float  # noqa: E402
 # The test suite's helpers: a real TorchServe on free loopback ports with the repo's config.
 from tests.conftest import torchserve_serving, wait_for_model  # noqa: E402
 from train.archive import rearchive_mar  # noqa: E402
@@ -189,10 +190,11 @@ def table(phases: list[dict]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a .mar (served under the name 'trouble')")
-    parser.add_argument("--clients", default="10,50", help="comma-separated client counts, one phase each")
-    parser.add_argument("--seconds", type=float, default=30, help="how long each phase starts new requests")
-    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), help="a folder of photos to post")
+    parser.add_argument("--model", required=True, type=existing_path, help="a .mar (served under the name 'trouble')")
+    parser.add_argument("--clients", default=[10, 50], type=list_of(at_least(1)),
+                        help="comma-separated client counts, one phase each")
+    parser.add_argument("--seconds", type=positive_float, default=30, help="how long each phase starts new requests")
+    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), type=existing_path, help="a folder of photos to post")
     parser.add_argument("--retry-budget", type=float, default=120,
                         help="seconds a client keeps retrying a request answered 503")
     parser.add_argument("--client-timeout", type=float, default=300,
@@ -213,7 +215,7 @@ def main(argv=None) -> int:
         print(f"error: no photos in {args.photos}", file=sys.stderr)
         return 2
     photos = [p.read_bytes() for p in photo_paths]
-    client_counts = [int(c) for c in args.clients.split(",")]
+    client_counts = args.clients
 
     workdir = Path(tempfile.mkdtemp(prefix="trouble-load-"))
     if args.batch_size:

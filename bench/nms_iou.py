@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from mmcv.ops import nms
 
+from bench.arguments import at_least, existing_path, list_of, score, unit_fraction
 from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
 
 
@@ -42,11 +43,13 @@ def stricter_nms(predictions: list, iou: float) -> list:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--predictions", required=True, help="an evaluation's predictions.json")
-    parser.add_argument("--gt", required=True, help="the ground truth it was run on")
-    parser.add_argument("--limit", type=int, help="the --limit the evaluation used (the same images are scored)")
-    parser.add_argument("--ious", default="0.6,0.55,0.5,0.45,0.4", help="comma-separated IoU thresholds")
-    parser.add_argument("--threshold", type=float, default=0.3, help="score threshold for F1, counts and grades")
+    parser.add_argument("--predictions", required=True, type=existing_path, help="an evaluation's predictions.json")
+    parser.add_argument("--gt", required=True, type=existing_path, help="the ground truth it was run on")
+    parser.add_argument("--limit", type=at_least(1),
+                        help="the --limit the evaluation used (the same images are scored)")
+    parser.add_argument("--ious", default=[0.6, 0.55, 0.5, 0.45, 0.4], type=list_of(unit_fraction),
+                        help="comma-separated IoU thresholds")
+    parser.add_argument("--threshold", type=score, default=0.3, help="score threshold for F1, counts and grades")
     parser.add_argument("--out", required=True, help="JSON file for the rows")
     args = parser.parse_args(argv)
 
@@ -55,7 +58,7 @@ def main(argv=None):
     kept_ids = {image["id"] for image in images}
     predictions = [p for p in json.loads(Path(args.predictions).read_text()) if p["image_id"] in kept_ids]
     rows = []
-    for iou in (float(value) for value in args.ious.split(",")):
+    for iou in args.ious:
         kept = stricter_nms(predictions, iou)
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its own tables
             metrics = evaluate(gt, kept, args.threshold)

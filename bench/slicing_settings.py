@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.arguments import at_least, existing_path
 from train.evaluate import evaluate, predict_ground_truth_images
 from trouble.inference import TroubleDetector
 from trouble.settings import SlicingSettings
@@ -37,13 +38,11 @@ SETTINGS = [
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a .mar or model folder")
-    parser.add_argument("--gt", required=True, help="ground truth in the project's COCO layout")
-    parser.add_argument("--limit", type=int, default=60, help="N images, spread evenly over the file")
+    parser.add_argument("--model", required=True, type=existing_path, help="a .mar or model folder")
+    parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
+    parser.add_argument("--limit", type=at_least(1), default=60, help="N images, spread evenly over the file")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    if not Path(args.model).exists():
-        parser.error(f"--model {args.model} not found: give a .mar or a model folder")
 
     # SAHI's own defaults for merging, changed only where a row says so.
     base = {**asdict(SlicingSettings()), "postprocess": "GREEDYNMM", "match_metric": "IOS"}

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.arguments import at_least, existing_path, list_of, pixels, unit_fraction
 from bench.nms_iou import stricter_nms
 from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
 from trouble.fusion import fuse_passes
@@ -52,16 +53,16 @@ def score_row(gt, predictions, threshold) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a .mar or model folder")
-    parser.add_argument("--gt", required=True, help="ground truth in the project's COCO layout")
-    parser.add_argument("--limit", type=int, default=150, help="N images, spread evenly over the file")
-    parser.add_argument("--sizes", default="640,720,800", help="comma-separated input sizes to try")
-    parser.add_argument("--fuse-iou", type=float, default=0.55, help="IoU at which boxes are fused (or suppressed)")
+    parser.add_argument("--model", required=True, type=existing_path, help="a .mar or model folder")
+    parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
+    parser.add_argument("--limit", type=at_least(1), default=150, help="N images, spread evenly over the file")
+    parser.add_argument("--sizes", default=[640, 720, 800], type=list_of(pixels),
+                        help="comma-separated input sizes to try")
+    parser.add_argument("--fuse-iou", type=unit_fraction, default=0.55,
+                        help="IoU at which boxes are fused (or suppressed)")
     parser.add_argument("--out", required=True, help="JSON file for the rows")
     args = parser.parse_args(argv)
-    if not Path(args.model).exists():
-        parser.error(f"--model {args.model} not found: give a .mar or a model folder")
-    sizes = [int(size) for size in args.sizes.split(",") if size]
+    sizes = args.sizes
 
     detector = TroubleDetector.from_path(args.model, device="cpu")
     model = detector.sahi_model

@@ -20,6 +20,8 @@ import json
 import time
 from pathlib import Path
 
+from bench.arguments import at_least
+
 # Setting -> (the --amp dtype it trains with, None: float32; whether it adds train.train's --fast:
 # channels_last and cudnn benchmark; the batch size, as a multiple of --batch-size).
 # "amp" tells AMP's share from channels_last's: TOOD's head is full of GroupNorm, which autocast
@@ -36,14 +38,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
     parser.add_argument("--data", required=True, help="data set in the project's COCO layout")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--iters", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=8, help="iterations left out of the timing")
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--lr-warmup", type=int, default=100,
+    parser.add_argument("--batch-size", type=at_least(1), default=16)
+    parser.add_argument("--iters", type=at_least(1), default=30)
+    parser.add_argument("--warmup", type=at_least(0), default=8, help="iterations left out of the timing")
+    parser.add_argument("--workers", type=at_least(0), default=8)
+    parser.add_argument("--lr-warmup", type=at_least(1), default=100,
                         help="iterations of linear lr warm-up, as in training on a time budget (then constant)")
     parser.add_argument("--settings", default="fp32,fast", help="comma list of " + ", ".join(SETTINGS))
-    parser.add_argument("--stages", type=int, default=5, metavar="N",
+    parser.add_argument("--stages", type=at_least(0), default=5, metavar="N",
                         help="after the timed run, N more iterations timed stage by stage (0: none)")
     parser.add_argument("--out", required=True, help="JSON file for the results")
     return parser.parse_args(argv)
@@ -236,7 +238,8 @@ def main(argv=None):
               f"{result['losses'][:5]}")
     staged = [result for result in results if result.get("stages_ms")]
     if staged:
-        print(f"\nWhere an iteration's time goes (median ms of {args.stages} iterations, synchronised after each stage)")
+        print(f"\nWhere an iteration's time goes (median ms of {args.stages} iterations, "
+              f"synchronised after each stage)")
         print(f"{'setting':<14} " + " ".join(f"{stage:>13}" for stage in STAGES) + f" {'sum':>8}  bound")
         for result in staged:
             stages, total = result["stages_ms"], sum(result["stages_ms"].values())

@@ -41,7 +41,28 @@ def test_benchmarks_name_a_missing_model(tmp_path):
         result = run_module([module, "--model", str(missing), "--out", str(tmp_path / "x.json"), *extra],
                             check=False, timeout=120)
         assert result.returncode == 2 and "Traceback" not in result.stderr, module
-        assert f"--model {missing} not found" in result.stderr, module
+        assert f"argument --model: {missing} not found" in result.stderr, module
+
+
+def test_benchmarks_refuse_values_that_mean_nothing(smoke_mar, tmp_path):
+    gt = tmp_path / "gt.json"
+    gt.write_text("{}")
+    for module, option, value, message in (
+            ("bench.large_photos", "--limit", "0", "argument --limit: must be at least 1, got 0"),
+            ("bench.large_photos", "--scale", "0", "argument --scale: must be more than 0, got 0.0"),
+            ("bench.test_time_augmentation", "--sizes", "640,5",
+             "argument --sizes: must be between 128 and 2048 pixels, got 5"),
+            ("bench.test_time_augmentation", "--fuse-iou", "1.5", "argument --fuse-iou: must be in (0, 1], got 1.5"),
+            ("bench.inference_speed", "--batch-sizes", "1,x", "argument --batch-sizes: expected an integer, got 'x'"),
+            ("bench.inference_speed", "--repeats", "0", "argument --repeats: must be at least 1, got 0")):
+        result = run_module([module, "--model", str(smoke_mar), "--gt", str(gt), "--out", str(tmp_path / "x.json"),
+                             option, value] if module != "bench.inference_speed" else
+                            [module, "--model", str(smoke_mar), "--out", str(tmp_path / "x.json"), option, value],
+                            check=False, timeout=120)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, module
+    result = run_module(["bench.nms_iou", "--predictions", str(tmp_path / "none.json"), "--gt", str(gt),
+                         "--out", str(tmp_path / "x.json")], check=False, timeout=120)
+    assert result.returncode == 2 and f"argument --predictions: {tmp_path / 'none.json'} not found" in result.stderr
 
 
 def test_train_speed_names_an_unknown_setting(synthetic_data, tmp_path):
@@ -132,11 +153,11 @@ def test_large_photos_compares_the_whole_photo_with_slices(smoke_mar, synthetic_
     out = tmp_path / "large.json"
     result = run_module(["bench.large_photos", "--model", str(smoke_mar), "--gt",
                          str(synthetic_data / "valid" / "annotations.json"), "--limit", "2", "--scale", "2",
-                         "--slice-sizes", "256,4000", "--out", str(out)], timeout=600)
+                         "--slice-sizes", "256,1280", "--out", str(out)], timeout=600)
     report = read_json(out)
     assert report["images"] == 2 and report["large_side"] == 640 and report["layout"] == "enlarge"
     rows = report["rows"]
-    # A slice larger than the enlarged photo would be the whole photo again: no row for 4000.
+    # A slice larger than the enlarged photo would be the whole photo again: no row for 1280.
     assert [(row["setting"], row["slice_size"], row["framing"]) for row in rows] == [
         ("whole photo", None, "none"), ("whole photo, cropped to the face", None, "face"),
         ("slices of 256 + whole photo", 256, "none")]

@@ -1,0 +1,80 @@
+"""Argument types shared by the benchmarks: a bad value is refused by argparse, naming the option,
+before anything runs (not a traceback, nor a long run of something else: `--limit 0` had meant
+every photo)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def at_least(least: int):
+    """An int type for argparse that refuses values below `least`."""
+
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    parse.__name__ = f"int >= {least}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
+
+
+def unit_fraction(text: str) -> float:
+    """A number in (0, 1]: an IoU."""
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def score(text: str) -> float:
+    """A number in [0, 1]: a score threshold."""
+    value = _number(text, float)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def existing_path(text: str) -> str:
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text} not found")
+    return text
+
+
+def list_of(item):
+    """A comma-separated list of values of type `item`, e.g. list_of(at_least(1)) for '1,4,8'."""
+
+    def parse(text: str) -> list:
+        values = [item(part) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("expected a comma-separated list, got nothing")
+        return values
+
+    return parse
+
+
+def _number(text: str, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+
+
+
+def pixels(text: str) -> int:
+    """A side in pixels that serving accepts for an input or a slice (trouble.settings' bounds)."""
+    from trouble.settings import MAX_SLICE, MIN_SLICE
+
+    value = _number(text, int)
+    if not MIN_SLICE <= value <= MAX_SLICE:
+        raise argparse.ArgumentTypeError(f"must be between {MIN_SLICE} and {MAX_SLICE} pixels, got {value}")
+    return value
