@@ -189,18 +189,11 @@ def set_starting_weights(cfg, args) -> str:
     wanted = args.weights or cfg.get("load_from")
     if not wanted:
         raise TrainError(f"{args.config} names no starting checkpoint: pass --weights or --from-scratch")
-    archived = None
+    archive_description = None
     try:
         cfg.load_from = resolve_weights(wanted)
         if cfg.load_from.endswith(".mar"):  # a model archived by train.archive, e.g. the demo model
-            archived = archived_settings(Path(cfg.load_from))
-            trained = archived.get("trained") or {}
-            differences = architecture_differences(Path(cfg.load_from), cfg.model)
-            if differences:
-                shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
-                raise TrainError(f"{wanted} holds another network than {args.config} ({shown}): train it with "
-                                 f"{trained.get('config') or 'the config it was trained with'}")
-            cfg.load_from = weights_from_archive(Path(cfg.load_from))
+            archive_description = start_from_archive(cfg, args, Path(cfg.load_from), wanted)
     except WeightsUnavailable as error:
         fetch = ("Offline? Fetch it on a machine with internet and pass --weights /path/to/file.pth"
                  if "://" in wanted else "Pass another --weights")
@@ -210,19 +203,33 @@ def set_starting_weights(cfg, args) -> str:
     backbone.init_cfg = None
     if lite:
         backbone.pretrained = False
-    if archived is not None:
-        # TOOD assigns targets with ATSS for its first epochs, until its class scores are good enough
-        # for task-aligned assignment. An archived TOOD trained on the same types is past that, so its
-        # training goes on with the latter; new types start with new class scores, and the warm-up.
-        same_types = list(archived.get("classes") or []) == list(cfg.train_dataloader.dataset.metainfo["classes"])
-        if same_types and cfg.model.get("train_cfg", {}).get("initial_epoch"):
-            cfg.model.train_cfg.initial_epoch = 0
-        # The archive's own provenance goes on: a model trained from scratch stays one.
-        return (f"the model archived in {wanted} ({trained.get('config')}, {trained.get('iterations')} iterations), "
-                f"which started from: {archived.get('pretrained')}")
+    if archive_description:
+        return archive_description
     if args.weights:
         return f"checkpoint {wanted} (given with --weights)"
     return f"COCO-pretrained TOOD checkpoint {wanted}"
+
+
+def start_from_archive(cfg, args, mar: Path, wanted: str) -> str:
+    """Train on from the weights in a .mar: check that it holds the config's network, point
+    cfg.load_from at its weights, and describe the start with the archive's own provenance."""
+    archived = archived_settings(mar)
+    trained = archived.get("trained") or {}
+    differences = architecture_differences(mar, cfg.model)
+    if differences:
+        shown = "; ".join(differences[:3]) + ("; ..." if len(differences) > 3 else "")
+        raise TrainError(f"{wanted} holds another network than {args.config} ({shown}): train it with "
+                         f"{trained.get('config') or 'the config it was trained with'}")
+    cfg.load_from = weights_from_archive(mar)
+    # TOOD assigns targets with ATSS for its first epochs, until its class scores are good enough
+    # for task-aligned assignment. An archived TOOD trained on the same types is past that, so its
+    # training goes on with the latter; new types start with new class scores, and the warm-up.
+    same_types = list(archived.get("classes") or []) == list(cfg.train_dataloader.dataset.metainfo["classes"])
+    if same_types and cfg.model.get("train_cfg", {}).get("initial_epoch"):
+        cfg.model.train_cfg.initial_epoch = 0
+    # The archive's provenance goes on: a model trained from scratch stays one.
+    return (f"the model archived in {wanted} ({trained.get('config')}, {trained.get('iterations')} iterations), "
+            f"which started from: {archived.get('pretrained')}")
 
 
 def best_checkpoint(work_dir: Path) -> Path:

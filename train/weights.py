@@ -65,6 +65,14 @@ def _read_from_archive(mar: Path, name: str) -> bytes:
         raise WeightsUnavailable(f"{mar} is not a model archive made by train.archive (no {name} inside)") from None
 
 
+def archived_settings(mar: Path) -> dict:
+    """The `trouble` block of a .mar's model-config.yaml: classes, provenance, how it was trained."""
+    import yaml
+
+    settings = yaml.safe_load(_read_from_archive(mar, "model-config.yaml")) or {}
+    return settings.get("trouble") or {}
+
+
 def architecture_differences(mar: Path, model_cfg) -> list[str]:
     """Where the network archived in `mar` differs from `model_cfg` (an mmdet model config); [] if none."""
     from mmengine.config import Config
@@ -112,11 +120,3 @@ def _from_hub(ref: str) -> str:
     except Exception as error:  # offline, missing repo or file, auth: all mean "not available"
         raise WeightsUnavailable(f"could not get {filename} from the Hub repo {repo_id}: "
                                  f"{type(error).__name__}: {error}") from error
-
-
-def archived_settings(mar: Path) -> dict:
-    """The `trouble` block of a .mar's model-config.yaml: classes, provenance, how it was trained."""
-    import yaml
-
-    settings = yaml.safe_load(_read_from_archive(mar, "model-config.yaml")) or {}
-    return settings.get("trouble") or {}
