@@ -203,12 +203,14 @@ def test_training_alone_needs_no_sahi(synthetic_data, tmp_path):
     ("--batch-size", "0", "--batch-size must be at least 1, got 0"),
     ("--budget-minutes", "-1", "--budget-minutes must be more than 0, got -1.0"),
     ("--lr", "-0.01", "--lr must be 0 or more, got -0.01"),
+    ("--backbone-weights", "lite0.pth", "--backbone-weights with --weights: the checkpoint holds the backbone too"),
 ])
 def test_a_schedule_that_cannot_train_is_refused(synthetic_data, tmp_path, flag, value, message):
     # Refused before anything runs: no training, and no archive written over the model store's.
     store = tmp_path / "store"
+    weights = ["--weights", "model_store/trouble.mar"] if flag == "--backbone-weights" else []
     result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
-                         "--model-store", str(store), flag, value], check=False, timeout=120)
+                         "--model-store", str(store), flag, value, *weights], check=False, timeout=120)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not store.exists() and not (tmp_path / "w").exists()
 

@@ -66,6 +66,8 @@ def parse_args(argv=None):
                                ("--eval-limit", args.eval_limit, 1)):
         if value is not None and value < least:
             parser.error(f"{flag} must be at least {least}, got {value}")
+    if args.weights and args.backbone_weights:
+        parser.error("--backbone-weights with --weights: the checkpoint holds the backbone too; give one of them")
     if args.budget_minutes is not None and args.budget_minutes <= 0:
         parser.error(f"--budget-minutes must be more than 0, got {args.budget_minutes}")
     if args.lr is not None and args.lr < 0:
