@@ -329,6 +329,9 @@ def test_cli_missing_or_broken_model_gives_a_clear_error(tmp_path):
         result = run_cli("--gt", str(gt_path), "--model", str(model), "--out", str(tmp_path / "out"))
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert str(model) in result.stderr and message in result.stderr
+    result = run_cli("--gt", str(gt_path), "--work-dir", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'run_meta.json'} not found: is {tmp_path} a finished training work dir?" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

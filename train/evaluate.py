@@ -712,9 +712,12 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
 
     with tempfile.TemporaryDirectory(prefix="trouble-eval-") as staged:
         if from_work_dir:
-            from train.archive import stage_model_dir
+            from train.archive import ArchiveError, stage_model_dir
 
-            model_dir = stage_model_dir(Path(model), Path(staged), thresholds={})
+            try:
+                model_dir = stage_model_dir(Path(model), Path(staged), thresholds={})
+            except ArchiveError as error:  # not a finished work dir, or its checkpoint is gone
+                raise EvaluationError(str(error)) from None
         else:
             model_dir = model
         try:
