@@ -120,10 +120,7 @@ if [ "$TRAIN" = 1 ]; then
     mkdir -p "$RESULTS/demo_work"
     cp "$WORK/run_meta.json" "$WORK/resolved_config.py" "$RESULTS/demo_work/"
     checkpoint=$(python3 -c "import json; print(json.load(open('$WORK/run_meta.json'))['checkpoint'])")
-    python3 -c "
-import torch
-state = torch.load('$checkpoint', map_location='cpu', weights_only=False)['state_dict']
-torch.save({'state_dict': {k: v.half() if v.is_floating_point() else v for k, v in state.items()}}, '/tmp/half.pth')"
+    python3 -c "from train.archive import write_weights; write_weights('$checkpoint', '/tmp/half.pth', half=True)"
     # The device returns files of at most 16 MiB: split the weights, `cat` them back together.
     split -b 15m -d /tmp/half.pth "$OUT/$(basename "$checkpoint").part"
     keep_logs "$WORK" demo

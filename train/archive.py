@@ -108,11 +108,21 @@ def validation_summary(report: dict, section: dict) -> dict:
             "grade_accuracy": round(grade["accuracy"], 3) if grade.get("accuracy") is not None else None}
 
 
+def write_weights(checkpoint: Path, out: Path, half: bool = False):
+    """A training checkpoint's weights alone ({'state_dict': tensors}), in float16 with `half`."""
+    import torch
+
+    # Our own training output (trusted): mmengine checkpoints carry python objects besides tensors.
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = state.get("state_dict", state)
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"state_dict": state}, out)
+
+
 def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = None, half: bool = False,
                     checkpoint: Path | None = None) -> Path:
     """Write config.py, model.pth and model-config.yaml for the work dir's best checkpoint into out_dir."""
-    import torch
-
     work_dir, out_dir = Path(work_dir), Path(out_dir)
     meta = read_run_meta(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,12 +131,7 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
         checkpoint = work_dir / checkpoint.name  # a work dir copied from another machine (e.g. a GPU server)
     if not checkpoint.is_file():
         raise ArchiveError(f"checkpoint {checkpoint} not found (nor {checkpoint.name} in {work_dir})")
-    # Our own training output (trusted): mmengine checkpoints carry python objects besides tensors.
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    state = state.get("state_dict", state)
-    if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    torch.save({"state_dict": state}, out_dir / "model.pth")
+    write_weights(checkpoint, out_dir / "model.pth", half=half)
     (out_dir / "config.py").write_text(serving_config_text(work_dir))
 
     if thresholds is None:
