@@ -3,6 +3,7 @@ and the project's own mmdet parts (EfficientNet-Lite backbone, float32 focal los
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -237,7 +238,11 @@ def test_time_budget_stops_training_and_saves_a_checkpoint(synthetic_data, tmp_p
     result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work),
                          "--budget-minutes", "0.1", "--no-eval", "--no-archive"])
     meta = read_json(work / "run_meta.json")
-    assert "Time budget of 0.1 min spent" in result.stdout + result.stderr
+    log = result.stdout + result.stderr
+    assert "Time budget of 0.1 min spent" in log
+    # The progress line counts towards the budget's estimate, not the loop's bound of 10**7.
+    progress = re.findall(r"Iter\(train\) \[\s*(\d+)/(\d+)\]", log)
+    assert progress and all(int(total) < 10**6 for _, total in progress), progress
     assert 0 < meta["iterations"] < 10**6
     assert meta["train_minutes"] < 1.0
     assert (work / f"iter_{meta['iterations']}.pth").is_file()
@@ -410,6 +415,14 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
                          "--out", str(store)], check=False)
     assert result.returncode == 2 and f"thresholds file {thresholds}" in result.stderr
     assert "Traceback" not in result.stderr
+    # The thresholds may be given as JSON text instead of a file.
+    run_module(["train.archive", "--mar", str(store / "trouble.mar"), "--thresholds-json", '{"papule": 0.37}',
+                "--out", str(store)])
+    with zipfile.ZipFile(store / "trouble.mar") as new:
+        assert yaml.safe_load(new.read("model-config.yaml"))["trouble"]["score_thresholds"]["papule"] == 0.37
+    result = run_module(["train.archive", "--mar", str(smoke_mar), "--thresholds-json", '{"papule": }',
+                         "--out", str(store)], check=False)
+    assert result.returncode == 2 and "thresholds '{\"papule\": }' are not valid JSON" in result.stderr
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--batch-size", "0", "--out", str(store)],
                         check=False)
     assert result.returncode == 2 and "batch size must be between 1 and 64, got 0" in result.stderr

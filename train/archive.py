@@ -300,7 +300,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="model_store", help="folder for trouble.mar")
     parser.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
     parser.add_argument("--input-size", type=int, help="with --mar: the side images are resized to for the model")
-    parser.add_argument("--thresholds-json", help="with --mar: {type: threshold}, or an evaluation's thresholds.json "
+    parser.add_argument("--thresholds-json", help="with --mar: {type: threshold} as JSON text (e.g. "
+                                                  "'{\"acne\": 0.23}') or a file, or an evaluation's thresholds.json "
                                                   "or metrics.json")
     parser.add_argument("--batch-size", type=int, help="with --mar: TorchServe's batchSize (requests per handler "
                                                        "call; 1 suits a CPU)")

@@ -642,13 +642,20 @@ def write_report(metrics, out_dir):
 # Command line
 # ---------------------------------------------------------------------------------------------
 
-def load_thresholds_json(path):
-    """A dict type name -> threshold, or a metrics.json whose F1-optimal thresholds to reuse."""
-    data = _read_json(path, "thresholds")
+def load_thresholds_json(path_or_json):
+    """A dict type name -> threshold, given as JSON text ('{"acne": 0.23}') or as a file: one such
+    dict, or a metrics.json whose F1-optimal thresholds to reuse."""
+    if path_or_json.lstrip().startswith("{"):
+        try:
+            data = json.loads(path_or_json)
+        except json.JSONDecodeError as e:
+            raise EvaluationError(f"thresholds {path_or_json!r} are not valid JSON: {e}") from None
+    else:
+        data = _read_json(path_or_json, "thresholds")
     if isinstance(data, dict) and "f1_optimal_thresholds" in data:
         data = data["f1_optimal_thresholds"]
     if not isinstance(data, dict):
-        raise EvaluationError(f"thresholds file {path}: expected {{type name: threshold}}")
+        raise EvaluationError(f"thresholds file {path_or_json}: expected {{type name: threshold}}")
     return data
 
 
@@ -786,7 +793,8 @@ def parse_args(argv=None):
     thresholds = parser.add_mutually_exclusive_group()
     thresholds.add_argument("--score-threshold", type=float,
                             help="one threshold for every type (default: a model's own; 0.3 for --predictions)")
-    thresholds.add_argument("--thresholds-json", help="JSON {type: threshold}, or a metrics.json whose F1-optimal thresholds to use")
+    thresholds.add_argument("--thresholds-json", help="{type: threshold} as JSON text (e.g. '{\"acne\": 0.23}') "
+                                                     "or a file, or a metrics.json whose F1-optimal thresholds to use")
     parser.add_argument("--model-info", help="JSON file describing the model (config, checkpoint, pretrained); shown at the top of the report")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:

@@ -30,7 +30,9 @@ class TimeBudgetHook(Hook):
     The learning rate follows warmup then a cosine over elapsed time instead of iterations,
     so the whole schedule fits the budget however fast the machine is. When the budget is spent
     the current iteration becomes the last one, so the usual end-of-training checkpoint and
-    validation still run.
+    validation still run. Until then the loop's iteration count is re-estimated from the pace so
+    far, so that mmengine's progress line ("[120/480]", eta) reads the budget, not the loop's
+    upper bound of 10 million iterations.
     """
 
     priority = "VERY_HIGH"  # before CheckpointHook, which saves on the last iteration
@@ -47,6 +49,8 @@ class TimeBudgetHook(Hook):
     def before_train(self, runner):
         # On resume the elapsed budget restarts; the schedule then decays over the rest.
         self.start = time.monotonic()
+        self.start_iter = runner.iter
+        self.max_iters_bound = runner.train_loop.max_iters
         self.base_lrs = [group["lr"] for group in runner.optim_wrapper.param_groups]
 
     def elapsed_fraction(self) -> float:
@@ -61,10 +65,18 @@ class TimeBudgetHook(Hook):
             group["lr"] = base_lr * factor
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if self.elapsed_fraction() >= 1.0 and runner.iter + 1 < runner.train_loop.max_iters:
-            runner.logger.info(f"Time budget of {self.budget_s / 60:.1f} min spent after "
-                               f"{runner.iter + 1} iterations: stopping.")
-            runner.train_loop._max_iters = runner.iter + 1
+        done = runner.iter + 1
+        if self.elapsed_fraction() >= 1.0:
+            if done < runner.train_loop.max_iters:
+                runner.logger.info(f"Time budget of {self.budget_s / 60:.1f} min spent after "
+                                   f"{done} iterations: stopping.")
+                runner.train_loop._max_iters = done
+            return
+        # At least one more iteration while the budget lasts, so the estimate never ends training.
+        elapsed_s = time.monotonic() - self.start
+        seconds_per_iter = elapsed_s / (done - self.start_iter)
+        still_to_do = 1 + math.ceil((self.budget_s - elapsed_s) / seconds_per_iter)
+        runner.train_loop._max_iters = min(self.max_iters_bound, done + still_to_do)
 
 
 class LossNotFinite(RuntimeError):
