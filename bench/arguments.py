@@ -61,15 +61,6 @@ def list_of(item):
     return parse
 
 
-def _number(text: str, kind):
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                         f"got {text!r}") from None
-
-
-
 def pixels(text: str) -> int:
     """A side in pixels that serving accepts for an input or a slice (trouble.settings' bounds)."""
     from trouble.settings import MAX_SLICE, MIN_SLICE
@@ -78,3 +69,11 @@ def pixels(text: str) -> int:
     if not MIN_SLICE <= value <= MAX_SLICE:
         raise argparse.ArgumentTypeError(f"must be between {MIN_SLICE} and {MAX_SLICE} pixels, got {value}")
     return value
+
+
+def _number(text: str, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
