@@ -236,13 +236,17 @@ def test_resume_continues_from_the_last_checkpoint(synthetic_data, tmp_path):
 def test_time_budget_stops_training_and_saves_a_checkpoint(synthetic_data, tmp_path):
     work = tmp_path / "w"
     result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work),
-                         "--budget-minutes", "0.1", "--no-eval", "--no-archive"])
+                         "--budget-minutes", "0.3", "--lr", "0.01", "--no-eval", "--no-archive"])
     meta = read_json(work / "run_meta.json")
     log = result.stdout + result.stderr
-    assert "Time budget of 0.1 min spent" in log
+    assert "Time budget of 0.3 min spent" in log
     # The progress line counts towards the budget's estimate, not the loop's bound of 10**7.
     progress = re.findall(r"Iter\(train\) \[\s*(\d+)/(\d+)\]", log)
     assert progress and all(int(total) < 10**6 for _, total in progress), progress
+    # The warm-up ends with the first 10% of the budget, long before 100 iterations here: the
+    # learning rate then nears the base 0.01 (ramped over 100 iterations it stays under 0.004).
+    learning_rates = [float(lr) for lr in re.findall(r"\blr: ([0-9.e+-]+)", log)]
+    assert learning_rates and max(learning_rates) > 0.005, learning_rates
     assert 0 < meta["iterations"] < 10**6
     assert meta["train_minutes"] < 1.0
     assert (work / f"iter_{meta['iterations']}.pth").is_file()
