@@ -318,6 +318,10 @@ def test_cli_bad_predictions_give_a_clear_error(tmp_path):
                      "--thresholds-json", str(thresholds))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert str(thresholds) in result.stderr and "missing: ['pustule', 'comedone']" in result.stderr
+    result = run_cli("--gt", str(gt_path), "--predictions", str(good), "--out", str(tmp_path / "out"),
+                     "--thresholds-json", '{"papule": 0.4}')  # the same thresholds as JSON text: not called a file
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--thresholds-json {\"papule\": 0.4}: " in result.stderr and "file" not in result.stderr
 
 
 def test_cli_missing_or_broken_model_gives_a_clear_error(tmp_path):

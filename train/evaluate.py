@@ -836,7 +836,7 @@ def main(argv=None):
                                             from_work_dir=bool(args.work_dir), input_size=args.input_size,
                                             score_thresholds=score_thresholds, nms_iou=args.nms_iou, tta=args.tta)
     except ThresholdError as e:
-        source = f"thresholds file {args.thresholds_json}: " if args.thresholds_json else ""
+        source = f"--thresholds-json {args.thresholds_json}: " if args.thresholds_json else ""  # a file or JSON text
         print(f"evaluate: error: {source}{e}", file=sys.stderr)
         return 2
     except (EvaluationError, BadInput) as e:  # BadInput: an option the model refuses, e.g. --slice-size
