@@ -180,7 +180,7 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
     assert report["splits"]["train"]["images"] == 7
 
 
-def test_coco_duplicate_names_kept_apart_and_unparsable_json_named(tmp_path):
+def test_coco_duplicate_names_kept_apart_and_an_unusable_split_refused(tmp_path):
     src = tmp_path / "src"
     images, annotations = [], []
     for image_id, folder in enumerate(["a", "b"], 1):  # a/x.jpg and b/x.jpg: the same name once flattened
@@ -191,9 +191,6 @@ def test_coco_duplicate_names_kept_apart_and_unparsable_json_named(tmp_path):
                         for box in boxes]
     (src / "train" / "annotations.json").write_text(json.dumps(
         {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "papule"}]}))
-    (src / "valid").mkdir()
-    write_image(src / "valid", "y.jpg")
-    (src / "valid" / "annotations.json").write_text('{"images": [')
 
     report = import_dataset("coco", src, tmp_path / "out")
 
@@ -203,10 +200,27 @@ def test_coco_duplicate_names_kept_apart_and_unparsable_json_named(tmp_path):
     found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
     assert {name: len(boxes) for name, boxes in found.items()} == {"x.jpg": 1, "x_2.jpg": 2}
     assert (tmp_path / "out" / "train" / "x_2.jpg").read_bytes() == (src / "train" / "b" / "x.jpg").read_bytes()
-    valid = report["splits"]["valid"]
+
+    # A split whose JSON cannot be parsed is unusable: the import stops, naming it, and writes nothing.
+    (src / "valid").mkdir()
+    write_image(src / "valid", "y.jpg")
+    (src / "valid" / "annotations.json").write_text('{"images": [')
+    with pytest.raises(DataError, match="no usable image in the valid split") as refused:
+        import_dataset("coco", src, tmp_path / "out2")
+    valid = refused.value.report["splits"]["valid"]
     assert valid["images"] == 0
     assert valid["problems"]["bad_annotation_file"]["files"][0].startswith("valid/annotations.json (")
-    assert not (tmp_path / "out" / "valid").exists()  # no empty split is written
+    assert not (tmp_path / "out2").exists()
+
+    # Two images under one id would silently merge: the file is refused as unparsable.
+    images[1]["id"] = 1
+    (src / "valid" / "annotations.json").write_text(json.dumps(
+        {"images": images[:1] + [dict(images[1], file_name="y.jpg")], "annotations": [],
+         "categories": [{"id": 1, "name": "papule"}]}))
+    with pytest.raises(DataError) as refused:
+        import_dataset("coco", src, tmp_path / "out2")
+    assert "image ids [1] are used by more than one image" in \
+        refused.value.report["splits"]["valid"]["problems"]["bad_annotation_file"]["files"][0]
 
 
 def test_yolo_index_out_of_range_and_malformed_label_file(tmp_path):
@@ -265,6 +279,103 @@ def test_earlier_import_is_kept_unless_overwrite(tmp_path):
     report = import_dataset("coco", tmp_path / "src", tmp_path / "out", single_class="lesion", overwrite=True)
     assert load_coco(tmp_path / "out" / "train")["categories"] == [{"id": 1, "name": "lesion"}]
     assert report["splits"]["train"]["images"] == 1
+
+
+def test_overwrite_never_deletes_the_source_and_replaces_the_whole_earlier_import(tmp_path):
+    make_dataset(tmp_path / "ds", n_images=4, fmt="coco")
+    before = {p: p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file()}
+    # --out ds with --src ds/train would replace ds/train, the source itself: refused, nothing touched
+    for args in (["--copy"], ["--symlink"]):
+        result = run_cli("--src", tmp_path / "ds" / "train", "--out", tmp_path / "ds", "--overwrite", *args)
+        assert result.returncode == 2 and "which holds the source" in result.stderr, result.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file()} == before
+    assert not any(p.is_symlink() for p in (tmp_path / "ds").rglob("*"))
+
+    # An --overwrite refused on its second split deletes nothing of the first.
+    out = tmp_path / "out"
+    import_dataset("coco", tmp_path / "ds", out)
+    (out / "valid" / "annotations.json").unlink()
+    (out / "valid" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="is not an earlier import"):
+        import_dataset("coco", tmp_path / "ds", out, overwrite=True)
+    assert (out / "train" / "annotations.json").is_file() and (out / "valid" / "notes.txt").is_file()
+
+    # --overwrite with a source of one split removes the earlier import's other splits too.
+    shutil.rmtree(out / "valid")
+    import_dataset("coco", tmp_path / "ds", out, overwrite=True)
+    assert (out / "valid" / "annotations.json").is_file()
+    import_dataset("coco", tmp_path / "ds" / "train", out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["import_report.json", "train"]
+
+
+def test_cli_copies_unless_told_to_symlink(tmp_path):
+    make_dataset(tmp_path / "src", n_images=2, fmt="coco")
+    for args, linked in (([], False), (["--copy"], False), (["--symlink"], True)):
+        out = tmp_path / f"out{len(args)}{linked}"
+        assert run_cli("--src", tmp_path / "src", "--out", out, *args).returncode == 0
+        written = [p for p in (out / "train").iterdir() if p.suffix == ".jpg"]
+        assert written and all(p.is_symlink() == linked for p in written)
+        assert json.loads((out / "import_report.json").read_text())["options"]["symlink"] == linked
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_boxes_turn_with_the_exif_orientation(orientation):
+    """turn_box_upright agrees with PIL's exif_transpose (what the inference core applies)."""
+    from PIL import ImageOps
+    from train.data import turn_box_upright
+    stored = Image.new("L", (64, 40))
+    stored.paste(255, (5, 8, 20, 14))  # a box at x 5..20, y 8..14 in stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.info["exif"] = exif.tobytes()
+    stored.getexif()[0x0112] = orientation
+    displayed = ImageOps.exif_transpose(stored)
+    assert turn_box_upright((5, 8, 20, 14), orientation, 64, 40) == displayed.getbbox()
+
+
+def test_exif_rotated_photos_are_written_as_displayed(tmp_path):
+    """A phone photo stored 320x200 with orientation 6 is displayed (and trained and served) 200x320."""
+    src = tmp_path / "src"
+    src.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for name in ("stored.jpg", "displayed.jpg"):
+        Image.new("RGB", (320, 200), (200, 160, 140)).save(src / name, exif=exif)
+    # one annotated on the stored pixels (size 320x200), one on the displayed photo (size 200x320)
+    write_voc_xml(src / "stored.xml", "stored.jpg", 320, 200, [[20, 10, 40, 20]], ["papule"])
+    write_voc_xml(src / "displayed.xml", "displayed.jpg", 200, 320, [[150, 20, 30, 250]], ["papule"])
+    report = import_dataset("voc", src, tmp_path / "out")
+
+    coco = load_coco(tmp_path / "out" / "train")
+    assert {image["file_name"]: (image["width"], image["height"]) for image in coco["images"]} == \
+        {"stored.jpg": (200, 320), "displayed.jpg": (200, 320)}
+    found = {name: [box for _, box in boxes] for name, boxes in boxes_by_file(coco).items()}
+    # stored x 20..60, y 10..30 turned clockwise: displayed x = 200 - y, y = x
+    assert found["stored.jpg"] == [pytest.approx([170, 20, 20, 40])]
+    assert found["displayed.jpg"] == [pytest.approx([150, 20, 30, 250])]  # kept, not clipped
+    problems = report["splits"]["train"]["problems"]
+    assert "size_mismatch" not in problems and "box_clipped" not in problems
+    assert sorted(problems["exif_rotated"]["files"]) == [
+        "displayed.jpg (orientation 6, displayed 200x320; boxes taken as drawn on it)",
+        "stored.jpg (orientation 6, displayed 200x320; boxes turned from the stored pixels)"]
+
+
+def test_infinite_coordinates_thin_photos_and_a_stray_json(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    boxes, labels = write_image(src, "a.jpg")
+    write_voc_xml(src / "a.xml", "a.jpg", 320, 320, boxes + [[float("nan"), 5, 10, 10], [5, 5, float("inf"), 10]],
+                  labels + ["papule", "papule"])
+    Image.new("RGB", (7, 300)).save(src / "thin.jpg")  # under 8 px: JPEG draft mode once divided by zero
+    report = import_dataset("voc", src, tmp_path / "out", classes=CLASSES)
+    train = report["splits"]["train"]
+    assert train["problems"]["invalid_box"]["count"] == 2 and "box_clipped" not in train["problems"]
+    assert train["boxes"] == len(boxes) and train["images"] == 2
+
+    yolo = tmp_path / "yolo"
+    make_dataset(yolo, n_images=2, fmt="yolo")
+    (yolo / "info.json").write_text('{"license": "CC BY 4.0"}')  # not a COCO file: the format is still YOLO
+    assert import_dataset(None, yolo, tmp_path / "yolo_out")["format"] == "yolo"
 
 
 def test_load_coco_names_the_broken_file(tmp_path):

@@ -30,6 +30,7 @@ all ends the command with one line on stderr and exit code 2.
 import argparse
 import csv
 import json
+import math
 import re
 import shutil
 import sys
@@ -56,9 +57,9 @@ PROBLEMS = {
     "missing_image": "annotation names an image that is not there (skipped)",
     "unreadable_image": "unreadable or truncated image (skipped)",
     "size_mismatch": "image size differs from the annotation (the real size is used)",
-    "exif_rotated": "image carries an EXIF rotation (boxes kept in stored pixels; check them)",
+    "exif_rotated": "image carries an EXIF rotation (size and boxes written for the photo as displayed; check them)",
     "unknown_class": "box of an unknown class (dropped)",
-    "invalid_box": "box with missing or non-numeric coordinates (dropped)",
+    "invalid_box": "box with missing, non-numeric or infinite coordinates (dropped)",
     "box_clipped": "box reaching outside the image (clipped to it)",
     "empty_box": "box with zero or negative area after clipping (dropped)",
     "crowd_box": "COCO crowd region (dropped: the project has no crowd regions)",
@@ -103,22 +104,29 @@ def split_folders(src):
     return [name for name in SPLIT_FOLDERS if (src / name).is_dir()]
 
 
+def looks_like_coco_json(path):
+    return path.name in COCO_JSON_NAMES or path.name.startswith("instances_") or path.parent.name == "annotations"
+
+
 def detect_format(src):
-    """Guess the format from the files under SRC (three levels deep)."""
+    """Guess the format from the files under SRC (three levels deep).
+
+    A JSON named like a COCO file wins, then VOC's XML, then YOLO's txt; any other JSON (one COCO file
+    under a name of its own) comes last, so a stray info.json beside YOLO labels does not decide."""
     if src.is_file():
         return "coco" if src.suffix == ".json" else None
-    suffixes = Counter()
+    found = Counter()
     for path in list(src.glob("*")) + list(src.glob("*/*")) + list(src.glob("*/*/*")):
         if path.suffix == ".json" and path.name != "import_report.json":
-            suffixes["coco"] += 1
+            found["coco" if looks_like_coco_json(path) else "other json"] += 1
         elif path.suffix == ".xml":
-            suffixes["voc"] += 1
+            found["voc"] += 1
         elif path.suffix == ".txt" and path.name != "classes.txt" and not path.name.startswith("README"):
-            suffixes["yolo"] += 1
+            found["yolo"] += 1
     for fmt in FORMATS:
-        if suffixes[fmt]:
+        if found[fmt]:
             return fmt
-    return None
+    return "coco" if found["other json"] else None
 
 
 def coco_json_in(folder):
@@ -261,6 +269,9 @@ def read_coco_split(json_path, src, split):
         if incomplete:
             raise ValueError(f"an image entry has no id or file_name: {incomplete[0]!r:.200}")
         image_entries = {image["id"]: image for image in images}
+        if len(image_entries) != len(images):
+            repeated = [i for i, n in Counter(image["id"] for image in images).items() if n > 1]
+            raise ValueError(f"image ids {repeated[:10]} are used by more than one image")
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
         reason = f"missing key {error}" if isinstance(error, KeyError) else str(error)
         note(problems, "bad_annotation_file", f"{json_source} ({reason})")
@@ -370,16 +381,29 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
 # ---------------------------------------------------------------- checking images and boxes
 
 def read_image_size(path):
-    """Decode the whole image and return (width, height, exif orientation), or an error text."""
+    """Decode the whole image and return (stored width, stored height, exif orientation), or an error text."""
     try:
         with Image.open(path) as image:
             width, height = image.size
             orientation = image.getexif().get(0x0112, 1)
-            image.draft("RGB", (width // 8, height // 8))  # JPEG: decode at 1/8 scale, still reads every byte
+            # JPEG: decode at 1/8 scale, which still reads every byte
+            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             image.load()
         return width, height, orientation
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Exception as error:  # a broken file can make a decoder raise anything: the image is unreadable
         return f"{type(error).__name__}: {error}"
+
+
+def turn_box_upright(box, orientation, stored_width, stored_height):
+    """A box (x1, y1, x2, y2) in stored pixels → the same box on the photo as displayed (EXIF applied),
+    the frame mmdet's loader (OpenCV) and the inference core (PIL's exif_transpose) both read."""
+    w, h = stored_width, stored_height
+    to_displayed = {  # stored point (x, y) → displayed point, per EXIF orientation
+        2: lambda x, y: (w - x, y), 3: lambda x, y: (w - x, h - y), 4: lambda x, y: (x, h - y),
+        5: lambda x, y: (y, x), 6: lambda x, y: (h - y, x), 7: lambda x, y: (h - y, w - x),
+        8: lambda x, y: (y, w - x)}[orientation]
+    (ax, ay), (bx, by) = to_displayed(box[0], box[1]), to_displayed(box[2], box[3])
+    return min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
 
 
 def check_split(records, problems, classes, options):
@@ -400,18 +424,31 @@ def check_split(records, problems, classes, options):
         if isinstance(size, str):
             note(problems, "unreadable_image", f"{source} ({size})")
             continue
-        width, height, orientation = size
-        if record["annotation_size"] and record["annotation_size"] != (width, height):
+        # Training and serving both see the photo as displayed (EXIF orientation applied), so sizes and
+        # boxes are written for it. Boxes are taken as drawn on the displayed photo (what annotation
+        # tools show) unless the annotation's size is the stored one of a photo turned by 90 degrees.
+        stored_width, stored_height, orientation = size
+        orientation = orientation if orientation in range(2, 9) else 1
+        width, height = (stored_height, stored_width) if orientation >= 5 else (stored_width, stored_height)
+        drawn_on_stored = orientation >= 5 and width != height and record["annotation_size"] == (
+            stored_width, stored_height)
+        if orientation != 1:
+            how = "boxes turned from the stored pixels" if drawn_on_stored else "boxes taken as drawn on it"
+            note(problems, "exif_rotated", f"{source} (orientation {orientation}, displayed {width}x{height}; {how})")
+        elif record["annotation_size"] and record["annotation_size"] != (width, height):
             ann_w, ann_h = record["annotation_size"]
             note(problems, "size_mismatch", f"{source} (annotation {ann_w}x{ann_h}, image {width}x{height})")
-        if orientation not in (1, None):
-            note(problems, "exif_rotated", f"{source} (orientation {orientation})")
 
         boxes = []
         for x1, y1, x2, y2, name in record["boxes"]:
+            if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):  # float() reads "nan" and "inf"
+                note(problems, "invalid_box", source)
+                continue
             if record["normalised"]:  # YOLO centre and size, 0..1
                 x1, y1, x2, y2 = ((x1 - x2 / 2) * width, (y1 - y2 / 2) * height,
                                   (x1 + x2 / 2) * width, (y1 + y2 / 2) * height)
+            elif drawn_on_stored:
+                x1, y1, x2, y2 = turn_box_upright((x1, y1, x2, y2), orientation, stored_width, stored_height)
             if single_class:
                 name = single_class
             elif name not in class_set:
@@ -620,21 +657,28 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     if not any(checked.values()):
         found = sum(len(records) for records, _ in read.values())
         raise DataError(f"no usable image in {src} ({found} found; see the problems above)", report)
+    # A split with files but nothing usable (e.g. its COCO JSON cannot be parsed) would leave training
+    # without it; an empty split folder is only skipped.
+    unusable = [name for name, images in checked.items() if not images and (read[name][0] or read[name][1])]
+    if unusable:
+        raise DataError(f"no usable image in the {', '.join(unusable)} split of {src} (see the problems above): "
+                        f"fix it, or import the other splits one at a time (--src SRC/<split> --split <split>)",
+                        report)
     if not classes:
         raise DataError(f"no classes: no box in {src} names one; pass --classes a,b,c to import negatives only", report)
 
-    # Refuse to mix with an earlier import unless asked to replace it.
-    for name in checked:
-        split_dir = out / name
-        if split_dir.exists() and any(split_dir.iterdir()):
-            if not (split_dir / "annotations.json").is_file():
-                raise DataError(f"{split_dir} exists and is not an earlier import: choose another --out", report)
-            if not overwrite:
-                raise DataError(f"{split_dir} holds an earlier import: pass --overwrite to replace it", report)
-            shutil.rmtree(split_dir)
+    replaced = splits_to_replace(out, [name for name, images in checked.items() if images], overwrite, report)
+    sources = [src_root] + [record["path"] for records, _ in read.values() for record in records]
+    for split_dir in replaced + [out / name for name in checked]:
+        inside = next((path for path in sources if is_inside(path, split_dir)), None)
+        if inside is not None:
+            raise DataError(f"--out {out} would write {split_dir}, which holds the source {inside}: "
+                            f"choose another --out, the source stays untouched", report)
+    for split_dir in replaced:  # only once every check has passed: a refused import deletes nothing
+        shutil.rmtree(split_dir)
 
     for name, images in checked.items():
-        if not images:  # nothing usable in this split (see its problems): write no empty split
+        if not images:  # an empty split folder in the source: write no empty split
             continue
         split_dir = out / name
         split_dir.mkdir(parents=True, exist_ok=True)
@@ -652,6 +696,39 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     if verbose:
         print(format_report(report))
     return report
+
+
+def is_inside(path, folder):
+    """Whether `path` is `folder` or lies under it, symlinks resolved or not."""
+    return any(p.is_relative_to(f) for p in (path.absolute(), path.resolve())
+               for f in (folder.absolute(), folder.resolve()))
+
+
+def splits_to_replace(out, splits, overwrite, report):
+    """The split folders of an earlier import in OUT that this import replaces.
+
+    Without --overwrite an earlier import is refused; a folder that is not one is never replaced.
+    With it, the earlier import goes as a whole: its splits that this import does not write too,
+    so no stale valid split stays beside a new train split."""
+    earlier = set(splits)
+    if (out / "import_report.json").is_file():
+        try:
+            earlier |= set(json.loads((out / "import_report.json").read_text(encoding="utf-8"))["splits"])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+            pass  # an unreadable report: replace only the splits written now
+    replaced = []
+    for name in sorted(earlier):
+        split_dir = out / name
+        if not split_dir.is_dir() or not any(split_dir.iterdir()):
+            continue
+        if not (split_dir / "annotations.json").is_file():
+            if name in splits:
+                raise DataError(f"{split_dir} exists and is not an earlier import: choose another --out", report)
+            continue
+        if not overwrite:
+            raise DataError(f"{split_dir} holds an earlier import: pass --overwrite to replace it", report)
+        replaced.append(split_dir)
+    return replaced
 
 
 def load_coco(path):
@@ -712,7 +789,9 @@ def parse_args(argv=None):
     link = p.add_mutually_exclusive_group()
     link.add_argument("--copy", dest="symlink", action="store_false", help="copy the images (default)")
     link.add_argument("--symlink", dest="symlink", action="store_true", help="symlink the images instead of copying")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier import in OUT")
+    p.set_defaults(symlink=False)  # else the last store_false/store_true added decides the default
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier import in OUT (all its splits, also those not imported again)")
     return parser.parse_args(argv)
 
 
