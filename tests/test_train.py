@@ -77,6 +77,87 @@ def test_evaluating_a_model_at_a_given_threshold(smoke_training, tmp_path):
     assert {row["threshold"] for row in per_type.values()} == {0.9}
 
 
+def test_saved_predictions_of_a_limited_run_rescore_with_the_same_limit(smoke_training, tmp_path):
+    """--limit N with --predictions scores the N images a --limit N run of the model scored."""
+    gt = str(smoke_training["data"] / "valid" / "annotations.json")
+    run_module(["train.evaluate", "--model", str(smoke_training["mar"]), "--limit", "2", "--score-threshold", "0.2",
+                "--gt", gt, "--out", str(tmp_path / "model")])
+    for predictions, out in ((tmp_path / "model" / "predictions.json", "again"),
+                             (smoke_training["work_dir"] / "eval" / "predictions.json", "subset_of_all")):
+        run_module(["train.evaluate", "--predictions", str(predictions), "--limit", "2", "--score-threshold", "0.2",
+                    "--gt", gt, "--out", str(tmp_path / out)])
+        first, again = read_json(tmp_path / "model" / "metrics.json"), read_json(tmp_path / out / "metrics.json")
+        assert again["data"]["images"] == first["data"]["images"] == 2
+        assert again["coco"]["mAP50"] == pytest.approx(first["coco"]["mAP50"])
+        assert again["at_thresholds"] == first["at_thresholds"]
+
+
+def test_an_unreadable_photo_is_left_out_of_the_evaluation_and_named(smoke_training, tmp_path):
+    valid = tmp_path / "valid"
+    shutil.copytree(smoke_training["data"] / "valid", valid)
+    gt = read_json(valid / "annotations.json")
+    broken = gt["images"][0]
+    (valid / broken["file_name"]).write_bytes(b"\xff\xd8 cut off")
+    result = run_module(["train.evaluate", "--model", str(smoke_training["mar"]), "--gt", str(valid / "annotations.json"),
+                         "--out", str(tmp_path / "out")])
+    metrics = read_json(tmp_path / "out" / "metrics.json")
+    assert metrics["data"]["images"] == len(gt["images"]) - 1
+    assert metrics["data"]["gt_boxes"] == sum(a["image_id"] != broken["id"] for a in gt["annotations"])
+    assert [line.split(":")[0] for line in metrics["data"]["unreadable_images"]] == [broken["file_name"]]
+    assert any("could not be read and are left out" in note and broken["file_name"] in note
+               for note in metrics["notes"])
+    assert "could not be read" in result.stdout
+
+
+def test_evaluation_inputs_that_cannot_work_are_named(smoke_training, tmp_path):
+    not_coco = tmp_path / "list.json"
+    not_coco.write_text("[1]")
+    for args, message in ((["--model", str(smoke_training["mar"]), "--gt", str(not_coco), "--out", str(tmp_path / "o")],
+                           "expected a COCO object"),
+                          (["--predictions", str(not_coco), "--gt", str(not_coco), "--out", str(REPO / "README.md")],
+                           "is a file: give a folder")):
+        result = run_module(["train.evaluate", *args], check=False)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+
+
+def test_a_reused_work_dir_archives_this_runs_model_and_not_the_last_runs_figures(smoke_training, synthetic_data,
+                                                                                 tmp_path):
+    """`make train` reuses work_dirs/<config>: the earlier run's better checkpoint and its evaluation
+    (thresholds, validation figures) stay there, and must not be taken for this run's."""
+    work = tmp_path / "w"
+    shutil.copytree(smoke_training["work_dir"], work)
+    earlier = read_json(work / "run_meta.json")["checkpoint"]
+    result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work), "--iters", "2",
+                         "--val-interval", "2", "--no-eval", "--model-store", str(tmp_path / "store")])
+    checkpoint = read_json(work / "run_meta.json")["checkpoint"]
+    assert Path(checkpoint).parent == work and checkpoint.endswith("_2.pth") and Path(earlier).name != "iter_2.pth"
+    assert "evaluated another training run" in result.stdout
+    with zipfile.ZipFile(tmp_path / "store" / "trouble.mar") as mar:
+        settings = yaml.safe_load(mar.read("model-config.yaml"))["trouble"]
+    assert "validation" not in settings and set(settings["score_thresholds"].values()) == {0.3}
+
+
+def test_data_the_training_cannot_use_is_refused_before_it_starts(synthetic_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    valid = read_json(data / "valid" / "annotations.json")
+    valid["categories"] = valid["categories"][:2]  # a stale valid split from an import with other types
+    valid["annotations"] = [a for a in valid["annotations"] if a["category_id"] <= 2]
+    (data / "valid" / "annotations.json").write_text(json.dumps(valid))
+    (tmp_path / "a_file").write_text("")
+    for args, message in ((["--data", str(data)], "the valid split's categories"),
+                          (["--data", str(synthetic_data), "--model-store", str(tmp_path / "a_file")],
+                           "--model-store")):
+        result = run_module(["train.train", SMOKE, "--work-dir", str(tmp_path / "w"), *args], check=False, timeout=120)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "w").exists()
+    (data / "train" / "annotations.json").write_text('{"images": [')
+    result = run_module(["train.train", SMOKE, "--data", str(data), "--work-dir", str(tmp_path / "w")],
+                        check=False, timeout=120)
+    assert result.returncode == 2 and "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("option,message", [(("--slice-size", "5"), "slice_size must be between 128 and 2048"),
                                             (("--nms-iou", "2"), "nms_iou must be a number in (0, 1]")])
 def test_evaluating_with_an_option_the_model_refuses(smoke_training, tmp_path, option, message):

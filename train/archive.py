@@ -68,6 +68,26 @@ def read_run_meta(work_dir: Path) -> dict:
     return json.loads(meta_path.read_text())
 
 
+def evaluation_of_this_run(work_dir: Path, meta: dict) -> dict | None:
+    """The work dir's eval/metrics.json if it evaluated this run's model, else None.
+
+    A work dir is reused by the next `make train`; with --no-eval its eval/ still describes the
+    previous run, whose thresholds and figures must not travel with the new model."""
+    report_path = work_dir / "eval" / "metrics.json"
+    if not report_path.is_file():
+        return None
+    report = json.loads(report_path.read_text())
+    evaluated = report.get("model", {}).get("trained") or {}
+    # The checkpoint by file name: a work dir copied from a GPU server names its folder there.
+    if {**evaluated, "checkpoint": Path(str(evaluated.get("checkpoint"))).name} != \
+            {**meta, "checkpoint": Path(str(meta.get("checkpoint"))).name}:
+        print(f"[archive] {report_path.parent} evaluated another training run: its thresholds and figures "
+              f"are not used (python -m train.evaluate --work-dir {work_dir} ... --out {report_path.parent})",
+              flush=True)
+        return None
+    return report
+
+
 def serving_config_text(work_dir: Path) -> str:
     """The resolved training config, with every download of pretrained weights switched off."""
     from mmengine.config import Config
@@ -134,9 +154,10 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
     write_weights(checkpoint, out_dir / "model.pth", half=half)
     (out_dir / "config.py").write_text(serving_config_text(work_dir))
 
+    report = evaluation_of_this_run(work_dir, meta)
     if thresholds is None:
         thresholds_path = work_dir / "eval" / "thresholds.json"
-        thresholds = json.loads(thresholds_path.read_text()) if thresholds_path.is_file() else {}
+        thresholds = json.loads(thresholds_path.read_text()) if report and thresholds_path.is_file() else {}
     classes = meta["classes"]
     settings = dict(TORCHSERVE_SETTINGS)
     settings["trouble"] = {
@@ -156,10 +177,8 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
         "framing": "none",
         "tta": asdict(TestTimeAugmentation()),
     }
-    report_path = work_dir / "eval" / "metrics.json"
-    if report_path.is_file():  # the evaluation `make train` ran just before
-        settings["trouble"]["validation"] = validation_summary(json.loads(report_path.read_text()),
-                                                               settings["trouble"])
+    if report:  # the evaluation `make train` ran just before
+        settings["trouble"]["validation"] = validation_summary(report, settings["trouble"])
     with open(out_dir / "model-config.yaml", "w") as f:
         yaml.safe_dump(settings, f, sort_keys=False)
     return out_dir

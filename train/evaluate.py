@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -688,22 +689,32 @@ def sample_ground_truth(gt: dict, limit: int | None) -> dict:
 
 def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slice_size=None, tta=None):
     """Run the detector on the images of a ground-truth file (`limit` of them spread evenly, or
-    all); return (COCO results, gt subset)."""
-    from pathlib import Path
-
+    all); return (COCO results, the ground truth of the images read, the images that could not be)."""
     from handler.predict_folder import predict_images
 
-    gt = sample_ground_truth(_read_json(gt_path, "ground truth"), limit)
+    gt = sample_ground_truth(load_ground_truth(gt_path)[0], limit)
     images = gt["images"]
+    no_file = [i for i, image in enumerate(images) if not isinstance(image.get("file_name"), str)]
+    if no_file:
+        raise EvaluationError(f"{gt_path}: images[{no_file[0]}] has no 'file_name' to run the model on")
     category_ids = {c["name"]: c["id"] for c in gt["categories"]}
     missing = [name for name in detector.classes if name not in category_ids]
     if missing:
         raise EvaluationError(f"the model's types {missing} are not categories of {gt_path}")
     folder = Path(gt_path).parent
     print(f"[evaluate] running the model on {len(images)} images of {gt_path}", flush=True)
-    predictions, _ = predict_images(detector, [(im["id"], folder / im["file_name"]) for im in images],
-                                    category_ids, EVAL_SCORE_FLOOR, sliced, slice_size, tta=tta)
-    return predictions, gt
+    predictions, responses = predict_images(detector, [(im["id"], folder / im["file_name"]) for im in images],
+                                            category_ids, EVAL_SCORE_FLOOR, sliced, slice_size, tta=tta)
+    # A photo the model could not read has no answer, not an empty one: scoring it would count its
+    # lesions as missed. It is left out, and the report says so.
+    unread_ids = {image_id for image_id, answer in responses.items() if "error" in answer}
+    if images and len(unread_ids) == len(images):
+        raise EvaluationError(f"none of the {len(images)} images of {gt_path} could be read")
+    if unread_ids:
+        gt = dict(gt, images=[im for im in images if im["id"] not in unread_ids],
+                  annotations=[a for a in gt["annotations"] if a["image_id"] not in unread_ids])
+    unread = [f"{responses[i]['file_name']}: {responses[i]['error']}" for i in sorted(unread_ids)]
+    return predictions, gt, unread
 
 
 def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=None, from_work_dir=False,
@@ -713,7 +724,6 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
     model's own (its test-time augmentation's with tta), else one number or {type: threshold}.
     tta: "true"/"false", or None for the model's setting."""
     import tempfile
-    from pathlib import Path
 
     from trouble.inference import TroubleDetector
 
@@ -735,7 +745,7 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
             raise EvaluationError(str(error)) from None
         # The model's thresholds for the passes asked for (test-time augmentation has its own).
         model_thresholds, _, _, tta_on = detector.resolve_request(tta=tta)
-        predictions, gt = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta)
+        predictions, gt, unread = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta)
     # The model's own thresholds and earlier validation are not what this report is about.
     info = {"model": str(model),
             **{k: v for k, v in detector.model_info().items()
@@ -749,6 +759,10 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
     thresholds = model_thresholds if score_thresholds is None else score_thresholds
     metrics = evaluate(gt, predictions, thresholds, info)
     metrics["data"]["gt"] = str(gt_path)
+    if unread:
+        metrics["data"]["unreadable_images"] = unread
+        metrics["notes"].append(f"{len(unread)} image(s) could not be read and are left out of every figure: "
+                                f"{'; '.join(unread[:5])}{' ...' if len(unread) > 5 else ''}")
     paths = write_report(metrics, out_dir)
     thresholds_path = os.path.join(out_dir, "thresholds.json")
     with open(thresholds_path, "w", encoding="utf-8") as f:
@@ -783,7 +797,8 @@ def parse_args(argv=None):
     parser.add_argument("--slice-size", type=int, help="with --model/--work-dir: SAHI slice size")
     parser.add_argument("--tta", choices=["true", "false"], help="with --model/--work-dir: test-time augmentation "
                                                                  "(default: the model's setting)")
-    parser.add_argument("--limit", type=int, help="with --model/--work-dir: only N images, spread evenly over the file")
+    parser.add_argument("--limit", type=int, help="only N images, spread evenly over the file (with --predictions: "
+                                                  "the same N a --limit run of the model scored)")
     parser.add_argument("--input-size", type=int, help="with --model/--work-dir: resize images (and slices) to this "
                                                        "side for the model (default: the model's setting)")
     parser.add_argument("--nms-iou", type=float, help="with --model/--work-dir: the model's NMS IoU threshold "
@@ -799,6 +814,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out} is a file: give a folder for the report")
     return args
 
 
@@ -824,8 +841,14 @@ def main(argv=None):
 
         if args.predictions:
             model_info.setdefault("predictions_file", args.predictions)
-            metrics = evaluate(args.gt, args.predictions, 0.3 if score_thresholds is None else score_thresholds,
-                               model_info)
+            gt = load_ground_truth(args.gt)[0]
+            predictions = load_predictions(args.predictions, gt, args.gt)
+            if args.limit:  # the images a --limit run scored: predictions of the others are left out
+                gt = sample_ground_truth(gt, args.limit)
+                kept = {image["id"] for image in gt["images"]}
+                predictions = [p for p in predictions if p["image_id"] in kept]
+            metrics = evaluate(gt, predictions, 0.3 if score_thresholds is None else score_thresholds, model_info)
+            metrics["data"]["gt"] = args.gt
             paths = write_report(metrics, args.out)
         else:
             if score_thresholds is not None:  # checked before the model runs over every photo, not after

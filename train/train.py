@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from train.archive import ArchiveError, archive_work_dir
+from train.data import DataError, load_coco
 from train.evaluate import EvaluationError, evaluate_work_dir
 from train.weights import (WeightsUnavailable, architecture_differences, archived_settings, resolve_weights,
                            weights_from_archive)
@@ -72,22 +73,33 @@ def parse_args(argv=None):
         parser.error(f"--budget-minutes must be more than 0, got {args.budget_minutes}")
     if args.lr is not None and args.lr < 0:
         parser.error(f"--lr must be 0 or more, got {args.lr}")
+    for flag, folder in (("--work-dir", args.work_dir), ("--model-store", args.model_store)):
+        if Path(folder).exists() and not Path(folder).is_dir():
+            parser.error(f"{flag} {folder} is a file: give a folder")
     return args
 
 
 def classes_from_data(data_dir: Path) -> list[str]:
-    """Class names, in category-id order, from the train split's annotations."""
+    """Class names, in category-id order, from the train split's annotations; the valid split
+    must have the same categories (checked now, not when validation first runs)."""
     ann_path = data_dir / "train" / "annotations.json"
     if not ann_path.is_file():
         raise TrainError(f"{ann_path} not found: import the data first (python -m train.data import ...)")
     if not (data_dir / "valid" / "annotations.json").is_file():
         raise TrainError(f"{data_dir / 'valid' / 'annotations.json'} not found: training validates on a "
                          f"'valid' split")
-    with open(ann_path) as f:
-        categories = sorted(json.load(f)["categories"], key=lambda c: c["id"])
+    try:
+        train, valid = (load_coco(data_dir / split) for split in ("train", "valid"))
+    except DataError as error:
+        raise TrainError(str(error)) from None
+    categories, valid_categories = ([(c["id"], c["name"]) for c in sorted(coco["categories"], key=lambda c: c["id"])]
+                                    for coco in (train, valid))
     if not categories:
         raise TrainError(f"{ann_path} has no categories")
-    return [c["name"] for c in categories]
+    if valid_categories != categories:
+        raise TrainError(f"the valid split's categories {valid_categories} differ from the train split's "
+                         f"{categories}: import both splits together (python -m train.data import ... --overwrite)")
+    return [name for _, name in categories]
 
 
 def build_config(args):
@@ -234,15 +246,18 @@ def start_from_archive(cfg, args, mar: Path, wanted: str) -> str:
             f"which started from: {archived.get('pretrained')}")
 
 
-def best_checkpoint(work_dir: Path) -> Path:
-    """The checkpoint with the best validation mAP50, else the last one."""
-    best = sorted(work_dir.glob("best_coco_bbox_mAP_50_iter_*.pth"), key=os.path.getmtime)
-    if best:
-        return best[-1]
-    last = work_dir / "last_checkpoint"
+def best_checkpoint(runner) -> Path:
+    """This run's checkpoint with the best validation mAP50, else its last one.
+
+    Asked of the runner, not the folder: a reused work dir still holds the best checkpoint of an
+    earlier run, which may score higher than anything this run saved."""
+    best = runner.message_hub.get_info("best_ckpt")  # CheckpointHook's record; kept across --resume
+    if best and Path(best).is_file():
+        return Path(best)
+    last = Path(runner.work_dir) / "last_checkpoint"  # written when this run saved its last iteration
     if last.is_file():
         return Path(last.read_text().strip())
-    raise TrainError(f"no checkpoint found in {work_dir}")
+    raise TrainError(f"no checkpoint found in {runner.work_dir}")
 
 
 def train(args) -> dict:
@@ -287,7 +302,8 @@ def train(args) -> dict:
         "device": device,
         "amp": args.amp or False,
         "budget_minutes": args.budget_minutes,
-        "checkpoint": str(best_checkpoint(work_dir)),
+        "checkpoint": str(best_checkpoint(runner)),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),  # tells this run's evaluation from an earlier run's
     }
     (work_dir / "run_meta.json").write_text(json.dumps(meta, indent=2))
     print(f"[train] done: {meta['iterations']} iterations in {meta['train_minutes']} min; "
