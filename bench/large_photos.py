@@ -98,7 +98,7 @@ def main(argv=None):
         for name, sliced, size, framing, lesion_scale in settings:
             detector.settings.framing = framing
             started = time.perf_counter()
-            predictions, used_gt = predict_ground_truth_images(detector, large_gt, sliced=sliced, slice_size=size)
+            predictions, used_gt, _ = predict_ground_truth_images(detector, large_gt, sliced=sliced, slice_size=size)
             seconds = (time.perf_counter() - started) / len(used_gt["images"])
             metrics = evaluate(used_gt, predictions, detector.thresholds, {"setting": name})
             block = metrics["at_thresholds"]

@@ -53,7 +53,7 @@ def main(argv=None):
         detector = detectors[input_size]
         detector.settings.slicing = SlicingSettings(**{**base, **change})
         started = time.perf_counter()
-        predictions, gt = predict_ground_truth_images(detector, args.gt, limit=args.limit)
+        predictions, gt, _ = predict_ground_truth_images(detector, args.gt, limit=args.limit)
         seconds = (time.perf_counter() - started) / len(gt["images"])
         metrics = evaluate(gt, predictions, detector.thresholds, {"setting": name})
         block = metrics["at_thresholds"]

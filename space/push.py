@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     if args.dry_run:
         return 0
 
-    import httpx
+    import httpx2  # the HTTP library huggingface_hub 2.x is built on (not httpx)
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
             hint = " Check HF_TOKEN: it needs write access." if status in (401, 403) else ""
             print(f"push: the Hub refused (HTTP {status}): {error}.{hint}", file=sys.stderr)
             return 1
-        except (httpx.HTTPError, OSError) as error:
+        except (httpx2.HTTPError, OSError) as error:
             print(f"push: could not reach the Hub at {endpoint}: {error}", file=sys.stderr)
             return 1
     print(f"Space: {url}\nCommit: {commit.commit_url}")
