@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import requests
@@ -24,6 +25,10 @@ import requests
 from trouble.images import BadInput
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
+
+
+class ServerRefused(RuntimeError):
+    """TorchServe refused the request itself (token, model name): every photo would fail alike."""
 
 
 class ServerClient:
@@ -58,8 +63,13 @@ class ServerClient:
             body = {"error": reply.text[:200]}
         if reply.status_code != 200:
             message = f"server answered {reply.status_code}: {body.get('error') or body.get('message') or body}"
-            if "code" in body:  # the handler's refusal, with its machine-readable code
+            if isinstance(body.get("code"), str):  # the handler's refusal, with its machine-readable code
                 raise BadInput(body["code"], message, reply.status_code)
+            if body.get("type") == "InvalidKeyException":  # TorchServe's own errors carry a number
+                raise ServerRefused(f"{message}. Set TROUBLE_API_TOKEN to the inference key in the server's "
+                                    f"key_file.json")
+            if reply.status_code == 404:
+                raise ServerRefused(f"{message} (is the model registered as 'trouble'?)")
             raise ValueError(message)
         return body
 
@@ -90,33 +100,47 @@ def model_category_ids(response: dict) -> dict:
     return {name: index for index, name in enumerate(response["model"]["classes"], 1)}
 
 
-def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
-                   sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True,
-                   tta=None):
-    """Run every (image_id, path); return (COCO results, {image_id: response or error}).
+def annotated_names(paths: list[Path]) -> dict:
+    """{photo path: file name of its drawing}: photo.png, or photo.jpg.png where two photos share a stem."""
+    stems = Counter(path.stem for path in paths)
+    return {path: f"{path.stem if stems[path.stem] == 1 else path.name}.png" for path in paths}
+
+
+def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
+                 sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True, tta=None):
+    """Run every (image_id, path) and yield (image_id, response or {file_name, error}, COCO results).
 
     category_ids maps type name → COCO category id; None numbers each answer's model types from 1."""
-    results, responses = [], {}
+    drawing_names = annotated_names([path for _, path in images])
     for number, (image_id, path) in enumerate(images, 1):
         try:
             response = predictor.predict(path.read_bytes(), score_threshold, sliced, slice_size, tta=tta)
-        except (ValueError, OSError) as error:  # BadInput is a ValueError; one bad photo stops nothing
+        except ServerRefused:
+            raise
+        except Exception as error:  # noqa: BLE001  one bad photo stops nothing
             if getattr(error, "code", None) == "bad_parameter":  # an option, not the photo: all would fail
                 raise
-            responses[image_id] = {"file_name": path.name, "error": str(error)}
             print(f"  {path.name}: skipped: {error}", file=sys.stderr)
+            yield image_id, {"file_name": path.name, "error": str(error)}, []
             continue
         response["file_name"] = path.name
-        responses[image_id] = response
         ids = category_ids if category_ids is not None else model_category_ids(response)
-        results += to_coco_results(response, image_id, ids)
         if annotated_dir is not None:
             from trouble.render import annotate_image
 
             annotated_dir.mkdir(parents=True, exist_ok=True)
-            annotate_image(path.read_bytes(), response).save(annotated_dir / f"{path.stem}.png")
+            annotate_image(path.read_bytes(), response).save(annotated_dir / drawing_names[path])
         if progress and (number % 20 == 0 or number == len(images)):
             print(f"  {number}/{len(images)} photos", flush=True)
+        yield image_id, response, to_coco_results(response, image_id, ids)
+
+
+def predict_images(*args, **kwargs):
+    """predict_each, collected: (COCO results, {image_id: response or error})."""
+    results, responses = [], {}
+    for image_id, response, found in predict_each(*args, **kwargs):
+        responses[image_id] = response
+        results += found
     return results, responses
 
 
@@ -155,6 +179,10 @@ def main(argv=None) -> int:
     if not folder.is_dir():
         print(f"error: {folder} is not a folder", file=sys.stderr)
         return 2
+    if args.annotated and Path(args.annotated).resolve() == folder.resolve():
+        print(f"error: --annotated {args.annotated} is the photos' folder: its drawings would replace photos "
+              f"there; choose another folder", file=sys.stderr)
+        return 2
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     if not paths:
         print(f"error: no {', '.join(sorted(PHOTO_SUFFIXES))} photos in {folder}", file=sys.stderr)
@@ -165,15 +193,23 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     images = list(enumerate(paths, 1))
+    results, responses, interrupted = [], {}, False
     try:
-        results, responses = predict_images(predictor, images, None, args.threshold, args.sliced,
-                                            args.slice_size, Path(args.annotated) if args.annotated else None,
-                                            tta=args.tta)
-    except BadInput as error:  # a bad --threshold or --slice-size
+        for image_id, response, found in predict_each(predictor, images, None, args.threshold, args.sliced,
+                                                      args.slice_size,
+                                                      Path(args.annotated) if args.annotated else None, tta=args.tta):
+            responses[image_id] = response
+            results += found
+    except (BadInput, ServerRefused) as error:  # a bad --threshold or --slice-size, a token the server refuses
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # what was analysed so far is written, not lost
+        interrupted = True
+    for image_id, path in images[len(responses):]:
+        responses[image_id] = {"file_name": path.name, "error": "not analysed: the run was interrupted"}
     answered = [response for response in responses.values() if "error" not in response]
-    category_ids = model_category_ids(answered[0]) if answered else {}
+    category_ids = model_category_ids(answered[0]) if answered else {
+        name: index for index, name in enumerate(getattr(predictor, "classes", []), 1)}
     classes = list(category_ids)
     output = {"categories": [{"id": i, "name": n} for n, i in category_ids.items()],
               "images": [{"id": i, "file_name": p.name} for i, p in images],
@@ -185,6 +221,10 @@ def main(argv=None) -> int:
     failed = len(paths) - len(answered)
     print(f"wrote {args.out}: {len(results)} detections in {len(paths) - failed} photos"
           + (f"; {failed} photos skipped (see 'responses')" if failed else ""))
+    if interrupted:
+        print(f"interrupted after {len(answered)} of {len(paths)} photos: the rest are marked 'not analysed'",
+              file=sys.stderr)
+        return 130
     if not answered:
         print(f"error: none of the {len(paths)} photos could be analysed (see 'responses' in {args.out})",
               file=sys.stderr)

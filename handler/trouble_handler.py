@@ -8,7 +8,10 @@ Request: POST /predictions/trouble with the image as the raw body or as a multip
 query strings to handlers): threshold / X-Trouble-Threshold (0..1, all types),
 sliced / X-Trouble-Sliced (true/false), slice_size / X-Trouble-Slice-Size (128..2048),
 framing / X-Trouble-Framing (face/none), tta / X-Trouble-TTA (true/false: test-time augmentation).
-A bad request gets HTTP 4xx with {"error": "...", "code": "..."} and the worker stays up.
+Any other form field or X-Trouble-* header is refused (a misspelt option would otherwise be
+ignored in silence). A bad request gets HTTP 4xx with {"error": "...", "code": "..."}; a photo the
+model fails on gets 500 with code "internal_error". Either way the other requests of its batch
+are answered and the worker stays up.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from ts.torch_handler.base_handler import BaseHandler
 
-from trouble.images import ACCEPTED, BadInput
+from trouble.images import ACCEPTED, BadInput, looks_like_image
 from trouble.inference import TroubleDetector
 
 logger = logging.getLogger(__name__)
@@ -46,12 +49,16 @@ class TroubleHandler(BaseHandler):
                 image_bytes, options = _split_request(row)
                 headers = self.context.get_all_request_header(index) or {}
                 for name, value in headers.items():
-                    if str(name).lower() in OPTION_HEADERS:
-                        options.setdefault(OPTION_HEADERS[str(name).lower()], value)
+                    name = str(name).lower()
+                    if name in OPTION_HEADERS:
+                        options.setdefault(OPTION_HEADERS[name], value)
+                    elif name.startswith("x-trouble-"):
+                        raise BadInput("bad_parameter", f"Unknown header {name}: the options are "
+                                                        f"{', '.join(OPTION_HEADERS)}.")
                 self.detector.resolve_request(*(options.get(name) for name in OPTION_NAMES))
                 requests.append((self.detector.decode(image_bytes), options))
-            except BadInput as error:
-                requests.append(error)
+            except Exception as error:  # noqa: BLE001  one request's failure is its own answer
+                requests.append(_refusal(error))
         return requests
 
     def inference(self, data, *args, **kwargs):
@@ -63,8 +70,8 @@ class TroubleHandler(BaseHandler):
             image, options = item
             try:
                 results.append(self.detector.predict(image, *(options.get(name) for name in OPTION_NAMES)))
-            except BadInput as error:
-                results.append(error)
+            except Exception as error:  # noqa: BLE001  one request's failure is its own answer
+                results.append(_refusal(error))
         return results
 
     def postprocess(self, data):
@@ -78,19 +85,41 @@ class TroubleHandler(BaseHandler):
         return responses
 
 
+def _refusal(error: Exception) -> BadInput:
+    """The answer for a request that failed: its BadInput, or a 500 naming an unexpected error
+    (logged with its traceback for the operator)."""
+    if isinstance(error, BadInput):
+        return error
+    logger.exception("the model failed on one request of the batch")
+    return BadInput("internal_error", f"The model failed on this photo ({type(error).__name__}: {error}). "
+                                      f"Other photos are not affected.", 500)
+
+
 def _split_request(row: dict) -> tuple[bytes, dict]:
     """TorchServe gives each request as a dict: the body under 'data' or 'body', or multipart
-    fields and query parameters under their own names."""
-    options, image_bytes = {}, None
+    fields under their own names. Besides the options, exactly one field is the photo: the only
+    one, or of several the one whose bytes start like an image; any other is an unknown field."""
+    options, others = {}, {}
     for key, value in row.items():
         if key in OPTION_NAMES:
             options[key] = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value
-        elif isinstance(value, (bytes, bytearray)) and image_bytes is None:
-            image_bytes = bytes(value)
-    if image_bytes is None:
-        for key in ("data", "body"):
-            if isinstance(row.get(key), str):
-                raise BadInput("not_an_image", "The body is text, not an image: send the photo's bytes "
-                                               "(Content-Type image/jpeg, image/png, image/webp or image/heic).", 415)
+        else:
+            others[key] = value
+    if not others:
         raise BadInput("empty_body", f"The request has no image: send the bytes of {ACCEPTED}.")
-    return image_bytes, options
+    photo = next(iter(others))
+    if len(others) > 1:
+        photo = next((key for key, value in others.items()
+                      if isinstance(value, (bytes, bytearray)) and looks_like_image(value)), photo)
+    unknown = sorted(set(others) - {photo})
+    if unknown:
+        raise BadInput("bad_parameter", f"Unknown form field(s) {', '.join(unknown)}: the options are "
+                                        f"{', '.join(OPTION_NAMES)}, and one field holds the photo.")
+    value = others[photo]
+    if isinstance(value, (str, dict, list)):  # TorchServe decodes text and JSON bodies
+        kind = "text" if isinstance(value, str) else "JSON"
+        raise BadInput("not_an_image", f"The body is {kind}, not an image: send the photo's bytes "
+                                       f"(Content-Type image/jpeg, image/png, image/webp or image/heic).", 415)
+    if not value:
+        raise BadInput("empty_body", f"The request has no image: send the bytes of {ACCEPTED}.")
+    return bytes(value), options

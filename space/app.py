@@ -8,16 +8,20 @@ Where the answers come from, TROUBLE_MODE:
     local   the inference core in this process (how a Gradio-SDK Space runs: no Java), on TROUBLE_MODEL
             (a .mar or a model folder; default model/trouble.mar beside this file, else the repository's
             model_store/trouble.mar) or on trouble.mar from the Hub model repo TROUBLE_MODEL_REPO
-    auto    (default) the server, and the local model whenever the server does not answer
+    auto    (default) the server, and the local model whenever the server does not answer;
+            in a Hugging Face Space (SPACE_ID set) the default is local: a Gradio-SDK Space has no
+            TorchServe, and the Docker Space's image sets server
 The page says which one answered. Host and port: GRADIO_SERVER_NAME, GRADIO_SERVER_PORT
 (default 127.0.0.1:7860).
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -30,6 +34,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 if not os.environ.get("TROUBLE_MODEL_REPO"):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Uploads (Gradio's cache) and results live in one private folder, removed when the app stops
+# (Ctrl-C, or SIGTERM from docker stop or a Space restart: see main): they are patients' photos.
+APP_TEMP_DIR = Path(tempfile.mkdtemp(prefix="trouble-app-"))
+atexit.register(shutil.rmtree, APP_TEMP_DIR, ignore_errors=True)
+if not os.environ.get("GRADIO_TEMP_DIR"):  # a folder the user chose is theirs to keep
+    os.environ["GRADIO_TEMP_DIR"] = str(APP_TEMP_DIR / "uploads")
 
 APP_DIR = Path(__file__).resolve().parent
 # In the repository the shared library is one folder up; in the Space it sits beside this file.
@@ -83,7 +93,8 @@ class Analyzer:
 
     @classmethod
     def from_environment(cls) -> "Analyzer":
-        mode = os.environ.get("TROUBLE_MODE", "auto").strip().lower()
+        default = "local" if os.environ.get("SPACE_ID") else "auto"
+        mode = (os.environ.get("TROUBLE_MODE") or default).strip().lower()
         if mode not in MODES:
             raise SystemExit(f"TROUBLE_MODE must be one of {', '.join(MODES)}, got {mode!r}")
         server = ServerBackend(os.environ.get("TROUBLE_API_URL", DEFAULT_API_URL),
@@ -184,7 +195,7 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     except BadInput as error:  # the server accepted it, so this is unlikely; say so all the same
         raise AnalysisError(str(error)) from None
     annotated = render.draw_detections(Image.fromarray(shown.rgb), response)
-    json_path, png_path = _save_downloads(response, answered_by, annotated)
+    json_path, png_path = _save_downloads(response, answered_by, annotated, Path(photo_path).name)
     return (annotated, render.legend_html(response), render.counts_rows(response),
             render.severity_markdown(response), render.status_markdown(response, answered_by, round_trip_ms),
             str(json_path), str(png_path))
@@ -194,16 +205,25 @@ def _failure(message: str):
     return None, "", [], "", render.error_markdown(message), None, None
 
 
-RESULTS_DIR = Path(tempfile.gettempdir()) / "trouble-app-results"
+def _cleared(message: str = ""):
+    """The outputs emptied: a new photo must never sit beside the last photo's results."""
+    return None, "", [], "", message, None, None
 
 
-def _save_downloads(response: dict, answered_by: str, annotated) -> tuple[Path, Path]:
-    """Write results.json and the annotated PNG into a folder of their own (names stay readable)."""
+RESULTS_DIR = APP_TEMP_DIR / "results"
+
+
+def _save_downloads(response: dict, answered_by: str, annotated, photo_name: str) -> tuple[Path, Path]:
+    """Write the results JSON and the annotated PNG into a folder of their own, named after the
+    photo and the time of the analysis, so that downloads of several photos cannot be mixed up."""
     _remove_old_results()
     folder = RESULTS_DIR / uuid.uuid4().hex
     folder.mkdir(parents=True)
-    json_path, png_path = folder / "trouble-results.json", folder / "trouble-annotated.png"
-    json_path.write_text(json.dumps({**response, "answered_by": answered_by}, indent=2))
+    analysed_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    stem = f"{Path(photo_name).stem}-trouble-{time.strftime('%Y%m%d-%H%M%S')}"
+    json_path, png_path = folder / f"{stem}.json", folder / f"{stem}.png"
+    json_path.write_text(json.dumps({"photo": photo_name, "analysed_at": analysed_at, **response,
+                                     "answered_by": answered_by}, indent=2))
     annotated.save(png_path, format="PNG")
     return json_path, png_path
 
@@ -224,7 +244,8 @@ def photo_input(**kwargs) -> gr.Image:
 
     Set on the instance rather than in a gr.Image subclass: Gradio writes a .pyi stub file beside the
     module of every component subclass, at import time."""
-    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    # Not mirrored: a mirrored capture would swap the patient's left and right in the saved photo.
+    image = gr.Image(type="filepath", image_mode=None, webcam_options=gr.WebcamOptions(mirror=False), **kwargs)
     gradio_preprocess = image.preprocess
 
     def preprocess(payload):
@@ -278,18 +299,26 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                 severity = gr.Markdown(elem_id="trouble-severity")
                 with gr.Row():
                     results_json = gr.File(label="Results (JSON)", elem_id="trouble-json")
-                    annotated_png = gr.File(label="Annotated photo (PNG)", elem_id="trouble-png")
+                    annotated_png = gr.File(label="Annotated photo (PNG, at most 2048 px; boxes in the JSON are "
+                                                  "in the photo's own pixels)", elem_id="trouble-png")
         app.load(analyzer.health, outputs=mode_line, api_visibility="private")
         # Moving the slider means the user wants that threshold: tick the box for them.
         threshold.input(lambda: True, outputs=use_one_threshold, api_visibility="private")
+        outputs = [annotated, legend, counts, severity, status, results_json, annotated_png]
         button.click(lambda *args: analyse(analyzer, *args),
                      inputs=[photo, use_one_threshold, threshold, sliced, slice_size, tta],
-                     outputs=[annotated, legend, counts, severity, status, results_json, annotated_png],
-                     api_name="analyse")
+                     outputs=outputs, api_name="analyse")
+        # Another photo (upload, webcam, example, cleared): the last photo's results go at once.
+        photo.change(lambda: _cleared(), outputs=outputs, api_visibility="private", queue=False)
+        # Other settings: the results stay, marked as made with the settings before.
+        for setting in (use_one_threshold, threshold, sliced, slice_size, tta):
+            setting.change(render.mark_stale, inputs=status, outputs=status, api_visibility="private", queue=False)
     return app
 
 
 def main():
+    # SIGTERM ends Python without its exit handlers: make it an ordinary exit, so APP_TEMP_DIR goes.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
     analyzer = Analyzer.from_environment()

@@ -97,7 +97,8 @@ def _read_reply(reply: requests.Response, who: str) -> dict:
                             "Try again in a moment.")
     if 400 <= reply.status_code < 500 and message:
         raise AnalysisError(str(message))  # the inference core's own BadInput message
-    raise AnalysisError(f"The inference server could not analyse the photo (HTTP {reply.status_code}). "
+    said = f": {message}" if message else ""  # e.g. TorchServe's "Worker died." after a crash or a timeout
+    raise AnalysisError(f"The inference server could not analyse the photo (HTTP {reply.status_code}{said}). "
                         f"The server's log has the details.")
 
 

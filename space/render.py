@@ -56,15 +56,24 @@ def validation_text(response: dict) -> str:
             + ", ".join(facts) + ".")
     if not _validated_settings(response):
         text += (" Those figures are for the model's own settings; this answer used others (a threshold set "
-                 "in the app, or test-time augmentation switched), so its count may be off by more or less.")
+                 "in the app, or slicing or test-time augmentation switched), so its count may be off by more "
+                 "or less.")
     return text
 
 
 def _validated_settings(response: dict) -> bool:
-    """Whether the answer was made with the settings the model's validation figures were measured at."""
+    """Whether the answer was made with the settings the model's validation figures were measured at
+    (slicing where the archive recorded it: archives made before it did not)."""
     settings, model = response["settings"], response["model"]
     validated_tta = bool(model["validation"].get("tta"))
-    return (bool(settings.get("tta")) == validated_tta
+    validated_sliced = model["validation"].get("sliced")
+    if validated_sliced is None:
+        sliced_as_validated = True
+    elif validated_sliced:
+        sliced_as_validated = bool(settings.get("sliced"))
+    else:  # slicing on for a photo no larger than a slice changes nothing: only slices count
+        sliced_as_validated = not settings.get("slices")
+    return (sliced_as_validated and bool(settings.get("tta")) == validated_tta
             and settings["score_thresholds"] == _model_thresholds(model, validated_tta))
 
 
@@ -117,3 +126,14 @@ def status_markdown(response: dict, answered_by: str, round_trip_ms: float) -> s
 
 def error_markdown(message: str) -> str:
     return f"**Could not analyse the photo.** {message}"
+
+
+STALE_NOTE = "**Settings changed since this answer: press Find troubles to apply them.** "
+
+
+def mark_stale(status: str) -> str:
+    """The status line of an answer whose settings have been changed since (once; nothing to mark
+    when there is no answer)."""
+    if not status or status.startswith(STALE_NOTE) or status.startswith("**Could not"):
+        return status
+    return STALE_NOTE + status

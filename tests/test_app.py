@@ -105,6 +105,10 @@ def test_local_mode_matches_inference_core(local_app, detector, tmp_path, thresh
     assert f"grade {expected['severity']['grade']} ({expected['severity']['name']})" in result["severity"]
     assert "local model" in result["status"]
     saved = json.loads(Path(result["results_json"]).read_text())
+    # Named after the photo and the time: downloads of two patients' photos cannot be mixed up.
+    assert saved["photo"] == PHOTO.name and saved["analysed_at"][:2] == "20"
+    assert Path(result["results_json"]).name.startswith(f"{PHOTO.stem}-trouble-")
+    assert Path(result["annotated_png"]).name.startswith(f"{PHOTO.stem}-trouble-")
     assert saved["counts"] == expected["counts"]
     assert saved["severity"] == expected["severity"]
     assert [d["box"] for d in saved["detections"]] == [d["box"] for d in expected["detections"]]
@@ -267,6 +271,9 @@ def test_palette_is_okabe_ito_fixed_per_type_and_distinct():
     assert len(set(palette.values())) == 4
     # The same type keeps its colour whatever the other classes are.
     assert render.palette_for(["comedone"])["comedone"] == palette["comedone"]
+    # Two known types of one fixed colour in one model: the second takes another.
+    shared = render.palette_for(["comedone", "blackhead", "acne"])
+    assert len(set(shared.values())) == 3 and shared["comedone"] == render.TYPE_COLOURS["comedone"]
 
 
 def test_boxes_are_drawn_in_their_types_colour_with_a_legend():
@@ -348,3 +355,43 @@ def test_legend_counts_table_and_severity_text():
     response["settings"]["tta"] = False
     response["settings"]["score_thresholds"] = {"comedone": 0.5, "papule": 0.5}
     assert "Those figures are for the model's own settings" in render.severity_markdown(response)
+
+
+def test_trust_figures_are_qualified_when_slicing_differs_and_changed_settings_mark_the_answer():
+    response = fake_response(detections=[])
+    response["model"]["validation"] = {"data": "valid", "images": 283, "mAP50": 0.31, "count_mae": 4.2,
+                                       "grade_accuracy": 0.78, "tta": False, "sliced": False}
+    response["model"]["score_thresholds"] = response["settings"]["score_thresholds"]
+    response["settings"].update(slices=0, tta=False)
+    assert "off by 4.2 per photo" in render.severity_markdown(response)
+    assert "Those figures are for the model's own settings" not in render.severity_markdown(response)
+    response["settings"].update(sliced=True, slices=12)  # sliced, where the figures were measured whole
+    assert "Those figures are for the model's own settings" in render.severity_markdown(response)
+
+    status = render.status_markdown(response, "x", 1.0)
+    assert render.mark_stale(status).startswith(render.STALE_NOTE)
+    assert render.mark_stale(render.mark_stale(status)) == render.mark_stale(status)  # marked once
+    assert render.mark_stale("") == "" and render.mark_stale(render.error_markdown("no")) == render.error_markdown("no")
+
+
+def test_uploads_and_results_are_removed_when_the_app_is_stopped(smoke_mar, tmp_path):
+    """docker stop and a Space restart send SIGTERM: the photo and its results must not stay behind."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    with running_app(tmp_path / "app.log", TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar), TMPDIR=str(temp),
+                     GRADIO_TEMP_DIR="") as url:
+        result = call_app(url, PHOTO, tmp_path / "downloads", threshold=LOW_THRESHOLD)
+        assert "Answered by" in result["status"]
+        left = [p for p in temp.rglob("*") if p.is_file()]
+        assert any(p.name == PHOTO.name for p in left) and any(p.suffix == ".json" for p in left)
+    assert [p for p in temp.rglob("*") if p.is_file()] == [], "uploads or results left after SIGTERM"
+
+
+def test_in_a_space_the_default_mode_is_local():
+    """A Gradio-SDK Space has no TorchServe: its page must not talk of one (HF sets SPACE_ID in every Space)."""
+    probe = "import sys; sys.path.insert(0, 'space'); import app; print(app.Analyzer.from_environment().mode)"
+    for space_id, mode in (("user/name", "local"), ("", "auto")):
+        env = {**os.environ, "SPACE_ID": space_id, "TROUBLE_MODE": ""}
+        result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert result.stdout.strip().splitlines()[-1] == mode, result.stderr[-2000:]

@@ -75,6 +75,10 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
         screenshot = tmp_path / "app-result.png"
         page.screenshot(path=str(screenshot), full_page=True)
         print(f"\nscreenshot: {screenshot}")
+        # Another photo: the last one's grade and counts must not stay beside it.
+        page.get_by_text("ACNE04 photo, grade 0", exact=True).click()
+        expect(page.locator("#trouble-severity")).to_have_text("", timeout=30_000)
+        expect(page.locator("#trouble-status")).to_have_text("", timeout=30_000)
         page.close()
 
     assert "Answered by" in status and "local model" in status and "0.10" in status

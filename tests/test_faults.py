@@ -182,3 +182,17 @@ def test_cli_with_a_damaged_checkpoint_exits_2_naming_the_file(smoke_mar, tmp_pa
     assert "model.pth" in result.stderr
     assert "Traceback" not in result.stderr and "will likely succeed" not in result.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+def test_cli_with_a_mar_damaged_in_transit_exits_2_naming_it(smoke_mar, tmp_path):
+    """Bytes flipped inside the archive (a bad disk or copy): the zip's CRC check fails on unpacking."""
+    data = bytearray(smoke_mar.read_bytes())
+    with zipfile.ZipFile(smoke_mar) as mar:
+        largest = max(mar.infolist(), key=lambda item: item.compress_size)
+    middle = largest.header_offset + 100 + largest.compress_size // 2  # inside its stored bytes
+    data[middle:middle + 64] = bytes(64)
+    damaged = tmp_path / "trouble.mar"
+    damaged.write_bytes(bytes(data))
+    result = predict_folder(ACNE04_PHOTOS[0].parent, "--model", damaged, "--out", tmp_path / "results.json")
+    assert result.returncode == 2 and f"{damaged} is damaged" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "results.json").exists()

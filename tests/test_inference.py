@@ -148,6 +148,44 @@ def test_decode_a_50_megapixel_photo_at_reduced_scale():
     assert decoded.scale_to_original == pytest.approx(width / decoded.rgb.shape[1])
 
 
+def test_the_pixel_limit_is_ours_not_pil_global_state():
+    """A 90 MP photo is under the 120 MP limit whether or not SAHI has switched PIL's 89 MP warning off."""
+    pil_default = 89_478_485
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, pil_default
+    try:
+        decoded = decode_image(jpeg(Image.new("L", (9500, 9500), 180)))
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    assert (decoded.original_width, decoded.original_height) == (9500, 9500)
+
+
+def test_a_strip_is_refused_and_a_long_photo_answered_with_face_framing_on(detector):
+    """20000x16 would be under a pixel high for the model (it once crashed OpenCV's resize)."""
+    for size, refused in (((20000, 16), True), ((2000, 100), False)):
+        buffer = io.BytesIO()
+        Image.new("RGB", size, (200, 150, 120)).save(buffer, "PNG")
+        if refused:
+            with pytest.raises(BadInput, match="20:1") as error:
+                detector.predict(buffer.getvalue(), framing="face")
+            assert error.value.code == "extreme_aspect_ratio"
+            continue
+        response = detector.predict(buffer.getvalue(), framing="face")
+        assert (response["image"]["width"], response["image"]["height"]) == size
+        assert response["settings"]["face_crop"] is None
+
+
+def test_annotated_photo_shows_the_pixels_the_model_saw():
+    """16-bit and transparent PNGs are drawn as the model saw them (scaled to 8 bits, on white)."""
+    from trouble.render import annotate_image
+
+    gray16 = Image.fromarray(np.full((64, 64), 20000, np.uint16))
+    buffer = io.BytesIO()
+    gray16.save(buffer, "PNG")
+    response = {"detections": [], "model": {"classes": ["acne"]}, "counts": {"acne": 0}, "image": {"width": 64}}
+    drawn = np.asarray(annotate_image(buffer.getvalue(), response))
+    assert abs(int(drawn[10, 10, 0]) - round(20000 / 65535 * 255)) <= 1
+
+
 def test_exif_orientation_and_modes():
     base, _, _ = make_image(size=(300, 200), n_lesions=3, seed=2)
     exif = Image.Exif()
@@ -192,7 +230,8 @@ def test_heic_without_its_plugin_says_what_is_missing(tmp_path):
 
 
 @pytest.mark.parametrize("data,code", [(b"", "empty_body"), (b"GIF89a" + b"\0" * 40, "not_an_image"),
-                                       (b"%PDF-1.5", "unsupported_format")])
+                                       (b"%PDF-1.5", "unsupported_format"),
+                                       (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "corrupt_image")])
 def test_bad_bytes_raise_bad_input(data, code):
     with pytest.raises(BadInput) as error:
         decode_image(data)

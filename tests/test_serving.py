@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,7 +19,8 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import ACNE04_PHOTOS, read_json, run_module, worker_state
+from tests.conftest import (ACNE04_PHOTOS, REPO, read_json, run_module, start_torchserve, stop_torchserve,
+                            worker_state)
 from tests.synthetic_data import make_image
 
 LOW = "0.05"  # the smoke model is barely trained: a low threshold gives it detections to compare
@@ -139,6 +145,12 @@ def test_image_modes_and_exif(torchserve, detector):
         assert size == ((200, 300) if name.endswith("rotated") else (300, 200)), name
 
 
+def webp_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "WEBP")
+    return buffer.getvalue()
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims width x height with almost no data: what a decompression bomb looks like."""
     def chunk(kind, payload):
@@ -151,8 +163,14 @@ BAD_INPUTS = {
     "empty body": (b"", {}, 400, "empty_body"),
     "text bytes": (b"this is not a photo", {}, 415, "not_an_image"),
     "truncated jpeg": (ACNE04_PHOTOS[0].read_bytes()[:4000], {}, 400, "corrupt_image"),
-    "zero size png": (png_header_only(0, 0), {}, 415, "not_an_image"),
+    "zero size png": (png_header_only(0, 0), {}, 400, "corrupt_image"),
+    "truncated png": (png_bytes(Image.open(ACNE04_PHOTOS[0]))[:50000], {}, 400, "corrupt_image"),
+    "truncated webp": (webp_bytes(Image.open(ACNE04_PHOTOS[0]))[:300], {}, 400, "corrupt_image"),
+    "json body": (b'{"photo": "none"}', {"Content-Type": "application/json"}, 415, "not_an_image"),
+    "svg after a byte-order mark": (b'\xef\xbb\xbf<svg xmlns="http://www.w3.org/2000/svg"/>', {}, 415,
+                                    "unsupported_format"),
     "1xN image": (png_bytes(Image.new("RGB", (1, 300))), {}, 400, "too_small"),
+    "a 20000x16 strip": (png_bytes(Image.new("RGB", (20000, 16))), {}, 400, "extreme_aspect_ratio"),
     "svg": (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', {}, 415,
             "unsupported_format"),
     "pdf": (b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF", {}, 415, "unsupported_format"),
@@ -162,6 +180,7 @@ BAD_INPUTS = {
     "slice size too small": (None, {"X-Trouble-Slice-Size": "8"}, 400, "bad_parameter"),
     "sliced not a boolean": (None, {"X-Trouble-Sliced": "maybe"}, 400, "bad_parameter"),
     "unknown framing": (None, {"X-Trouble-Framing": "tight"}, 400, "bad_parameter"),
+    "misspelt option header": (None, {"X-Trouble-Treshold": "0.9"}, 400, "bad_parameter"),
 }
 
 
@@ -178,6 +197,16 @@ def test_bad_input_gets_a_clear_4xx_and_the_worker_stays_up(torchserve, case):
     assert worker_state(torchserve) == before
     assert all(status == "READY" for _, status in before)
     assert post(torchserve, ACNE04_PHOTOS[1].read_bytes()).status_code == 200
+
+
+def test_multipart_finds_the_photo_among_fields_and_refuses_unknown_ones(torchserve):
+    photo = ACNE04_PHOTOS[0].read_bytes()
+    # The photo field may have any name, also after a text field; options are form fields.
+    assert post(torchserve, None, files={"upload": ("p.jpg", photo)}, data={"threshold": LOW}).status_code == 200
+    for fields in ({"note": "hello"}, {"treshold": "0.9"}):  # a note, a misspelt option: never ignored in silence
+        reply = post(torchserve, None, files={"data": ("p.jpg", photo)}, data=fields)
+        assert reply.status_code == 400 and reply.json()["code"] == "bad_parameter", reply.text
+        assert next(iter(fields)) in reply.json()["error"] and "threshold" in reply.json()["error"]
 
 
 def test_prometheus_metrics_are_on(torchserve):
@@ -242,3 +271,70 @@ def test_batch_cli_stops_at_a_bad_option_and_says_when_nothing_was_analysed(torc
     nothing = run_module(command, check=False)
     assert nothing.returncode == 1 and "none of the 1 photos could be analysed" in nothing.stderr
     assert "not a readable image" in (tmp_path / "results.json").read_text()  # the reason is kept
+
+
+def test_with_token_authorisation_make_serve_waits_and_the_batch_cli_names_the_missing_key(smoke_mar, tmp_path):
+    """config.properties says how to serve other machines: token authorisation back on. Then the
+    readiness check of `make serve` reads the management key TorchServe wrote, and the batch CLI
+    stops at once without the inference key, naming TROUBLE_API_TOKEN."""
+    server = start_torchserve(smoke_mar.parent, tmp_path / "ts", mar_name=smoke_mar.name,
+                              extra_config="disable_token_authorization=false")
+    try:
+        ready = subprocess.run([sys.executable, "-m", "handler.wait_ready"], cwd=server["workdir"],
+                               env={**server["env"], "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                               timeout=240)
+        assert ready.returncode == 0, ready.stdout + ready.stderr
+        assert f"POST photos to {server['inference']}/predictions/trouble" in ready.stdout
+        photos = tmp_path / "photos"
+        photos.mkdir()
+        for photo in ACNE04_PHOTOS[:2]:
+            shutil.copy(photo, photos / photo.name)
+        command = ["handler.predict_folder", str(photos), "--server", server["inference"], "--out",
+                   str(tmp_path / "results.json")]
+        refused = run_module(command, check=False, env={"TROUBLE_API_TOKEN": ""})
+        assert refused.returncode == 2 and "TROUBLE_API_TOKEN" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr and refused.stderr.count("skipped") == 0
+        key = json.loads((server["workdir"] / "key_file.json").read_text())["inference"]["key"]
+        run_module(command, env={"TROUBLE_API_TOKEN": key})
+        assert all("error" not in r for r in read_json(tmp_path / "results.json")["responses"])
+    finally:
+        stop_torchserve(server)
+
+
+def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_photo(smoke_mar, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "0_broken.jpg").write_bytes(b"not a photo")  # sorts first: its "skipped" line says the run is going
+    for number in range(150):  # the smoke model takes tens of ms a photo: enough to be interrupted
+        shutil.copy(ACNE04_PHOTOS[number % 2], photos / f"photo{number:03d}.jpg")
+    shutil.copy(ACNE04_PHOTOS[0], photos / "photo000.png")  # the same stem as photo000.jpg
+    out = tmp_path / "results.json"
+    same_folder = run_module(["handler.predict_folder", str(photos), "--model", str(smoke_mar), "--out", str(out),
+                              "--annotated", str(photos)], check=False)
+    assert same_folder.returncode == 2 and "would replace photos" in same_folder.stderr
+
+    run = subprocess.Popen([sys.executable, "-m", "handler.predict_folder", str(photos), "--model", str(smoke_mar),
+                            "--out", str(out), "--csv", str(tmp_path / "counts.csv")],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in run.stderr:
+        if "0_broken.jpg: skipped" in line:
+            break
+    time.sleep(1)
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130 and "interrupted after" in stderr and "Traceback" not in stderr, stderr
+    responses = read_json(out)["responses"]
+    done = [r for r in responses if "error" not in r]
+    assert len(responses) == 152 and 0 < len(done) < 151
+    assert responses[-1]["error"] == "not analysed: the run was interrupted"
+    with (tmp_path / "counts.csv").open(newline="") as f:
+        assert next(csv.reader(f))[:4] == ["file_name", "comedone", "papule", "pustule"]
+
+    for photo in photos.glob("photo*.jpg"):
+        if photo.name not in ("photo000.jpg", "photo001.jpg"):
+            photo.unlink()
+    drawn = run_module(["handler.predict_folder", str(photos), "--model", str(smoke_mar), "--out", str(out),
+                        "--annotated", str(tmp_path / "drawn")])
+    assert "1 photos skipped" in drawn.stdout
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == [
+        "photo000.jpg.png", "photo000.png.png", "photo001.png"]  # no drawing replaces another

@@ -258,3 +258,9 @@ def test_push_refuses_secrets_and_bad_tokens(fake_hub, model_file):
 
     missing = run_push("--space", SPACE_ID, "--model", "no/such/trouble.mar", "--dry-run")
     assert missing.returncode == 1 and "no/such/trouble.mar not found" in missing.stderr
+
+    from tests.conftest import free_port
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    unreachable = run_push("--space", SPACE_ID, "--model", str(model_file), endpoint=closed)
+    assert unreachable.returncode == 1 and f"could not reach the Hub at {closed}" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr

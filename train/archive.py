@@ -123,6 +123,8 @@ def validation_summary(report: dict, section: dict) -> dict:
                  None)
     grade = (block or {}).get("grade") or {}
     return {"data": report["data"]["gt"], "images": report["data"]["images"], "tta": bool(tta.get("enabled")),
+            # A bool; reports made before it was resolved hold the command line's "true"/"false".
+            "sliced": {"true": True, "false": False}.get(report["model"].get("sliced"), report["model"].get("sliced")),
             "mAP50": round(report["coco"]["mAP50"], 3),
             "count_mae": round(block["count"]["mae"], 2) if block and block["count"]["mae"] is not None else None,
             "grade_accuracy": round(grade["accuracy"], 3) if grade.get("accuracy") is not None else None}

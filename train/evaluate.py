@@ -744,13 +744,13 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         except (FileNotFoundError, ValueError) as error:  # no model there, or not a model
             raise EvaluationError(str(error)) from None
         # The model's thresholds for the passes asked for (test-time augmentation has its own).
-        model_thresholds, _, _, tta_on = detector.resolve_request(tta=tta)
+        model_thresholds, slicing, _, tta_on = detector.resolve_request(sliced=sliced, slice_size=slice_size, tta=tta)
         predictions, gt, unread = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta)
     # The model's own thresholds and earlier validation are not what this report is about.
     info = {"model": str(model),
             **{k: v for k, v in detector.model_info().items()
                if k not in ("score_thresholds", "tta_score_thresholds", "validation")},
-            "sliced": sliced if sliced is not None else detector.settings.slicing.enabled,
+            "sliced": slicing.enabled,
             "input_size": detector.input_size, "nms_iou": detector.nms_iou, "framing": detector.settings.framing,
             "tta": {"sizes": detector.settings.tta.sizes, "flip": detector.settings.tta.flip,
                     "fuse_iou": detector.settings.tta.fuse_iou} if tta_on else None}

@@ -47,6 +47,8 @@ def find_face(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
 
     height, width = rgb.shape[:2]
     scale = min(1.0, DETECT_SIDE / max(height, width))
+    if min(height, width) * scale < MIN_FACE:  # a strip: no face of MIN_FACE px fits on the copy
+        return None
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     if scale < 1.0:
         gray = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)

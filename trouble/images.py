@@ -28,6 +28,9 @@ ACCEPTED = "a JPEG, PNG, WebP or HEIC photo"
 # The ISO media "brands" of HEIC/HEIF files, at bytes 8-12 after "ftyp".
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 MIN_SIDE = 16
+# Long side over short side. A panorama is about 4:1; beyond 20:1 the model's input (720 px on the
+# long side) would be under 36 px high, and far beyond, under one pixel.
+MAX_ASPECT = 20
 # The model never needs more than this many pixels on the long side: larger photos are
 # downscaled before inference and boxes are mapped back to the original pixels.
 DEFAULT_MAX_SIDE = 4096
@@ -62,13 +65,20 @@ class DecodedImage:
         return self.original_width / self.rgb.shape[1]
 
 
+def looks_like_image(data: bytes) -> bool:
+    """Whether the bytes start like a JPEG, PNG, WebP or HEIC file (however broken the rest is)."""
+    head = bytes(data[:12])  # TorchServe hands over a bytearray, which a set lookup refuses
+    return (head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")) or head[8:12] == b"WEBP"
+            or (head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS))
+
+
 def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Bytes of a JPEG, PNG, WebP or HEIC photo → DecodedImage; raises BadInput with a clear message."""
     started = time.perf_counter()
     if not data:
         raise BadInput("empty_body", f"The request has no image: send the bytes of {ACCEPTED}.")
-    head = data[:1024].lstrip().lower()
+    head = data[:1024].removeprefix(b"\xef\xbb\xbf").lstrip().lower()  # a UTF-8 byte-order mark first
     if head.startswith(b"%pdf"):
         raise BadInput("unsupported_format", f"This is a PDF document, not a photo: send {ACCEPTED}.",
                          415)
@@ -77,16 +87,19 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
                          415)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # max_pixels below is the limit. PIL's own warning threshold (89 MP) is global state that
+            # SAHI switches off, so heeding it would refuse a photo before SAHI first runs, not after.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
-            ValueError) as error:
-        if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
+        if isinstance(error, Image.DecompressionBombError):
             raise BadInput("too_many_pixels", f"The image has too many pixels ({error}).", 413) from error
         if not HEIC_READABLE and data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
             raise BadInput("unsupported_format", "This is a HEIC photo and this server cannot read HEIC "
                                                  "(the pillow-heif package is not installed): send a JPEG, "
                                                  "PNG or WebP.", 415) from error
+        if looks_like_image(data):
+            raise BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).") from error
         raise BadInput("not_an_image", f"The data is not a readable image: send {ACCEPTED}.", 415) from error
     image_format = image.format  # exif_transpose below returns an image without it
     if image_format not in ACCEPTED_FORMATS:
@@ -96,30 +109,39 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
     if width < MIN_SIDE or height < MIN_SIDE:
         raise BadInput("too_small", f"The image is {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} "
                                       f"is needed to find anything.")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise BadInput("extreme_aspect_ratio", f"The image is {width}x{height} pixels, a strip; at most "
+                                               f"{MAX_ASPECT}:1 can be analysed (resized for the model, a "
+                                               f"longer strip would be less than a pixel high). Crop it.")
     if width * height > max_pixels:
         raise BadInput("too_many_pixels",
                          f"The image is {width}x{height} = {width * height / 1e6:.0f} megapixels; the limit is "
                          f"{max_pixels / 1e6:.0f} MP. Resize it and send it again.", 413)
 
-    orientation = image.getexif().get(0x0112, 1)
-    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
-        width, height = height, width
-    if image_format in ("JPEG", "MPO"):
-        # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
-        image.draft("RGB", (max_side, max_side))
     try:
+        orientation = image.getexif().get(0x0112, 1)  # a PNG's EXIF may come after its pixels: a full read
+        if image_format in ("JPEG", "MPO"):
+            # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
+            image.draft("RGB", (max_side, max_side))
         image.load()
         image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError) as error:
         raise BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).") from error
-    rgb = _to_rgb(image)
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
+        width, height = height, width
+    rgb = to_rgb(image)
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return DecodedImage(np.asarray(rgb, dtype=np.uint8), width, height, image_format,
                         round((time.perf_counter() - started) * 1000.0, 1))
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """A PIL image as the model and the drawings see it: EXIF orientation applied, 8-bit RGB."""
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode → 8-bit RGB; transparent pixels become white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)

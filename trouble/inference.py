@@ -267,8 +267,12 @@ class TroubleDetector:
             raise ValueError(f"{path} is not a .mar archive (a zip file)")
         # Everything is read into memory while loading, so the unpacked copy goes right after.
         with tempfile.TemporaryDirectory(prefix="trouble-mar-") as unpacked:
-            with zipfile.ZipFile(path) as archive:
-                archive.extractall(unpacked)
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    archive.extractall(unpacked)
+            except (zipfile.BadZipFile, EOFError) as error:  # a damaged copy: a failed CRC check, a cut-off file
+                raise ValueError(f"{path} is damaged ({error}): copy it again, or rebuild it with "
+                                 f"`make archive`") from None
             try:
                 return cls(Path(unpacked), device, input_size, nms_iou)
             except BadInput:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
-from trouble import images  # noqa: F401  (registers the HEIC reader with PIL, for load_photo)
+from trouble import images  # also registers the HEIC reader with PIL, for load_photo
 
 # Okabe & Ito (2008) colour-blind-safe palette. Known lesion types keep the same colour in every
 # model; blue-green hues first, because they stand out best on skin.
@@ -42,12 +42,15 @@ DISPLAY_MAX_SIDE = 2048
 
 def palette_for(classes) -> dict:
     """{type: "#RRGGBB"} for a model's classes: fixed colours for known types, then the unused
-    Okabe-Ito colours in class order (cycling only when a model has more than 8 types)."""
-    palette = {name: TYPE_COLOURS[name] for name in classes if name in TYPE_COLOURS}
+    Okabe-Ito colours in class order (cycling only when a model has more than 8 types). Two known
+    types of one colour (comedone, blackhead) in one model: the second takes an unused colour."""
+    palette = {}
+    for name in classes:
+        if name in TYPE_COLOURS and TYPE_COLOURS[name] not in palette.values():
+            palette[name] = TYPE_COLOURS[name]
     spare = [colour for colour in OKABE_ITO.values() if colour not in palette.values()]
     spare = spare or list(OKABE_ITO.values())
-    unknown = [name for name in classes if name not in TYPE_COLOURS]
-    for index, name in enumerate(unknown):
+    for index, name in enumerate(name for name in classes if name not in palette):
         palette[name] = spare[index % len(spare)]
     return {name: palette[name] for name in classes}
 
@@ -121,14 +124,15 @@ def _with_legend_strip(photo: Image.Image, classes, counts: dict, palette: dict)
 
 
 def load_photo(image) -> Image.Image:
-    """Bytes, a path, an RGB array or a PIL image → an RGB PIL image the right way up."""
+    """Bytes, a path, an RGB array or a PIL image → an RGB PIL image the right way up, with the
+    pixels the model saw (16-bit scaled, transparency on white: trouble.images.to_rgb)."""
     if isinstance(image, np.ndarray):
         return Image.fromarray(image).convert("RGB")
     if isinstance(image, (bytes, bytearray)):
         image = Image.open(io.BytesIO(image))
     elif not isinstance(image, Image.Image):
         image = Image.open(image)
-    return ImageOps.exif_transpose(image).convert("RGB")
+    return images.upright_rgb(image)
 
 
 def annotate_image(image, response: dict) -> Image.Image:

@@ -32,9 +32,9 @@ class TimeBudgetHook(Hook):
     `warmup_iters` iterations or `warmup_fraction` of the budget, whichever comes first (on a CPU
     at 25 s an iteration, 100 iterations would take 42 minutes, longer than many budgets). When
     the budget is spent the current iteration becomes the last one, so the usual end-of-training
-    checkpoint and validation still run. Until then the loop's iteration count is re-estimated from the pace so
-    far, so that mmengine's progress line ("[120/480]", eta) reads the budget, not the loop's
-    upper bound of 10 million iterations.
+    checkpoint and validation still run. Until then the loop's iteration count is re-estimated from
+    the pace so far, so that mmengine's progress line ("[120/480]", eta) reads the budget, not the
+    loop's upper bound of 10 million iterations.
     """
 
     priority = "VERY_HIGH"  # before CheckpointHook, which saves on the last iteration
@@ -47,7 +47,10 @@ class TimeBudgetHook(Hook):
         self.warmup_iters = warmup_iters
         self.warmup_fraction = warmup_fraction
         self.min_lr_ratio = min_lr_ratio
-        self.start = None
+        # Set when training starts (before_train):
+        self.start = None            # time.monotonic() then
+        self.start_iter = 0          # the iteration it started from (a resumed run's is not 0)
+        self.max_iters_bound = None  # the loop's own upper bound on iterations
         self.base_lrs = None
 
     def before_train(self, runner):
