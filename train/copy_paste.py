@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from trouble.images import upright_rgb
 from trouble.models.transforms import PatchBank, paste_lesions, skin_mask
 from trouble.severity import grade_from_count
 
@@ -49,8 +50,8 @@ def read_split(data_dir: Path, split: str) -> dict:
 
 def load_rgb(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB")).copy()
+        with Image.open(path) as image:  # upright: the frame the boxes are in (see train.data)
+            return np.asarray(upright_rgb(image)).copy()
     except OSError as error:
         raise CopyPasteError(f"cannot read image {path}: {error}") from None
 

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from trouble.images import upright_rgb
 from trouble.models.transforms import remove_background, skin_mask  # noqa: F401  (re-exported)
 
 
@@ -64,7 +65,8 @@ def check_split(data_dir: Path, split: str, limit: int | None = None, every: int
     for image in images:
         path = data_dir / split / image["file_name"]
         try:
-            rgb = np.asarray(Image.open(path).convert("RGB"))
+            with Image.open(path) as photo:  # upright: the frame the boxes are in (see train.data)
+                rgb = np.asarray(upright_rgb(photo))
         except OSError as error:
             raise SkinMaskError(f"cannot read {path}: {error}") from None
         mask = skin_mask(rgb)
