@@ -108,9 +108,11 @@ def annotated_names(paths: list[Path]) -> dict:
 
 def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
                  sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True, tta=None):
-    """Run every (image_id, path) and yield (image_id, response or {file_name, error}, COCO results).
+    """Run every (image_id, path) and yield (image_id, response or {file_name, error, code}, COCO results).
 
-    category_ids maps type name → COCO category id; None numbers each answer's model types from 1."""
+    category_ids maps type name → COCO category id; None numbers each answer's model types from 1.
+    An error's code is the refusal's (not_an_image, corrupt_image, ...), "unreadable" for a file
+    that cannot be read, or "model_failed" for anything else."""
     drawing_names = annotated_names([path for _, path in images])
     for number, (image_id, path) in enumerate(images, 1):
         try:
@@ -120,8 +122,9 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
         except Exception as error:  # noqa: BLE001  one bad photo stops nothing
             if getattr(error, "code", None) == "bad_parameter":  # an option, not the photo: all would fail
                 raise
+            code = getattr(error, "code", None) or ("unreadable" if isinstance(error, OSError) else "model_failed")
             print(f"  {path.name}: skipped: {error}", file=sys.stderr)
-            yield image_id, {"file_name": path.name, "error": str(error)}, []
+            yield image_id, {"file_name": path.name, "error": str(error), "code": code}, []
             continue
         response["file_name"] = path.name
         ids = category_ids if category_ids is not None else model_category_ids(response)
@@ -135,10 +138,12 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
         yield image_id, response, to_coco_results(response, image_id, ids)
 
 
-def predict_images(*args, **kwargs):
+def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
+                   sliced=None, slice_size=None, tta=None):
     """predict_each, collected: (COCO results, {image_id: response or error})."""
     results, responses = [], {}
-    for image_id, response, found in predict_each(*args, **kwargs):
+    for image_id, response, found in predict_each(predictor, images, category_ids, score_threshold, sliced,
+                                                  slice_size, progress=True, tta=tta):
         responses[image_id] = response
         results += found
     return results, responses

@@ -86,13 +86,23 @@ class TroubleHandler(BaseHandler):
 
 
 def _refusal(error: Exception) -> BadInput:
-    """The answer for a request that failed: its BadInput, or a 500 naming an unexpected error
-    (logged with its traceback for the operator)."""
+    """The answer for a request that failed: its BadInput, or a 500 for an unexpected error (its
+    traceback goes to the log, not to the client). A CUDA error is raised on: it leaves the device
+    unusable, and only a new worker (TorchServe starts one) recovers."""
     if isinstance(error, BadInput):
         return error
+    if isinstance(error, RuntimeError) and "CUDA error" in str(error):
+        raise error
     logger.exception("the model failed on one request of the batch")
-    return BadInput("internal_error", f"The model failed on this photo ({type(error).__name__}: {error}). "
-                                      f"Other photos are not affected.", 500)
+    return BadInput("internal_error", f"The model failed on this photo ({type(error).__name__}); the server's "
+                                      f"log has the details. Other photos are not affected.", 500)
+
+
+def _photo_likeness(value) -> tuple[bool, int]:
+    """Sort key for picking the photo among fields: one that starts like an image, else the largest."""
+    if isinstance(value, (bytes, bytearray)):
+        return looks_like_image(value), len(value)
+    return False, len(value) if isinstance(value, str) else 0
 
 
 def _split_request(row: dict) -> tuple[bytes, dict]:
@@ -107,10 +117,7 @@ def _split_request(row: dict) -> tuple[bytes, dict]:
             others[key] = value
     if not others:
         raise BadInput("empty_body", f"The request has no image: send the bytes of {ACCEPTED}.")
-    photo = next(iter(others))
-    if len(others) > 1:
-        photo = next((key for key, value in others.items()
-                      if isinstance(value, (bytes, bytearray)) and looks_like_image(value)), photo)
+    photo = max(others, key=lambda key: _photo_likeness(others[key]))
     unknown = sorted(set(others) - {photo})
     if unknown:
         raise BadInput("bad_parameter", f"Unknown form field(s) {', '.join(unknown)}: the options are "

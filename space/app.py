@@ -219,8 +219,9 @@ def _save_downloads(response: dict, answered_by: str, annotated, photo_name: str
     _remove_old_results()
     folder = RESULTS_DIR / uuid.uuid4().hex
     folder.mkdir(parents=True)
-    analysed_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    stem = f"{Path(photo_name).stem}-trouble-{time.strftime('%Y%m%d-%H%M%S')}"
+    now = time.localtime()
+    analysed_at = time.strftime("%Y-%m-%dT%H:%M:%S%z", now)
+    stem = f"{Path(photo_name).stem}-trouble-{time.strftime('%Y%m%d-%H%M%S', now)}"
     json_path, png_path = folder / f"{stem}.json", folder / f"{stem}.png"
     json_path.write_text(json.dumps({"photo": photo_name, "analysed_at": analysed_at, **response,
                                      "answered_by": answered_by}, indent=2))
@@ -305,11 +306,12 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # Moving the slider means the user wants that threshold: tick the box for them.
         threshold.input(lambda: True, outputs=use_one_threshold, api_visibility="private")
         outputs = [annotated, legend, counts, severity, status, results_json, annotated_png]
-        button.click(lambda *args: analyse(analyzer, *args),
-                     inputs=[photo, use_one_threshold, threshold, sliced, slice_size, tta],
-                     outputs=outputs, api_name="analyse")
-        # Another photo (upload, webcam, example, cleared): the last photo's results go at once.
-        photo.change(lambda: _cleared(), outputs=outputs, api_visibility="private", queue=False)
+        analysis = button.click(lambda *args: analyse(analyzer, *args),
+                                inputs=[photo, use_one_threshold, threshold, sliced, slice_size, tta],
+                                outputs=outputs, api_name="analyse")
+        # Another photo (upload, webcam, example, cleared): the last photo's results go at once, and an
+        # analysis still waiting or running is cancelled, so that it cannot land beside the new photo.
+        photo.change(lambda: _cleared(), outputs=outputs, api_visibility="private", cancels=[analysis])
         # Other settings: the results stay, marked as made with the settings before.
         for setting in (use_one_threshold, threshold, sliced, slice_size, tta):
             setting.change(render.mark_stale, inputs=status, outputs=status, api_visibility="private", queue=False)

@@ -124,8 +124,11 @@ def status_markdown(response: dict, answered_by: str, round_trip_ms: float) -> s
             f"Photo {image['width']}x{image['height']} px, {slicing}; {thresholds_text(response)}.")
 
 
+ERROR_PREFIX = "**Could not analyse the photo.** "
+
+
 def error_markdown(message: str) -> str:
-    return f"**Could not analyse the photo.** {message}"
+    return ERROR_PREFIX + message
 
 
 STALE_NOTE = "**Settings changed since this answer: press Find troubles to apply them.** "
@@ -134,6 +137,6 @@ STALE_NOTE = "**Settings changed since this answer: press Find troubles to apply
 def mark_stale(status: str) -> str:
     """The status line of an answer whose settings have been changed since (once; nothing to mark
     when there is no answer)."""
-    if not status or status.startswith(STALE_NOTE) or status.startswith("**Could not"):
+    if not status or status.startswith((STALE_NOTE, ERROR_PREFIX)):
         return status
     return STALE_NOTE + status

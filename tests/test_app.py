@@ -314,6 +314,16 @@ def test_large_photos_are_drawn_at_display_size():
     assert tuple(pixels[round(2300 * scale), round(3000 * scale) + width // 2]) == colour
 
 
+def test_a_small_lesion_stays_visible_inside_its_box_on_a_large_photo():
+    """On a 2048 px drawing the line is 7 px: a 24 px box keeps its middle clear all the same."""
+    response = fake_response(width=2048, height=1536,
+                             detections=[{"type": "papule", "score": 0.5, "box": [1000, 700, 1024, 724]}])
+    pixels = np.asarray(render.draw_detections(Image.new("RGB", (2048, 1536), (128, 128, 128)), response))
+    assert render.line_width_for((2048, 1536)) == 7
+    assert all(tuple(pixels[712, x]) == (128, 128, 128) for x in range(1005, 1019))  # 14 of the 24 px clear
+    assert tuple(pixels[712, 1000]) == render.hex_to_rgb(render.palette_for(["comedone", "papule"])["papule"])
+
+
 def test_legend_counts_table_and_severity_text():
     detections = [{"type": "papule", "score": 0.8, "box": [10, 10, 30, 30]}] * 7
     response = fake_response(detections=detections)

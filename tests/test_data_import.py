@@ -281,7 +281,7 @@ def test_earlier_import_is_kept_unless_overwrite(tmp_path):
     assert report["splits"]["train"]["images"] == 1
 
 
-def test_overwrite_never_deletes_the_source_and_replaces_the_whole_earlier_import(tmp_path):
+def test_overwrite_never_deletes_the_source_or_what_a_refused_import_found(tmp_path):
     make_dataset(tmp_path / "ds", n_images=4, fmt="coco")
     before = {p: p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file()}
     # --out ds with --src ds/train would replace ds/train, the source itself: refused, nothing touched
@@ -300,12 +300,13 @@ def test_overwrite_never_deletes_the_source_and_replaces_the_whole_earlier_impor
         import_dataset("coco", tmp_path / "ds", out, overwrite=True)
     assert (out / "train" / "annotations.json").is_file() and (out / "valid" / "notes.txt").is_file()
 
-    # --overwrite with a source of one split removes the earlier import's other splits too.
-    shutil.rmtree(out / "valid")
-    import_dataset("coco", tmp_path / "ds", out, overwrite=True)
-    assert (out / "valid" / "annotations.json").is_file()
-    import_dataset("coco", tmp_path / "ds" / "train", out, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["import_report.json", "train"]
+    # Splits may be imported one at a time into one OUT: the other split stays.
+    shutil.rmtree(out)
+    import_dataset("coco", tmp_path / "ds" / "train", out, split="train", classes=CLASSES)
+    import_dataset("coco", tmp_path / "ds" / "valid", out, split="valid", classes=CLASSES)
+    assert load_coco(out / "train")["categories"] == load_coco(out / "valid")["categories"]
+    import_dataset("coco", tmp_path / "ds" / "valid", out, split="valid", classes=CLASSES, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["import_report.json", "train", "valid"]
 
 
 def test_cli_copies_unless_told_to_symlink(tmp_path):

@@ -184,13 +184,15 @@ def test_cli_with_a_damaged_checkpoint_exits_2_naming_the_file(smoke_mar, tmp_pa
     assert not (tmp_path / "results.json").exists()
 
 
-def test_cli_with_a_mar_damaged_in_transit_exits_2_naming_it(smoke_mar, tmp_path):
-    """Bytes flipped inside the archive (a bad disk or copy): the zip's CRC check fails on unpacking."""
+@pytest.mark.parametrize("member", ["model.pth", "config.py"])
+def test_cli_with_a_mar_damaged_in_transit_exits_2_naming_it(smoke_mar, tmp_path, member):
+    """Bytes changed inside the archive (a bad disk or copy): unpacking fails its CRC check, or (in
+    a compressed member) decompression itself."""
     data = bytearray(smoke_mar.read_bytes())
     with zipfile.ZipFile(smoke_mar) as mar:
-        largest = max(mar.infolist(), key=lambda item: item.compress_size)
-    middle = largest.header_offset + 100 + largest.compress_size // 2  # inside its stored bytes
-    data[middle:middle + 64] = bytes(64)
+        item = mar.getinfo(member)
+    middle = item.header_offset + 30 + len(item.filename) + len(item.extra) + item.compress_size // 2
+    data[middle:middle + 16] = bytes(byte ^ 0x5A for byte in data[middle:middle + 16])
     damaged = tmp_path / "trouble.mar"
     damaged.write_bytes(bytes(data))
     result = predict_folder(ACNE04_PHOTOS[0].parent, "--model", damaged, "--out", tmp_path / "results.json")

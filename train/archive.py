@@ -156,7 +156,8 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
     write_weights(checkpoint, out_dir / "model.pth", half=half)
     (out_dir / "config.py").write_text(serving_config_text(work_dir))
 
-    report = evaluation_of_this_run(work_dir, meta)
+    # Thresholds given (train.evaluate staging a work dir to run it): no earlier evaluation is wanted.
+    report = evaluation_of_this_run(work_dir, meta) if thresholds is None else None
     if thresholds is None:
         thresholds_path = work_dir / "eval" / "thresholds.json"
         thresholds = json.loads(thresholds_path.read_text()) if report and thresholds_path.is_file() else {}

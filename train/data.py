@@ -662,8 +662,8 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     unusable = [name for name, images in checked.items() if not images and (read[name][0] or read[name][1])]
     if unusable:
         raise DataError(f"no usable image in the {', '.join(unusable)} split of {src} (see the problems above): "
-                        f"fix it, or import the other splits one at a time (--src SRC/<split> --split <split>)",
-                        report)
+                        f"fix it, or import the other splits one at a time (--src SRC/<split> --split <split> "
+                        f"--classes a,b,c, so that every split gets the same categories)", report)
     if not classes:
         raise DataError(f"no classes: no box in {src} names one; pass --classes a,b,c to import negatives only", report)
 
@@ -705,26 +705,16 @@ def is_inside(path, folder):
 
 
 def splits_to_replace(out, splits, overwrite, report):
-    """The split folders of an earlier import in OUT that this import replaces.
-
-    Without --overwrite an earlier import is refused; a folder that is not one is never replaced.
-    With it, the earlier import goes as a whole: its splits that this import does not write too,
-    so no stale valid split stays beside a new train split."""
-    earlier = set(splits)
-    if (out / "import_report.json").is_file():
-        try:
-            earlier |= set(json.loads((out / "import_report.json").read_text(encoding="utf-8"))["splits"])
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-            pass  # an unreadable report: replace only the splits written now
+    """The split folders in OUT that this import replaces: those of its splits that hold an earlier
+    import. Without --overwrite that is refused; a folder that is not an import is never replaced.
+    Other splits in OUT stay, so splits can be imported one at a time."""
     replaced = []
-    for name in sorted(earlier):
+    for name in splits:
         split_dir = out / name
         if not split_dir.is_dir() or not any(split_dir.iterdir()):
             continue
         if not (split_dir / "annotations.json").is_file():
-            if name in splits:
-                raise DataError(f"{split_dir} exists and is not an earlier import: choose another --out", report)
-            continue
+            raise DataError(f"{split_dir} exists and is not an earlier import: choose another --out", report)
         if not overwrite:
             raise DataError(f"{split_dir} holds an earlier import: pass --overwrite to replace it", report)
         replaced.append(split_dir)
@@ -790,8 +780,8 @@ def parse_args(argv=None):
     link.add_argument("--copy", dest="symlink", action="store_false", help="copy the images (default)")
     link.add_argument("--symlink", dest="symlink", action="store_true", help="symlink the images instead of copying")
     p.set_defaults(symlink=False)  # else the last store_false/store_true added decides the default
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier import in OUT (all its splits, also those not imported again)")
+    p.add_argument("--overwrite", action="store_true", help="replace the splits of an earlier import in OUT that "
+                                                            "this import writes (other splits stay)")
     return parser.parse_args(argv)
 
 

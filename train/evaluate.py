@@ -705,8 +705,13 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
     print(f"[evaluate] running the model on {len(images)} images of {gt_path}", flush=True)
     predictions, responses = predict_images(detector, [(im["id"], folder / im["file_name"]) for im in images],
                                             category_ids, EVAL_SCORE_FLOOR, sliced, slice_size, tta=tta)
-    # A photo the model could not read has no answer, not an empty one: scoring it would count its
-    # lesions as missed. It is left out, and the report says so.
+    # A photo that could not be read has no answer, not an empty one: scoring it would count its
+    # lesions as missed. It is left out, and the report says so. A model that fails stops the run:
+    # leaving out the photos it fails on would flatter it.
+    failed = [answer for answer in responses.values() if answer.get("code") in ("model_failed", "internal_error")]
+    if failed:
+        raise EvaluationError(f"the model failed on {failed[0]['file_name']} ({failed[0]['error']}); "
+                              f"{len(failed)} photo(s) in all")
     unread_ids = {image_id for image_id, answer in responses.items() if "error" in answer}
     if images and len(unread_ids) == len(images):
         raise EvaluationError(f"none of the {len(images)} images of {gt_path} could be read")

@@ -124,12 +124,11 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
             # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
             image.draft("RGB", (max_side, max_side))
         image.load()
-        image = ImageOps.exif_transpose(image)
+        rgb = upright_rgb(image)
     except (OSError, ValueError, SyntaxError) as error:
         raise BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).") from error
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
         width, height = height, width
-    rgb = to_rgb(image)
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return DecodedImage(np.asarray(rgb, dtype=np.uint8), width, height, image_format,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -270,7 +271,7 @@ class TroubleDetector:
             try:
                 with zipfile.ZipFile(path) as archive:
                     archive.extractall(unpacked)
-            except (zipfile.BadZipFile, EOFError) as error:  # a damaged copy: a failed CRC check, a cut-off file
+            except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a damaged copy: CRC, deflate, cut off
                 raise ValueError(f"{path} is damaged ({error}): copy it again, or rebuild it with "
                                  f"`make archive`") from None
             try:

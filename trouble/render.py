@@ -88,9 +88,12 @@ def draw_detections(image: Image.Image, response: dict) -> Image.Image:
     for detection in sorted(response["detections"], key=lambda d: d["score"]):
         x1, y1, x2, y2 = (v * scale for v in detection["box"])
         colour = hex_to_rgb(palette.get(detection["type"], OKABE_ITO["black"]))
+        # The line is drawn inside the box: at most an eighth of the box's side, so that a small
+        # lesion on a large photo stays visible within its box.
+        box_width = min(width, max(2, round(min(x2 - x1, y2 - y1) / 8)))
         # A 1 px dark rim either side of the coloured line keeps it visible on pale and dark skin.
-        draw.rectangle((x1 - 1, y1 - 1, x2 + 1, y2 + 1), outline=(0, 0, 0), width=width + 2)
-        draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
+        draw.rectangle((x1 - 1, y1 - 1, x2 + 1, y2 + 1), outline=(0, 0, 0), width=box_width + 2)
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=box_width)
     return _with_legend_strip(photo, classes, response["counts"], palette)
 
 
