@@ -4,7 +4,23 @@ every photo)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+
+def run_main(main):
+    """Run a benchmark's main() and exit with its code. The project's own errors (data a model does
+    not fit, a config not found, a refused option) end in one line and exit code 2, not a traceback."""
+    from train.evaluate import EvaluationError
+    from train.train import TrainError
+    from trouble.images import BadInput
+
+    try:
+        code = main()
+    except (EvaluationError, TrainError, BadInput) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code or 0)
 
 
 def at_least(least: int):
@@ -43,18 +59,36 @@ def score(text: str) -> float:
     return value
 
 
+def torch_device(text: str) -> str:
+    """cpu, cuda or cuda:N, and CUDA only where there is a GPU."""
+    import torch
+
+    if text != "cpu" and not (text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA GPU (torch sees none)")
+    return text
+
+
+def output_file(text: str) -> str:
+    """A file to write the results to: refused now if it is a folder, not after the whole run."""
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder: give a file name, e.g. {Path(text) / 'results.json'}")
+    return text
+
+
 def existing_path(text: str) -> str:
     if not Path(text).exists():
         raise argparse.ArgumentTypeError(f"{text} not found")
     return text
 
 
-def list_of(item):
+def list_of(item, may_be_empty: bool = False):
     """A comma-separated list of values of type `item`, e.g. list_of(at_least(1)) for '1,4,8'."""
 
     def parse(text: str) -> list:
         values = [item(part) for part in text.split(",") if part.strip()]
-        if not values:
+        if not values and not may_be_empty:
             raise argparse.ArgumentTypeError("expected a comma-separated list, got nothing")
         return values
 

@@ -45,7 +45,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from bench.arguments import at_least, existing_path, list_of  # noqa: E402
+from bench.arguments import (at_least, existing_path, list_of,  # noqa: E402
+                             output_file, run_main, torch_device)
 from trouble.inference import TroubleDetector  # noqa: E402
 
 DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
@@ -233,9 +234,9 @@ def main(argv=None) -> int:
     parser.add_argument("--large-repeats", type=at_least(1), default=3, help="rounds over the 12 MP photo")
     parser.add_argument("--batch-sizes", default=[1, 4, 8], type=list_of(at_least(1)),
                         help="slices per forward pass to compare; the first is the reference")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (the in-process measurements)")
+    parser.add_argument("--device", default="cpu", type=torch_device, help="cpu or cuda (the in-process measurements)")
     parser.add_argument("--no-server", action="store_true", help="in process only: no TorchServe (a GPU machine)")
-    parser.add_argument("--out", required=True, help="JSON file for the results")
+    parser.add_argument("--out", required=True, type=output_file, help="JSON file for the results")
     args = parser.parse_args(argv)
 
     import torch
@@ -314,4 +315,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

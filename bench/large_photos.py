@@ -30,8 +30,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.arguments import at_least, existing_path, list_of, pixels, positive_float
+from bench.arguments import (at_least, existing_path, list_of,
+                             output_file, pixels, positive_float, run_main)
 from train.evaluate import evaluate, load_ground_truth, predict_ground_truth_images, sample_ground_truth
+from trouble.images import upright_rgb
 from trouble.inference import TroubleDetector
 
 
@@ -47,7 +49,7 @@ def large_ground_truth(gt: dict, image_dir: Path, scale: float, layout: str, out
         width, height = round(image["width"] * scale), round(image["height"] * scale)
         name = Path(image["file_name"]).with_suffix(".jpg").name
         with Image.open(image_dir / image["file_name"]) as photo:
-            photo = photo.convert("RGB")
+            photo = upright_rgb(photo)  # EXIF applied: the frame train.data writes boxes in
             if layout == "enlarge":
                 large, offsets[image["id"]] = photo.resize((width, height), Image.LANCZOS), (0, 0)
             else:
@@ -75,9 +77,10 @@ def main(argv=None):
     parser.add_argument("--scale", type=positive_float, default=3.0, help="how many times larger each photo becomes")
     parser.add_argument("--layout", choices=LAYOUTS, default="enlarge",
                         help="enlarge the photo, or put it on a larger grey canvas (see above)")
-    parser.add_argument("--slice-sizes", default=[640, 960, 1280], type=list_of(pixels),
-                        help="comma-separated slice sizes (px of the enlarged photo) to compare with the whole photo")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--slice-sizes", default=[640, 960, 1280], type=list_of(pixels, may_be_empty=True),
+                        help="comma-separated slice sizes (px of the enlarged photo) to compare with the whole "
+                             "photo; \"\" for none (the whole-photo and framing rows only)")
+    parser.add_argument("--out", required=True, type=output_file)
     args = parser.parse_args(argv)
     slice_sizes = args.slice_sizes
 
@@ -129,4 +132,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

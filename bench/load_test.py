@@ -36,7 +36,8 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from bench.arguments import at_least, existing_path, list_of, positive_float  # noqa: E402
+from bench.arguments import (at_least, existing_path, list_of,  # noqa: E402
+                             output_file, positive_float, run_main)
 # The test suite's helpers: a real TorchServe on free loopback ports with the repo's config.
 from tests.conftest import torchserve_serving, wait_for_model  # noqa: E402
 from train.archive import rearchive_mar  # noqa: E402
@@ -197,13 +198,13 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), type=existing_path, help="a folder of photos to post")
     parser.add_argument("--retry-budget", type=float, default=120,
                         help="seconds a client keeps retrying a request answered 503")
-    parser.add_argument("--client-timeout", type=float, default=300,
+    parser.add_argument("--client-timeout", type=positive_float, default=300,
                         help="seconds a client waits for one answer (300, as the app and the batch CLI)")
     parser.add_argument("--max-tries", type=int, default=200, help="hard bound on tries per request")
     parser.add_argument("--max-requests-per-client", type=int, default=10_000)
-    parser.add_argument("--job-queue-size", type=int, help="instead of config.properties' job_queue_size")
-    parser.add_argument("--batch-size", type=int, help="instead of the .mar's batchSize")
-    parser.add_argument("--out", required=True, help="JSON file for the results")
+    parser.add_argument("--job-queue-size", type=at_least(1), help="instead of config.properties' job_queue_size")
+    parser.add_argument("--batch-size", type=at_least(1), help="instead of the .mar's batchSize")
+    parser.add_argument("--out", required=True, type=output_file, help="JSON file for the results")
     args = parser.parse_args(argv)
 
     model = Path(args.model).resolve()
@@ -258,4 +259,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from mmcv.ops import nms
 
-from bench.arguments import at_least, existing_path, list_of, score, unit_fraction
+from bench.arguments import at_least, existing_path, list_of, output_file, run_main, score, unit_fraction
 from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
 
 
@@ -50,7 +50,7 @@ def main(argv=None):
     parser.add_argument("--ious", default=[0.6, 0.55, 0.5, 0.45, 0.4], type=list_of(unit_fraction),
                         help="comma-separated IoU thresholds")
     parser.add_argument("--threshold", type=score, default=0.3, help="score threshold for F1, counts and grades")
-    parser.add_argument("--out", required=True, help="JSON file for the rows")
+    parser.add_argument("--out", required=True, type=output_file, help="JSON file for the rows")
     args = parser.parse_args(argv)
 
     gt = sample_ground_truth(load_ground_truth(args.gt)[0], args.limit)
@@ -84,4 +84,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.arguments import at_least, existing_path
+from bench.arguments import at_least, existing_path, output_file, run_main
 from train.evaluate import evaluate, predict_ground_truth_images
 from trouble.inference import TroubleDetector
 from trouble.settings import SlicingSettings
@@ -41,7 +41,7 @@ def main(argv=None):
     parser.add_argument("--model", required=True, type=existing_path, help="a .mar or model folder")
     parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
     parser.add_argument("--limit", type=at_least(1), default=60, help="N images, spread evenly over the file")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, type=output_file)
     args = parser.parse_args(argv)
 
     # SAHI's own defaults for merging, changed only where a row says so.
@@ -77,4 +77,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.arguments import at_least, existing_path, list_of, pixels, unit_fraction
+from bench.arguments import (at_least, existing_path, list_of,
+                             output_file, pixels, run_main, unit_fraction)
 from bench.nms_iou import stricter_nms
-from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
+from train.evaluate import EvaluationError, evaluate, load_ground_truth, sample_ground_truth
 from trouble.fusion import fuse_passes
+from trouble.images import upright_rgb
 from trouble.inference import TroubleDetector
 
 
@@ -60,20 +62,23 @@ def main(argv=None):
                         help="comma-separated input sizes to try")
     parser.add_argument("--fuse-iou", type=unit_fraction, default=0.55,
                         help="IoU at which boxes are fused (or suppressed)")
-    parser.add_argument("--out", required=True, help="JSON file for the rows")
+    parser.add_argument("--out", required=True, type=output_file, help="JSON file for the rows")
     args = parser.parse_args(argv)
     sizes = args.sizes
 
     detector = TroubleDetector.from_path(args.model, device="cpu")
     model = detector.sahi_model
     gt = sample_ground_truth(load_ground_truth(args.gt)[0], args.limit)
+    missing = sorted(set(detector.classes) - {c["name"] for c in gt["categories"]})
+    if missing:
+        raise EvaluationError(f"the model's types {missing} are not categories of {args.gt}")
     category_ids = {index: next(c["id"] for c in gt["categories"] if c["name"] == name)
                     for index, name in enumerate(detector.classes)}
     passes = [(size, mirrored) for size in sizes for mirrored in (False, True)]
     raw, seconds = {}, {p: 0.0 for p in passes}  # raw[(pass, image id)] = (boxes, scores, labels)
     for image in gt["images"]:
         with Image.open(Path(args.gt).parent / image["file_name"]) as photo:
-            rgb = np.asarray(photo.convert("RGB"))
+            rgb = np.asarray(upright_rgb(photo))  # EXIF applied: the frame train.data writes boxes in
         for one_pass in passes:
             started = time.perf_counter()
             raw[one_pass, image["id"]] = model._forward_pass([rgb], *one_pass)[0]
@@ -123,4 +128,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

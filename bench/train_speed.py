@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from bench.arguments import at_least
+from bench.arguments import at_least, output_file, run_main
 
 # Setting -> (the --amp dtype it trains with, None: float32; whether it adds train.train's --fast:
 # channels_last and cudnn benchmark; the batch size, as a multiple of --batch-size).
@@ -47,7 +47,7 @@ def parse_args(argv=None):
     parser.add_argument("--settings", default="fp32,fast", help="comma list of " + ", ".join(SETTINGS))
     parser.add_argument("--stages", type=at_least(0), default=5, metavar="N",
                         help="after the timed run, N more iterations timed stage by stage (0: none)")
-    parser.add_argument("--out", required=True, help="JSON file for the results")
+    parser.add_argument("--out", required=True, type=output_file, help="JSON file for the results")
     return parser.parse_args(argv)
 
 
@@ -197,18 +197,19 @@ def main(argv=None):
     import torch
 
     args = parse_args(argv)
+    from train.train import TrainError, classes_from_data  # TrainError: run_main prints it in one line
+
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
-        raise SystemExit(f"error: unknown setting(s) {unknown}; choose from {list(SETTINGS)}")
-    from train.train import TrainError, classes_from_data
-
-    try:
-        classes_from_data(Path(args.data))
-    except TrainError as error:
-        raise SystemExit(f"error: {error}") from None
+        raise TrainError(f"unknown setting(s) {unknown}; choose from {list(SETTINGS)}")
+    if args.warmup >= args.iters:
+        raise TrainError(f"--warmup {args.warmup} leaves none of the {args.iters} --iters to time")
+    classes_from_data(Path(args.data))
     if not torch.cuda.is_available():
         settings = [s for s in settings if s == "fp32"]
+    if not settings:
+        raise TrainError("no setting to run: on a CPU only fp32 runs (the others need CUDA)")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in device), None)
     results = []
@@ -257,4 +258,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

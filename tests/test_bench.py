@@ -1,7 +1,9 @@
 """The benchmarks under bench/ run on CPU (the GPU figures come from the same scripts)."""
 from __future__ import annotations
 
+import json
 import math
+import shutil
 
 from tests.conftest import read_json, run_module
 
@@ -62,6 +64,30 @@ def test_benchmarks_refuse_values_that_mean_nothing(smoke_mar, tmp_path):
     result = run_module(["bench.nms_iou", "--predictions", str(tmp_path / "none.json"), "--gt", str(gt),
                          "--out", str(tmp_path / "x.json")], check=False, timeout=120)
     assert result.returncode == 2 and f"argument --predictions: {tmp_path / 'none.json'} not found" in result.stderr
+    result = run_module(["bench.nms_iou", "--predictions", str(gt), "--gt", str(gt), "--out", str(tmp_path)],
+                        check=False, timeout=120)  # a folder: refused before the run, not after it
+    assert result.returncode == 2 and f"argument --out: {tmp_path} is a folder" in result.stderr
+
+
+def test_benchmarks_name_data_the_model_does_not_fit_and_impossible_settings(smoke_mar, synthetic_data, tmp_path):
+    """A one-type ground truth for the three-type smoke model: one line naming it, for every scoring bench."""
+    shutil.copytree(synthetic_data / "valid", tmp_path / "valid")
+    one_type = tmp_path / "valid" / "one_type.json"  # beside its photos
+    gt = read_json(synthetic_data / "valid" / "annotations.json")
+    one_type.write_text(json.dumps(dict(gt, categories=[{"id": 1, "name": "acne"}], annotations=[])))
+    for module in ("bench.large_photos", "bench.slicing_settings", "bench.test_time_augmentation"):
+        result = run_module([module, "--model", str(smoke_mar), "--gt", str(one_type), "--limit", "1",
+                             "--out", str(tmp_path / "x.json")], check=False, timeout=300)
+        assert result.returncode == 2 and "are not categories of" in result.stderr, (module, result.stderr[-1500:])
+        assert "Traceback" not in result.stderr, module
+    for module, args, message in (
+            ("bench.train_speed", ["--config", "train/configs/tood_smoke.py", "--data", str(synthetic_data),
+                                   "--iters", "2", "--warmup", "2"], "leaves none of the 2 --iters to time"),
+            ("bench.train_speed", ["--config", "train/configs/nope.py", "--data", str(synthetic_data)],
+             "config train/configs/nope.py not found"),
+            ("bench.inference_speed", ["--model", str(smoke_mar), "--device", "gpu"], "expected cpu, cuda or cuda:N")):
+        result = run_module([module, *args, "--out", str(tmp_path / "x.json")], check=False, timeout=300)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 def test_train_speed_names_an_unknown_setting(synthetic_data, tmp_path):

@@ -106,6 +106,19 @@ def test_offline_copy_paste_data_set(synthetic_data, tmp_path):
     result = run_module(["train.copy_paste", "--data", str(synthetic_data), "--out", str(out)],
                         check=False, timeout=120)
     assert result.returncode == 2 and "--overwrite" in result.stderr and "Traceback" not in result.stderr
+    # --overwrite replaces only an earlier copy-paste output, and only once the input has been read:
+    # never the source's own split, a folder of other files, or anything when --data is wrong.
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    for data, out_dir, message in ((synthetic_data, synthetic_data / "train", "overlap"),
+                                   (synthetic_data, keep, "not an earlier copy-paste output"),
+                                   (tmp_path / "typo", out, "not found")):
+        result = run_module(["train.copy_paste", "--data", str(data), "--out", str(out_dir), "--onto", "all",
+                             "--overwrite"], check=False, timeout=120)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert (synthetic_data / "train" / "annotations.json").is_file() and (keep / "notes.txt").is_file()
+    assert (out / "copy_paste_report.json").is_file()
 
 
 def test_lesion_copy_paste_transform_in_an_mmdet_pipeline(synthetic_data):
@@ -188,6 +201,13 @@ def test_skin_mask_check_command(synthetic_data, tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 0 and "lesion_centres_kept" in result.stdout
     result = run_module(["train.skin_mask", "--data", str(synthetic_data), "--limit", "0"], check=False, timeout=60)
     assert result.returncode == 2 and "--limit must be at least 1, got 0" in result.stderr
+    (tmp_path / "bad" / "train").mkdir(parents=True)
+    (tmp_path / "bad" / "train" / "annotations.json").write_text('{"images": [')
+    for args, message in ((["--data", str(tmp_path / "bad")], "is not valid JSON"),
+                          (["--data", str(synthetic_data), "--grid", str(tmp_path / "grid.xyz")], "give a .png"),
+                          (["--data", str(synthetic_data), "--json", str(tmp_path)], "is a folder")):
+        result = run_module(["train.skin_mask", *args], check=False, timeout=60)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,6 +480,12 @@ def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path
     again = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke",
                         "--runs", "background_removal"], timeout=300)
     assert again.stdout.count("done (reused)") == 2
+    assert "--seed 0" in (out / "runs" / "tood_x101_background_removal" / "train.log").read_text().splitlines()[0]
+    # Other settings (here more iterations) never delete the finished runs: the rows say so.
+    other = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke", "--iters", "3",
+                        "--runs", "background_removal"], check=False, timeout=300)
+    assert other.returncode == 1 and other.stdout.count("holds a finished run with other settings (iters)") == 2
+    assert (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").is_file()
 
 
 TOOD_ROWS = [BASE] + [p for p in VARIANTS if p.name.startswith("tood_")]
@@ -519,6 +545,14 @@ def test_experiments_refuses_unknown_comparisons_and_missing_data(tmp_path):
     result = run_module(["train.experiments", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
                          "--runs", "bbox_loss", "--smoke"], check=False, timeout=120)
     assert result.returncode == 2 and "not found" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "a_file").write_text("")
+    result = run_module(["train.experiments", "--data", str(tmp_path), "--out", str(tmp_path / "a_file")],
+                        check=False, timeout=120)
+    assert result.returncode == 2 and "is a file: give a folder" in result.stderr
+    for train_args, message in (("--budget-minutes 1", "exclude each other"), ('"--x', "No closing quotation")):
+        result = run_module(["train.experiments", "--data", str(tmp_path), "--smoke", "--train-args", train_args],
+                            check=False, timeout=120)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_offline_copy_paste_set_for_the_runner_is_made_once(synthetic_data, tmp_path):

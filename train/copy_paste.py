@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from train.data import is_inside
 from trouble.images import upright_rgb
 from trouble.models.transforms import PatchBank, paste_lesions, skin_mask
 from trouble.severity import grade_from_count
@@ -95,12 +96,12 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
              bank_size: int = 2000, symlink: bool = True, overwrite: bool = False) -> dict:
     """Write the copy-paste data set; return a summary, including every generated image's boxes."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    if out_dir.resolve() == data_dir.resolve():
-        raise CopyPasteError("--out must differ from --data: the source data set is never changed")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise CopyPasteError(f"{out_dir} exists and is not empty: pass --overwrite or another --out")
-        shutil.rmtree(out_dir)
+    if is_inside(out_dir, data_dir) or is_inside(data_dir, out_dir):
+        raise CopyPasteError(f"--out {out_dir} and --data {data_dir} overlap: choose an --out outside the data "
+                             f"(the source data set is never changed)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CopyPasteError(f"--out {out_dir} is a file: give a folder")
+    # Everything is read and checked before an earlier output is replaced: a bad --data deletes nothing.
     train = read_split(data_dir, "train")
     rng = np.random.default_rng(seed)
     bank = build_bank(data_dir, train, bank_size, rng)
@@ -112,6 +113,12 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
     if not targets:
         raise CopyPasteError(f"{data_dir / 'train'} has no image without annotations to paste onto: "
                              f"use --onto all")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (out_dir / "copy_paste_report.json").is_file():
+            raise CopyPasteError(f"{out_dir} exists and is not an earlier copy-paste output: choose another --out")
+        if not overwrite:
+            raise CopyPasteError(f"{out_dir} holds an earlier copy-paste output: pass --overwrite or another --out")
+        shutil.rmtree(out_dir)
 
     # The originals, unchanged.
     out_train = out_dir / "train"
@@ -229,6 +236,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.per_image < 1:
         parser.error("--per-image must be at least 1")
+    if args.grid and Path(args.grid).suffix.lower() != ".png":
+        parser.error(f"--grid {args.grid}: give a .png file name")
     return args
 
 

@@ -30,7 +30,8 @@ dir holds the results of the same settings is reused; --fresh trains everything 
 train.train's schedule takes; --iters to change). Each row then proves only that its config
 builds, trains and evaluates, and the table says so on every row: never read smoke numbers as
 results. Without --smoke the configs run as written: a GPU, and the COCO checkpoints of the
-mmdet model zoo (downloaded; offline, add --train-args "--from-scratch" and expect far less).
+mmdet model zoo (downloaded; offline, add --train-args=--from-scratch and expect far less: one option
+alone needs the "=", or argparse takes it for an option of its own).
 
 --backbone efficientnet-lite0 (or -lite2): the TOOD rows train with the compact tier's
 ImageNet-pretrained backbone in place of ResNeXt-101 and without a COCO checkpoint, which is what
@@ -285,6 +286,13 @@ def split_by_group(data_dir: Path, out_dir: Path, key: str = "group") -> dict:
         raise ExperimentError(f"no image in {data_dir / 'train' / 'annotations.json'} carries '{key}': {hint}")
 
     names = sorted({_group_value(im, key) for s in splits.values() for im in s["images"]} - {None})
+    slugs = {}
+    for name in names:  # one folder per group: "left cheek" and "left_cheek" would share one
+        slugs.setdefault(_slug(name), []).append(name)
+    clashing = [found for found in slugs.values() if len(found) > 1]
+    if clashing:
+        raise ExperimentError(f"the groups {clashing[0]} would share the folder {_slug(clashing[0][0])}: "
+                              f"rename one of them in the data")
     result = {"key": key, "groups": {}, "skipped": {}, "regrouped": None}
     for name in names:
         members = {split: [im for im in coco["images"] if _group_value(im, key) == name]
@@ -326,14 +334,20 @@ def run_training(config: Path, data_dir: Path, work_dir: Path, settings: dict, f
     marker = work_dir / "experiment_run.json"
     metrics_path = work_dir / "eval" / "metrics.json"
     if not fresh and marker.is_file() and metrics_path.is_file():
-        if json.loads(marker.read_text()) == settings:
+        earlier = json.loads(marker.read_text())
+        if earlier == settings:
             return dict(_read_results(work_dir), reused=True)
+        # A finished run with other settings (e.g. a GPU run, before a smoke run) is never deleted unasked.
+        changed = sorted(key for key in set(earlier) | set(settings) if earlier.get(key) != settings.get(key))
+        return {"status": "failed", "log": str(work_dir / "train.log"),
+                "error": f"{work_dir} holds a finished run with other settings ({', '.join(changed)}): "
+                         f"choose another --out, or pass --fresh to replace it"}
     if work_dir.exists():
-        shutil.rmtree(work_dir)  # an older run with other settings, or an unfinished one
+        shutil.rmtree(work_dir)  # --fresh, or an unfinished run
     work_dir.mkdir(parents=True)
 
     command = [sys.executable, "-m", "train.train", str(config), "--data", str(data_dir),
-               "--work-dir", str(work_dir), "--no-archive"] + settings["train_args"]
+               "--work-dir", str(work_dir), "--no-archive", "--seed", str(settings["seed"])] + settings["train_args"]
     if settings["iters"]:
         command += ["--iters", str(settings["iters"]), "--val-interval", str(settings["iters"])]
     log_path = work_dir / "train.log"
@@ -549,7 +563,8 @@ def parse_args(argv=None):
                         help=f"training iterations per row (default: {SMOKE_ITERS} with --smoke, else the config's)")
     parser.add_argument("--train-args", default="",
                         help="more options for every train.train run, e.g. \"--batch-size 16 --amp --fast\" "
-                             "or \"--budget-minutes 30\" or \"--from-scratch\"")
+                             "or \"--budget-minutes 30\", or --train-args=--from-scratch (one option alone needs "
+                             "the =)")
     parser.add_argument("--group-key", default="group",
                         help="image field that defines the groups of the per_group comparison (default "
                              "'group'; 'grade' for data without groups, such as ACNE04)")
@@ -566,10 +581,16 @@ def parse_args(argv=None):
         parser.error(f"--runs: unknown comparison(s) {unknown}; choose from {', '.join(COMPARISONS)}")
     if args.iters is not None and args.iters < 1:
         parser.error("--iters must be at least 1")
-    if args.iters and "--budget-minutes" in args.train_args:
-        parser.error("--iters and --budget-minutes (in --train-args) exclude each other")
-    for owned in ("--no-eval", "--data", "--work-dir", "--iters"):
-        if owned in shlex.split(args.train_args):
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out} is a file: give a folder")
+    if (args.iters or args.smoke) and "--budget-minutes" in args.train_args:
+        parser.error("--iters (or --smoke, which sets it) and --budget-minutes (in --train-args) exclude each other")
+    try:
+        given = shlex.split(args.train_args)
+    except ValueError as error:  # e.g. an unclosed quote
+        parser.error(f"--train-args {args.train_args!r}: {error}")
+    for owned in ("--no-eval", "--data", "--work-dir", "--iters", "--seed"):
+        if owned in given:
             parser.error(f"--train-args: {owned} is set by the experiment runner itself")
     return args
 

@@ -56,7 +56,10 @@ def check_split(data_dir: Path, split: str, limit: int | None = None, every: int
     ann_path = data_dir / split / "annotations.json"
     if not ann_path.is_file():
         raise SkinMaskError(f"{ann_path} not found: import the data first (python -m train.data import ...)")
-    coco = json.loads(ann_path.read_text())
+    try:
+        coco = json.loads(ann_path.read_text())
+    except json.JSONDecodeError as error:
+        raise SkinMaskError(f"{ann_path} is not valid JSON: {error}") from None
     boxes_by_image = {}
     for ann in coco["annotations"]:
         boxes_by_image.setdefault(ann["image_id"], []).append(ann["bbox"])
@@ -121,6 +124,10 @@ def parse_args(argv=None):
     for flag, value in (("--limit", args.limit), ("--every", args.every)):
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1, got {value}")
+    if args.json and Path(args.json).is_dir():
+        parser.error(f"--json {args.json} is a folder: give a file name")
+    if args.grid and Path(args.grid).suffix.lower() != ".png":
+        parser.error(f"--grid {args.grid}: give a .png file name")
     return args
 
 
