@@ -2,6 +2,7 @@
 configs and the comparison runner, on generated data and on the CPU."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
@@ -12,7 +13,8 @@ from PIL import Image
 from tests.conftest import REPO, read_json, run_module
 from tests.synthetic_data import GROUPS, LESION_TYPES, make_image
 
-VARIANTS = sorted((REPO / "train" / "configs" / "variants").glob("*.py"))
+VARIANTS_DIR = REPO / "train" / "configs" / "variants"
+VARIANTS = sorted(VARIANTS_DIR.glob("*.py"))
 BASE = REPO / "train" / "configs" / "tood_x101-64x4d_fpn_acne04.py"
 
 
@@ -382,6 +384,21 @@ def _loss_recorder(losses):
             losses.append(float(outputs["loss"]))
 
     return LossRecorder()
+
+
+@pytest.mark.parametrize("config, detector", [(BASE, "TOOD"), (VARIANTS_DIR / "atss_swin-l_dyhead.py", "ATSS"),
+                                              (VARIANTS_DIR / "centernet_update_r50.py", "CenterNet")])
+def test_each_config_names_its_own_detector_as_its_start(config, detector, tmp_path):
+    """Every report says how a model started: an ATSS row's COCO checkpoint is not a TOOD one."""
+    from mmengine.config import Config
+
+    from train.train import set_starting_weights
+
+    cfg = Config.fromfile(str(config))
+    cfg.load_from = str(tmp_path / "coco.pth")  # the zoo's file, fetched beforehand (no download here)
+    (tmp_path / "coco.pth").write_bytes(b"")
+    args = argparse.Namespace(from_scratch=False, weights=None, backbone_weights=None, config=str(config))
+    assert set_starting_weights(cfg, args) == f"COCO-pretrained {detector} checkpoint {tmp_path / 'coco.pth'}"
 
 
 def test_study_losses_take_toods_probabilities_and_target_pairs():

@@ -221,7 +221,7 @@ def set_starting_weights(cfg, args) -> str:
         return archive_description
     if args.weights:
         return f"checkpoint {wanted} (given with --weights)"
-    return f"COCO-pretrained TOOD checkpoint {wanted}"
+    return f"COCO-pretrained {cfg.model.type} checkpoint {wanted}"  # TOOD, or a study variant's ATSS, CenterNet
 
 
 def start_from_archive(cfg, args, mar: Path, wanted: str) -> str:
