@@ -95,9 +95,9 @@ def to_coco_results(response: dict, image_id: int, category_ids: dict) -> list[d
     return results
 
 
-def model_category_ids(response: dict) -> dict:
+def model_category_ids(classes: list) -> dict:
     """The model's types, in its order, numbered from 1 as COCO categories."""
-    return {name: index for index, name in enumerate(response["model"]["classes"], 1)}
+    return {name: index for index, name in enumerate(classes, 1)}
 
 
 def annotated_names(paths: list[Path]) -> dict:
@@ -127,7 +127,7 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
             yield image_id, {"file_name": path.name, "error": str(error), "code": code}, []
             continue
         response["file_name"] = path.name
-        ids = category_ids if category_ids is not None else model_category_ids(response)
+        ids = category_ids if category_ids is not None else model_category_ids(response["model"]["classes"])
         if annotated_dir is not None:
             from trouble.render import annotate_image
 
@@ -213,9 +213,9 @@ def main(argv=None) -> int:
     for image_id, path in images[len(responses):]:
         responses[image_id] = {"file_name": path.name, "error": "not analysed: the run was interrupted"}
     answered = [response for response in responses.values() if "error" not in response]
-    category_ids = model_category_ids(answered[0]) if answered else {
-        name: index for index, name in enumerate(getattr(predictor, "classes", []), 1)}
-    classes = list(category_ids)
+    # The classes of an answer, else (nothing answered) the local model's; a server's are then unknown.
+    classes = answered[0]["model"]["classes"] if answered else getattr(predictor, "classes", [])
+    category_ids = model_category_ids(classes)
     output = {"categories": [{"id": i, "name": n} for n, i in category_ids.items()],
               "images": [{"id": i, "file_name": p.name} for i, p in images],
               "results": results, "responses": [responses[i] for i, _ in images]}
