@@ -306,12 +306,13 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # Moving the slider means the user wants that threshold: tick the box for them.
         threshold.input(lambda: True, outputs=use_one_threshold, api_visibility="private")
         outputs = [annotated, legend, counts, severity, status, results_json, annotated_png]
-        analysis = button.click(lambda *args: analyse(analyzer, *args),
-                                inputs=[photo, use_one_threshold, threshold, sliced, slice_size, tta],
-                                outputs=outputs, api_name="analyse")
-        # Another photo (upload, webcam, example, cleared): the last photo's results go at once, and an
-        # analysis still waiting or running is cancelled, so that it cannot land beside the new photo.
-        photo.change(lambda: _cleared(), outputs=outputs, api_visibility="private", cancels=[analysis])
+        button.click(lambda *args: analyse(analyzer, *args),
+                     inputs=[photo, use_one_threshold, threshold, sliced, slice_size, tta],
+                     outputs=outputs, api_name="analyse")
+        # Another photo (upload, webcam, example, cleared): the last photo's results go at once. Not
+        # cancels=[analysis]: the change event can arrive after a click made right after the upload,
+        # and would cancel the new photo's own analysis (seen in the browser test of a HEIC upload).
+        photo.change(lambda: _cleared(), outputs=outputs, api_visibility="private", queue=False)
         # Other settings: the results stay, marked as made with the settings before.
         for setting in (use_one_threshold, threshold, sliced, slice_size, tta):
             setting.change(render.mark_stale, inputs=status, outputs=status, api_visibility="private", queue=False)
