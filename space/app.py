@@ -196,9 +196,20 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
         raise AnalysisError(str(error)) from None
     annotated = render.draw_detections(Image.fromarray(shown.rgb), response)
     json_path, png_path = _save_downloads(response, answered_by, annotated, Path(photo_path).name)
+    # Sizes, not the file's name: a name may be a patient's.
+    logger.info("analysed a %dx%d photo: %d troubles in %.0f ms (%s)", response["image"]["width"],
+                response["image"]["height"], response["total"], round_trip_ms, answered_by)
     return (annotated, render.legend_html(response), render.counts_rows(response),
             render.severity_markdown(response), render.status_markdown(response, answered_by, round_trip_ms),
             str(json_path), str(png_path))
+
+
+def shown_if_current(photo_path, answer):
+    """The outputs of `answer` = (photo analysed, its outputs) if that photo is still the page's
+    photo; otherwise nothing changes (the photo's change already emptied the outputs)."""
+    if answer[0] != photo_path:
+        return gr.skip()
+    return answer[1]
 
 
 def _failure(message: str):
@@ -306,13 +317,21 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # Moving the slider means the user wants that threshold: tick the box for them.
         threshold.input(lambda: True, outputs=use_one_threshold, api_visibility="private")
         outputs = [annotated, legend, counts, severity, status, results_json, annotated_png]
-        button.click(lambda *args: analyse(analyzer, *args),
-                     inputs=[photo, use_one_threshold, threshold, sliced, slice_size, tta],
-                     outputs=outputs, api_name="analyse")
-        # Another photo (upload, webcam, example, cleared): the last photo's results go at once. Not
-        # cancels=[analysis]: the change event can arrive after a click made right after the upload,
-        # and would cancel the new photo's own analysis (seen in the browser test of a HEIC upload).
+        inputs = [photo, use_one_threshold, threshold, sliced, slice_size, tta]
+        # The button analyses into `answer`, tagged with the photo it was made for; the step after
+        # shows it only if that photo is still the one on the page. Another photo chosen while an
+        # analysis runs never gets its answer (cancelling the analysis instead raced with a click
+        # made right after an upload, and cancelled the new photo's own analysis).
+        answer = gr.State()
+        button.click(lambda *args: (args[0], analyse(analyzer, *args)), inputs=inputs, outputs=answer,
+                     show_progress_on=[status, annotated], concurrency_id="analysis", api_visibility="private"
+                     ).then(shown_if_current, inputs=[photo, answer], outputs=outputs, queue=False,
+                            api_visibility="private")
+        # Another photo (upload, webcam, example, cleared): the last photo's results go at once.
         photo.change(lambda: _cleared(), outputs=outputs, api_visibility="private", queue=False)
+        # For programs (gradio_client, "Use via API"): the same analysis, its seven outputs in one call.
+        gr.Button(visible=False).click(lambda *args: analyse(analyzer, *args), inputs=inputs, outputs=outputs,
+                                       concurrency_id="analysis", api_name="analyse")
         # Other settings: the results stay, marked as made with the settings before.
         for setting in (use_one_threshold, threshold, sliced, slice_size, tta):
             setting.change(render.mark_stale, inputs=status, outputs=status, api_visibility="private", queue=False)

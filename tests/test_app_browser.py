@@ -2,6 +2,7 @@
 upload a photo, press the button, read the counts and look at the annotated photo. Screenshots are saved
 in the test's tmp dir (the path is printed; run pytest with -s to see it).
 """
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,42 @@ def test_heic_upload_from_an_iphone_is_analysed(smoke_mar, browser, tmp_path):
     assert "Answered by" in status
     assert image_size == [True, 640]
     assert not any(word in body for word in STACK_TRACE_WORDS) and "Error" not in body
+
+
+def test_an_answer_for_the_previous_photo_is_never_shown_beside_a_new_one(smoke_mar, browser, tmp_path):
+    """A photo is chosen while the last one is still being analysed: when that analysis ends, its
+    grade and counts must not appear beside the new photo. The slow analysis is a real one: a
+    1500x2000 photo in 128 px slices (about 10 s)."""
+    from PIL import Image
+
+    slow = tmp_path / "slow_photo.jpg"
+    Image.open(PHOTO).convert("RGB").resize((1500, 2000)).save(slow, quality=90)
+    log = tmp_path / "app.log"
+    with running_app(log, TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar)) as url:
+        page = open_page(browser, url)
+        page.set_input_files("#trouble-photo input[type=file]", str(slow))
+        page.wait_for_selector("#trouble-photo img", timeout=30_000)
+        page.locator("#trouble-sliced").get_by_text("On", exact=True).click()
+        size_box = page.locator("#trouble-slice-size input[type=number]")
+        size_box.fill("128")
+        size_box.press("Enter")
+        expect(page.locator("#trouble-slice-size input[type=range]")).to_have_value("128", timeout=10_000)
+        page.click("#trouble-run")
+        page.wait_for_function(  # running: Gradio's timer ("2.1s") in the status line
+            "() => /\\d+\\.\\ds/.test(document.querySelector('#trouble-status')?.innerText || '')", timeout=30_000)
+        page.get_by_text("ACNE04 photo, grade 0", exact=True).click()  # another photo, mid-analysis
+        deadline = time.monotonic() + 240
+        while "analysed a 1500x2000 photo" not in log.read_text():
+            assert time.monotonic() < deadline, f"the slow analysis did not end:\n{log.read_text()[-2000:]}"
+            time.sleep(0.5)
+        page.wait_for_timeout(2000)  # time for the answer to reach the page, if it were going to
+        stale_status = page.inner_text("#trouble-status")
+        stale_counts = page.inner_text("#trouble-counts")
+        stale_image = page.locator("#trouble-annotated img").count()
+        page.click("#trouble-run")  # the new photo's own analysis is still shown
+        page.wait_for_selector("#trouble-counts :text('Total')", timeout=90_000)
+        status = page.inner_text("#trouble-status")
+        json_name = page.inner_text("#trouble-json")
+        page.close()
+    assert "Answered by" not in stale_status and "Total" not in stale_counts and stale_image == 0, stale_status
+    assert "Answered by" in status and "levle0_103" in json_name, json_name
