@@ -164,6 +164,26 @@ def write_counts_csv(path: Path, classes: list, responses: list):
                              response["total"], severity["grade"], severity["name"], ""])
 
 
+def output_problem(args, paths: list[Path]) -> str | None:
+    """Why this run may not write its outputs, checked before any photo is analysed: yesterday's
+    results are not replaced unless asked (--overwrite)."""
+    outputs = [Path(args.out)] + ([Path(args.csv)] if args.csv else [])
+    if len({path.resolve() for path in outputs}) < len(outputs):
+        return f"--out and --csv are the same file ({args.out}); give each its own"
+    for path in outputs:
+        if path.is_dir():
+            return f"{path} is a folder; --out and --csv name files"
+    existing = [str(path) for path in outputs if path.exists()]
+    if args.annotated:
+        folder = Path(args.annotated)
+        existing += [str(folder / name) for name in annotated_names(paths).values() if (folder / name).exists()]
+    if existing and not args.overwrite:
+        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        one = len(existing) == 1
+        return f"{shown} already exist{'s' if one else ''}; add --overwrite to replace {'it' if one else 'them'}"
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", help="a folder of JPEG/PNG/WebP/HEIC photos")
@@ -178,6 +198,8 @@ def main(argv=None) -> int:
     parser.add_argument("--slice-size", type=int)
     parser.add_argument("--tta", choices=["true", "false"], help="test-time augmentation: several passes over "
                                                                  "each photo, fused (default: the model's)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out, --csv or drawing (without it such a run stops at once)")
     args = parser.parse_args(argv)
 
     folder = Path(args.photos)
@@ -191,6 +213,10 @@ def main(argv=None) -> int:
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     if not paths:
         print(f"error: no {', '.join(sorted(PHOTO_SUFFIXES))} photos in {folder}", file=sys.stderr)
+        return 2
+    problem = output_problem(args, paths)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         predictor = open_predictor(args.model, args.server)

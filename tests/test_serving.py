@@ -332,8 +332,20 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     for photo in photos.glob("photo*.jpg"):
         if photo.name not in ("photo000.jpg", "photo001.jpg"):
             photo.unlink()
-    drawn = run_module(["handler.predict_folder", str(photos), "--model", str(smoke_mar), "--out", str(out),
-                        "--annotated", str(tmp_path / "drawn")])
+    # The interrupted run's results are not replaced unless asked, and nothing is analysed first.
+    partial = out.read_bytes()
+    drawing = ["handler.predict_folder", str(photos), "--model", str(smoke_mar), "--out", str(out),
+               "--annotated", str(tmp_path / "drawn")]
+    kept = run_module(drawing, check=False)
+    assert kept.returncode == 2 and f"{out} already exists; add --overwrite" in kept.stderr, kept.stderr
+    assert out.read_bytes() == partial and not (tmp_path / "drawn").exists() and "photos" not in kept.stdout
+    drawn = run_module([*drawing, "--overwrite"])
     assert "1 photos skipped" in drawn.stdout
     assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == [
         "photo000.jpg.png", "photo000.png.png", "photo001.png"]  # no drawing replaces another
+    # Nor are the drawings of an earlier run (here: --out is new, the drawings are not).
+    again = run_module([*drawing[:5], str(tmp_path / "again.json"), *drawing[6:]], check=False)
+    assert again.returncode == 2 and "photo000.jpg.png" in again.stderr and "already exist;" in again.stderr
+    assert not (tmp_path / "again.json").exists()
+    same_file = run_module([*drawing, "--csv", str(out), "--overwrite"], check=False)
+    assert same_file.returncode == 2 and "same file" in same_file.stderr
