@@ -34,7 +34,7 @@ class ServerRefused(RuntimeError):
 class ServerClient:
     """The TorchServe inference API with the same `predict` signature as TroubleDetector."""
 
-    def __init__(self, base_url: str, token: str | None = None, model_name: str = "trouble", timeout_s: float = 300):
+    def __init__(self, base_url: str, token: str | None = None, model_name: str = "trouble", timeout_s: float = 330):
         self.url = f"{base_url.rstrip('/')}/predictions/{model_name}"
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout_s = timeout_s

@@ -16,8 +16,10 @@ logger = logging.getLogger("trouble.app")
 
 DEFAULT_API_URL = "http://127.0.0.1:8080"
 MODEL_NAME = "trouble"
-# CPU inference of a 12 MP photo in slices can take a minute; past this the page gives up.
-REQUEST_TIMEOUT_S = 300
+# CPU inference of a 12 MP photo in slices can take a minute; past this the page gives up. Longer
+# than TorchServe's own default_response_timeout (300 s, config.properties), so that an answer
+# TorchServe gives at its timeout reaches the page instead of being cut off by ours.
+REQUEST_TIMEOUT_S = 330
 MODEL_FILE_IN_REPO = "trouble.mar"
 
 
