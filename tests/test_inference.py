@@ -216,17 +216,21 @@ def test_heic_photo_decodes_the_right_way_up():
 
 
 def test_heic_without_its_plugin_says_what_is_missing(tmp_path):
-    """A server installed without pillow-heif names the package instead of "not a readable image"."""
+    """A server installed without pillow-heif names the package instead of "not a readable image",
+    for the photo's bytes and for the bytearray TorchServe hands the handler."""
     heic = tmp_path / "photo.heic"
     Image.new("RGB", (64, 48), (200, 150, 130)).save(heic, "HEIF")
     probe = ("import sys; sys.modules['pillow_heif'] = None\n"  # as if it were not installed
              "from trouble.images import BadInput, decode_image\n"
-             "try: decode_image(open(sys.argv[1], 'rb').read())\n"
-             "except BadInput as e: print(e.code, e.http_status, e)")
+             "for data in (open(sys.argv[1], 'rb').read(), bytearray(open(sys.argv[1], 'rb').read())):\n"
+             "    try: decode_image(data)\n"
+             "    except BadInput as e: print(e.code, e.http_status, e)")
     result = subprocess.run([sys.executable, "-c", probe, str(heic)], cwd=REPO, capture_output=True, text=True,
                             timeout=60)
-    assert result.stdout.startswith("unsupported_format 415 This is a HEIC photo"), result.stdout + result.stderr
-    assert "pillow-heif" in result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout + result.stderr
+    for line in lines:
+        assert line.startswith("unsupported_format 415 This is a HEIC photo") and "pillow-heif" in line
 
 
 @pytest.mark.parametrize("data,code", [(b"", "empty_body"), (b"GIF89a" + b"\0" * 40, "not_an_image"),

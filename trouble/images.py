@@ -65,11 +65,15 @@ class DecodedImage:
         return self.original_width / self.rgb.shape[1]
 
 
+def is_heic(data: bytes) -> bool:
+    """Whether the bytes start like a HEIC/HEIF file."""
+    head = bytes(data[:12])  # TorchServe hands over a bytearray, which a set lookup refuses
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+
+
 def looks_like_image(data: bytes) -> bool:
     """Whether the bytes start like a JPEG, PNG, WebP or HEIC file (however broken the rest is)."""
-    head = bytes(data[:12])  # TorchServe hands over a bytearray, which a set lookup refuses
-    return (head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")) or head[8:12] == b"WEBP"
-            or (head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS))
+    return data[:8].startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")) or data[8:12] == b"WEBP" or is_heic(data)
 
 
 def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
@@ -94,7 +98,7 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
         if isinstance(error, Image.DecompressionBombError):
             raise BadInput("too_many_pixels", f"The image has too many pixels ({error}).", 413) from error
-        if not HEIC_READABLE and data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        if not HEIC_READABLE and is_heic(data):
             raise BadInput("unsupported_format", "This is a HEIC photo and this server cannot read HEIC "
                                                  "(the pillow-heif package is not installed): send a JPEG, "
                                                  "PNG or WebP.", 415) from error
