@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -121,6 +122,26 @@ def test_offline_copy_paste_data_set(synthetic_data, tmp_path):
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert (synthetic_data / "train" / "annotations.json").is_file() and (keep / "notes.txt").is_file()
     assert (out / "copy_paste_report.json").is_file()
+
+
+def test_copy_paste_makes_no_unchanged_copy_of_a_photo_without_free_skin(synthetic_data, tmp_path):
+    """A negative with no skin (here: all blue) gets no copy: an unchanged copy would only count
+    that photo twice in training. The report says how many copies were not made."""
+    from train.copy_paste import generate
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    source = read_json(data / "train" / "annotations.json")
+    annotated = {a["image_id"] for a in source["annotations"]}
+    negatives = [im for im in source["images"] if im["id"] not in annotated]
+    blue = negatives[0]
+    Image.new("RGB", (blue["width"], blue["height"]), (30, 60, 200)).save(data / "train" / blue["file_name"])
+    report = generate(data, tmp_path / "cp", per_image=2, onto="negatives", lesions=(4, 8))
+    sources = [g["source"] for g in report["generated"]]
+    assert blue["file_name"] not in sources
+    assert sorted(set(sources)) == sorted(im["file_name"] for im in negatives[1:])
+    assert report["copies_not_made_no_free_skin"] == 2 and report["generated_images"] == 2 * (len(negatives) - 1)
+    assert all(len(g["pasted_boxes"]) > 0 for g in report["generated"])
 
 
 def test_lesion_copy_paste_transform_in_an_mmdet_pipeline(synthetic_data):

@@ -7,7 +7,8 @@ Lesions are cut, with some skin around them, from the annotated train images; ea
 (`--onto negatives`: those without boxes, `--onto all`: every train image) gets `--per-image`
 new copies, each with `--lesions` pasted lesions (flipped, rotated and resized at random, matched
 to the local skin colour, blended through a feathered edge, only on skin, never on another box).
-The copies join the train split beside the originals, their new boxes beside the old ones.
+The copies join the train split beside the originals, their new boxes beside the old ones. A copy
+that finds no free skin to paste on is not made (the report counts them).
 Other splits are linked unchanged: patches come from train only, so nothing leaks into valid.
 
 The same pasting runs inside training as the `LesionCopyPaste` pipeline transform
@@ -132,7 +133,7 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
     for ann in train["annotations"]:
         anns_by_image.setdefault(ann["image_id"], []).append(ann)
 
-    generated = []
+    generated, copies_without_room = [], 0
     taken_names = {im["file_name"] for im in images}
     for image in targets:
         source_rgb = load_rgb(data_dir / "train" / image["file_name"])
@@ -143,6 +144,9 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
             rgb = source_rgb.copy()
             count = int(rng.integers(lesions[0], lesions[1] + 1))
             new_boxes, new_labels = paste_lesions(rgb, old_boxes, bank, count, skin, rng)
+            if not new_boxes:  # no free skin: an unchanged copy would only weigh this photo twice
+                copies_without_room += 1
+                continue
             stem = Path(image["file_name"]).stem
             name = f"{stem}_cp{copy}.jpg"
             while name in taken_names:
@@ -183,6 +187,7 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
                "seed": seed, "patches_in_bank": len(bank), "lesions_seen": bank.seen,
                "target_images": len(targets), "generated_images": len(generated),
                "pasted_boxes": sum(len(g["pasted_boxes"]) for g in generated),
+               "copies_not_made_no_free_skin": copies_without_room,
                "train_images": len(images), "train_boxes": len(annotations)}
     (out_dir / "copy_paste_report.json").write_text(json.dumps(summary, indent=2) + "\n")
     return {**summary, "generated": generated}
