@@ -19,16 +19,20 @@
 #          evaluated on the carried valid images; EXPERIMENT_ARGS adds options (--smoke for a dry run)
 # DEADLINE (seconds from the start, default 570) keeps the call inside the device's 600 s limit.
 # INSTALL=0 skips installing the wheels: a dry run here on CPU with python3 pointing at .venv
-# (--amp needs CUDA: TRAIN and X101 then retry in float32).
+# (--amp needs CUDA: TRAIN and X101 then retry in float32). Scratch files go under SCRATCH: /tmp on
+# the (fresh) device machine, a new temporary folder in a dry run, so that runs side by side here
+# never share or delete each other's folders; the dry run prints where.
 # Everything comes back under $OUT as at most 5 files: session.log, results.tar.gz (logs, metrics,
 # configs; rewritten after each job, so a call cut short still brings back what finished) and the
 # demo model's float16 checkpoint in parts under 16 MiB. results.tar.gz holds demo_work/ (its
 # run_meta.json and resolved_config.py): `cat` the parts into it under the checkpoint's name and
 # `python -m train.archive --work-dir demo_work` archives it here (README: Benchmarks and the GPU).
 set -u
-OUT=${OUT:-/tmp/out}
+INSTALL=${INSTALL:-1}
+if [ "$INSTALL" = 1 ]; then SCRATCH=${SCRATCH:-/tmp}; else SCRATCH=${SCRATCH:-$(mktemp -d)}; fi
+OUT=${OUT:-$SCRATCH/out}
 # X101 and INFER were measured on the H100 (bench/results/h100-2026-11-26): off unless asked for.
-BENCH=${BENCH:-1} TRAIN=${TRAIN:-1} X101=${X101:-0} INFER=${INFER:-0} INSTALL=${INSTALL:-1}
+BENCH=${BENCH:-1} TRAIN=${TRAIN:-1} X101=${X101:-0} INFER=${INFER:-0}
 BENCH_SETTINGS=${BENCH_SETTINGS:-fp32,amp,fast,fast-2x-batch}
 TRAIN_CONFIG=${TRAIN_CONFIG:-train/configs/tood_efficientnet-lite0_fpn_acne04.py}
 TRAIN_MINUTES=${TRAIN_MINUTES:-auto}
@@ -36,20 +40,21 @@ X101_MINUTES=${X101_MINUTES:-2}
 X101_CONFIG=${X101_CONFIG:-train/configs/tood_x101-64x4d_fpn_acne04.py}
 EXPERIMENTS=${EXPERIMENTS:-} EXPERIMENT_MINUTES=${EXPERIMENT_MINUTES:-2} EXPERIMENT_ARGS=${EXPERIMENT_ARGS:-}
 DEADLINE=${DEADLINE:-570}
-RESULTS=/tmp/results
+RESULTS=$SCRATCH/results
 rm -rf "$RESULTS"  # a second call on a warm machine brings back its own results only
 mkdir -p "$OUT" "$RESULTS"
 exec > >(tee "$OUT/session.log") 2>&1
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
 stamp() { echo "[gpu_session +$(elapsed)s] $*"; }
+stamp "scratch folder $SCRATCH, results under $OUT"
 save_results() { tar -czf "$OUT/results.tar.gz" -C "$RESULTS" .; }
 
 if [ "$INSTALL" = 1 ]; then
   stamp "installing wheels"
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/wheels/*.whl || exit 1
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$SCRATCH/site" .carry/wheels/*.whl || exit 1
 fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export PYTHONPATH=$SCRATCH/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || stamp "no nvidia-smi"
 python3 -c "import torch, mmcv, mmdet, mmcv.ops; print('torch', torch.__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 # Evaluation and inference also need SAHI and its dependencies; say which are missing, if any.
@@ -82,7 +87,7 @@ keep_logs() {  # $1: work dir, $2: name prefix in the results
 }
 
 x101_job() {  # runs in the background beside TRAIN; its output goes to x101_session.log
-  local work=/tmp/work/x101
+  local work=$SCRATCH/work/x101
   stamp "X101: training $X101_CONFIG from scratch for $X101_MINUTES min with AMP, beside TRAIN"
   train_amp_or_fp32 "$work" "$X101_CONFIG" --from-scratch --budget-minutes "$X101_MINUTES" --workers 6
   [ -f "$work/run_meta.json" ] || { stamp "X101: no trained model"; return 1; }
@@ -100,7 +105,7 @@ if [ "$X101" = 1 ]; then
 fi
 
 if [ "$TRAIN" = 1 ]; then
-  WORK=/tmp/work/demo
+  WORK=$SCRATCH/work/demo
   minutes=$TRAIN_MINUTES
   if [ "$minutes" = auto ]; then  # leave ~40 s for start-up and the last validation, 15 s to stage, INFER's 45
     reserve=$(( 40 + 15 + (INFER == 1 ? 45 : 0) ))
@@ -120,9 +125,9 @@ if [ "$TRAIN" = 1 ]; then
     mkdir -p "$RESULTS/demo_work"
     cp "$WORK/run_meta.json" "$WORK/resolved_config.py" "$RESULTS/demo_work/"
     checkpoint=$(python3 -c "import json; print(json.load(open('$WORK/run_meta.json'))['checkpoint'])")
-    python3 -c "from train.archive import write_weights; write_weights('$checkpoint', '/tmp/half.pth', half=True)"
+    python3 -c "from train.archive import write_weights; write_weights('$checkpoint', '$SCRATCH/half.pth', half=True)"
     # The device returns files of at most 16 MiB: split the weights, `cat` them back together.
-    split -b 15m -d /tmp/half.pth "$OUT/$(basename "$checkpoint").part"
+    split -b 15m -d "$SCRATCH/half.pth" "$OUT/$(basename "$checkpoint").part"
     keep_logs "$WORK" demo
   fi
   save_results
@@ -156,11 +161,11 @@ left=$(( DEADLINE - $(elapsed) ))
 if [ "$INFER" = 1 ] && [ "$left" -ge 30 ]; then
   stamp "inference speed on the GPU: slices batched against one at a time (${left}s left)"
   MODEL=model_store/trouble.mar  # the recipe moves it aside for the call: then only TRAIN's model
-  if [ -f /tmp/work/demo/run_meta.json ]; then
+  if [ -f "$SCRATCH/work/demo/run_meta.json" ]; then
     python3 -c "
 from pathlib import Path
 from train.archive import stage_model_dir
-stage_model_dir(Path('/tmp/work/demo'), Path('/tmp/model'))" && MODEL=/tmp/model
+stage_model_dir(Path('$SCRATCH/work/demo'), Path('$SCRATCH/model'))" && MODEL=$SCRATCH/model
   fi
   timeout "$left" python3 -m bench.inference_speed --model "$MODEL" --device cuda --no-server \
     --batch-sizes 1,4,8,16 --repeats 3 --large-repeats 2 --out "$RESULTS/inference_speed_gpu.json" \
