@@ -465,6 +465,21 @@ def test_rearchive_with_the_report_of_its_settings(smoke_training, tmp_path):
                          "--input-size", "480", "--out", str(store)], check=False)
     assert result.returncode == 2 and "the report was made with input_size" in result.stderr, result.stderr[-1000:]
 
+    # Archived again without a report: the figures stay where they still describe what is served
+    # (a batch size), and are left out where they would not (they were measured at other settings).
+    def validation_after(*options):
+        again = tmp_path / "again"
+        result = run_module(["train.archive", "--mar", str(store / "trouble.mar"), *options, "--out", str(again)])
+        return TroubleDetector.from_path(again / "trouble.mar", device="cpu").model_info().get("validation"), result
+
+    kept, _ = validation_after("--batch-size", "2", "--sliced", "false")
+    assert kept == validation
+    for options, named in ((["--input-size", "480"], "input size"), (["--nms-iou", "0.7"], "NMS IoU"),
+                           (["--thresholds-json", '{"papule": 0.9}'], "score thresholds"),
+                           (["--framing", "face"], "framing")):
+        dropped, result = validation_after(*options)
+        assert dropped is None and f"measured with another {named}" in result.stdout, (options, result.stdout)
+
 
 def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_path):
     from trouble.inference import TroubleDetector

@@ -228,6 +228,17 @@ def archive_model_dir(model_dir: Path, export_dir: Path) -> Path:
     return build_mar(model_dir, export_dir)
 
 
+def settings_of_the_figures(section: dict) -> dict:
+    """The serving settings a validation summary's figures depend on and the app cannot see
+    changed. (Slicing and test-time augmentation on or off are recorded in the summary itself,
+    and the app says when an answer differs from them.)"""
+    validation = section.get("validation") or {}
+    return {"input size": section.get("input_size"), "NMS IoU": section.get("nms_iou"),
+            "framing": section.get("framing"), "score thresholds": dict(section["score_thresholds"]),
+            "test-time augmentation thresholds": dict((section.get("tta") or {}).get("score_thresholds") or {})
+            if validation.get("tta") else None}
+
+
 def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   thresholds: dict | None = None, batch_size: int | None = None,
                   slice_batch_size: int | None = None, nms_iou: float | None = None,
@@ -273,6 +284,7 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             archive.extractall(model_dir)
         settings = yaml.safe_load((model_dir / "model-config.yaml").read_text())
         section = settings["trouble"]
+        measured_at = settings_of_the_figures(section)
         if batch_size is not None:
             settings["batchSize"] = batch_size
         if input_size is not None:
@@ -306,6 +318,13 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                                          **{name: round(float(value), 4) for name, value in given.items()}}
         if report is not None:
             section["validation"] = validation_summary(report, section)
+        elif section.get("validation"):
+            changed = [name for name, value in settings_of_the_figures(section).items() if value != measured_at[name]]
+            if changed:  # figures of other settings would be shown as this archive's own
+                del section["validation"]
+                print(f"[archive] the validation figures were left out: they were measured with another "
+                      f"{' and '.join(changed)}. Evaluate at the new settings and pass --report to carry them.",
+                      flush=True)
         (model_dir / "model-config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
         return build_mar(model_dir, export_dir, version=str(section.get("model_version", "1.0")))
 
