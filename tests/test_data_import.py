@@ -288,8 +288,11 @@ def test_overwrite_never_deletes_the_source_or_what_a_refused_import_found(tmp_p
     for args in (["--copy"], ["--symlink"]):
         result = run_cli("--src", tmp_path / "ds" / "train", "--out", tmp_path / "ds", "--overwrite", *args)
         assert result.returncode == 2 and "which holds the source" in result.stderr, result.stderr
+    # Nor into a folder inside the source: the source would hold the import.
+    result = run_cli("--src", tmp_path / "ds", "--out", tmp_path / "ds" / "coco")
+    assert result.returncode == 2 and "lies inside the source" in result.stderr, result.stderr
     assert {p: p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file()} == before
-    assert not any(p.is_symlink() for p in (tmp_path / "ds").rglob("*"))
+    assert not any(p.is_symlink() for p in (tmp_path / "ds").rglob("*")) and not (tmp_path / "ds" / "coco").exists()
 
     # An --overwrite refused on its second split deletes nothing of the first.
     out = tmp_path / "out"
