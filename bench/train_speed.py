@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -144,6 +145,13 @@ def iteration_stages(runner, batch, repeats: int) -> dict:
 
 
 def run_setting(args, setting: str) -> dict:
+    """One setting's timed run, its work dir a temporary folder of its own (runs side by side, or
+    by other users, never share one), removed afterwards: nothing in it is kept."""
+    with tempfile.TemporaryDirectory(prefix=f"train_speed-{setting}-") as work_dir:
+        return time_setting(args, setting, work_dir)
+
+
+def time_setting(args, setting: str, work_dir: str) -> dict:
     import torch
     from mmengine.runner import Runner
 
@@ -151,7 +159,7 @@ def run_setting(args, setting: str) -> dict:
 
     amp_dtype, fast, batch_multiple = SETTINGS[setting]
     batch_size = args.batch_size * batch_multiple
-    flags = [args.config, "--data", args.data, "--work-dir", f"/tmp/train_speed/{setting}",
+    flags = [args.config, "--data", args.data, "--work-dir", work_dir,
              "--iters", str(args.iters), "--batch-size", str(batch_size), "--workers", str(args.workers),
              "--from-scratch"]
     if amp_dtype:
