@@ -539,6 +539,14 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     assert result.returncode == 2 and "slice size must be between 128 and 2048, got 5" in result.stderr
     result = run_module(["train.archive", "--mar", str(tmp_path / "missing.mar"), "--out", str(store)], check=False)
     assert result.returncode == 2 and f"{tmp_path / 'missing.mar'} not found" in result.stderr
+    # Settings an archive would not take are refused, not ignored.
+    result = run_module(["train.archive", "--work-dir", str(tmp_path), "--input-size", "800", "--nms-iou", "0.5",
+                         "--out", str(tmp_path / "refused")], check=False)
+    assert result.returncode == 2 and "--input-size, --nms-iou work with --mar only" in result.stderr, result.stderr
+    result = run_module(["train.archive", "--mar", str(smoke_mar), "--half", "--out", str(tmp_path / "refused")],
+                        check=False)
+    assert result.returncode == 2 and "--half works with --work-dir only" in result.stderr
+    assert not (tmp_path / "refused").exists()
 
 
 def test_rearchive_with_test_time_augmentation_and_its_report(smoke_training, tmp_path):

@@ -329,6 +329,11 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
         return build_mar(model_dir, export_dir, version=str(section.get("model_version", "1.0")))
 
 
+# The serving settings `--mar` changes (argparse dests).
+MAR_ONLY_OPTIONS = ("input_size", "thresholds_json", "batch_size", "slice_batch_size", "sliced", "slice_size",
+                    "framing", "nms_iou", "tta", "tta_sizes", "tta_thresholds_json", "report")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -339,7 +344,8 @@ def main(argv=None) -> int:
     source.add_argument("--model-dir", help="a staged model folder (model.pth, config.py, model-config.yaml), "
                                             "e.g. one unpacked from a .mar and edited")
     parser.add_argument("--out", default="model_store", help="folder for trouble.mar")
-    parser.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
+    parser.add_argument("--half", action="store_true", help="with --work-dir: store the weights as float16 (half "
+                                                            "the size)")
     parser.add_argument("--input-size", type=int, help="with --mar: the side images are resized to for the model")
     parser.add_argument("--thresholds-json", help="with --mar: {type: threshold} as JSON text (e.g. "
                                                   "'{\"acne\": 0.23}') or a file, or an evaluation's thresholds.json "
@@ -364,6 +370,13 @@ def main(argv=None) -> int:
     parser.add_argument("--report", help="with --mar: train.evaluate's metrics.json of the served settings; its "
                                          "mAP50, count error and grade accuracy travel with the model to the app")
     args = parser.parse_args(argv)
+    # Refused rather than ignored: an archive built without a setting its user asked for.
+    if args.half and not args.work_dir:  # a .mar or a staged folder keeps the weights it holds
+        parser.error("--half works with --work-dir only")
+    mar_only = [f"--{name.replace('_', '-')}" for name in MAR_ONLY_OPTIONS if getattr(args, name) is not None]
+    if mar_only and not args.mar:
+        parser.error(f"{', '.join(mar_only)} work with --mar only: archive first, then archive that .mar again "
+                     f"with them")
     try:
         if args.model_dir:
             archive_model_dir(Path(args.model_dir), Path(args.out))
