@@ -19,6 +19,9 @@ SPACE ?=
 EXPERIMENTS ?= copy_paste,background_removal,bbox_loss,cls_loss,detectors,per_group
 EXPERIMENT_ARGS ?=
 TS_PORTS ?= 8080
+# Where torch comes from; empty: pip's own sources (PyPI's default build: on Linux, the CUDA one).
+# make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU build.
+TORCH_INDEX ?=
 
 .PHONY: help setup test train import-acne04 evaluate archive serve stop demo app space experiments clean
 
@@ -26,12 +29,12 @@ help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 # The stamp depends on the pins, so a second `make setup` with nothing changed does nothing.
-setup: $(VENV)/.setup-done  ## create .venv with the pinned stack (first time: about 10 minutes, mmcv compiles)
+setup: $(VENV)/.setup-done  ## create .venv with the pinned stack (first time: about 20 minutes on 2 cores, mmcv compiles)
 $(VENV)/.setup-done: requirements.txt constraints.txt
 	@$(PY) -c 'import sys; sys.version_info[:2] == (3, 11) or print("note: $(PY) is Python %d.%d; the stack is tested with 3.11 (make setup PY=python3.11)" % sys.version_info[:2])'
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) -q --upgrade "pip<26" wheel
-	$(PIP) -q torch==2.13.0
+	$(PIP) -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) -q -r requirements.txt
 	# mmcv compiles its ops against the torch just installed (no build isolation), and its
 	# setup.py needs setuptools<70 (torch wants >=77 at run time: restored right after).

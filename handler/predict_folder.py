@@ -6,9 +6,13 @@
 
 In process (--model: a .mar or a model folder) or through a running TorchServe (--server); both
 return the same response per photo, so the results are the same. Writes a COCO results list
-({image_id, file_name, category_id, bbox [x, y, w, h], score}), a categories list, and the full
-response per photo; with --annotated, each photo with its coloured boxes; with --csv, one row per
-photo (counts per type, total, severity grade, or why it was skipped) for a spreadsheet.
+({image_id, category_id, bbox [x, y, w, h], score}), the images ({id, file_name}) and categories
+lists, and the full response per photo; with --annotated, each photo with its coloured boxes; with
+--csv, one row per photo (counts per type, total, severity grade, or why it was skipped) for a
+spreadsheet. Existing outputs are replaced only with --overwrite.
+
+Exit codes: 0 done; 1 no photo could be analysed; 2 a bad option, folder or output, or a model or
+server that cannot be used (nothing analysed); 130 interrupted (what was analysed is written).
 """
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ SLICING_HELP = ("Slices show the model a large photo piece by piece, at full res
 TTA_CHOICES = [("The model's setting", "model"), ("On", "on"), ("Off", "off")]
 TTA_VALUES = [value for _, value in TTA_CHOICES]
 TTA_HELP = ("Runs the model several times on each photo (at two sizes, and mirrored) and fuses the boxes: "
-            "for the demo model, about 4 times slower and a little more accurate (README, Figures).")
+            "for the demo model, about 3.5 times slower and a little more accurate (README, Figures).")
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 
