@@ -204,12 +204,21 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
             str(json_path), str(png_path))
 
 
-def shown_if_current(photo_path, answer):
-    """The outputs of `answer` = (photo analysed, its outputs) if that photo is still the page's
-    photo; otherwise nothing changes (the photo's change already emptied the outputs)."""
-    if answer[0] != photo_path:
-        return gr.skip()
-    return answer[1]
+def shown_if_current(answer, photo_path, *settings):
+    """`answer` = (photo analysed, its settings, its outputs) → the page's outputs, and None for the
+    answer (it holds an image: not kept in the session once shown). Nothing is shown when the
+    page's photo is another one (its change already emptied the outputs); the answer is marked as
+    made with the settings before when they were changed while it ran."""
+    if answer is None or answer[0] != photo_path:
+        return gr.skip(), *[gr.skip()] * OUTPUT_COUNT
+    outputs = list(answer[2])
+    if answer[1] != settings:
+        outputs[STATUS_OUTPUT] = render.mark_stale(outputs[STATUS_OUTPUT])
+    return None, *outputs
+
+
+# analyse's outputs: annotated, legend, counts, severity, status, results JSON, annotated PNG.
+OUTPUT_COUNT, STATUS_OUTPUT = 7, 4
 
 
 def _failure(message: str):
@@ -318,15 +327,16 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         threshold.input(lambda: True, outputs=use_one_threshold, api_visibility="private")
         outputs = [annotated, legend, counts, severity, status, results_json, annotated_png]
         inputs = [photo, use_one_threshold, threshold, sliced, slice_size, tta]
-        # The button analyses into `answer`, tagged with the photo it was made for; the step after
-        # shows it only if that photo is still the one on the page. Another photo chosen while an
-        # analysis runs never gets its answer (cancelling the analysis instead raced with a click
-        # made right after an upload, and cancelled the new photo's own analysis).
+        # The button analyses into `answer`, tagged with the photo and settings it was made for; the
+        # step after shows it only if that photo is still the one on the page. Another photo chosen
+        # while an analysis runs never gets its answer (cancelling the analysis instead raced with a
+        # click made right after an upload, and cancelled the new photo's own analysis).
         answer = gr.State()
-        button.click(lambda *args: (args[0], analyse(analyzer, *args)), inputs=inputs, outputs=answer,
-                     show_progress_on=[status, annotated], concurrency_id="analysis", api_visibility="private"
-                     ).then(shown_if_current, inputs=[photo, answer], outputs=outputs, queue=False,
-                            api_visibility="private")
+        button.click(lambda photo_path, *settings: (photo_path, settings, analyse(analyzer, photo_path, *settings)),
+                     inputs=inputs, outputs=answer, show_progress_on=[status, annotated], concurrency_id="analysis",
+                     api_visibility="private"
+                     ).success(shown_if_current, inputs=[answer, *inputs], outputs=[answer, *outputs], queue=False,
+                               api_visibility="private")
         # Another photo (upload, webcam, example, cleared): the last photo's results go at once.
         photo.change(lambda: _cleared(), outputs=outputs, api_visibility="private", queue=False)
         # For programs (gradio_client, "Use via API"): the same analysis, its seven outputs in one call.

@@ -384,6 +384,25 @@ def test_trust_figures_are_qualified_when_slicing_differs_and_changed_settings_m
     assert render.mark_stale("") == "" and render.mark_stale(render.error_markdown("no")) == render.error_markdown("no")
 
 
+def test_an_answer_is_shown_only_for_its_photo_and_marked_when_settings_changed_while_it_ran():
+    """The step after an analysis (space/app.py shown_if_current): the browser test covers a photo
+    changed mid-analysis through the page; here every case of the rule itself."""
+    import app
+
+    settings = (False, 0.3, "model", 640, "model")
+    outputs = ("image", "legend", [["Total", 3]], "severity", "Answered by the local model", "a.json", "a.png")
+    answer = ("/uploads/a.jpg", settings, outputs)
+    shown = app.shown_if_current(answer, "/uploads/a.jpg", *settings)
+    assert shown == (None, *outputs)  # shown, and the answer (it holds an image) not kept in the session
+    changed = app.shown_if_current(answer, "/uploads/a.jpg", True, 0.5, "model", 640, "model")
+    assert changed[5].startswith(render.STALE_NOTE) and changed[5].endswith(outputs[4])
+    assert changed[1:5] == outputs[:4] and changed[6:] == outputs[5:]
+    skipped = app.gr.skip()
+    for other_photo in ("/uploads/b.jpg", None):
+        assert app.shown_if_current(answer, other_photo, *settings) == (skipped,) * 8
+    assert app.shown_if_current(None, "/uploads/a.jpg", *settings) == (skipped,) * 8
+
+
 def test_uploads_and_results_are_removed_when_the_app_is_stopped(smoke_mar, tmp_path):
     """docker stop and a Space restart send SIGTERM: the photo and its results must not stay behind."""
     temp = tmp_path / "temp"
