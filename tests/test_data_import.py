@@ -293,6 +293,11 @@ def test_overwrite_never_deletes_the_source_or_what_a_refused_import_found(tmp_p
     assert result.returncode == 2 and "lies inside the source" in result.stderr, result.stderr
     assert {p: p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file()} == before
     assert not any(p.is_symlink() for p in (tmp_path / "ds").rglob("*")) and not (tmp_path / "ds" / "coco").exists()
+    # A COCO file's folder is not its source: only the file and the images it lists are read.
+    make_dataset(tmp_path / "export", n_images=4, fmt="coco")
+    coco_file = tmp_path / "export" / "train" / "annotations.json"
+    assert import_dataset("coco", coco_file, tmp_path / "export" / "train" / "imported",
+                          split="train")["splits"]["train"]["images"] > 0
 
     # An --overwrite refused on its second split deletes nothing of the first.
     out = tmp_path / "out"

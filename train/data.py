@@ -613,7 +613,7 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     src_root = src.parent if src.is_file() else src
     if out.resolve() == src_root.resolve():
         raise DataError(f"--out {out} is the source folder: choose another folder, the source stays untouched")
-    if is_inside(out, src_root):  # the source would hold the import, and a second import would read it
+    if src.is_dir() and is_inside(out, src_root):  # the source would hold the import; a second import would read it
         raise DataError(f"--out {out} lies inside the source {src_root}: choose a folder outside it, the source "
                         f"stays untouched")
 
