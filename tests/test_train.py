@@ -476,7 +476,8 @@ def test_rearchive_with_the_report_of_its_settings(smoke_training, tmp_path):
     assert kept == validation
     for options, named in ((["--input-size", "480"], "input size"), (["--nms-iou", "0.7"], "NMS IoU"),
                            (["--thresholds-json", '{"papule": 0.9}'], "score thresholds"),
-                           (["--framing", "face"], "framing")):
+                           (["--framing", "face"], "framing"),
+                           (["--slice-size", "480"], "slice size")):  # validated sliced (its report says so)
         dropped, result = validation_after(*options)
         assert dropped is None and f"measured with another {named}" in result.stdout, (options, result.stdout)
 

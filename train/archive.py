@@ -232,10 +232,12 @@ def settings_of_the_figures(section: dict) -> dict:
     """The serving settings a validation summary's figures depend on and the app cannot see
     changed. (Slicing and test-time augmentation on or off are recorded in the summary itself,
     and the app says when an answer differs from them.)"""
-    validation = section.get("validation") or {}
+    validation, tta = section.get("validation") or {}, section.get("tta") or {}
     return {"input size": section.get("input_size"), "NMS IoU": section.get("nms_iou"),
             "framing": section.get("framing"), "score thresholds": dict(section["score_thresholds"]),
-            "test-time augmentation thresholds": dict((section.get("tta") or {}).get("score_thresholds") or {})
+            "slice size": section["slicing"].get("slice_size") if validation.get("sliced") else None,
+            "test-time augmentation sizes": list(tta.get("sizes") or []) if validation.get("tta") else None,
+            "test-time augmentation thresholds": dict(tta.get("score_thresholds") or {})
             if validation.get("tta") else None}
 
 
