@@ -177,6 +177,8 @@ def output_problem(args, paths: list[Path]) -> str | None:
     for path in outputs:
         if path.is_dir():
             return f"{path} is a folder; --out and --csv name files"
+    if args.annotated and Path(args.annotated).exists() and not Path(args.annotated).is_dir():
+        return f"--annotated {args.annotated} is a file; give a folder for the drawings"
     existing = [str(path) for path in outputs if path.exists()]
     if args.annotated:
         folder = Path(args.annotated)

@@ -349,3 +349,7 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     assert not (tmp_path / "again.json").exists()
     same_file = run_module([*drawing, "--csv", str(out), "--overwrite"], check=False)
     assert same_file.returncode == 2 and "same file" in same_file.stderr
+    file_for_drawings = run_module([*drawing[:5], str(tmp_path / "again.json"), "--annotated",
+                                    str(tmp_path / "counts.csv")], check=False)
+    assert file_for_drawings.returncode == 2 and "is a file; give a folder" in file_for_drawings.stderr
+    assert "Traceback" not in file_for_drawings.stderr and not (tmp_path / "again.json").exists()
