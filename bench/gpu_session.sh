@@ -29,7 +29,8 @@
 # `python -m train.archive --work-dir demo_work` archives it here (README: Benchmarks and the GPU).
 set -u
 INSTALL=${INSTALL:-1}
-if [ "$INSTALL" = 1 ]; then SCRATCH=${SCRATCH:-/tmp}; else SCRATCH=${SCRATCH:-$(mktemp -d)}; fi
+if [ "$INSTALL" = 1 ]; then SCRATCH=${SCRATCH:-/tmp}; else SCRATCH=${SCRATCH:-$(mktemp -d)} || exit 1; fi
+[ -n "$SCRATCH" ] || exit 1
 OUT=${OUT:-$SCRATCH/out}
 # X101 and INFER were measured on the H100 (bench/results/h100-2026-11-26): off unless asked for.
 BENCH=${BENCH:-1} TRAIN=${TRAIN:-1} X101=${X101:-0} INFER=${INFER:-0}
