@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -41,6 +42,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, help="images per iteration (default: the config's)")
     parser.add_argument("--lr", type=float, help="base learning rate (default: the config's)")
     parser.add_argument("--val-interval", type=int, help="validate and checkpoint every N iterations")
+    parser.add_argument("--log-interval", type=int, help="log the loss and learning rate every N iterations "
+                                                         "(default: the config's)")
     parser.add_argument("--workers", type=int, help="data loader workers per loader")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--weights", help="starting checkpoint: a URL, a local .pth, hf://owner/repo/file.pth, "
@@ -60,19 +63,22 @@ def parse_args(argv=None):
     parser.add_argument("--no-archive", action="store_true", help="skip building the .mar")
     parser.add_argument("--eval-limit", type=int, help="evaluate on N valid images only, spread evenly over the split")
     parser.add_argument("--model-store", default="model_store", help="where trouble.mar is written")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed, 0 to 2**32 - 1 (default: 0)")
     args = parser.parse_args(argv)
     for flag, value, least in (("--iters", args.iters, 1), ("--batch-size", args.batch_size, 1),
                                ("--val-interval", args.val_interval, 1), ("--workers", args.workers, 0),
-                               ("--eval-limit", args.eval_limit, 1)):
+                               ("--eval-limit", args.eval_limit, 1), ("--log-interval", args.log_interval, 1),
+                               ("--seed", args.seed, 0)):
         if value is not None and value < least:
             parser.error(f"{flag} must be at least {least}, got {value}")
     if args.weights and args.backbone_weights:
         parser.error("--backbone-weights with --weights: the checkpoint holds the backbone too; give one of them")
-    if args.budget_minutes is not None and args.budget_minutes <= 0:
-        parser.error(f"--budget-minutes must be more than 0, got {args.budget_minutes}")
-    if args.lr is not None and args.lr < 0:
-        parser.error(f"--lr must be 0 or more, got {args.lr}")
+    if args.seed >= 2**32:
+        parser.error(f"--seed must be below 2**32, got {args.seed}")
+    if args.budget_minutes is not None and not 0 < args.budget_minutes < math.inf:  # NaN fails too
+        parser.error(f"--budget-minutes must be a number more than 0, got {args.budget_minutes}")
+    if args.lr is not None and not 0 <= args.lr < math.inf:
+        parser.error(f"--lr must be a number, 0 or more, got {args.lr}")
     for flag, folder in (("--work-dir", args.work_dir), ("--model-store", args.model_store)):
         if Path(folder).exists() and not Path(folder).is_dir():
             parser.error(f"{flag} {folder} is a file: give a folder")
@@ -142,6 +148,8 @@ def set_schedule(cfg, args):
     if args.val_interval:
         cfg.train_cfg.val_interval = args.val_interval
         cfg.default_hooks.checkpoint.interval = args.val_interval
+    if args.log_interval:
+        cfg.default_hooks.logger.interval = args.log_interval
     if args.iters:
         warmup = min(200, max(1, args.iters // 10))
         cfg.train_cfg.max_iters = args.iters
