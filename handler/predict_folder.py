@@ -156,7 +156,8 @@ def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict
 def write_counts_csv(path: Path, classes: list, responses: list):
     """One row per photo, in folder order: what a clinic puts in a spreadsheet."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    # surrogateescape: a file name that is not UTF-8 (unzipped from a Windows archive) keeps its bytes.
+    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
         writer.writerow(["file_name", *classes, "total", "grade", "grade_name", "error"])
         for response in responses:
@@ -179,6 +180,10 @@ def output_problem(args, paths: list[Path]) -> str | None:
             return f"{path} is a folder; --out and --csv name files"
     if args.annotated and Path(args.annotated).exists() and not Path(args.annotated).is_dir():
         return f"--annotated {args.annotated} is a file; give a folder for the drawings"
+    for path in outputs + ([Path(args.annotated) / "x"] if args.annotated else []):
+        blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+        if blocking is not None:  # found only when writing, after every photo: all results lost
+            return f"{blocking} is a file, so {path.parent} cannot be made; choose other output paths"
     existing = [str(path) for path in outputs if path.exists()]
     if args.annotated:
         folder = Path(args.annotated)

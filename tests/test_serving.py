@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import signal
 import struct
@@ -13,6 +14,7 @@ import sys
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -353,3 +355,13 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
                                     str(tmp_path / "counts.csv")], check=False)
     assert file_for_drawings.returncode == 2 and "is a file; give a folder" in file_for_drawings.stderr
     assert "Traceback" not in file_for_drawings.stderr and not (tmp_path / "again.json").exists()
+    under_a_file = run_module([*drawing[:5], str(tmp_path / "counts.csv" / "again.json")], check=False)
+    assert under_a_file.returncode == 2 and "counts.csv is a file" in under_a_file.stderr, under_a_file.stderr
+
+    # A file name that is not UTF-8 (from a Windows zip) reaches the CSV with its bytes.
+    latin1 = tmp_path / "latin1"
+    latin1.mkdir()
+    Path(os.fsdecode(bytes(latin1) + b"/caf\xe9.jpg")).write_bytes(ACNE04_PHOTOS[0].read_bytes())
+    run_module(["handler.predict_folder", str(latin1), "--model", str(smoke_mar), "--out", str(latin1 / "r.json"),
+                "--csv", str(latin1 / "counts.csv")])
+    assert b"caf\xe9.jpg," in (latin1 / "counts.csv").read_bytes()
