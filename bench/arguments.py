@@ -8,6 +8,22 @@ import sys
 from pathlib import Path
 
 
+# Options that name a benchmark's inputs: --out may be none of them.
+INPUT_OPTIONS = ("model", "gt", "predictions", "photos", "data", "config")
+
+
+def parse_checked(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """parser.parse_args, then refuse an --out that is one of the inputs: the results would
+    replace it (a predictions.json takes a whole model run to make again)."""
+    args = parser.parse_args(argv)
+    out = getattr(args, "out", None)
+    for name in INPUT_OPTIONS if out else ():
+        value = getattr(args, name, None)
+        if isinstance(value, str) and Path(value).resolve() == Path(out).resolve():
+            parser.error(f"--out {out} is the --{name} file: the results would replace it; give another --out")
+    return args
+
+
 def run_main(main):
     """Run a benchmark's main() and exit with its code. The project's own errors (data a model does
     not fit, a config not found, a refused option) end in one line and exit code 2, not a traceback."""
@@ -18,6 +34,9 @@ def run_main(main):
     try:
         code = main()
     except (EvaluationError, TrainError, BadInput) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except (FileNotFoundError, ValueError) as error:  # e.g. --model not a .mar or model folder
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)

@@ -46,7 +46,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.arguments import (at_least, existing_path, list_of,  # noqa: E402
-                             output_file, run_main, torch_device)
+                             output_file, parse_checked, run_main, torch_device)
 from trouble.inference import TroubleDetector  # noqa: E402
 
 DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", type=torch_device, help="cpu or cuda (the in-process measurements)")
     parser.add_argument("--no-server", action="store_true", help="in process only: no TorchServe (a GPU machine)")
     parser.add_argument("--out", required=True, type=output_file, help="JSON file for the results")
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv)
 
     import torch
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.arguments import (at_least, existing_path, list_of,
-                             output_file, pixels, positive_float, run_main)
+from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked,
+                             pixels, positive_float, run_main)
 from train.evaluate import evaluate, load_ground_truth, predict_ground_truth_images, sample_ground_truth
 from trouble.images import upright_rgb
 from trouble.inference import TroubleDetector
@@ -81,7 +81,7 @@ def main(argv=None):
                         help="comma-separated slice sizes (px of the enlarged photo) to compare with the whole "
                              "photo; \"\" for none (the whole-photo and framing rows only)")
     parser.add_argument("--out", required=True, type=output_file)
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv)
     slice_sizes = args.slice_sizes
 
     detector = TroubleDetector.from_path(args.model, device="cpu")

@@ -37,7 +37,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.arguments import (at_least, existing_path, list_of,  # noqa: E402
-                             output_file, positive_float, run_main)
+                             output_file, parse_checked, positive_float, run_main)
 # The test suite's helpers: a real TorchServe on free loopback ports with the repo's config.
 from tests.conftest import torchserve_serving, wait_for_model  # noqa: E402
 from train.archive import rearchive_mar  # noqa: E402
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     parser.add_argument("--job-queue-size", type=at_least(1), help="instead of config.properties' job_queue_size")
     parser.add_argument("--batch-size", type=at_least(1), help="instead of the .mar's batchSize")
     parser.add_argument("--out", required=True, type=output_file, help="JSON file for the results")
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv)
 
     model = Path(args.model).resolve()
     if not model.is_file():

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from mmcv.ops import nms
 
-from bench.arguments import at_least, existing_path, list_of, output_file, run_main, score, unit_fraction
+from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked, run_main, score,
+                             unit_fraction)
 from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
 
 
@@ -51,7 +52,7 @@ def main(argv=None):
                         help="comma-separated IoU thresholds")
     parser.add_argument("--threshold", type=score, default=0.3, help="score threshold for F1, counts and grades")
     parser.add_argument("--out", required=True, type=output_file, help="JSON file for the rows")
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv)
 
     gt = sample_ground_truth(load_ground_truth(args.gt)[0], args.limit)
     images = gt["images"]

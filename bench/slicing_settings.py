@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.arguments import at_least, existing_path, output_file, run_main
+from bench.arguments import at_least, existing_path, output_file, parse_checked, run_main
 from train.evaluate import evaluate, predict_ground_truth_images
 from trouble.inference import TroubleDetector
 from trouble.settings import SlicingSettings
@@ -42,7 +42,7 @@ def main(argv=None):
     parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
     parser.add_argument("--limit", type=at_least(1), default=60, help="N images, spread evenly over the file")
     parser.add_argument("--out", required=True, type=output_file)
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv)
 
     # SAHI's own defaults for merging, changed only where a row says so.
     base = {**asdict(SlicingSettings()), "postprocess": "GREEDYNMM", "match_metric": "IOS"}

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.arguments import (at_least, existing_path, list_of,
-                             output_file, pixels, run_main, unit_fraction)
+from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked,
+                             pixels, run_main, unit_fraction)
 from bench.nms_iou import stricter_nms
 from train.evaluate import EvaluationError, evaluate, load_ground_truth, sample_ground_truth
 from trouble.fusion import fuse_passes
@@ -63,7 +63,7 @@ def main(argv=None):
     parser.add_argument("--fuse-iou", type=unit_fraction, default=0.55,
                         help="IoU at which boxes are fused (or suppressed)")
     parser.add_argument("--out", required=True, type=output_file, help="JSON file for the rows")
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv)
     sizes = args.sizes
 
     detector = TroubleDetector.from_path(args.model, device="cpu")

@@ -67,6 +67,16 @@ def test_benchmarks_refuse_values_that_mean_nothing(smoke_mar, tmp_path):
     result = run_module(["bench.nms_iou", "--predictions", str(gt), "--gt", str(gt), "--out", str(tmp_path)],
                         check=False, timeout=120)  # a folder: refused before the run, not after it
     assert result.returncode == 2 and f"argument --out: {tmp_path} is a folder" in result.stderr
+    # --out naming an input: refused, the input untouched (predictions take a model run to make again).
+    predictions = tmp_path / "predictions.json"
+    predictions.write_text("[]")
+    result = run_module(["bench.nms_iou", "--predictions", str(predictions), "--gt", str(gt),
+                         "--out", str(predictions)], check=False, timeout=120)
+    assert result.returncode == 2 and "is the --predictions file" in result.stderr and predictions.read_text() == "[]"
+    # A --model that is no model: one line, not a traceback.
+    result = run_module(["bench.test_time_augmentation", "--model", str(gt), "--gt", str(gt),
+                         "--out", str(tmp_path / "x.json")], check=False, timeout=120)
+    assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 def test_benchmarks_name_data_the_model_does_not_fit_and_impossible_settings(smoke_mar, synthetic_data, tmp_path):
