@@ -228,9 +228,12 @@ def test_skin_mask_check_command(synthetic_data, tmp_path):
     (tmp_path / "bad" / "train" / "annotations.json").write_text('{"images": [')
     for args, message in ((["--data", str(tmp_path / "bad")], "is not valid JSON"),
                           (["--data", str(synthetic_data), "--grid", str(tmp_path / "grid.xyz")], "give a .png"),
-                          (["--data", str(synthetic_data), "--json", str(tmp_path)], "is a folder")):
+                          (["--data", str(synthetic_data), "--json", str(tmp_path)], "is a folder"),
+                          (["--data", str(synthetic_data), "--json", str(synthetic_data / "train" / "annotations.json")],
+                           "lies inside the data set")):
         result = run_module(["train.skin_mask", *args], check=False, timeout=60)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "annotations" in read_json(synthetic_data / "train" / "annotations.json")  # not replaced by a summary
 
 
 # --------------------------------------------------------------------------------------------

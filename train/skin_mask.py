@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from train.data import is_inside
 from trouble.images import upright_rgb
 from trouble.models.transforms import remove_background, skin_mask  # noqa: F401  (re-exported)
 
@@ -128,6 +129,9 @@ def parse_args(argv=None):
         parser.error(f"--json {args.json} is a folder: give a file name")
     if args.grid and Path(args.grid).suffix.lower() != ".png":
         parser.error(f"--grid {args.grid}: give a .png file name")
+    for flag, path in (("--json", args.json), ("--grid", args.grid)):
+        if path and is_inside(Path(path), Path(args.data)):  # e.g. over the split's annotations.json
+            parser.error(f"{flag} {path} lies inside the data set {args.data}: write reports outside it")
     return args
 
 
