@@ -437,6 +437,29 @@ def test_archive_a_work_dir_copied_from_another_machine(smoke_training, tmp_path
     result = run_module(["train.archive", "--work-dir", str(copied), "--out", str(tmp_path / "store")], check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"checkpoint /tmp/work/demo/{name} not found (nor {name} in {copied})" in result.stderr
+    # A copy cut short, one file at a time: one line naming the file, never a traceback.
+    good = {path: path.read_bytes() for path in (copied / "resolved_config.py", copied / "run_meta.json")}
+    torch.save({"state_dict": state}, copied / name)
+    good[copied / name] = (copied / name).read_bytes()
+    for damage, message in (((copied / name), "cannot be read as a checkpoint"),
+                            ((copied / "resolved_config.py"), "resolved_config.py not found"),
+                            ((copied / "run_meta.json"), "run_meta.json is not valid JSON")):
+        if damage.suffix == ".json":
+            damage.write_text('{"checkpoint": "/tmp/w')
+        elif damage.suffix == ".py":
+            damage.unlink()
+        else:
+            damage.write_bytes(b"")
+        for command in (["train.archive", "--work-dir", str(copied), "--out", str(tmp_path / "store")],
+                        ["train.evaluate", "--work-dir", str(copied), "--gt",
+                         str(smoke_training["data"] / "valid" / "annotations.json"), "--out", str(tmp_path / "eval")]):
+            result = run_module(command, check=False)
+            assert result.returncode == 2 and message in result.stderr, (command[0], result.stderr[-800:])
+            assert "Traceback" not in result.stderr
+        damage.write_bytes(good[damage])
+    result = run_module(["train.archive", "--mar", str(smoke_training["mar"]), "--out", str(copied / "run_meta.json")],
+                        check=False)
+    assert result.returncode == 2 and "is a file: give the folder for trouble.mar" in result.stderr
 
 
 def test_archive_a_staged_model_folder(smoke_mar, tmp_path):
@@ -469,6 +492,11 @@ def test_rearchive_with_the_report_of_its_settings(smoke_training, tmp_path):
     result = run_module(["train.archive", "--mar", str(smoke_training["mar"]), "--report", str(report),
                          "--input-size", "480", "--out", str(store)], check=False)
     assert result.returncode == 2 and "the report was made with input_size" in result.stderr, result.stderr[-1000:]
+    for wrong, message in ((report.parent / "thresholds.json", "is not an evaluation's metrics.json"),
+                           (report.parent / "missing.json", "not found")):
+        result = run_module(["train.archive", "--mar", str(smoke_training["mar"]), "--report", str(wrong),
+                             "--out", str(store)], check=False)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
     # Archived again without a report: the figures stay where they still describe what is served
     # (a batch size), and are left out where they would not (they were measured at other settings).

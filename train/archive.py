@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,14 @@ def read_run_meta(work_dir: Path) -> dict:
     meta_path = work_dir / "run_meta.json"
     if not meta_path.is_file():
         raise ArchiveError(f"{meta_path} not found: is {work_dir} a finished training work dir?")
-    return json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # e.g. cut short in a copy
+        raise ArchiveError(f"{meta_path} is not valid JSON ({error}): copy it again from the training machine") \
+            from None
+    if not isinstance(meta, dict) or not meta.get("checkpoint"):
+        raise ArchiveError(f"{meta_path} names no checkpoint: is {work_dir} a finished training work dir?")
+    return meta
 
 
 def evaluation_of_this_run(work_dir: Path, meta: dict) -> dict | None:
@@ -92,6 +100,9 @@ def serving_config_text(work_dir: Path) -> str:
     """The resolved training config, with every download of pretrained weights switched off."""
     from mmengine.config import Config
 
+    if not (work_dir / "resolved_config.py").is_file():
+        raise ArchiveError(f"{work_dir / 'resolved_config.py'} not found: it is written when training starts; "
+                           f"copy it with run_meta.json and the checkpoint")
     cfg = Config.fromfile(str(work_dir / "resolved_config.py"))
     cfg.load_from = None
     cfg.resume = False
@@ -100,6 +111,19 @@ def serving_config_text(work_dir: Path) -> str:
     if backbone.type == "EfficientNetLite":
         backbone.pretrained = False  # the trained weights come from model.pth
     return cfg.pretty_text
+
+
+def read_report(path: Path) -> dict:
+    """train.evaluate's metrics.json, checked to be one (thresholds.json sits beside it)."""
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArchiveError(f"--report {path} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as error:
+        raise ArchiveError(f"--report {path} is not a JSON file ({error})") from None
+    if not isinstance(report, dict) or not {"model", "data", "coco", "at_thresholds"} <= set(report):
+        raise ArchiveError(f"--report {path} is not an evaluation's metrics.json (train.evaluate writes one)")
+    return report
 
 
 def validation_summary(report: dict, section: dict) -> dict:
@@ -135,7 +159,11 @@ def write_weights(checkpoint: Path, out: Path, half: bool = False):
     import torch
 
     # Our own training output (trusted): mmengine checkpoints carry python objects besides tensors.
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except (EOFError, RuntimeError, pickle.UnpicklingError) as error:  # empty, truncated or not a checkpoint
+        raise ArchiveError(f"{checkpoint} cannot be read as a checkpoint ({type(error).__name__}: {error}): "
+                           f"it may be cut short; copy it again") from None
     state = state.get("state_dict", state)
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -192,6 +220,8 @@ STAGED_FILES = ("model.pth", "config.py", "model-config.yaml")  # what build_mar
 
 def build_mar(model_dir: Path, export_dir: Path, version: str = "1.0") -> Path:
     """torch-model-archiver over a staged model dir plus the `trouble` package and the handler."""
+    if export_dir.exists() and not export_dir.is_dir():
+        raise ArchiveError(f"--out {export_dir} is a file: give the folder for trouble.mar (e.g. model_store)")
     export_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="trouble-archive-") as tmp:
         extra = Path(tmp) / "extra"
@@ -384,7 +414,7 @@ def main(argv=None) -> int:
             archive_model_dir(Path(args.model_dir), Path(args.out))
         elif args.mar:
             thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else None
-            report = json.loads(Path(args.report).read_text()) if args.report else None
+            report = read_report(Path(args.report)) if args.report else None
             tta_thresholds = load_thresholds_json(args.tta_thresholds_json) if args.tta_thresholds_json else None
             try:
                 tta_sizes = [int(size) for size in args.tta_sizes.split(",")] if args.tta_sizes else None
