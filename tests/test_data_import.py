@@ -222,6 +222,20 @@ def test_coco_duplicate_names_kept_apart_and_an_unusable_split_refused(tmp_path)
     assert "image ids [1] are used by more than one image" in \
         refused.value.report["splits"]["valid"]["problems"]["bad_annotation_file"]["files"][0]
 
+    # JSON of the wrong shape: named as such, never a traceback.
+    for wrong, message in (({"images": {"a": 1}, "annotations": [], "categories": []}, "must each be a list"),
+                           ({"images": [{"id": 2, "file_name": None}], "annotations": [], "categories": []},
+                            "no id or file_name")):
+        (src / "valid" / "annotations.json").write_text(json.dumps(wrong))
+        with pytest.raises(DataError) as refused:
+            import_dataset("coco", src, tmp_path / "out2")
+        assert message in refused.value.report["splits"]["valid"]["problems"]["bad_annotation_file"]["files"][0]
+    # "annotations": null is a split without boxes.
+    (src / "valid" / "annotations.json").write_text(json.dumps(
+        {"images": [dict(images[1], id=5, file_name="y.jpg")], "annotations": None,
+         "categories": [{"id": 1, "name": "papule"}]}))
+    assert import_dataset("coco", src, tmp_path / "out3")["splits"]["valid"]["images"] == 1
+
 
 def test_yolo_index_out_of_range_and_malformed_label_file(tmp_path):
     truth = make_dataset(tmp_path / "src", n_images=4, fmt="yolo")
@@ -239,6 +253,12 @@ def test_yolo_index_out_of_range_and_malformed_label_file(tmp_path):
     assert problems["bad_annotation_file"]["files"][0].startswith(f"train/labels/{Path(second).stem}.txt")
     found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
     assert second not in found and len(found[first]) == len(truth["splits"]["train"][1]["boxes"])
+
+    # classes.txt saved in Latin-1: named, with what to do.
+    classes = next((tmp_path / "src").rglob("classes.txt"), None) or tmp_path / "src" / "classes.txt"
+    classes.write_bytes("papule\nros\xe9ole\n".encode("latin-1"))
+    with pytest.raises(DataError, match="classes.txt is not UTF-8 text"):
+        import_dataset("yolo", tmp_path / "src", tmp_path / "out_latin1")
 
 
 def test_single_class_grade_and_group_options(tmp_path):
@@ -469,3 +489,11 @@ def test_synthetic_data_is_deterministic_and_boxes_are_tight(tmp_path):
         assert any(lesion(x, y + dy) for dy in range(h)) and any(lesion(x + w - 1, y + dy) for dy in range(h))
         assert any(lesion(x + dx, y) for dx in range(w)) and any(lesion(x + dx, y + h - 1) for dx in range(w))
         assert not any(lesion(x - 1, y + dy) for dy in range(h)) and not any(lesion(x + dx, y + h) for dx in range(w))
+
+
+def test_a_grade_pattern_whose_group_may_match_nothing(tmp_path):
+    """`--grade-from-filename 'img(\\d)?'`: where the group matches nothing, the photo has no grade
+    (a problem the report counts), not a crash."""
+    make_dataset(tmp_path / "src", n_images=4, fmt="voc")
+    report = import_dataset("voc", tmp_path / "src", tmp_path / "out", grade_from_filename=r"img(9)?")
+    assert report["splits"]["train"]["problems"]["no_grade"]["count"] == report["splits"]["train"]["images"] > 0

@@ -263,9 +263,12 @@ def read_coco_split(json_path, src, split):
     try:
         with open(json_path, encoding="utf-8") as f:
             data = json.load(f)
-        images, annotations = data["images"], data.get("annotations", [])
+        images, annotations = data["images"], data.get("annotations") or []  # null: no boxes
+        if not all(isinstance(value, list) for value in (images, annotations, data["categories"])):
+            raise ValueError("images, annotations and categories must each be a list")
         categories = {c["id"]: str(c["name"]) for c in data["categories"]}
-        incomplete = [image for image in images if "id" not in image or "file_name" not in image]
+        incomplete = [image for image in images
+                      if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str)]
         if incomplete:
             raise ValueError(f"an image entry has no id or file_name: {incomplete[0]!r:.200}")
         image_entries = {image["id"]: image for image in images}
@@ -325,7 +328,11 @@ def read_yolo_names(src, split_dirs):
     folders = [src] + [d for d in split_dirs if d != src]
     for folder in folders:
         if (folder / "classes.txt").is_file():
-            return [line.strip() for line in (folder / "classes.txt").read_text().splitlines() if line.strip()]
+            try:
+                text = (folder / "classes.txt").read_text(encoding="utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{folder / 'classes.txt'} is not UTF-8 text ({error}): save it as UTF-8") from None
+            return [line.strip() for line in text.splitlines() if line.strip()]
     for folder in folders:
         for yaml_path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
             try:
@@ -468,7 +475,7 @@ def check_split(records, problems, classes, options):
         grade, group = record["grade"], record["group"]
         if grade_regex:
             match = grade_regex.search(record["name"])
-            grade = int(match.group(1)) if match and match.group(1).isdigit() else None
+            grade = int(match.group(1)) if match and (match.group(1) or "").isdigit() else None
             if grade not in (0, 1, 2, 3):
                 grade = None
                 note(problems, "no_grade", source)
