@@ -198,3 +198,32 @@ def test_cli_with_a_mar_damaged_in_transit_exits_2_naming_it(smoke_mar, tmp_path
     result = predict_folder(ACNE04_PHOTOS[0].parent, "--model", damaged, "--out", tmp_path / "results.json")
     assert result.returncode == 2 and f"{damaged} is damaged" in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: "- a\n", "has a setting of the wrong shape"),
+    (lambda text: text.replace("trouble:", "trouble: [", 1), "is not valid YAML"),
+    (lambda text: text.replace("  slicing:\n", "  slicing: [1]\n  old_slicing:\n", 1), "wrong shape"),
+    (lambda text: text.replace("  score_thresholds:\n", "  score_thresholds: [0.2]\n  old_thresholds:\n", 1),
+     "score_thresholds must map type names"),
+    (lambda text: text.replace("    slice_size: 640", "    slice_size: '640'", 1), "has the wrong type"),
+])
+def test_a_hand_edited_model_config_of_the_wrong_shape_is_named(smoke_mar, tmp_path, edit, message):
+    """README invites editing a staged folder's model-config.yaml: a mistake there is one line naming
+    the .mar, in the batch CLI and in train.archive, not a traceback."""
+    with zipfile.ZipFile(smoke_mar) as original:
+        members = {name: original.read(name) for name in original.namelist()}
+    text = members["model-config.yaml"].decode()
+    edited = edit(text)
+    assert edited != text, "the edit must change the file"
+    members["model-config.yaml"] = edited.encode()
+    mar = tmp_path / "edited.mar"
+    with zipfile.ZipFile(mar, "w") as out:
+        for name, data in members.items():
+            out.writestr(name, data)
+    result = predict_folder(ACNE04_PHOTOS[0].parent, "--model", mar, "--out", tmp_path / "results.json")
+    assert result.returncode == 2 and message in result.stderr and str(mar) in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "results.json").exists()
+    again = subprocess.run([sys.executable, "-m", "train.archive", "--mar", str(mar), "--batch-size", "2", "--out",
+                            str(tmp_path / "store")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and message in again.stderr and "Traceback" not in again.stderr, again.stderr[-2000:]

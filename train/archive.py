@@ -35,7 +35,7 @@ import yaml
 from train.evaluate import EvaluationError, load_thresholds_json
 from trouble.framing import FRAMINGS
 from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from trouble.settings import SlicingSettings, TestTimeAugmentation
+from trouble.settings import ModelSettings, SlicingSettings, TestTimeAugmentation
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handler" / "trouble_handler.py"
@@ -314,6 +314,10 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
         model_dir = Path(tmp)
         with zipfile.ZipFile(mar) as archive:
             archive.extractall(model_dir)
+        try:  # the settings checked as serving reads them, before any is changed
+            ModelSettings.from_yaml(model_dir / "model-config.yaml").validate()
+        except (OSError, ValueError) as error:
+            raise ArchiveError(f"{mar} cannot be archived again: {error}") from None
         settings = yaml.safe_load((model_dir / "model-config.yaml").read_text())
         section = settings["trouble"]
         measured_at = settings_of_the_figures(section)

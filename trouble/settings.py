@@ -110,30 +110,48 @@ class ModelSettings:
 
     @classmethod
     def from_yaml(cls, path: Path) -> "ModelSettings":
-        with open(path) as f:
-            section = dict((yaml.safe_load(f) or {}).get("trouble") or {})
-        if "classes" not in section:
-            raise ValueError(f"{path} has no trouble.classes")
-        known = {f.name for f in fields(SlicingSettings)}
-        section["slicing"] = SlicingSettings(**{k: v for k, v in (section.get("slicing") or {}).items()
-                                                if k in known})
-        known = {f.name for f in fields(TestTimeAugmentation)}
-        section["tta"] = TestTimeAugmentation(**{k: v for k, v in (section.get("tta") or {}).items() if k in known})
-        section.setdefault("score_thresholds", {})
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in section.items() if k in known})
+        """The settings of a model-config.yaml; ValueError naming the file when it is not one (it
+        may have been edited by hand, README: a staged folder)."""
+        try:
+            with open(path) as f:
+                section = dict((yaml.safe_load(f) or {}).get("trouble") or {})
+            if "classes" not in section:
+                raise ValueError(f"{path} has no trouble.classes")
+            known = {f.name for f in fields(SlicingSettings)}
+            section["slicing"] = SlicingSettings(**{k: v for k, v in (section.get("slicing") or {}).items()
+                                                    if k in known})
+            known = {f.name for f in fields(TestTimeAugmentation)}
+            section["tta"] = TestTimeAugmentation(**{k: v for k, v in (section.get("tta") or {}).items()
+                                                     if k in known})
+            section.setdefault("score_thresholds", {})
+            known = {f.name for f in fields(cls)}
+            settings = cls(**{k: v for k, v in section.items() if k in known})
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path} is not valid YAML ({error})") from None
+        except (AttributeError, TypeError) as error:  # a list where a mapping belongs, and the like
+            raise ValueError(f"{path} has a setting of the wrong shape ({error})") from None
+        if not (isinstance(settings.classes, list) and settings.classes
+                and all(isinstance(name, str) for name in settings.classes)):
+            raise ValueError(f"{path}: trouble.classes must be a list of type names, got {settings.classes!r}")
+        if not isinstance(settings.score_thresholds, dict):
+            raise ValueError(f"{path}: trouble.score_thresholds must map type names to scores, "
+                             f"got {settings.score_thresholds!r}")
+        return settings
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def validate(self):
-        if self.input_size is not None:
-            check_input_size(self.input_size)
-        if self.nms_iou is not None:
-            check_nms_iou(self.nms_iou)
-        check_framing(self.framing)
-        self.slicing.validate()
-        self.tta.validate()
+        try:
+            if self.input_size is not None:
+                check_input_size(self.input_size)
+            if self.nms_iou is not None:
+                check_nms_iou(self.nms_iou)
+            check_framing(self.framing)
+            self.slicing.validate()
+            self.tta.validate()
+        except TypeError as error:  # e.g. slice_size: '640', a string where a number belongs
+            raise ValueError(f"model-config.yaml: a serving setting has the wrong type ({error})") from None
 
 
 def check_nms_iou(value: float):
