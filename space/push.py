@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -127,6 +128,8 @@ def check_files(files: dict, token: str | None):
             if not source.is_file():
                 raise PushError(f"{source} not found (needed for {path_in_repo})")
             content = source.read_bytes()
+            if path_in_repo.endswith(".mar") and not zipfile.is_zipfile(source):
+                raise PushError(f"{source} is not a .mar archive (a zip file), so it cannot be {path_in_repo}")
         else:
             content = source
         if token and token.encode() in content:

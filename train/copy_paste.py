@@ -239,8 +239,10 @@ def parse_args(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--grid", help="PNG of generated images and zoomed pasted lesions, for a visual check")
     args = parser.parse_args(argv)
-    if args.per_image < 1:
-        parser.error("--per-image must be at least 1")
+    for flag, value, least in (("--per-image", args.per_image, 1), ("--bank-size", args.bank_size, 1),
+                               ("--seed", args.seed, 0)):
+        if value < least:
+            parser.error(f"{flag} must be at least {least}, got {value}")
     if args.grid and Path(args.grid).suffix.lower() != ".png":
         parser.error(f"--grid {args.grid}: give a .png file name")
     return args

@@ -114,7 +114,12 @@ def build_config(args):
 
     if not Path(args.config).is_file():
         raise TrainError(f"config {args.config} not found (see train/configs/)")
+    if Path(args.config).suffix != ".py":
+        raise TrainError(f"config {args.config} is not a .py config (see train/configs/)")
     cfg = Config.fromfile(args.config)
+    if "model" not in cfg or "train_dataloader" not in cfg:
+        raise TrainError(f"config {args.config} defines no model or train_dataloader: is it an MMDetection config "
+                         f"inheriting one of train/configs/?")
     data_dir = Path(args.data).resolve()
     classes = classes_from_data(data_dir)
 
