@@ -102,6 +102,12 @@ def existing_path(text: str) -> str:
     return text
 
 
+def existing_folder(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder" if Path(text).exists() else f"{text} not found")
+    return text
+
+
 def list_of(item, may_be_empty: bool = False):
     """A comma-separated list of values of type `item`, e.g. list_of(at_least(1)) for '1,4,8'."""
 

@@ -45,8 +45,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from bench.arguments import (at_least, existing_path, list_of,  # noqa: E402
+from bench.arguments import (at_least, existing_folder, existing_path, list_of,  # noqa: E402
                              output_file, parse_checked, run_main, torch_device)
+from trouble.images import BadInput  # noqa: E402
 from trouble.inference import TroubleDetector  # noqa: E402
 
 DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
@@ -54,7 +55,10 @@ DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
 
 def twelve_megapixel_photo(paths: list[Path], width: int = 4032, height: int = 3024) -> bytes:
     """A 4032x3024 JPEG tiled from the given photos (every other tile mirrored)."""
-    tiles = [Image.open(p).convert("RGB") for p in paths]
+    try:
+        tiles = [Image.open(p).convert("RGB") for p in paths]
+    except OSError as error:  # PIL's UnidentifiedImageError is one
+        raise BadInput("not_an_image", f"a photo in --photos cannot be read: {error}") from None
     tile_width, tile_height = tiles[0].size
     canvas = Image.new("RGB", (width, height))
     columns, rows = -(-width // tile_width), -(-height // tile_height)
@@ -228,7 +232,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=existing_path,
                         help="a .mar (or, with --no-server, a model folder)")
-    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), type=existing_path,
+    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), type=existing_folder,
                         help="a folder of 640x640 JPEG photos")
     parser.add_argument("--repeats", type=at_least(1), default=5, help="rounds over the 640x640 photos")
     parser.add_argument("--large-repeats", type=at_least(1), default=3, help="rounds over the 12 MP photo")

@@ -36,7 +36,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from bench.arguments import (at_least, existing_path, list_of,  # noqa: E402
+from bench.arguments import (at_least, existing_folder, existing_path, list_of,  # noqa: E402
                              output_file, parse_checked, positive_float, run_main)
 # The test suite's helpers: a real TorchServe on free loopback ports with the repo's config.
 from tests.conftest import torchserve_serving, wait_for_model  # noqa: E402
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", default=[10, 50], type=list_of(at_least(1)),
                         help="comma-separated client counts, one phase each")
     parser.add_argument("--seconds", type=positive_float, default=30, help="how long each phase starts new requests")
-    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), type=existing_path, help="a folder of photos to post")
+    parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), type=existing_folder, help="a folder of photos to post")
     parser.add_argument("--retry-budget", type=float, default=120,
                         help="seconds a client keeps retrying a request answered 503")
     parser.add_argument("--client-timeout", type=positive_float, default=300,

@@ -17,7 +17,7 @@ import requests
 def config_value(key: str, default: str, config_path: str | None = None) -> str:
     path = Path(config_path or os.environ.get("TS_CONFIG_FILE") or "config.properties")
     if path.is_file():
-        for line in path.read_text().splitlines():
+        for line in path.read_text(encoding="latin-1").splitlines():  # Java reads .properties as Latin-1
             if line.strip().startswith(f"{key}="):
                 return line.split("=", 1)[1].strip()
     return default

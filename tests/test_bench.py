@@ -77,6 +77,17 @@ def test_benchmarks_refuse_values_that_mean_nothing(smoke_mar, tmp_path):
     result = run_module(["bench.test_time_augmentation", "--model", str(gt), "--gt", str(gt),
                          "--out", str(tmp_path / "x.json")], check=False, timeout=120)
     assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    # --photos is a folder; a broken photo in it is named.
+    result = run_module(["bench.load_test", "--model", str(smoke_mar), "--photos", str(gt), "--out",
+                         str(tmp_path / "x.json")], check=False, timeout=120)
+    assert result.returncode == 2 and f"argument --photos: {gt} is not a folder" in result.stderr
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "broken.jpg").write_bytes(b"not a photo")
+    result = run_module(["bench.inference_speed", "--model", str(smoke_mar), "--photos", str(photos), "--no-server",
+                         "--out", str(tmp_path / "x.json")], check=False, timeout=120)
+    assert result.returncode == 2 and "a photo in --photos cannot be read" in result.stderr, result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
 
 
 def test_benchmarks_name_data_the_model_does_not_fit_and_impossible_settings(smoke_mar, synthetic_data, tmp_path):
