@@ -310,7 +310,12 @@ def test_a_config_that_is_not_one_is_a_clear_error(synthetic_data, tmp_path):
         result = run_module(["train.train", str(config), "--data", str(synthetic_data), "--work-dir",
                              str(tmp_path / "w"), "--model-store", str(tmp_path / "store")], check=False, timeout=120)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
-    assert not (tmp_path / "store").exists()
+    (tmp_path / "empty.pth").write_bytes(b"")  # a download cut short
+    result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
+                         "--model-store", str(tmp_path / "store"), "--weights", str(tmp_path / "empty.pth")],
+                        check=False, timeout=120)
+    assert result.returncode == 2 and "is not a PyTorch checkpoint" in result.stderr, result.stderr[-1500:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "store").exists()
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

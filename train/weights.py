@@ -33,7 +33,19 @@ def resolve_weights(spec: str, timeout_s: float = 30.0) -> str:
     path = Path(spec).expanduser()
     if not path.is_file():
         raise WeightsUnavailable(f"checkpoint file {spec} not found")
+    # Found now, not by mmengine once training has started (a .mar is checked where it is opened).
+    if path.suffix != ".mar" and not looks_like_a_checkpoint(path):
+        raise WeightsUnavailable(f"{spec} is not a PyTorch checkpoint (empty, cut short, or another kind of file)")
     return str(path)
+
+
+def looks_like_a_checkpoint(path: Path) -> bool:
+    """torch.save writes a zip file (or, before torch 1.6, a pickle, which starts with 0x80)."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return zipfile.is_zipfile(path) or head[:1] == b"\x80"
 
 
 def weights_from_archive(mar: Path) -> str:
