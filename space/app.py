@@ -212,7 +212,7 @@ def shown_if_current(answer, photo_path, *settings):
     if answer is None or answer[0] != photo_path:
         return gr.skip(), *[gr.skip()] * OUTPUT_COUNT
     outputs = list(answer[2])
-    if answer[1] != settings:
+    if tuple(answer[1]) != settings:
         outputs[STATUS_OUTPUT] = render.mark_stale(outputs[STATUS_OUTPUT])
     return None, *outputs
 

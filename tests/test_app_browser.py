@@ -83,6 +83,7 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
         page.close()
 
     assert "Answered by" in status and "local model" in status and "0.10" in status
+    assert "Settings changed since this answer" not in status  # made with the settings shown
     for name in ("comedone", "papule", "pustule", "Total"):
         assert name in counts
         if name != "Total":
