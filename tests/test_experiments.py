@@ -420,7 +420,9 @@ def test_each_config_names_its_own_detector_as_its_start(config, detector, tmp_p
 
     cfg = Config.fromfile(str(config))
     cfg.load_from = str(tmp_path / "coco.pth")  # the zoo's file, fetched beforehand (no download here)
-    (tmp_path / "coco.pth").write_bytes(b"")
+    import torch
+
+    torch.save({"state_dict": {}}, tmp_path / "coco.pth")  # a stand-in: only its name is reported
     args = argparse.Namespace(from_scratch=False, weights=None, backbone_weights=None, config=str(config))
     assert set_starting_weights(cfg, args) == f"COCO-pretrained {detector} checkpoint {tmp_path / 'coco.pth'}"
 
