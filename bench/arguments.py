@@ -33,10 +33,8 @@ def run_main(main):
 
     try:
         code = main()
-    except (EvaluationError, TrainError, BadInput) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except (FileNotFoundError, ValueError) as error:  # e.g. --model not a .mar or model folder
+    # FileNotFoundError, ValueError: e.g. a --model that is not a .mar or model folder.
+    except (EvaluationError, TrainError, BadInput, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)
