@@ -41,6 +41,30 @@ atexit.register(shutil.rmtree, APP_TEMP_DIR, ignore_errors=True)
 if not os.environ.get("GRADIO_TEMP_DIR"):  # a folder the user chose is theirs to keep
     os.environ["GRADIO_TEMP_DIR"] = str(APP_TEMP_DIR / "uploads")
 
+
+class SettingError(ValueError):
+    """An environment variable the app cannot start with (the app exits 2 with this line)."""
+
+
+def server_port() -> int:
+    value = os.environ.get("GRADIO_SERVER_PORT") or "7860"
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise SettingError(f"GRADIO_SERVER_PORT must be a port number (1-65535), got {value!r}")
+    return int(value)
+
+
+def exit_on_setting_error(read):
+    """read(), or the app's start refused with one line and exit code 2."""
+    try:
+        return read()
+    except SettingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # gradio reads GRADIO_SERVER_PORT as it is imported, with a traceback if bad
+    exit_on_setting_error(server_port)
+
 APP_DIR = Path(__file__).resolve().parent
 # In the repository the shared library is one folder up; in the Space it sits beside this file.
 if (APP_DIR.parent / "trouble").is_dir():
@@ -96,9 +120,11 @@ class Analyzer:
         default = "local" if os.environ.get("SPACE_ID") else "auto"
         mode = (os.environ.get("TROUBLE_MODE") or default).strip().lower()
         if mode not in MODES:
-            raise SystemExit(f"TROUBLE_MODE must be one of {', '.join(MODES)}, got {mode!r}")
-        server = ServerBackend(os.environ.get("TROUBLE_API_URL", DEFAULT_API_URL),
-                               token=os.environ.get("TROUBLE_API_TOKEN") or None)
+            raise SettingError(f"TROUBLE_MODE must be one of {', '.join(MODES)}, got {mode!r}")
+        url = os.environ.get("TROUBLE_API_URL") or DEFAULT_API_URL
+        if not url.startswith(("http://", "https://")):
+            raise SettingError(f"TROUBLE_API_URL must start with http:// or https://, got {url!r}")
+        server = ServerBackend(url, token=os.environ.get("TROUBLE_API_TOKEN") or None)
         return cls(mode, server, find_model_file(APP_DIR), os.environ.get("TROUBLE_MODEL_REPO") or None)
 
     @property
@@ -353,7 +379,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
-    analyzer = Analyzer.from_environment()
+    analyzer = exit_on_setting_error(Analyzer.from_environment)
     logger.info("%s", analyzer.describe())
     if analyzer.mode == "local":
         try:
@@ -363,7 +389,7 @@ def main():
     app = build_app(analyzer)
     app.queue(default_concurrency_limit=1)
     app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-               server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+               server_port=server_port(),
                max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=False, ssr_mode=False,
                footer_links=["api", "gradio"], allowed_paths=[str(EXAMPLES_DIR)])
 

@@ -424,3 +424,18 @@ def test_in_a_space_the_default_mode_is_local():
         result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,
                                 timeout=120)
         assert result.stdout.strip().splitlines()[-1] == mode, result.stderr[-2000:]
+
+
+def test_the_app_refuses_to_start_on_a_bad_setting_with_one_line(tmp_path):
+    """A mistyped environment variable ends the start with a line naming it and exit code 2, no traceback
+    (gradio itself reads GRADIO_SERVER_PORT as it is imported, with a traceback for a bad value)."""
+    for name, value, message in (("TROUBLE_MODE", "bogus", "TROUBLE_MODE must be one of auto, server, local"),
+                                 ("TROUBLE_API_URL", "localhost:8080", "TROUBLE_API_URL must start with http://"),
+                                 ("GRADIO_SERVER_PORT", "abc", "GRADIO_SERVER_PORT must be a port number"),
+                                 ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a port number")):
+        env = {**os.environ, "TROUBLE_MODE": "server", "TMPDIR": str(tmp_path), name: value}
+        result = subprocess.run([sys.executable, str(SPACE / "app.py")], cwd=REPO, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, (name, value, result.stderr[-2000:])
+        assert not any(word in result.stderr for word in STACK_TRACE_WORDS), result.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == [], "the app's temporary folder was left behind"

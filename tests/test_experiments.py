@@ -116,6 +116,7 @@ def test_offline_copy_paste_data_set(synthetic_data, tmp_path):
     (keep / "notes.txt").write_text("mine")
     for data, out_dir, message in ((synthetic_data, synthetic_data / "train", "overlap"),
                                    (synthetic_data, keep, "not an earlier copy-paste output"),
+                                   (synthetic_data, keep / "notes.txt", "is a file: give a folder"),
                                    (tmp_path / "typo", out, "not found")):
         result = run_module(["train.copy_paste", "--data", str(data), "--out", str(out_dir), "--onto", "all",
                              "--overwrite"], check=False, timeout=120)

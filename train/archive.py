@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from train import file_in_place_of_folder
 from train.evaluate import EvaluationError, load_thresholds_json
 from trouble.framing import FRAMINGS
 from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
@@ -220,8 +221,8 @@ STAGED_FILES = ("model.pth", "config.py", "model-config.yaml")  # what build_mar
 
 def build_mar(model_dir: Path, export_dir: Path, version: str = "1.0") -> Path:
     """torch-model-archiver over a staged model dir plus the `trouble` package and the handler."""
-    if export_dir.exists() and not export_dir.is_dir():
-        raise ArchiveError(f"--out {export_dir} is a file: give the folder for trouble.mar (e.g. model_store)")
+    if message := file_in_place_of_folder("--out", export_dir, "the folder for trouble.mar (e.g. model_store)"):
+        raise ArchiveError(message)
     export_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="trouble-archive-") as tmp:
         extra = Path(tmp) / "extra"

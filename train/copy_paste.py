@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from train import file_in_place_of_folder
 from train.data import is_inside
 from trouble.images import upright_rgb
 from trouble.models.transforms import PatchBank, paste_lesions, skin_mask
@@ -100,8 +101,8 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
     if is_inside(out_dir, data_dir) or is_inside(data_dir, out_dir):
         raise CopyPasteError(f"--out {out_dir} and --data {data_dir} overlap: choose an --out outside the data "
                              f"(the source data set is never changed)")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CopyPasteError(f"--out {out_dir} is a file: give a folder")
+    if message := file_in_place_of_folder("--out", out_dir):
+        raise CopyPasteError(message)
     # Everything is read and checked before an earlier output is replaced: a bad --data deletes nothing.
     train = read_split(data_dir, "train")
     rng = np.random.default_rng(seed)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from train import file_in_place_of_folder
 from trouble.images import BadInput
 from trouble.severity import GRADE_NAMES, grade_from_count
 
@@ -819,8 +820,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        parser.error(f"--out {args.out} is a file: give a folder for the report")
+    if message := file_in_place_of_folder("--out", args.out, "a folder for the report"):
+        parser.error(message)
     return args
 
 

@@ -52,6 +52,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from train import file_in_place_of_folder
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "train" / "configs"
 BASE = CONFIGS / "tood_x101-64x4d_fpn_acne04.py"
@@ -581,8 +583,8 @@ def parse_args(argv=None):
         parser.error(f"--runs: unknown comparison(s) {unknown}; choose from {', '.join(COMPARISONS)}")
     if args.iters is not None and args.iters < 1:
         parser.error("--iters must be at least 1")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        parser.error(f"--out {args.out} is a file: give a folder")
+    if message := file_in_place_of_folder("--out", args.out):
+        parser.error(message)
     if (args.iters or args.smoke) and "--budget-minutes" in args.train_args:
         parser.error("--iters (or --smoke, which sets it) and --budget-minutes (in --train-args) exclude each other")
     try:

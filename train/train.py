@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from train import file_in_place_of_folder
 from train.archive import ArchiveError, archive_work_dir
 from train.data import DataError, load_coco
 from train.evaluate import EvaluationError, evaluate_work_dir
@@ -80,8 +81,8 @@ def parse_args(argv=None):
     if args.lr is not None and not 0 <= args.lr < math.inf:
         parser.error(f"--lr must be a number, 0 or more, got {args.lr}")
     for flag, folder in (("--work-dir", args.work_dir), ("--model-store", args.model_store)):
-        if Path(folder).exists() and not Path(folder).is_dir():
-            parser.error(f"{flag} {folder} is a file: give a folder")
+        if message := file_in_place_of_folder(flag, folder):
+            parser.error(message)
     return args
 
 
