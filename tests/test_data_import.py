@@ -91,6 +91,13 @@ def test_other_layouts_and_format_detection(tmp_path):
             target = ultralytics / kind / ("val" if split == "valid" else split)
             shutil.copytree(tmp_path / "yolo" / split / kind, target)
     (ultralytics / "classes.txt").write_text("\n".join(LESION_TYPES) + "\n")
+    # The same with COCO 2017's split names: images/train2017 + labels/val2017 ...
+    yolo2017 = tmp_path / "yolo2017"
+    for kind in ("images", "labels"):
+        for split in want:
+            shutil.copytree(ultralytics / kind / ("val" if split == "valid" else split),
+                            yolo2017 / kind / {"train": "train2017", "valid": "val2017"}[split])
+    shutil.copy(ultralytics / "classes.txt", yolo2017)
     # COCO 2017 layout: annotations/instances_<split>2017.json + <split>2017/ images
     coco2017 = tmp_path / "coco2017"
     for split in want:
@@ -107,7 +114,8 @@ def test_other_layouts_and_format_detection(tmp_path):
 
     # val, val2017 and train2017 are written as valid and train: the names training reads
     for fmt, src, split, boxes in (("coco", roboflow, "train", want), ("yolo", ultralytics, "train", want),
-                                   ("coco", coco2017, "train", want), ("voc", devkit, "test", {"test": want["valid"]})):
+                                   ("yolo", yolo2017, "train", want), ("coco", coco2017, "train", want),
+                                   ("voc", devkit, "test", {"test": want["valid"]})):
         report = import_dataset(None, src, tmp_path / "out" / src.name, split=split)  # format guessed from the files
         assert report["format"] == fmt
         assert report["categories"] == list(LESION_TYPES)
@@ -151,6 +159,11 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
     write_voc_xml(src / "noobjects.xml", "noobjects.jpg", 320, 320, [], [])
     write_image(src, "unparsable.jpg", seed=9)
     (src / "unparsable.xml").write_text("<annotation><object><name>papule</name>")
+    # Formats training (OpenCV) or serving (the inference core) cannot read: named and skipped
+    for name, save_as in (("bitmap.bmp", "BMP"), ("scan.tif", "TIFF"), ("moving.jpg", "GIF")):
+        image, boxes, labels = make_image((320, 320), 2, seed=10)
+        image.save(src / name, format=save_as)
+        write_voc_xml(src / name.replace(Path(name).suffix, ".xml"), name, 320, 320, boxes, labels)
 
     report = import_dataset("voc", src, tmp_path / "out", classes=CLASSES)
 
@@ -160,6 +173,7 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
     assert counts == {
         "bad_annotation_file": (1, ["unparsable.xml"]),
         "unreadable_image": (1, ["truncated.jpg"]),
+        "unsupported_format": (3, ["bitmap.bmp", "moving.jpg", "scan.tif"]),
         "size_mismatch": (1, ["badsize.jpg"]),
         "unknown_class": (1, ["unknown.jpg"]),
         "box_clipped": (1, ["outside.jpg"]),

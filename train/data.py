@@ -41,11 +41,18 @@ from pathlib import Path
 
 from PIL import Image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-SPLIT_FOLDERS = ("train", "valid", "val", "validation", "test")
+from trouble.images import ACCEPTED_FORMATS
+
+# Files looked at as images. Those of other formats than TRAINABLE_FORMATS are named and skipped
+# rather than passed over in silence.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif")
+# What both readers take: mmdet's loader (OpenCV) in training, the inference core (PIL) in evaluation
+# and serving. OpenCV reads no HEIC; the core refuses BMP, TIFF and GIF.
+TRAINABLE_FORMATS = ACCEPTED_FORMATS - {"HEIF"}
 # Other usual names of a split → the name it is written under (training validates on "valid").
 OUTPUT_SPLIT_NAMES = {"val": "valid", "validation": "valid", "val2017": "valid", "train2017": "train",
                       "test2017": "test"}
+SPLIT_FOLDERS = ("train", "valid", "test", *OUTPUT_SPLIT_NAMES)
 COCO_JSON_NAMES = ("annotations.json", "_annotations.coco.json")
 FORMATS = ("coco", "voc", "yolo")
 NAMES_SHOWN = 10  # file names printed per problem; the JSON report holds them all
@@ -56,6 +63,8 @@ PROBLEMS = {
     "bad_annotation_file": "annotation file that cannot be parsed (skipped, with its image)",
     "missing_image": "annotation names an image that is not there (skipped)",
     "unreadable_image": "unreadable or truncated image (skipped)",
+    "unsupported_format": "image in a format the model cannot be trained and served on (skipped: convert "
+                          "it to PNG or JPEG)",
     "size_mismatch": "image size differs from the annotation (the real size is used)",
     "exif_rotated": "image carries an EXIF rotation (size and boxes written for the photo as displayed; check them)",
     "unknown_class": "box of an unknown class (dropped)",
@@ -388,9 +397,12 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
 # ---------------------------------------------------------------- checking images and boxes
 
 def read_image_size(path):
-    """Decode the whole image and return (stored width, stored height, exif orientation), or an error text."""
+    """Decode the whole image and return (stored width, stored height, exif orientation), or an error text
+    (starting with "format" for a readable image in a format outside TRAINABLE_FORMATS)."""
     try:
         with Image.open(path) as image:
+            if image.format not in TRAINABLE_FORMATS:
+                return f"format {image.format}"
             width, height = image.size
             orientation = image.getexif().get(0x0112, 1)
             # JPEG: decode at 1/8 scale, which still reads every byte
@@ -429,7 +441,8 @@ def check_split(records, problems, classes, options):
     for record, size in zip(records, sizes):
         source = record["source"]
         if isinstance(size, str):
-            note(problems, "unreadable_image", f"{source} ({size})")
+            note(problems, "unsupported_format" if size.startswith("format ") else "unreadable_image",
+                 f"{source} ({size})")
             continue
         # Training and serving both see the photo as displayed (EXIF orientation applied), so sizes and
         # boxes are written for it. Boxes are taken as drawn on the displayed photo (what annotation
