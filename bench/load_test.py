@@ -41,9 +41,9 @@ from bench.arguments import (at_least, existing_folder, existing_path, list_of, 
 # The test suite's helpers: a real TorchServe on free loopback ports with the repo's config.
 from tests.conftest import torchserve_serving, wait_for_model  # noqa: E402
 from train.archive import rearchive_mar  # noqa: E402
+from trouble.images import PHOTO_SUFFIXES  # noqa: E402
 
 DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def percentile(values, q):
@@ -198,8 +198,9 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), type=existing_folder, help="a folder of photos to post")
     parser.add_argument("--retry-budget", type=float, default=120,
                         help="seconds a client keeps retrying a request answered 503")
-    parser.add_argument("--client-timeout", type=positive_float, default=300,
-                        help="seconds a client waits for one answer (300, as the app and the batch CLI)")
+    parser.add_argument("--client-timeout", type=positive_float, default=330,
+                        help="seconds a client waits for one answer (330, as the app and the batch CLI: "
+                             "beyond TorchServe's own 300 s)")
     parser.add_argument("--max-tries", type=int, default=200, help="hard bound on tries per request")
     parser.add_argument("--max-requests-per-client", type=int, default=10_000)
     parser.add_argument("--job-queue-size", type=at_least(1), help="instead of config.properties' job_queue_size")

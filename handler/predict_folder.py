@@ -26,9 +26,8 @@ from pathlib import Path
 
 import requests
 
-from trouble.images import BadInput
+from trouble.images import PHOTO_SUFFIXES, BadInput
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
 
 
 class ServerRefused(RuntimeError):

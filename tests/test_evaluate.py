@@ -322,6 +322,19 @@ def test_cli_bad_predictions_give_a_clear_error(tmp_path):
                      "--thresholds-json", '{"papule": 0.4}')  # the same thresholds as JSON text: not called a file
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--thresholds-json {\"papule\": 0.4}: " in result.stderr and "file" not in result.stderr
+    # Options that only a model run uses, and a model description a model run makes itself: refused, not ignored.
+    model_info = tmp_path / "model.json"
+    model_info.write_text("{}")
+    for args, message in ((["--predictions", str(good), "--sliced", "true", "--input-size", "800"],
+                           "--sliced, --input-size: only with --model or --work-dir"),
+                          (["--predictions", str(good), "--nms-iou", "0.5", "--tta", "false"],
+                           "--tta, --nms-iou: only with --model or --work-dir"),
+                          (["--model", str(tmp_path / "any.mar"), "--model-info", str(model_info)],
+                           "--model-info: only with --predictions"),
+                          (["--model", str(tmp_path / "any.mar"), "--nms-iou", "0"], "nms_iou must be a number")):
+        result = run_cli("--gt", str(gt_path), "--out", str(tmp_path / "refused"), *args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr and not (tmp_path / "refused").exists()
 
 
 def test_cli_missing_or_broken_model_gives_a_clear_error(tmp_path):

@@ -33,7 +33,8 @@ def _face_with_lesions(seed=0, n_lesions=20):
 # --------------------------------------------------------------------------------------------
 
 def test_pasted_boxes_lie_inside_the_image_over_changed_pixels_and_on_skin():
-    from trouble.models.transforms import PatchBank, paste_lesions, skin_mask
+    from trouble.models.transforms import PatchBank, paste_lesions
+    from trouble.skin import skin_mask
 
     source, boxes, labels = _face_with_lesions(seed=1, n_lesions=25)
     bank = PatchBank(100, _rng())
@@ -186,7 +187,8 @@ def test_lesion_copy_paste_transform_in_an_mmdet_pipeline(synthetic_data):
 # --------------------------------------------------------------------------------------------
 
 def test_skin_mask_keeps_the_face_and_its_lesions_and_removes_a_blue_background():
-    from trouble.models.transforms import MaskNonSkin, skin_mask
+    from trouble.models.transforms import MaskNonSkin
+    from trouble.skin import skin_mask
 
     face, boxes, _ = _face_with_lesions(seed=4, n_lesions=30)
     face[:80, :80] = (30, 60, 220)  # a blue background in the corner

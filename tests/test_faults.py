@@ -207,6 +207,9 @@ def test_cli_with_a_mar_damaged_in_transit_exits_2_naming_it(smoke_mar, tmp_path
     (lambda text: text.replace("  score_thresholds:\n", "  score_thresholds: [0.2]\n  old_thresholds:\n", 1),
      "score_thresholds must map type names"),
     (lambda text: text.replace("    slice_size: 640", "    slice_size: '640'", 1), "has the wrong type"),
+    # Out of range: a setting of the archive, not of a request, so the archive is named
+    (lambda text: text.replace("    slice_size: 640", "    slice_size: 10000", 1), "slice_size must be between"),
+    (lambda text: text.replace("  framing: none", "  framing: fcae", 1), "framing must be one of"),
 ])
 def test_a_hand_edited_model_config_of_the_wrong_shape_is_named(smoke_mar, tmp_path, edit, message):
     """README invites editing a staged folder's model-config.yaml: a mistake there is one line naming

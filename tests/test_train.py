@@ -283,6 +283,15 @@ def test_training_alone_needs_no_sahi(synthetic_data, tmp_path):
     assert read_json(work / "run_meta.json")["iterations"] == 2
 
 
+def test_reading_settings_and_importing_data_need_no_torch():
+    """What only reads serving settings or imports data (train.archive's checks, train.data, face framing)
+    loads neither torch nor mmdet: seconds saved on every such command."""
+    code = ("import sys, train.data, trouble.settings, trouble.framing; "
+            "print(sorted(name for name in ('torch', 'mmdet', 'mmcv', 'sahi') if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", (result.stdout, result.stderr[-2000:])
+
+
 @pytest.mark.parametrize("flag, value, message", [
     ("--iters", "0", "--iters must be at least 1, got 0"),
     ("--batch-size", "0", "--batch-size must be at least 1, got 0"),

@@ -171,13 +171,15 @@ def write_weights(checkpoint: Path, out: Path, half: bool = False):
     torch.save({"state_dict": state}, out)
 
 
-def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = None, half: bool = False,
-                    checkpoint: Path | None = None) -> Path:
-    """Write config.py, model.pth and model-config.yaml for the work dir's best checkpoint into out_dir."""
+def stage_model_dir(work_dir: Path, out_dir: Path, with_evaluation: bool = True, half: bool = False) -> Path:
+    """Write config.py, model.pth and model-config.yaml for the work dir's best checkpoint into out_dir.
+
+    with_evaluation: carry the thresholds and figures of the evaluation `make train` ran on this
+    checkpoint, if any; False (train.evaluate staging a model to evaluate it anew) carries none."""
     work_dir, out_dir = Path(work_dir), Path(out_dir)
     meta = read_run_meta(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = Path(checkpoint or meta["checkpoint"])
+    checkpoint = Path(meta["checkpoint"])
     if not checkpoint.is_file() and (work_dir / checkpoint.name).is_file():
         checkpoint = work_dir / checkpoint.name  # a work dir copied from another machine (e.g. a GPU server)
     if not checkpoint.is_file():
@@ -185,16 +187,14 @@ def stage_model_dir(work_dir: Path, out_dir: Path, thresholds: dict | None = Non
     write_weights(checkpoint, out_dir / "model.pth", half=half)
     (out_dir / "config.py").write_text(serving_config_text(work_dir))
 
-    # Thresholds given (train.evaluate staging a work dir to run it): no earlier evaluation is wanted.
-    report = evaluation_of_this_run(work_dir, meta) if thresholds is None else None
-    if thresholds is None:
-        thresholds_path = work_dir / "eval" / "thresholds.json"
-        thresholds = json.loads(thresholds_path.read_text()) if report and thresholds_path.is_file() else {}
+    report = evaluation_of_this_run(work_dir, meta) if with_evaluation else None
+    thresholds_path = work_dir / "eval" / "thresholds.json"
+    thresholds = json.loads(thresholds_path.read_text()) if report and thresholds_path.is_file() else {}
     classes = meta["classes"]
     settings = dict(TORCHSERVE_SETTINGS)
     settings["trouble"] = {
         "model_name": MODEL_NAME,
-        "model_version": meta.get("version", "1.0"),
+        "model_version": "1.0",
         "classes": classes,
         # Thresholds chosen on the validation split (best F1 per type); 0.3 where none was chosen.
         "score_thresholds": {name: float(thresholds.get(name, 0.3)) for name in classes},

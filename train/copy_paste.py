@@ -31,7 +31,8 @@ from PIL import Image, ImageDraw
 from train import file_in_place_of_folder
 from train.data import is_inside
 from trouble.images import upright_rgb
-from trouble.models.transforms import PatchBank, paste_lesions, skin_mask
+from trouble.models.transforms import PatchBank, paste_lesions
+from trouble.skin import skin_mask
 from trouble.severity import grade_from_count
 
 ORIGINAL_COLOUR, PASTED_COLOUR = (0, 200, 0), (255, 0, 255)

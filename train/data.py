@@ -41,11 +41,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from trouble.images import ACCEPTED_FORMATS
+from trouble.images import ACCEPTED_FORMATS, PHOTO_SUFFIXES
 
 # Files looked at as images. Those of other formats than TRAINABLE_FORMATS are named and skipped
 # rather than passed over in silence.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif")
+IMAGE_EXTENSIONS = (*PHOTO_SUFFIXES, ".bmp", ".tif", ".tiff", ".gif")
 # What both readers take: mmdet's loader (OpenCV) in training, the inference core (PIL) in evaluation
 # and serving. OpenCV reads no HEIC; the core refuses BMP, TIFF and GIF.
 TRAINABLE_FORMATS = ACCEPTED_FORMATS - {"HEIF"}

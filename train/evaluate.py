@@ -35,6 +35,7 @@ import numpy as np
 
 from train import file_in_place_of_folder
 from trouble.images import BadInput
+from trouble.settings import check_input_size, check_nms_iou
 from trouble.severity import GRADE_NAMES, grade_from_count
 
 logger = logging.getLogger(__name__)
@@ -738,15 +739,13 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
             from train.archive import ArchiveError, stage_model_dir
 
             try:
-                model_dir = stage_model_dir(Path(model), Path(staged), thresholds={})
+                model_dir = stage_model_dir(Path(model), Path(staged), with_evaluation=False)
             except ArchiveError as error:  # not a finished work dir, or its checkpoint is gone
                 raise EvaluationError(str(error)) from None
         else:
             model_dir = model
         try:
             detector = TroubleDetector.from_path(model_dir, input_size=input_size, nms_iou=nms_iou)
-        except BadInput:  # an option the model refuses: main() says so
-            raise
         except (FileNotFoundError, ValueError) as error:  # no model there, or not a model
             raise EvaluationError(str(error)) from None
         # The model's thresholds for the passes asked for (test-time augmentation has its own).
@@ -822,22 +821,28 @@ def parse_args(argv=None):
         parser.error(f"--limit must be at least 1, got {args.limit}")
     if message := file_in_place_of_folder("--out", args.out, "a folder for the report"):
         parser.error(message)
+    # Refused rather than ignored: saved predictions are scored as they are, and a model describes itself.
+    run_options = [flag for flag, value in (("--sliced", args.sliced), ("--slice-size", args.slice_size),
+                                            ("--tta", args.tta), ("--input-size", args.input_size),
+                                            ("--nms-iou", args.nms_iou)) if value is not None]
+    if args.predictions and run_options:
+        parser.error(f"{', '.join(run_options)}: only with --model or --work-dir (saved predictions are not run "
+                     f"again)")
+    if args.model_info and not args.predictions:
+        parser.error("--model-info: only with --predictions (with --model or --work-dir the report describes "
+                     "the model itself)")
+    try:
+        if args.input_size is not None:
+            check_input_size(args.input_size)
+        if args.nms_iou is not None:
+            check_nms_iou(args.nms_iou)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.input_size is not None or args.nms_iou is not None:
-        from trouble.settings import check_input_size, check_nms_iou
-
-        try:
-            if args.input_size is not None:
-                check_input_size(args.input_size)
-            if args.nms_iou is not None:
-                check_nms_iou(args.nms_iou)
-        except ValueError as error:
-            print(f"evaluate: error: {error}", file=sys.stderr)
-            return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         score_thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else args.score_threshold
@@ -866,10 +871,10 @@ def main(argv=None):
                                             score_thresholds=score_thresholds, nms_iou=args.nms_iou, tta=args.tta)
     except ThresholdError as e:
         source = f"--thresholds-json {args.thresholds_json}: " if args.thresholds_json else ""  # a file or JSON text
-        print(f"evaluate: error: {source}{e}", file=sys.stderr)
+        print(f"error: {source}{e}", file=sys.stderr)
         return 2
     except (EvaluationError, BadInput) as e:  # BadInput: an option the model refuses, e.g. --slice-size
-        print(f"evaluate: error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
 
     names = metrics["data"]["types"]

@@ -7,7 +7,7 @@ that to --json if given, and draws a grid of photos beside their masked copies.
 
 The method: skin-colour thresholds in YCrCb (Cr 133-180, Cb 77-135, Y >= 40; Chai & Ngan 1999,
 Cr widened for reddened skin), then morphology (open, close with a kernel 6% of the image,
-fill the holes, dilate 2%). The code is `skin_mask` in trouble/models/transforms.py, so that the
+fill the holes, dilate 2%). The code is `skin_mask` in trouble/skin.py, so that the
 same function runs in training (`MaskNonSkin` in the train pipeline) and at inference
 (`MaskNonSkin` in the test pipeline, which the shared inference core applies to every photo and
 every SAHI slice).
@@ -45,7 +45,7 @@ from PIL import Image, ImageDraw
 
 from train.data import is_inside
 from trouble.images import upright_rgb
-from trouble.models.transforms import remove_background, skin_mask  # noqa: F401  (re-exported)
+from trouble.skin import skin_mask
 
 
 class SkinMaskError(Exception):

@@ -4,12 +4,12 @@ A model trained on face close-ups (ACNE04: the face fills a 640 px photo) finds 
 a wide photo in which the face is small: resized whole, its lesions shrink below what it can see
 (README, Figures, "Large photos"). Cropped to the face, the photo looks like what it was trained
 on. The face is found with OpenCV's Haar cascades, frontal and profile (both ways), which ship
-inside opencv-python: nothing to download, tens of milliseconds on a CPU.
+inside opencv-python: nothing to download, about 0.2 s a photo on a CPU (README, Figures).
 
 The cascades also "find" small faces in the skin of a close-up (on ACNE04's valid close-ups, one
 in ten of the faces found is under 40% of the photo's side). Cropping to one of those would cut
 most of the face away, so a crop is made only when most of the photo's skin (the skin-colour mask
-of trouble/models/transforms.py) lies inside it: true of a small face in a wide photo, false of a
+of trouble/skin.py) lies inside it: true of a small face in a wide photo, false of a
 patch of a close-up.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from trouble.models.transforms import skin_mask
+from trouble.skin import skin_mask
 
 FRAMINGS = ("none", "face")
 DETECT_SIDE = 640     # the face is looked for on a copy this size (long side)

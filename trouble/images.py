@@ -25,6 +25,7 @@ else:
 
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "HEIF"}  # MPO: the JPEG variant many phones write
 ACCEPTED = "a JPEG, PNG, WebP or HEIC photo"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")  # the file names of those formats
 # The ISO media "brands" of HEIC/HEIF files, at bytes 8-12 after "ftyp".
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 MIN_SIDE = 16

@@ -276,8 +276,6 @@ class TroubleDetector:
                                  f"`make archive`") from None
             try:
                 return cls(Path(unpacked), device, input_size, nms_iou)
-            except BadInput:
-                raise
             except FileNotFoundError as error:  # name the archive, not the temporary copy
                 raise FileNotFoundError(f"{path}: {error}") from None
             except ValueError as error:
@@ -311,9 +309,12 @@ class TroubleDetector:
                 slicing.slice_size = int(slice_size)
             except (TypeError, ValueError):
                 raise BadInput("bad_parameter", f"slice_size must be an integer, got {slice_size!r}")
-        slicing.validate()
         framing = self.settings.framing if framing is None else str(framing).strip().lower()
-        check_framing(framing)
+        try:
+            slicing.validate()
+            check_framing(framing)
+        except ValueError as error:
+            raise BadInput("bad_parameter", str(error)) from None
         return thresholds, slicing, framing, tta
 
     def decode(self, data: bytes) -> DecodedImage:

@@ -1,5 +1,6 @@
 """The serving settings a model archive carries (the `trouble:` section of its model-config.yaml),
-with their defaults and checks.
+with their defaults and checks. A check raises ValueError; the inference core turns one about a
+request's option into BadInput (a 400 answer).
 
 Apart from the inference core (trouble/inference.py) so that what only reads or writes settings,
 such as training and archiving, needs no SAHI: a GPU machine that only trains carries none.
@@ -12,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from trouble.framing import FRAMINGS
-from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, BadInput
+from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 
 MODEL_CONFIG_FILE = "model-config.yaml"
 POSTPROCESS_TYPES = ("GREEDYNMM", "NMM", "NMS")
@@ -36,15 +37,14 @@ class SlicingSettings:
     match_threshold: float = 0.5
     full_image_pass: bool = True
     # Slices per forward pass. On 2 CPU cores one at a time was fastest (a 12 MP photo, 48 slices:
-    # 33 s at 1, 40 s at 4, 47 s at 8; bench/results/inference_speed.json); raise it on a GPU.
+    # 41.6 s at 1, 45.5 s at 4, 48.0 s at 8; bench/results/inference_speed.json); raise it on a GPU.
     batch_size: int = 1
 
     def validate(self):
         if not MIN_SLICE <= self.slice_size <= MAX_SLICE:
-            raise BadInput("bad_parameter", f"slice_size must be between {MIN_SLICE} and {MAX_SLICE}, "
-                                              f"got {self.slice_size}")
+            raise ValueError(f"slice_size must be between {MIN_SLICE} and {MAX_SLICE}, got {self.slice_size}")
         if not 0.0 <= self.overlap < 0.9:
-            raise BadInput("bad_parameter", f"overlap must be in [0, 0.9), got {self.overlap}")
+            raise ValueError(f"overlap must be in [0, 0.9), got {self.overlap}")
         if self.postprocess not in POSTPROCESS_TYPES:
             raise ValueError(f"postprocess must be one of {POSTPROCESS_TYPES}, got {self.postprocess}")
         if self.match_metric not in MATCH_METRICS:
@@ -161,7 +161,7 @@ def check_nms_iou(value: float):
 
 def check_framing(value: str):
     if value not in FRAMINGS:
-        raise BadInput("bad_parameter", f"framing must be one of {', '.join(FRAMINGS)}, got {value!r}")
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got {value!r}")
 
 
 def check_input_size(size: int):

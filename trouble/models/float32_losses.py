@@ -1,4 +1,5 @@
-"""TOOD's classification losses computed in float32, so that mixed precision (AMP) trains.
+"""TOOD's classification losses, and the GIoU/DIoU/CIoU box losses of the variants, computed in
+float32, so that mixed precision (AMP) trains.
 
 TOOD uses FocalLoss and QualityFocalLoss with `activated=True`: they call
 `F.binary_cross_entropy` on probabilities, which CUDA autocast refuses as unsafe in float16.

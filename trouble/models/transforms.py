@@ -1,7 +1,7 @@
 """The original study's two data tricks, as plain functions and as mmdet pipeline transforms.
 
-- Skin mask / background removal: `skin_mask(rgb)` marks skin from YCrCb colour thresholds plus
-  morphology; `MaskNonSkin` blacks out the rest of the image in a pipeline. Put in the test
+- Background removal: `MaskNonSkin` blacks out what `skin_mask` (trouble/skin.py: YCrCb colour
+  thresholds plus morphology) does not mark as skin, in a pipeline. Put in the test
   pipeline, it also runs at inference, because the shared inference core builds its preprocessing
   from the config's test pipeline. Why this method and its limits: see train/skin_mask.py.
 - Lesion copy-paste: `cut_lesion_patch` cuts a lesion with some skin around it, `paste_lesion`
@@ -22,82 +22,11 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 
+from trouble.skin import MIN_SKIN_FRACTION, disc, skin_mask
+
 # --------------------------------------------------------------------------------------------
-# Skin mask
+# Background removal
 # --------------------------------------------------------------------------------------------
-
-# Chai & Ngan (1999) skin chroma box in YCrCb, Cr widened a little upwards so that reddened
-# skin stays skin; lesions redder still are taken in by the hole filling below.
-SKIN_CR = (133, 180)
-SKIN_CB = (77, 135)
-SKIN_MIN_Y = 40            # very dark pixels have unreliable chroma
-MASK_WORK_SIDE = 256       # the mask is computed on a copy this size on the long side (speed)
-CLOSE_FRACTION = 0.06      # closing kernel as a fraction of the long side: swallows lesions, pores
-MARGIN_FRACTION = 0.02     # final dilation, so that lesions on the face's outline stay inside
-MIN_SKIN_FRACTION = 0.05   # below this, the mask is not trusted and nothing is removed
-STRICT_MIN_BRIGHTNESS = 0.65  # strict mask: luma at least this share of the skin's median luma
-
-
-def skin_mask(rgb: np.ndarray, min_skin_fraction: float = MIN_SKIN_FRACTION, strict: bool = False) -> np.ndarray:
-    """H x W bool array, True on skin, for an RGB uint8 image.
-
-    Default (background removal): lesions, eyes and nostrils inside the face become skin (holes
-    are filled), so masking never removes a lesion on the face; and when less than
-    `min_skin_fraction` of the image looks like skin (odd lighting, a grey-scale photo),
-    everything is kept, since a wrong mask would hide lesions.
-    strict=True (where to paste lesions): only pixels of skin colour and of skin brightness (not
-    much darker than the face's median), away from the outline, with no hole filling and no
-    fallback: eyes, brows, hair, lips and existing lesions are not skin here.
-    """
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"skin_mask needs an H x W x 3 image, got shape {rgb.shape}")
-    height, width = rgb.shape[:2]
-    scale = min(1.0, MASK_WORK_SIDE / max(height, width))
-    small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1 else rgb
-    ycrcb = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2YCrCb)
-    y, cr, cb = ycrcb[..., 0], ycrcb[..., 1], ycrcb[..., 2]
-    mask = ((cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
-            & (y >= SKIN_MIN_Y)).astype(np.uint8)
-
-    side = max(small.shape[:2])
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _disc(max(1, side // 128)))  # speckles off
-    if strict:
-        # Brown hair, brows and shadows share skin's chroma but are darker than the face's skin.
-        if mask.any():
-            mask &= (y >= STRICT_MIN_BRIGHTNESS * np.median(y[mask > 0])).astype(np.uint8)
-        # Keep away from the face's outline only: holes (lesions, eyes) are not grown.
-        inside = cv2.erode(_fill_holes(mask), _disc(max(1, round(side * MARGIN_FRACTION))))
-        mask &= inside
-    else:
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _disc(max(1, round(side * CLOSE_FRACTION))))
-        mask = _fill_holes(mask)
-        mask = cv2.dilate(mask, _disc(max(1, round(side * MARGIN_FRACTION))))
-        if mask.mean() < min_skin_fraction:
-            return np.ones((height, width), dtype=bool)
-    if scale < 1:
-        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
-    return mask.astype(bool)
-
-
-def remove_background(rgb: np.ndarray, fill=(0, 0, 0), min_skin_fraction: float = MIN_SKIN_FRACTION):
-    """A copy of the image with everything that is not skin set to `fill`."""
-    out = rgb.copy()
-    out[~skin_mask(rgb, min_skin_fraction)] = fill
-    return out
-
-
-def _disc(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Set to 1 every 0-region that does not touch the image border."""
-    padded = np.pad(mask, 1, constant_values=0)
-    flood = padded.copy()
-    cv2.floodFill(flood, None, (0, 0), 1)  # the outside background becomes 1
-    holes = flood[1:-1, 1:-1] == 0
-    return (mask | holes).astype(np.uint8)
 
 
 @TRANSFORMS.register_module()
@@ -214,7 +143,7 @@ def paste_lesion(image: np.ndarray, patch: dict, skin: np.ndarray, occupied: lis
     sigma = max(0.5, FEATHER * min(half_w, half_h))
     # Parts of other lesions in the patch stay out, with a margin the blur cannot cross.
     if neighbours.any():
-        excluded = cv2.dilate(neighbours, _disc(max(1, math.ceil(2 * sigma))))
+        excluded = cv2.dilate(neighbours, disc(max(1, math.ceil(2 * sigma))))
         excluded[int(ly):int(math.ceil(ly + lh)), int(lx):int(math.ceil(lx + lw))] = 0  # the lesion stays whole
         alpha[excluded > 0] = 0
     alpha = cv2.GaussianBlur(alpha, (0, 0), sigma)
@@ -310,7 +239,7 @@ def paste_lesions(image, boxes, bank: PatchBank, count: int, skin: np.ndarray, r
     `count` when the skin is full.
     """
     clearance = max(1, round(max(skin.shape) * PASTE_CLEARANCE))
-    skin = cv2.erode(skin.astype(np.uint8), _disc(clearance)).astype(bool)
+    skin = cv2.erode(skin.astype(np.uint8), disc(clearance)).astype(bool)
     occupied = [list(map(float, b)) for b in boxes]
     new_boxes, new_labels = [], []
     for _ in range(count):

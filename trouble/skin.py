@@ -1,0 +1,76 @@
+"""Where the skin is in a photo: a colour-threshold mask for background removal, lesion pasting and
+face framing. Why this method and its limits: see train/skin_mask.py.
+
+Only numpy and OpenCV, so that what needs just the mask (face framing, the serving settings) does
+not import torch or mmdet.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Chai & Ngan (1999) skin chroma box in YCrCb, Cr widened a little upwards so that reddened
+# skin stays skin; lesions redder still are taken in by the hole filling below.
+SKIN_CR = (133, 180)
+SKIN_CB = (77, 135)
+SKIN_MIN_Y = 40            # very dark pixels have unreliable chroma
+MASK_WORK_SIDE = 256       # the mask is computed on a copy this size on the long side (speed)
+CLOSE_FRACTION = 0.06      # closing kernel as a fraction of the long side: swallows lesions, pores
+MARGIN_FRACTION = 0.02     # final dilation, so that lesions on the face's outline stay inside
+MIN_SKIN_FRACTION = 0.05   # below this, the mask is not trusted and nothing is removed
+STRICT_MIN_BRIGHTNESS = 0.65  # strict mask: luma at least this share of the skin's median luma
+
+
+def skin_mask(rgb: np.ndarray, min_skin_fraction: float = MIN_SKIN_FRACTION, strict: bool = False) -> np.ndarray:
+    """H x W bool array, True on skin, for an RGB uint8 image.
+
+    Default (background removal): lesions, eyes and nostrils inside the face become skin (holes
+    are filled), so masking never removes a lesion on the face; and when less than
+    `min_skin_fraction` of the image looks like skin (odd lighting, a grey-scale photo),
+    everything is kept, since a wrong mask would hide lesions.
+    strict=True (where to paste lesions): only pixels of skin colour and of skin brightness (not
+    much darker than the face's median), away from the outline, with no hole filling and no
+    fallback: eyes, brows, hair, lips and existing lesions are not skin here.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"skin_mask needs an H x W x 3 image, got shape {rgb.shape}")
+    height, width = rgb.shape[:2]
+    scale = min(1.0, MASK_WORK_SIDE / max(height, width))
+    small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    ycrcb = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2YCrCb)
+    y, cr, cb = ycrcb[..., 0], ycrcb[..., 1], ycrcb[..., 2]
+    mask = ((cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
+            & (y >= SKIN_MIN_Y)).astype(np.uint8)
+
+    side = max(small.shape[:2])
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, disc(max(1, side // 128)))  # speckles off
+    if strict:
+        # Brown hair, brows and shadows share skin's chroma but are darker than the face's skin.
+        if mask.any():
+            mask &= (y >= STRICT_MIN_BRIGHTNESS * np.median(y[mask > 0])).astype(np.uint8)
+        # Keep away from the face's outline only: holes (lesions, eyes) are not grown.
+        inside = cv2.erode(fill_holes(mask), disc(max(1, round(side * MARGIN_FRACTION))))
+        mask &= inside
+    else:
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, disc(max(1, round(side * CLOSE_FRACTION))))
+        mask = fill_holes(mask)
+        mask = cv2.dilate(mask, disc(max(1, round(side * MARGIN_FRACTION))))
+        if mask.mean() < min_skin_fraction:
+            return np.ones((height, width), dtype=bool)
+    if scale < 1:
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    return mask.astype(bool)
+
+
+def disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Set to 1 every 0-region that does not touch the image border."""
+    padded = np.pad(mask, 1, constant_values=0)
+    flood = padded.copy()
+    cv2.floodFill(flood, None, (0, 0), 1)  # the outside background becomes 1
+    holes = flood[1:-1, 1:-1] == 0
+    return (mask | holes).astype(np.uint8)
