@@ -64,6 +64,9 @@ class ServerClient:
             body = reply.json()
         except ValueError:
             body = {"error": reply.text[:200]}
+        if reply.status_code == 413 and not isinstance(body.get("code"), str):  # TorchServe's own size limit
+            raise BadInput("too_large", f"The photo is {len(image_bytes) / 2**20:.0f} MiB, more than the server "
+                                        f"accepts (max_request_size in its config.properties: 64 MiB here)", 413)
         if reply.status_code != 200:
             message = f"server answered {reply.status_code}: {body.get('error') or body.get('message') or body}"
             if isinstance(body.get("code"), str):  # the handler's refusal, with its machine-readable code
@@ -104,9 +107,17 @@ def model_category_ids(classes: list) -> dict:
 
 
 def annotated_names(paths: list[Path]) -> dict:
-    """{photo path: file name of its drawing}: photo.png, or photo.jpg.png where two photos share a stem."""
-    stems = Counter(path.stem for path in paths)
-    return {path: f"{path.stem if stems[path.stem] == 1 else path.name}.png" for path in paths}
+    """{photo path: file name of its drawing}: photo.png, or photo.jpg.png where that name would be
+    another photo's too (a.jpg and a.png; a.jpg beside a photo named a.jpg.png). Never one name twice:
+    a drawing would replace another's."""
+    names = {path: f"{path.stem}.png" for path in paths}
+    while True:  # full names (photo.jpg.png) are unique among themselves, so this ends
+        taken = Counter(names.values())
+        clashing = [path for path in paths if taken[names[path]] > 1 and names[path] != f"{path.name}.png"]
+        if not clashing:
+            return names
+        for path in clashing:
+            names[path] = f"{path.name}.png"
 
 
 def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
@@ -222,8 +233,14 @@ def main(argv=None) -> int:
         return 2
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     if not paths:
-        print(f"error: no {', '.join(sorted(PHOTO_SUFFIXES))} photos in {folder}", file=sys.stderr)
+        print(f"error: no {', '.join(PHOTO_SUFFIXES)} photos in {folder}", file=sys.stderr)
         return 2
+    others = sorted(p.name for p in folder.iterdir()
+                    if p.is_file() and p.suffix.lower() not in PHOTO_SUFFIXES and not p.name.startswith("."))
+    if others:  # said, so that a photo in another format is not missed in silence
+        shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+        print(f"note: {len(others)} files left out, not named as photos ({', '.join(PHOTO_SUFFIXES)}): {shown}",
+              file=sys.stderr)
     problem = output_problem(args, paths)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -51,7 +51,12 @@ class TroubleHandler(BaseHandler):
                 for name, value in headers.items():
                     name = str(name).lower()
                     if name in OPTION_HEADERS:
-                        options.setdefault(OPTION_HEADERS[name], value)
+                        option = OPTION_HEADERS[name]
+                        if option in options and str(options[option]).strip() != str(value).strip():
+                            raise BadInput("bad_parameter", f"{option} is given twice, as a form field "
+                                                            f"({options[option]}) and as the header {name} "
+                                                            f"({value}): give it once.")
+                        options[option] = value
                     elif name.startswith("x-trouble-"):
                         raise BadInput("bad_parameter", f"Unknown header {name}: the options are "
                                                         f"{', '.join(OPTION_HEADERS)}.")
@@ -123,10 +128,10 @@ def _split_request(row: dict) -> tuple[bytes, dict]:
         raise BadInput("bad_parameter", f"Unknown form field(s) {', '.join(unknown)}: the options are "
                                         f"{', '.join(OPTION_NAMES)}, and one field holds the photo.")
     value = others[photo]
-    if isinstance(value, (str, dict, list)):  # TorchServe decodes text and JSON bodies
+    if value is None or (isinstance(value, (bytes, bytearray, str)) and not value):
+        raise BadInput("empty_body", f"The request has no image: send the bytes of {ACCEPTED}.")
+    if not isinstance(value, (bytes, bytearray)):  # TorchServe decodes text and JSON bodies, a JSON number too
         kind = "text" if isinstance(value, str) else "JSON"
         raise BadInput("not_an_image", f"The body is {kind}, not an image: send the photo's bytes "
                                        f"(Content-Type image/jpeg, image/png, image/webp or image/heic).", 415)
-    if not value:
-        raise BadInput("empty_body", f"The request has no image: send the bytes of {ACCEPTED}.")
     return bytes(value), options

@@ -150,8 +150,12 @@ class Analyzer:
         """describe() plus, where a server is involved, whether it answers /ping right now."""
         if self.mode == "local":
             return self.describe()
-        if self.server.is_healthy():
+        health = self.server.health()
+        if health == "up":
             return f"{self.describe()} It is up."
+        if health == "refuses the token":
+            return (f"{self.describe()} **It is up but refuses this app's key**: set TROUBLE_API_TOKEN to the "
+                    f"inference key in the server's key_file.json.")
         if self.mode == "auto" and self.local_model_source:
             return (f"{self.describe()} **It is not answering now**: the local model will answer "
                     f"(slower, in this process).")

@@ -43,13 +43,19 @@ class ServerBackend:
     def description(self) -> str:
         return f"TorchServe at {self.url}"
 
-    def is_healthy(self) -> bool:
-        """TorchServe's GET /ping says "Healthy": the server is up (its model may still be loading)."""
+    def health(self) -> str:
+        """"up" (GET /ping says Healthy; its model may still be loading), "refuses the token" (TorchServe's
+        token authorisation wants /ping's key too), or "down"."""
         try:
             reply = requests.get(f"{self.url}/ping", headers=self.headers, timeout=3)
-            return reply.status_code == 200 and reply.json().get("status") == "Healthy"
-        except (requests.RequestException, ValueError, AttributeError):
-            return False
+            body = reply.json()
+        except (requests.RequestException, ValueError):
+            return "down"
+        if not isinstance(body, dict):
+            return "down"
+        if refuses_the_key(reply, body):
+            return "refuses the token"
+        return "up" if reply.status_code == 200 and body.get("status") == "Healthy" else "down"
 
     def predict(self, image_bytes: bytes, threshold=None, sliced=None, slice_size=None, tta=None) -> dict:
         # Multipart: the photo as a file field, the options as form fields. TorchServe 0.12 drops the
@@ -79,6 +85,11 @@ def _as_form_value(value):
     return "true" if value else "false"
 
 
+def refuses_the_key(reply: requests.Response, body) -> bool:
+    """TorchServe 0.12's token authorisation answers a missing or wrong key with 400 InvalidKeyException."""
+    return reply.status_code in (401, 403) or (isinstance(body, dict) and body.get("type") == "InvalidKeyException")
+
+
 def _read_reply(reply: requests.Response, who: str) -> dict:
     """TorchServe's answer → the response dict, or an AnalysisError with the server's own message."""
     try:
@@ -89,9 +100,12 @@ def _read_reply(reply: requests.Response, who: str) -> dict:
         return body
     message = (body.get("error") or body.get("message")) if isinstance(body, dict) else None
     logger.warning("%s answered HTTP %s: %s", who, reply.status_code, (reply.text or "")[:500])
-    if reply.status_code in (401, 403):
-        raise AnalysisError(f"The inference server refused the request (HTTP {reply.status_code}): "
-                            f"set TROUBLE_API_TOKEN to its inference key.")
+    if refuses_the_key(reply, body):
+        raise AnalysisError(f"The inference server refused the request (HTTP {reply.status_code}: no key, or "
+                            f"the wrong one): set TROUBLE_API_TOKEN to the inference key in its key_file.json.")
+    if reply.status_code == 413:  # TorchServe's own size limit; the app's upload limit is lower
+        raise AnalysisError("The photo is larger than the inference server accepts (HTTP 413): send a smaller "
+                            "one.")
     if reply.status_code == 404:
         raise AnalysisError(f"{who} has no model named '{MODEL_NAME}' loaded (HTTP 404).")
     if reply.status_code == 503:

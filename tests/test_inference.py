@@ -202,6 +202,55 @@ def test_exif_orientation_and_modes():
     assert decode_image(buffer.getvalue()).rgb.min() == 255
 
 
+def test_a_malformed_exif_tag_does_not_stop_the_photo_from_turning():
+    """A phone or editor may write one tag of the wrong type (here Make, ASCII, renumbered as a SHORT
+    tag): PIL reads the photo, and rewriting its EXIF (ImageOps.exif_transpose) raised struct.error."""
+    base, _, _ = make_image(size=(300, 200), n_lesions=3, seed=2)
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "Maker"
+    buffer = io.BytesIO()
+    base.save(buffer, "JPEG", quality=95, exif=exif)
+    data = buffer.getvalue().replace(b"\x01\x0f\x00\x02", b"\x01\x52\x00\x02", 1)
+    assert data != buffer.getvalue()
+    decoded = decode_image(data)
+    assert (decoded.original_width, decoded.original_height) == (200, 300)
+    upright = np.asarray(base.transpose(Image.Transpose.ROTATE_270), dtype=float)
+    assert np.abs(decoded.rgb.astype(float) - upright).mean() < 6
+
+
+def test_a_huge_png_of_few_bytes_is_shrunk_before_it_is_converted():
+    """100 MP of one colour is a few hundred KB as a PNG; 16-bit and RGBA ones were converted at full
+    size (3 GB for a 16-bit one). Now it is reduced first, in a subprocess to measure its peak memory."""
+    probe = ("import io, resource, numpy as np\n"
+             "from PIL import Image\n"
+             "from trouble.images import decode_image\n"
+             "buffer = io.BytesIO()\n"
+             "Image.fromarray(np.full((10000, 10000), 30000, np.uint16)).save(buffer, 'PNG')\n"
+             "decoded = decode_image(buffer.getvalue())\n"
+             "print(decoded.rgb.shape, decoded.original_width, decoded.rgb[0, 0, 0],\n"
+             "      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    shape, width, value, peak_mb = result.stdout.rsplit(" ", 3)
+    assert shape.startswith("(4096, 4096, 3)") and width == "10000" and value == str(30000 >> 8)
+    assert int(peak_mb) < 1500, f"{peak_mb} MB peak to decode a 100 MP 16-bit PNG"
+
+
+def test_a_request_for_too_many_model_passes_is_refused_before_the_model_runs(detector, large_photo):
+    """1600x1200 in 128 px slices with test-time augmentation: 192 slices, 193 images x 4 passes."""
+    limit = detector.settings.max_model_passes
+    with pytest.raises(BadInput, match=f"772 model passes .*allows {limit} per photo") as error:
+        detector.predict(large_photo, sliced=True, slice_size=128, tta=True)
+    assert error.value.code == "too_much_work" and error.value.http_status == 400
+    try:  # the limit is the archive's setting (model-config.yaml: trouble.max_model_passes)
+        detector.settings.max_model_passes = 3
+        with pytest.raises(BadInput, match=r"4 model passes \(the whole image, each in 4 test-time"):
+            detector.predict(large_photo, sliced=False, tta=True)
+        assert detector.predict(large_photo, sliced=False, tta=False)["settings"]["slices"] == 0
+    finally:
+        detector.settings.max_model_passes = limit
+
+
 def test_heic_photo_decodes_the_right_way_up():
     """iPhones save HEIC by default; its rotation is applied as for a JPEG's EXIF orientation."""
     base, _, _ = make_image(size=(300, 200), n_lesions=3, seed=2)

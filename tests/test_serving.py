@@ -31,7 +31,7 @@ LOW = "0.05"  # the smoke model is barely trained: a low threshold gives it dete
 def post(server, body, headers=None, files=None, data=None):
     url = f"{server['inference']}/predictions/trouble"
     if files is not None:
-        return requests.post(url, files=files, data=data, timeout=300)
+        return requests.post(url, files=files, data=data, headers=headers or {}, timeout=300)
     return requests.post(url, data=body, headers=headers or {}, timeout=300)
 
 
@@ -183,6 +183,14 @@ BAD_INPUTS = {
     "sliced not a boolean": (None, {"X-Trouble-Sliced": "maybe"}, 400, "bad_parameter"),
     "unknown framing": (None, {"X-Trouble-Framing": "tight"}, 400, "bad_parameter"),
     "misspelt option header": (None, {"X-Trouble-Treshold": "0.9"}, 400, "bad_parameter"),
+    # TorchServe decodes a JSON body: a number is neither bytes nor text (it was a 500 "model failed")
+    "json number": (b"1.5", {"Content-Type": "application/json"}, 415, "not_an_image"),
+    "json negative number": (b"-1", {"Content-Type": "application/json"}, 415, "not_an_image"),
+    "json whole number": (b"123", {"Content-Type": "application/json"}, 415, "not_an_image"),
+    # 1600x1200 in 128 px slices with test-time augmentation: 772 model passes (refused before any runs)
+    "too many model passes": (jpeg_bytes(make_image(size=(1600, 1200), n_lesions=5, seed=7)[0]),
+                              {"X-Trouble-Sliced": "true", "X-Trouble-Slice-Size": "128", "X-Trouble-TTA": "true"},
+                              400, "too_much_work"),
 }
 
 
@@ -209,6 +217,13 @@ def test_multipart_finds_the_photo_among_fields_and_refuses_unknown_ones(torchse
         reply = post(torchserve, None, files={"data": ("p.jpg", photo)}, data=fields)
         assert reply.status_code == 400 and reply.json()["code"] == "bad_parameter", reply.text
         assert next(iter(fields)) in reply.json()["error"] and "threshold" in reply.json()["error"]
+    # One option as a form field and as a header: the same value is fine; two values are refused, not one
+    # of them picked in silence.
+    for header, status in (("0.9", 200), ("0.01", 400)):
+        reply = post(torchserve, None, {"X-Trouble-Threshold": header}, files={"data": ("p.jpg", photo)},
+                     data={"threshold": "0.9"})
+        assert reply.status_code == status, reply.text
+    assert "given twice" in reply.json()["error"] and reply.json()["code"] == "bad_parameter"
 
 
 def test_prometheus_metrics_are_on(torchserve):
@@ -239,6 +254,7 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
                              str(out / "results.json"), "--csv", str(out / "counts.csv"), "--annotated",
                              str(out / "annotated")])
         assert "1 photos skipped" in result.stdout
+        assert "note: 1 files left out, not named as photos" in result.stderr and "notes.txt" in result.stderr
         with (out / "counts.csv").open(newline="") as f:
             rows[name] = list(csv.DictReader(f))
         results = read_json(out / "results.json")
@@ -257,6 +273,18 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
             counts = [int(server_row[name]) for name in ("comedone", "papule", "pustule")]
             assert sum(counts) == int(server_row["total"]) > 0
             assert server_row["grade_name"] in ("mild", "moderate", "severe", "very severe")
+
+
+def test_no_two_photos_get_one_drawing_name():
+    """a.jpg and a.png would both be drawn as a.png, and a.jpg's fallback a.jpg.png is a photo's own
+    drawing name where a photo is named a.jpg.png: one drawing replaced another without a word."""
+    from handler.predict_folder import annotated_names
+
+    paths = [Path(name) for name in ("a.jpg", "a.jpg.png", "a.png", "b.jpg", "c.jpeg", "c.JPEG")]
+    names = annotated_names(paths)
+    assert len(set(names.values())) == len(paths), names
+    assert names[Path("b.jpg")] == "b.png" and names[Path("a.jpg")] == "a.jpg.png"
+    assert names[Path("a.jpg.png")] == "a.jpg.png.png"
 
 
 def test_batch_cli_stops_at_a_bad_option_and_says_when_nothing_was_analysed(torchserve, tmp_path):
@@ -299,6 +327,15 @@ def test_with_token_authorisation_make_serve_waits_and_the_batch_cli_names_the_m
         key = json.loads((server["workdir"] / "key_file.json").read_text())["inference"]["key"]
         run_module(command, env={"TROUBLE_API_TOKEN": key})
         assert all("error" not in r for r in read_json(tmp_path / "results.json")["responses"])
+        # The app's client: TorchServe answers a missing or wrong key with 400 (not 401), /ping included;
+        # the page must say "the key", not "not answering" or a bare message.
+        sys.path.insert(0, str(REPO / "space"))
+        from backends import AnalysisError, ServerBackend
+
+        assert ServerBackend(server["inference"]).health() == "refuses the token"
+        assert ServerBackend(server["inference"], token=key).health() == "up"
+        with pytest.raises(AnalysisError, match="set TROUBLE_API_TOKEN to the inference key"):
+            ServerBackend(server["inference"], token="wrong").predict(ACNE04_PHOTOS[0].read_bytes())
     finally:
         stop_torchserve(server)
 

@@ -205,6 +205,7 @@ def stage_model_dir(work_dir: Path, out_dir: Path, with_evaluation: bool = True,
         # Written out so that they can be read and changed in the archive (README: Serving).
         "max_side": DEFAULT_MAX_SIDE,
         "max_pixels": DEFAULT_MAX_PIXELS,
+        "max_model_passes": ModelSettings.max_model_passes,
         "slicing": asdict(SlicingSettings()),
         "framing": "none",
         "tta": asdict(TestTimeAugmentation()),

@@ -8,12 +8,13 @@ truncated files, SVG or PDF bytes).
 from __future__ import annotations
 
 import io
+import struct
 import time
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 try:  # PIL reads HEIC only through the pillow-heif plugin (libheif); it applies HEIC's rotation
     from pillow_heif import register_heif_opener
@@ -25,7 +26,7 @@ else:
 
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "HEIF"}  # MPO: the JPEG variant many phones write
 ACCEPTED = "a JPEG, PNG, WebP or HEIC photo"
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")  # the file names of those formats
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic", ".heif")  # their file names
 # The ISO media "brands" of HEIC/HEIF files, at bytes 8-12 after "ftyp".
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 MIN_SIDE = 16
@@ -106,7 +107,7 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
         if looks_like_image(data):
             raise BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).") from error
         raise BadInput("not_an_image", f"The data is not a readable image: send {ACCEPTED}.", 415) from error
-    image_format = image.format  # exif_transpose below returns an image without it
+    image_format = image.format  # the turned copy below has none
     if image_format not in ACCEPTED_FORMATS:
         raise BadInput("unsupported_format",
                          f"{image_format} images are not accepted: send {ACCEPTED}.", 415)
@@ -129,8 +130,13 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
             # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
             image.draft("RGB", (max_side, max_side))
         image.load()
-        rgb = upright_rgb(image)
-    except (OSError, ValueError, SyntaxError) as error:
+        # A huge PNG or WebP (a few hundred KB of one colour can hold 100 MP) is shrunk before the
+        # conversions below, which would otherwise make several full-size copies of it.
+        factor = max(image.size) // max_side  # still at least max_side after, then capped below
+        if factor >= 2 and image.mode in ("RGB", "RGBA", "L", "LA"):
+            image = image.reduce(factor)
+        rgb = upright_rgb(image, orientation)
+    except (OSError, ValueError, SyntaxError, struct.error) as error:
         raise BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).") from error
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
         width, height = height, width
@@ -140,17 +146,33 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
                         round((time.perf_counter() - started) * 1000.0, 1))
 
 
-def upright_rgb(image: Image.Image) -> Image.Image:
-    """A PIL image as the model and the drawings see it: EXIF orientation applied, 8-bit RGB."""
-    return to_rgb(ImageOps.exif_transpose(image))
+# EXIF orientation → the turn that shows the photo as displayed.
+TRANSPOSE_FOR_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                             4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                             6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                             8: Image.Transpose.ROTATE_90}
+
+
+def upright_rgb(image: Image.Image, orientation: int | None = None) -> Image.Image:
+    """A PIL image as the model and the drawings see it: EXIF orientation applied, 8-bit RGB.
+
+    Turned here from the orientation value (which PIL also reads from XMP; `orientation` when it
+    was read already) rather than with ImageOps.exif_transpose, which also rewrites the EXIF block
+    and fails (struct.error) on a malformed tag in a photo that is otherwise fine."""
+    if orientation is None:
+        orientation = image.getexif().get(0x0112, 1)
+    turn = TRANSPOSE_FOR_ORIENTATION.get(orientation)
+    return to_rgb(image.transpose(turn) if turn is not None else image)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode → 8-bit RGB; transparent pixels become white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8), mode="L")
+    if image.mode.startswith("I;16"):  # the high byte: no float copy of a large 16-bit image
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    elif image.mode in ("I", "F"):
+        array = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):

@@ -331,6 +331,7 @@ class TroubleDetector:
         crop = face_crop(image.rgb) if framing == "face" else None
         x1, y1, x2, y2 = crop or (0, 0, image.rgb.shape[1], image.rgb.shape[0])
         passes = self.settings.tta.passes() if tta else [(None, False)]
+        self._refuse_too_many_passes(y2 - y1, x2 - x1, slicing, passes)
         predictions, slices = self._run_model(image.rgb[y1:y2, x1:x2], slicing, passes, min(thresholds.values()))
         inferred_at = time.perf_counter()
         response = self._response(image, predictions, thresholds, slicing, slices, framing, crop, passes)
@@ -340,16 +341,35 @@ class TroubleDetector:
                                   "total": round(image.decode_ms + _ms(started, done), 1)}
         return response
 
+    @staticmethod
+    def _slice_count(height: int, width: int, slicing: SlicingSettings) -> int:
+        """How many slices SAHI cuts an image into; 0 when the image goes through whole."""
+        if not slicing.enabled or max(height, width) <= slicing.slice_size:
+            return 0
+        return len(get_slice_bboxes(height, width, slice_height=slicing.slice_size, slice_width=slicing.slice_size,
+                                    overlap_height_ratio=slicing.overlap, overlap_width_ratio=slicing.overlap))
+
+    def _refuse_too_many_passes(self, height: int, width: int, slicing: SlicingSettings, passes: list):
+        slices = self._slice_count(height, width, slicing)
+        images = slices + int(slicing.full_image_pass) if slices else 1
+        limit = self.settings.max_model_passes
+        if images * len(passes) > limit:
+            what = (f"{slices} slices of {slicing.slice_size} px" + (" and the whole image" if images > slices else "")
+                    if slices else "the whole image")
+            tta = f", each in {len(passes)} test-time augmentation passes" if len(passes) > 1 else ""
+            raise BadInput("too_much_work",
+                           f"This photo would take {images * len(passes)} model passes ({what}{tta}); this server "
+                           f"allows {limit} per photo. Use a larger slice size, or turn sliced inference or "
+                           f"test-time augmentation off.")
+
     def _run_model(self, rgb: np.ndarray, slicing: SlicingSettings, passes: list, confidence: float):
         """→ (SAHI predictions, how many slices were run: 0 for the whole image at once).
         passes: [(input size, mirrored)] that each image or slice goes through."""
         self.sahi_model.passes = passes
         self.sahi_model.fuse_iou = self.settings.tta.fuse_iou
         height, width = rgb.shape[:2]
-        if slicing.enabled and max(height, width) > slicing.slice_size:
-            slices = len(get_slice_bboxes(height, width, slice_height=slicing.slice_size,
-                                          slice_width=slicing.slice_size, overlap_height_ratio=slicing.overlap,
-                                          overlap_width_ratio=slicing.overlap))
+        slices = self._slice_count(height, width, slicing)
+        if slices:
             result = get_sliced_prediction(
                 rgb, self.sahi_model, slice_height=slicing.slice_size, slice_width=slicing.slice_size,
                 overlap_height_ratio=slicing.overlap, overlap_width_ratio=slicing.overlap,
@@ -360,7 +380,6 @@ class TroubleDetector:
         else:
             # The whole image at once: the model's own NMS (and the fusion of passes) is the only
             # merging needed.
-            slices = 0
             result = get_prediction(rgb, self.sahi_model, confidence_threshold=confidence)
         return result.object_prediction_list, slices
 

@@ -94,6 +94,12 @@ class ModelSettings:
     pretrained: str = "unknown"
     max_side: int = DEFAULT_MAX_SIDE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Model passes one photo may take (slices, plus the whole-image pass, times the test-time
+    # augmentation passes); a request for more is refused, so that one request (a large photo in
+    # 128 px slices) cannot hold the worker for many minutes. 200 passes: about 2.5 minutes of the
+    # demo model on 2 CPU cores, within TorchServe's 300 s; a 12 MP photo in 640 px slices with
+    # test-time augmentation takes 196. Raise it on a GPU.
+    max_model_passes: int = 200
     # The side each image (or slice) is resized to for the model; None keeps the config's test
     # Resize. Upscaling makes small lesions bigger for the model (README, Figures).
     input_size: int | None = None
@@ -148,6 +154,9 @@ class ModelSettings:
             if self.nms_iou is not None:
                 check_nms_iou(self.nms_iou)
             check_framing(self.framing)
+            if isinstance(self.max_model_passes, bool) or not isinstance(self.max_model_passes, int) \
+                    or self.max_model_passes < 1:
+                raise ValueError(f"max_model_passes must be a whole number, 1 or more, got {self.max_model_passes!r}")
             self.slicing.validate()
             self.tta.validate()
         except TypeError as error:  # e.g. slice_size: '640', a string where a number belongs
