@@ -165,8 +165,7 @@ def main(argv=None) -> int:
         parser.error("--mmcv-wheel is for the Gradio Space: the Docker image compiles mmcv itself")
 
     if args.space.count("/") != 1 or not all(args.space.split("/")):
-        print(f"push: --space must look like user/name, got {args.space!r}", file=sys.stderr)
-        return 2
+        parser.error(f"--space must look like user/name, got {args.space!r}")
     endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     token = os.environ.get("HF_TOKEN") or None
     model = Path(args.model) if args.model else None
@@ -176,19 +175,19 @@ def main(argv=None) -> int:
         else:
             files = gradio_space_files(model, args.mmcv_wheel, args.space, endpoint)
         check_files(files, token)
-    except PushError as error:
-        print(f"push: {error}", file=sys.stderr)
-        return 1
+    except PushError as error:  # what was asked cannot be uploaded: exit 2, as for a bad option
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
     print(f"{'Would upload' if args.dry_run else 'Uploading'} {len(files)} files to the {args.sdk} Space "
           f"{args.space} at {endpoint}:")
     for path_in_repo in sorted(files):
         print(f"  {path_in_repo}  ({size_of(files[path_in_repo])} bytes)")
     if args.sdk == "gradio" and not args.mmcv_wheel:
-        print("push: warning: no --mmcv-wheel: the Space's build will stop at mmcv, which pip cannot compile "
+        print("warning: no --mmcv-wheel: the Space's build will stop at mmcv, which pip cannot compile "
               "there (see space/requirements.txt)", file=sys.stderr)
     if model is None:
-        print("push: warning: no --model: set TROUBLE_MODEL_REPO in the Space's variables", file=sys.stderr)
+        print("warning: no --model: set TROUBLE_MODEL_REPO in the Space's variables", file=sys.stderr)
     if args.dry_run:
         return 0
 
@@ -207,10 +206,10 @@ def main(argv=None) -> int:
         except HfHubHTTPError as error:
             status = error.response.status_code if error.response is not None else "?"
             hint = " Check HF_TOKEN: it needs write access." if status in (401, 403) else ""
-            print(f"push: the Hub refused (HTTP {status}): {error}.{hint}", file=sys.stderr)
+            print(f"error: the Hub refused (HTTP {status}): {error}.{hint}", file=sys.stderr)
             return 1
         except (httpx2.HTTPError, OSError) as error:
-            print(f"push: could not reach the Hub at {endpoint}: {error}", file=sys.stderr)
+            print(f"error: could not reach the Hub at {endpoint}: {error}", file=sys.stderr)
             return 1
     print(f"Space: {url}\nCommit: {commit.commit_url}")
     return 0

@@ -257,11 +257,12 @@ def test_push_refuses_secrets_and_bad_tokens(fake_hub, model_file):
     assert fake_hub.committed == {}
 
     missing = run_push("--space", SPACE_ID, "--model", "no/such/trouble.mar", "--dry-run")
-    assert missing.returncode == 1 and "no/such/trouble.mar not found" in missing.stderr
+    assert missing.returncode == 2 and "no/such/trouble.mar not found" in missing.stderr
     not_a_mar = model_file.with_name("metrics.json")
     not_a_mar.write_text("{}")
     wrong = run_push("--space", SPACE_ID, "--model", str(not_a_mar), "--dry-run")
-    assert wrong.returncode == 1 and "is not a .mar archive" in wrong.stderr
+    assert wrong.returncode == 2 and "is not a .mar archive" in wrong.stderr
+    assert run_push("--space", "just-a-name", "--dry-run").returncode == 2  # as every bad option
 
     from tests.conftest import free_port
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
