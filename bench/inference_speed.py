@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.arguments import (at_least, existing_folder, existing_path, list_of,  # noqa: E402
                              output_file, parse_checked, run_main, torch_device)
-from trouble.images import BadInput  # noqa: E402
+from trouble.images import PHOTO_SUFFIXES, BadInput  # noqa: E402
 from trouble.inference import TroubleDetector  # noqa: E402
 
 DEFAULT_PHOTOS = REPO / "tests" / "fixtures" / "acne04"
@@ -247,11 +247,14 @@ def main(argv=None) -> int:
 
     model = Path(args.model).resolve()
     if not (model.is_file() or (args.no_server and (model / "model-config.yaml").is_file())):
-        print(f"error: {model} not found (build it with `make train` or `make archive`)", file=sys.stderr)
+        # it exists (checked by its argument type): a folder, which only --no-server can load
+        print(f"error: {model} is {'no model folder (no model-config.yaml)' if args.no_server else 'a folder'}: "
+              f"give a .mar{' or a model folder' if args.no_server else ' (or --no-server for a model folder)'}",
+              file=sys.stderr)
         return 2
-    photo_paths = sorted(Path(args.photos).glob("*.jpg"))
+    photo_paths = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     if not photo_paths:
-        print(f"error: no .jpg photos in {args.photos}", file=sys.stderr)
+        print(f"error: no photos ({', '.join(PHOTO_SUFFIXES)}) in {args.photos}", file=sys.stderr)
         return 2
     photos = [p.read_bytes() for p in photo_paths]
     large_photo = twelve_megapixel_photo(photo_paths)

@@ -209,8 +209,8 @@ def main(argv=None) -> int:
     args = parse_checked(parser, argv)
 
     model = Path(args.model).resolve()
-    if not model.is_file():
-        print(f"error: {model} not found (build it with `make train` or `make archive`)", file=sys.stderr)
+    if not model.is_file():  # it exists (checked by its argument type): a folder
+        print(f"error: {model} is a folder: TorchServe serves a .mar file", file=sys.stderr)
         return 2
     photo_paths = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     if not photo_paths:

@@ -88,6 +88,13 @@ def test_benchmarks_refuse_values_that_mean_nothing(smoke_mar, tmp_path):
                          "--out", str(tmp_path / "x.json")], check=False, timeout=120)
     assert result.returncode == 2 and "a photo in --photos cannot be read" in result.stderr, result.stderr[-1500:]
     assert "Traceback" not in result.stderr
+    # A folder as --model: named as a folder (it said "not found" of a folder that exists).
+    for module, extra, message in (("bench.load_test", [], "is a folder: TorchServe serves a .mar file"),
+                                   ("bench.inference_speed", [], "is a folder: give a .mar"),
+                                   ("bench.inference_speed", ["--no-server"], "is no model folder")):
+        result = run_module([module, "--model", str(photos), *extra, "--out", str(tmp_path / "x.json")], check=False,
+                            timeout=120)
+        assert result.returncode == 2 and message in result.stderr, (module, result.stderr[-1500:])
 
 
 def test_benchmarks_name_data_the_model_does_not_fit_and_impossible_settings(smoke_mar, synthetic_data, tmp_path):
