@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import html
 
-# The drawing itself is shared with the batch CLI: trouble/render.py.
-from trouble.render import (DISPLAY_MAX_SIDE, OKABE_ITO, TYPE_COLOURS, draw_detections,  # noqa: F401
-                            fit_for_display, hex_to_rgb, line_width_for, palette_for)
+# The drawing itself is shared with the batch CLI: trouble/render.py (the app draws through here).
+from trouble.render import DISPLAY_MAX_SIDE, draw_detections, palette_for  # noqa: F401
 
 
 def legend_html(response: dict) -> str:

@@ -23,6 +23,7 @@ SPACE = REPO / "space"
 sys.path.insert(0, str(SPACE))
 
 import render  # noqa: E402  (space/render.py)
+from trouble import render as drawing  # noqa: E402  (the drawing itself, shared with the batch CLI)
 
 PHOTO = REPO / "tests/fixtures/acne04/levle1_106_jpg.rf.f3705976fe65284ed9c00222facdb23e.jpg"
 # The smoke model's scores are low: a low threshold gives it boxes to count.
@@ -265,15 +266,15 @@ def fake_response(classes=("comedone", "papule"), width=400, height=300, detecti
 
 def test_palette_is_okabe_ito_fixed_per_type_and_distinct():
     palette = render.palette_for(["papule", "freckle", "mole", "comedone"])
-    assert palette["papule"] == render.TYPE_COLOURS["papule"]
-    assert palette["comedone"] == render.TYPE_COLOURS["comedone"]
-    assert set(palette.values()) <= set(render.OKABE_ITO.values())
+    assert palette["papule"] == drawing.TYPE_COLOURS["papule"]
+    assert palette["comedone"] == drawing.TYPE_COLOURS["comedone"]
+    assert set(palette.values()) <= set(drawing.OKABE_ITO.values())
     assert len(set(palette.values())) == 4
     # The same type keeps its colour whatever the other classes are.
     assert render.palette_for(["comedone"])["comedone"] == palette["comedone"]
     # Two known types of one fixed colour in one model: the second takes another.
     shared = render.palette_for(["comedone", "blackhead", "acne"])
-    assert len(set(shared.values())) == 3 and shared["comedone"] == render.TYPE_COLOURS["comedone"]
+    assert len(set(shared.values())) == 3 and shared["comedone"] == drawing.TYPE_COLOURS["comedone"]
 
 
 def test_boxes_are_drawn_in_their_types_colour_with_a_legend():
@@ -285,13 +286,13 @@ def test_boxes_are_drawn_in_their_types_colour_with_a_legend():
     drawn = render.draw_detections(photo, response)
     pixels = np.asarray(drawn)
     palette = render.palette_for(response["model"]["classes"])
-    width = render.line_width_for((400, 300))
+    width = drawing.line_width_for((400, 300))
     middle = width // 2
     # comedone box at (50, 30)-(110, 90) after scaling: its left edge in the comedone colour.
-    assert tuple(pixels[60, 50 + middle]) == render.hex_to_rgb(palette["comedone"])
-    assert tuple(pixels[30 + middle, 80]) == render.hex_to_rgb(palette["comedone"])
+    assert tuple(pixels[60, 50 + middle]) == drawing.hex_to_rgb(palette["comedone"])
+    assert tuple(pixels[30 + middle, 80]) == drawing.hex_to_rgb(palette["comedone"])
     # papule box at (250, 150)-(350, 250)
-    assert tuple(pixels[200, 250 + middle]) == render.hex_to_rgb(palette["papule"])
+    assert tuple(pixels[200, 250 + middle]) == drawing.hex_to_rgb(palette["papule"])
     # Inside a box and outside all boxes the photo is untouched.
     assert tuple(pixels[60, 80]) == (128, 128, 128)
     assert tuple(pixels[280, 20]) == (128, 128, 128)
@@ -299,7 +300,7 @@ def test_boxes_are_drawn_in_their_types_colour_with_a_legend():
     assert drawn.size[0] == 400 and drawn.size[1] > 300
     strip = pixels[300:].reshape(-1, 3)
     for name in ("comedone", "papule"):
-        assert (strip == render.hex_to_rgb(palette[name])).all(axis=1).any(), name
+        assert (strip == drawing.hex_to_rgb(palette[name])).all(axis=1).any(), name
 
 
 def test_large_photos_are_drawn_at_display_size():
@@ -309,8 +310,8 @@ def test_large_photos_are_drawn_at_display_size():
     assert drawn.width == render.DISPLAY_MAX_SIDE
     scale = render.DISPLAY_MAX_SIDE / 6000
     pixels = np.asarray(drawn)
-    colour = render.hex_to_rgb(render.palette_for(["comedone", "papule"])["papule"])
-    width = render.line_width_for(drawn.size)
+    colour = drawing.hex_to_rgb(render.palette_for(["comedone", "papule"])["papule"])
+    width = drawing.line_width_for(drawn.size)
     assert tuple(pixels[round(2300 * scale), round(3000 * scale) + width // 2]) == colour
 
 
@@ -319,9 +320,9 @@ def test_a_small_lesion_stays_visible_inside_its_box_on_a_large_photo():
     response = fake_response(width=2048, height=1536,
                              detections=[{"type": "papule", "score": 0.5, "box": [1000, 700, 1024, 724]}])
     pixels = np.asarray(render.draw_detections(Image.new("RGB", (2048, 1536), (128, 128, 128)), response))
-    assert render.line_width_for((2048, 1536)) == 7
+    assert drawing.line_width_for((2048, 1536)) == 7
     assert all(tuple(pixels[712, x]) == (128, 128, 128) for x in range(1005, 1019))  # 14 of the 24 px clear
-    assert tuple(pixels[712, 1000]) == render.hex_to_rgb(render.palette_for(["comedone", "papule"])["papule"])
+    assert tuple(pixels[712, 1000]) == drawing.hex_to_rgb(render.palette_for(["comedone", "papule"])["papule"])
 
 
 def test_legend_counts_table_and_severity_text():

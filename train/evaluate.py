@@ -546,7 +546,7 @@ def _grade_lines(grade):
     return lines
 
 
-def write_markdown(metrics):
+def markdown_report(metrics):
     names = metrics["data"]["types"]
     model = metrics["model"]
     lines = ["# Lesion detection evaluation", "", "## Model", ""]
@@ -636,7 +636,7 @@ def write_report(metrics, out_dir):
         json.dump(metrics, f, indent=2)
         f.write("\n")
     with open(paths["metrics.md"], "w", encoding="utf-8") as f:
-        f.write(write_markdown(metrics))
+        f.write(markdown_report(metrics))
     write_curves(metrics, paths["curves.png"])
     return paths
 

@@ -469,7 +469,7 @@ def run_experiments(args) -> dict:
     result = {"data": str(data_dir), "smoke": args.smoke, "iterations": iters, "train_args": train_args,
               "backbone": args.backbone, "comparisons": tables}
     (out_dir / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out_dir / "comparison.md").write_text(write_markdown(result))
+    (out_dir / "comparison.md").write_text(markdown_report(result))
     return result
 
 
@@ -516,7 +516,7 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def write_markdown(result: dict) -> str:
+def markdown_report(result: dict) -> str:
     lines = ["# The original study's comparisons, rerun", "",
              f"Data: `{result['data']}`. mAP50 (COCO, IoU 0.5) and mean F1 (at the model's score "
              f"thresholds, 0.3 unless set) on the valid split; the study's mAP50 beside them for reference.", ""]

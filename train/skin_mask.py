@@ -52,7 +52,7 @@ class SkinMaskError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
-def check_split(data_dir: Path, split: str, limit: int | None = None, every: int = 1):
+def measure_mask(data_dir: Path, split: str, limit: int | None = None, every: int = 1):
     """Mask coverage and lesion centres kept, over the images of one split."""
     ann_path = data_dir / split / "annotations.json"
     if not ann_path.is_file():
@@ -138,7 +138,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        summary, samples = check_split(Path(args.data), args.split, args.limit, args.every)
+        summary, samples = measure_mask(Path(args.data), args.split, args.limit, args.every)
     except SkinMaskError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
