@@ -50,10 +50,12 @@ class ServerClient:
         except requests.ConnectionError as error:
             raise ConnectionError(f"TorchServe is not answering at {self.url} (is it running? `make serve`)") from error
 
-    def predict(self, image_bytes: bytes, score_threshold=None, sliced=None, slice_size=None, tta=None) -> dict:
+    def predict(self, image_bytes: bytes, score_threshold=None, sliced=None, slice_size=None, framing=None,
+                tta=None) -> dict:
         headers = dict(self.headers)
         for name, value in (("X-Trouble-Threshold", score_threshold), ("X-Trouble-Sliced", sliced),
-                            ("X-Trouble-Slice-Size", slice_size), ("X-Trouble-TTA", tta)):
+                            ("X-Trouble-Slice-Size", slice_size), ("X-Trouble-Framing", framing),
+                            ("X-Trouble-TTA", tta)):
             if value is not None:
                 headers[name] = str(value)
         try:
@@ -121,7 +123,8 @@ def annotated_names(paths: list[Path]) -> dict:
 
 
 def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
-                 sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True, tta=None):
+                 sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True, tta=None,
+                 framing=None):
     """Run every (image_id, path) and yield (image_id, response or {file_name, error, code}, COCO results).
 
     category_ids maps type name → COCO category id; None numbers each answer's model types from 1.
@@ -130,7 +133,8 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
     drawing_names = annotated_names([path for _, path in images])
     for number, (image_id, path) in enumerate(images, 1):
         try:
-            response = predictor.predict(path.read_bytes(), score_threshold, sliced, slice_size, tta=tta)
+            response = predictor.predict(path.read_bytes(), score_threshold, sliced, slice_size, framing=framing,
+                                         tta=tta)
         except ServerRefused:
             raise
         except Exception as error:  # noqa: BLE001  one bad photo stops nothing
@@ -153,11 +157,11 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
 
 
 def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
-                   sliced=None, slice_size=None, tta=None):
+                   sliced=None, slice_size=None, tta=None, framing=None):
     """predict_each, collected: (COCO results, {image_id: response or error})."""
     results, responses = [], {}
     for image_id, response, found in predict_each(predictor, images, category_ids, score_threshold, sliced,
-                                                  slice_size, progress=True, tta=tta):
+                                                  slice_size, progress=True, tta=tta, framing=framing):
         responses[image_id] = response
         results += found
     return results, responses
@@ -217,6 +221,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threshold", type=float, help="one score threshold for every type (default: the model's)")
     parser.add_argument("--sliced", choices=["true", "false"], help="SAHI sliced inference (default: the model's)")
     parser.add_argument("--slice-size", type=int)
+    parser.add_argument("--framing", choices=["face", "none"], help="crop each photo to the face when the face is "
+                                                                    "small in it, or never (default: the model's)")
     parser.add_argument("--tta", choices=["true", "false"], help="test-time augmentation: several passes over "
                                                                  "each photo, fused (default: the model's)")
     parser.add_argument("--overwrite", action="store_true",
@@ -255,7 +261,8 @@ def main(argv=None) -> int:
     try:
         for image_id, response, found in predict_each(predictor, images, None, args.threshold, args.sliced,
                                                       args.slice_size,
-                                                      Path(args.annotated) if args.annotated else None, tta=args.tta):
+                                                      Path(args.annotated) if args.annotated else None, tta=args.tta,
+                                                      framing=args.framing):
             responses[image_id] = response
             results += found
     except (BadInput, ServerRefused) as error:  # a bad --threshold or --slice-size, a token the server refuses

@@ -327,8 +327,8 @@ def test_cli_bad_predictions_give_a_clear_error(tmp_path):
     model_info.write_text("{}")
     for args, message in ((["--predictions", str(good), "--sliced", "true", "--input-size", "800"],
                            "--sliced, --input-size: only with --model or --work-dir"),
-                          (["--predictions", str(good), "--nms-iou", "0.5", "--tta", "false"],
-                           "--tta, --nms-iou: only with --model or --work-dir"),
+                          (["--predictions", str(good), "--nms-iou", "0.5", "--tta", "false", "--framing", "face"],
+                           "--tta, --framing, --nms-iou: only with --model or --work-dir"),
                           (["--model", str(tmp_path / "any.mar"), "--model-info", str(model_info)],
                            "--model-info: only with --predictions"),
                           (["--model", str(tmp_path / "any.mar"), "--nms-iou", "0"], "nms_iou must be a number")):

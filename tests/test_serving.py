@@ -250,8 +250,8 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
     rows = {}
     for name, source in (("server", ["--server", torchserve["inference"]]), ("model", ["--model", str(smoke_mar)])):
         out = tmp_path / name
-        result = run_module(["handler.predict_folder", str(photos), *source, "--threshold", LOW, "--out",
-                             str(out / "results.json"), "--csv", str(out / "counts.csv"), "--annotated",
+        result = run_module(["handler.predict_folder", str(photos), *source, "--threshold", LOW, "--framing", "face",
+                             "--out", str(out / "results.json"), "--csv", str(out / "counts.csv"), "--annotated",
                              str(out / "annotated")])
         assert "1 photos skipped" in result.stdout
         assert "note: 1 files left out, not named as photos" in result.stderr and "notes.txt" in result.stderr
@@ -260,6 +260,8 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
         results = read_json(out / "results.json")
         assert len(results["responses"]) == 4 and len(results["images"]) == 4
         assert [c["name"] for c in results["categories"]] == ["comedone", "papule", "pustule"]
+        # --framing reaches the model in both modes (the smoke model's own setting is "none")
+        assert {r["settings"]["framing"] for r in results["responses"] if "error" not in r} == {"face"}
         assert sorted(p.name for p in (out / "annotated").iterdir()) == sorted(
             f"{p.stem}.png" for p in photos.iterdir() if p.name not in ("0_broken.jpg", "notes.txt"))
 

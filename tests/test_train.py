@@ -70,11 +70,14 @@ def test_saved_predictions_rescore_to_the_same_metrics(smoke_training, tmp_path)
 
 
 def test_evaluating_a_model_at_a_given_threshold(smoke_training, tmp_path):
-    """--score-threshold with --model scores at that threshold, not at the model's own."""
+    """--score-threshold with --model scores at that threshold, not at the model's own; --framing is
+    applied and recorded (the smoke model's own is "none")."""
     run_module(["train.evaluate", "--model", str(smoke_training["mar"]), "--limit", "2", "--score-threshold", "0.9",
-                "--gt", str(smoke_training["data"] / "valid" / "annotations.json"), "--out", str(tmp_path)])
-    per_type = read_json(tmp_path / "metrics.json")["at_thresholds"]["per_type"]
-    assert {row["threshold"] for row in per_type.values()} == {0.9}
+                "--framing", "face", "--gt", str(smoke_training["data"] / "valid" / "annotations.json"),
+                "--out", str(tmp_path)])
+    metrics = read_json(tmp_path / "metrics.json")
+    assert {row["threshold"] for row in metrics["at_thresholds"]["per_type"].values()} == {0.9}
+    assert metrics["model"]["framing"] == "face"
 
 
 def test_saved_predictions_of_a_limited_run_rescore_with_the_same_limit(smoke_training, tmp_path):

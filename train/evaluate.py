@@ -689,7 +689,8 @@ def sample_ground_truth(gt: dict, limit: int | None) -> dict:
     return dict(gt, images=images, annotations=[a for a in gt["annotations"] if a["image_id"] in kept])
 
 
-def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slice_size=None, tta=None):
+def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slice_size=None, tta=None,
+                                framing=None):
     """Run the detector on the images of a ground-truth file (`limit` of them spread evenly, or
     all); return (COCO results, the ground truth of the images read, the images that could not be)."""
     from handler.predict_folder import predict_images
@@ -706,7 +707,8 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
     folder = Path(gt_path).parent
     print(f"[evaluate] running the model on {len(images)} images of {gt_path}", flush=True)
     predictions, responses = predict_images(detector, [(im["id"], folder / im["file_name"]) for im in images],
-                                            category_ids, EVAL_SCORE_FLOOR, sliced, slice_size, tta=tta)
+                                            category_ids, EVAL_SCORE_FLOOR, sliced, slice_size, tta=tta,
+                                            framing=framing)
     # A photo that could not be read has no answer, not an empty one: scoring it would count its
     # lesions as missed. It is left out, and the report says so. A model that fails stops the run:
     # leaving out the photos it fails on would flatter it.
@@ -725,11 +727,11 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
 
 
 def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=None, from_work_dir=False,
-                   input_size=None, score_thresholds=None, nms_iou=None, tta=None):
+                   input_size=None, score_thresholds=None, nms_iou=None, tta=None, framing=None):
     """Evaluate a .mar, a model folder or a training work dir; saves thresholds.json and the
     model's predictions.json (COCO results) beside the report. score_thresholds: None for the
     model's own (its test-time augmentation's with tta), else one number or {type: threshold}.
-    tta: "true"/"false", or None for the model's setting."""
+    tta: "true"/"false", framing: "face"/"none"; None for the model's setting."""
     import tempfile
 
     from trouble.inference import TroubleDetector
@@ -749,14 +751,16 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         except (FileNotFoundError, ValueError) as error:  # no model there, or not a model
             raise EvaluationError(str(error)) from None
         # The model's thresholds for the passes asked for (test-time augmentation has its own).
-        model_thresholds, slicing, _, tta_on = detector.resolve_request(sliced=sliced, slice_size=slice_size, tta=tta)
-        predictions, gt, unread = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta)
+        model_thresholds, slicing, framing, tta_on = detector.resolve_request(sliced=sliced, slice_size=slice_size,
+                                                                              framing=framing, tta=tta)
+        predictions, gt, unread = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta,
+                                                              framing)
     # The model's own thresholds and earlier validation are not what this report is about.
     info = {"model": str(model),
             **{k: v for k, v in detector.model_info().items()
                if k not in ("score_thresholds", "tta_score_thresholds", "validation")},
             "sliced": slicing.enabled,
-            "input_size": detector.input_size, "nms_iou": detector.nms_iou, "framing": detector.settings.framing,
+            "input_size": detector.input_size, "nms_iou": detector.nms_iou, "framing": framing,
             "tta": {"sizes": detector.settings.tta.sizes, "flip": detector.settings.tta.flip,
                     "fuse_iou": detector.settings.tta.fuse_iou} if tta_on else None}
     if from_work_dir:
@@ -800,6 +804,9 @@ def parse_args(argv=None):
     parser.add_argument("--sliced", choices=["true", "false"], help="with --model/--work-dir: SAHI slicing on or off "
                                                                      "(default: the model's setting)")
     parser.add_argument("--slice-size", type=int, help="with --model/--work-dir: SAHI slice size")
+    parser.add_argument("--framing", choices=["face", "none"], help="with --model/--work-dir: crop photos to the "
+                                                                    "face when it is small in them, or never "
+                                                                    "(default: the model's setting)")
     parser.add_argument("--tta", choices=["true", "false"], help="with --model/--work-dir: test-time augmentation "
                                                                  "(default: the model's setting)")
     parser.add_argument("--limit", type=int, help="only N images, spread evenly over the file (with --predictions: "
@@ -823,7 +830,8 @@ def parse_args(argv=None):
         parser.error(message)
     # Refused rather than ignored: saved predictions are scored as they are, and a model describes itself.
     run_options = [flag for flag, value in (("--sliced", args.sliced), ("--slice-size", args.slice_size),
-                                            ("--tta", args.tta), ("--input-size", args.input_size),
+                                            ("--tta", args.tta), ("--framing", args.framing),
+                                            ("--input-size", args.input_size),
                                             ("--nms-iou", args.nms_iou)) if value is not None]
     if args.predictions and run_options:
         parser.error(f"{', '.join(run_options)}: only with --model or --work-dir (saved predictions are not run "
@@ -868,7 +876,8 @@ def main(argv=None):
             metrics, paths = evaluate_model(args.model or args.work_dir, args.gt, args.out, limit=args.limit,
                                             sliced=args.sliced, slice_size=args.slice_size,
                                             from_work_dir=bool(args.work_dir), input_size=args.input_size,
-                                            score_thresholds=score_thresholds, nms_iou=args.nms_iou, tta=args.tta)
+                                            score_thresholds=score_thresholds, nms_iou=args.nms_iou, tta=args.tta,
+                                            framing=args.framing)
     except ThresholdError as e:
         source = f"--thresholds-json {args.thresholds_json}: " if args.thresholds_json else ""  # a file or JSON text
         print(f"error: {source}{e}", file=sys.stderr)
