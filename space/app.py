@@ -77,6 +77,7 @@ import render  # noqa: E402
 from backends import (DEFAULT_API_URL, AnalysisError, LocalBackend, ServerBackend,  # noqa: E402
                       ServerUnreachable, download_model, find_model_file)
 from trouble.images import BadInput, decode_image  # noqa: E402
+from trouble.skin import skin_mask  # noqa: E402
 
 logger = logging.getLogger("trouble.app")
 
@@ -101,6 +102,12 @@ TTA_CHOICES = [("The model's setting", "model"), ("On", "on"), ("Off", "off")]
 TTA_VALUES = [value for _, value in TTA_CHOICES]
 TTA_HELP = ("Runs the model several times on each photo (at two sizes, and mirrored) and fuses the boxes: "
             "for the demo model, about 3.5 times slower and a little more accurate (README, Figures).")
+# The corner buttons of the photos: no "share" (Gradio's posts the image to the Space's public
+# discussions: a patient's face), no "download" (it saves "image.png"; the named downloads are below).
+PHOTO_BUTTONS = ["fullscreen"]
+# A visible keyboard focus on the button, and help text dark enough to read (Gradio's grey is 1.9:1).
+PAGE_CSS = ("#trouble-run:focus-visible { outline: 3px solid #000; outline-offset: 2px; }\n"
+            ".info-text { color: #4b4b55 !important; }\n.dark .info-text { color: #d0d0d8 !important; }")
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 
@@ -225,12 +232,15 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     except BadInput as error:  # the server accepted it, so this is unlikely; say so all the same
         raise AnalysisError(str(error)) from None
     annotated = render.draw_detections(Image.fromarray(shown.rgb), response)
+    # No fallback to "all skin" here: a photo with hardly any skin-coloured area gets a warning.
+    skin_fraction = float(skin_mask(shown.rgb, min_skin_fraction=0.0).mean())
     json_path, png_path = _save_downloads(response, answered_by, annotated, Path(photo_path).name)
     # Sizes, not the file's name: a name may be a patient's.
     logger.info("analysed a %dx%d photo: %d troubles in %.0f ms (%s)", response["image"]["width"],
                 response["image"]["height"], response["total"], round_trip_ms, answered_by)
     return (annotated, render.legend_html(response), render.counts_rows(response),
-            render.severity_markdown(response), render.status_markdown(response, answered_by, round_trip_ms),
+            render.severity_markdown(response, skin_fraction),
+            render.status_markdown(response, answered_by, round_trip_ms),
             str(json_path), str(png_path))
 
 
@@ -296,7 +306,8 @@ def photo_input(**kwargs) -> gr.Image:
     Set on the instance rather than in a gr.Image subclass: Gradio writes a .pyi stub file beside the
     module of every component subclass, at import time."""
     # Not mirrored: a mirrored capture would swap the patient's left and right in the saved photo.
-    image = gr.Image(type="filepath", image_mode=None, webcam_options=gr.WebcamOptions(mirror=False), **kwargs)
+    image = gr.Image(type="filepath", image_mode=None, webcam_options=gr.WebcamOptions(mirror=False),
+                     buttons=PHOTO_BUTTONS, **kwargs)
     gradio_preprocess = image.preprocess
 
     def preprocess(payload):
@@ -314,11 +325,14 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                    delete_cache=(RESULTS_MAX_AGE_S, RESULTS_MAX_AGE_S)) as app:
         gr.Markdown("# Skin trouble detector\n"
                     "Finds acne lesions in a face photo, counts them per type and grades the severity "
-                    "(Hayashi scale). A research demo, not a medical device.")
+                    "(Hayashi scale). A research demo, not a medical device. 1: choose a photo (upload, webcam "
+                    "or an example below); 2: press **Find troubles**. The webcam needs a camera and, when the "
+                    "app runs on another computer, an https address.")
         mode_line = gr.Markdown(analyzer.describe(), elem_id="trouble-mode")
         with gr.Row():
             with gr.Column(scale=1):
-                photo = photo_input(label="Photo", sources=["upload", "webcam"], height=420, elem_id="trouble-photo")
+                photo = photo_input(label=f"Photo: JPEG, PNG, WebP or HEIC, up to {MAX_UPLOAD_MB} MB",
+                                    sources=["upload", "webcam"], height=420, elem_id="trouble-photo")
                 # Open from the start: opened by the user before the page's load event (the health
                 # line) had answered, Gradio 6.31 reset a threshold typed into it to 0.30.
                 with gr.Accordion("Settings", open=True):
@@ -327,6 +341,8 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                                            "(unticked: the model's own threshold per type)",
                         elem_id="trouble-one-threshold")
                     threshold = gr.Slider(0.05, 0.95, value=0.3, step=0.05, label="Score threshold",
+                                          info="Used only when the box above is ticked; the status line shows the "
+                                               "thresholds an answer used. Higher: fewer, surer lesions.",
                                           elem_id="trouble-threshold")
                     sliced = gr.Radio(SLICING_CHOICES, value="model", label="Sliced inference (SAHI)",
                                       info=SLICING_HELP, elem_id="trouble-sliced")
@@ -343,7 +359,7 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
             with gr.Column(scale=1):
                 status = gr.Markdown(elem_id="trouble-status")
                 annotated = gr.Image(label="Detections", type="pil", format="png", interactive=False,
-                                     elem_id="trouble-annotated")
+                                     buttons=PHOTO_BUTTONS, elem_id="trouble-annotated")
                 legend = gr.HTML(elem_id="trouble-legend")
                 counts = gr.Dataframe(headers=["Type", "Count"], datatype=["str", "number"], interactive=False,
                                       label="Counts", elem_id="trouble-counts")
@@ -395,7 +411,7 @@ def main():
     app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                server_port=server_port(),
                max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=False, ssr_mode=False,
-               footer_links=["api", "gradio"], allowed_paths=[str(EXAMPLES_DIR)])
+               footer_links=["api", "gradio"], allowed_paths=[str(EXAMPLES_DIR)], css=PAGE_CSS)
 
 
 if __name__ == "__main__":

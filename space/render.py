@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import html
 
+from trouble.severity import GRADE_NAMES, GRADE_UPPER_COUNTS, grade_from_count
+from trouble.skin import MIN_SKIN_FRACTION
 # The drawing itself is shared with the batch CLI: trouble/render.py (the app draws through here).
 from trouble.render import DISPLAY_MAX_SIDE, draw_detections, palette_for  # noqa: F401
 
@@ -23,6 +25,9 @@ def legend_html(response: dict) -> str:
             f'<span class="trouble-swatch" style="display:inline-block;width:16px;height:16px;'
             f'border:1px solid #000;background:{palette[name]};"></span>'
             f'<span>{html.escape(name)}: {int(response["counts"].get(name, 0))}</span></span>')
+    if len(classes) == 1:  # "per type" would promise more than such a model tells apart
+        items.append(f'<span>(this model has one type, {html.escape(classes[0])}: every kind of lesion '
+                     f'together)</span>')
     return f'<div class="trouble-legend">{"".join(items)}</div>'
 
 
@@ -33,11 +38,49 @@ def counts_rows(response: dict) -> list:
     return rows
 
 
-def severity_markdown(response: dict) -> str:
+def scale_text() -> str:
+    """The grades with their lesion counts: "grade 0 mild (0-5), ..., grade 3 very severe (over 50)"."""
+    lows = (0, *(upper + 1 for upper in GRADE_UPPER_COUNTS))
+    ranges = [f"{low}-{upper}" for low, upper in zip(lows, GRADE_UPPER_COUNTS)] + [f"over {GRADE_UPPER_COUNTS[-1]}"]
+    return ", ".join(f"grade {grade} {name} ({counted})" for grade, (name, counted) in enumerate(zip(GRADE_NAMES, ranges)))
+
+
+def severity_markdown(response: dict, skin_fraction: float | None = None) -> str:
+    """The grade, its scale, and what to make of it: how far the count may be off, and when it says
+    nothing (no skin in the photo; no lesion left at a threshold raised above the model's)."""
     severity = response["severity"]
-    return (f"### Severity: grade {severity['grade']} ({severity['name']})\n"
-            f"{severity['lesion_count']} lesions found. Scale: {severity['scale']}.\n\n"
-            f"*A count of what the model sees in this photo, not a diagnosis.*{validation_text(response)}")
+    text = (f"### Severity: grade {severity['grade']} ({severity['name']})\n"
+            f"{severity['lesion_count']} lesions found{count_range_text(response)}. Scale: {scale_text()}: "
+            f"Hayashi's lesion counts, applied here to every lesion the model sees in this photo (Hayashi "
+            f"counts inflammatory lesions on half the face).\n\n"
+            f"*A count of what the model sees in this photo, not a diagnosis.*")
+    if skin_fraction is not None and skin_fraction < MIN_SKIN_FRACTION:
+        text += (f"\n\n**Little of this photo looks like skin ({skin_fraction:.0%}).** If there is no face in it, "
+                 f"this count and grade say nothing.")
+    if severity["lesion_count"] == 0 and _threshold_raised(response):
+        text += ("\n\n**No lesion was found at a threshold above the model's own.** Lower it, or untick "
+                 "\"One score threshold\" to use the model's.")
+    return text + validation_text(response)
+
+
+def count_range_text(response: dict) -> str:
+    """", so about 20-28 (moderate to severe) going by how far off its counts were in validation"."""
+    validation = response["model"].get("validation") or {}
+    error = validation.get("count_mae")
+    if error is None:
+        return ""
+    count = response["severity"]["lesion_count"]
+    low, high = max(0, round(count - error)), round(count + error)
+    grades = [GRADE_NAMES[grade_from_count(value)] for value in (low, high)]
+    spanned = grades[0] if grades[0] == grades[1] else f"{grades[0]} to {grades[1]}"
+    return f"; with the model's average error, about {low}-{high} ({spanned})"
+
+
+def _threshold_raised(response: dict) -> bool:
+    tta = bool(response["settings"].get("tta"))
+    own = _model_thresholds(response["model"], tta)
+    used = response["settings"]["score_thresholds"]
+    return any(used.get(name, 0) > value for name, value in own.items())
 
 
 def validation_text(response: dict) -> str:
@@ -50,14 +93,27 @@ def validation_text(response: dict) -> str:
         facts.append(f"its lesion count was off by {validation['count_mae']:.1f} per photo on average")
     if validation.get("grade_accuracy") is not None:
         facts.append(f"its grade matched the label for {validation['grade_accuracy']:.0%} of them")
-    facts.append(f"mAP50 {validation['mAP50']:.2f}")
-    text = (f"\n\nOn the {validation['images']} photos it was validated on (`{validation['data']}`), "
-            + ", ".join(facts) + ".")
+    facts.append(f"and it scored {validation['mAP50']:.2f} for how well its boxes match the marked lesions "
+                 f"(mAP50; 1 is perfect)")
+    text = (f"\n\nHow far to trust this: on the {validation['images']} photos the model was checked on "
+            f"({_data_name(validation['data'])}), " + ", ".join(facts) + ".")
+    if validation.get("thresholds_chosen_on_these_photos"):
+        text += " Its score thresholds were chosen on those same photos, so these figures flatter it a little."
+    if validation["mAP50"] < 0.5:
+        text += " **This is a weak model: expect missed lesions and some that are not there.**"
     if not _validated_settings(response):
         text += (" Those figures are for the model's own settings; this answer used others (a threshold set "
                  "in the app, or slicing or test-time augmentation switched), so its count may be off by more "
                  "or less.")
     return text
+
+
+def _data_name(path: str) -> str:
+    """data/acne04/valid/annotations.json → "acne04, valid split"; another name as it is."""
+    parts = str(path).replace("\\", "/").split("/")
+    if len(parts) >= 3 and parts[-1] == "annotations.json":
+        return f"{parts[-3]}, {parts[-2]} split"
+    return parts[-1]
 
 
 def _validated_settings(response: dict) -> bool:

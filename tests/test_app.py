@@ -356,10 +356,23 @@ def test_legend_counts_table_and_severity_text():
     assert "validated on" not in severity  # a model archived without an evaluation claims nothing
     response["model"]["validation"] = {"data": "data/acne04/valid/annotations.json", "images": 283, "mAP50": 0.306,
                                        "count_mae": 4.3, "grade_accuracy": 0.781}
-    assert ("On the 283 photos it was validated on (`data/acne04/valid/annotations.json`), its lesion count was "
-            "off by 4.3 per photo on average, its grade matched the label for 78% of them, mAP50 0.31."
+    assert ("How far to trust this: on the 283 photos the model was checked on (acne04, valid split), its lesion "
+            "count was off by 4.3 per photo on average, its grade matched the label for 78% of them, and it scored "
+            "0.31 for how well its boxes match the marked lesions (mAP50; 1 is perfect)."
             ) in render.severity_markdown(response)
+    assert "This is a weak model" in render.severity_markdown(response)  # mAP50 under 0.5
+    assert "flatter it" not in render.severity_markdown(response)  # not known of this archive's thresholds
+    # 7 lesions, off by 4.3 on average: 3 to 11, mild to moderate
+    assert "7 lesions found; with the model's average error, about 3-11 (mild to moderate)" in (
+        render.severity_markdown(response))
     assert "model's own settings" not in render.severity_markdown(response)
+    response["model"]["validation"]["thresholds_chosen_on_these_photos"] = True
+    assert "chosen on those same photos, so these figures flatter it" in render.severity_markdown(response)
+    # Hardly any skin in the photo (a test pattern from a webcam): the grade says nothing, and the page says so.
+    assert "Little of this photo looks like skin (1%)" in render.severity_markdown(response, skin_fraction=0.01)
+    assert "Little of this photo" not in render.severity_markdown(response, skin_fraction=0.4)
+    assert "one type" not in render.legend_html(response)
+    assert "this model has one type, acne" in render.legend_html(fake_response(classes=("acne",)))
     # Figures measured at the model's settings are qualified when the answer used others.
     response["settings"]["tta"] = True
     assert "Those figures are for the model's own settings" in render.severity_markdown(response)
@@ -440,3 +453,23 @@ def test_the_app_refuses_to_start_on_a_bad_setting_with_one_line(tmp_path):
         assert result.returncode == 2 and message in result.stderr, (name, value, result.stderr[-2000:])
         assert not any(word in result.stderr for word in STACK_TRACE_WORDS), result.stderr[-2000:]
     assert list(tmp_path.iterdir()) == [], "the app's temporary folder was left behind"
+
+
+def test_no_lesion_at_a_raised_threshold_is_explained_and_the_drawing_keeps_its_caption():
+    """Nothing found at a threshold above the model's own reads as "mild" without a word of why; a drawing
+    saved on its own keeps its grade, thresholds and "not a diagnosis"."""
+    none = fake_response(detections=[])
+    assert "No lesion was found at a threshold above" not in render.severity_markdown(none)
+    none["settings"]["score_thresholds"] = {"comedone": 0.6, "papule": 0.6}
+    assert "No lesion was found at a threshold above the model's own" in render.severity_markdown(none)
+
+    response = fake_response(detections=[{"type": "papule", "score": 0.8, "box": [10, 10, 30, 30]}] * 7)
+    caption = drawing.caption_for(response)
+    assert caption == ("Severity grade 1 (moderate): 7 lesions. Score thresholds: comedone 0.30, papule 0.30. "
+                       "Counted by the research model trouble 1: not a diagnosis.")
+    plain = drawing.draw_detections(Image.new("RGB", (400, 300), (200, 160, 140)), response)
+    # The legend row, then the caption wrapped over more rows at 400 px: the strip is taller than one row.
+    font_size = max(14, 400 // 45)
+    assert plain.height - 300 > 2 * (font_size + font_size // 2)
+    bottom = np.asarray(plain)[300 + 2 * font_size:]
+    assert (bottom < 100).all(axis=2).any(), "the caption's text is drawn"

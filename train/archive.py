@@ -147,7 +147,12 @@ def validation_summary(report: dict, section: dict) -> dict:
                   if all(abs(b["thresholds"].get(name, -1.0) - value) < 1e-3 for name, value in served.items())),
                  None)
     grade = (block or {}).get("grade") or {}
+    # Served thresholds that are the report's F1-optimal ones were chosen on these photos: the
+    # figures flatter the model a little, and the app says so.
+    optimal = report.get("f1_optimal_thresholds") or {}
+    chosen_here = bool(optimal) and all(abs(optimal.get(name, -1.0) - value) < 0.01 for name, value in served.items())
     return {"data": report["data"]["gt"], "images": report["data"]["images"], "tta": bool(tta.get("enabled")),
+            "thresholds_chosen_on_these_photos": chosen_here,
             # A bool; reports made before it was resolved hold the command line's "true"/"false".
             "sliced": {"true": True, "false": False}.get(report["model"].get("sliced"), report["model"].get("sliced")),
             "mAP50": round(report["coco"]["mAP50"], 3),

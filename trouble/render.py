@@ -94,11 +94,40 @@ def draw_detections(image: Image.Image, response: dict) -> Image.Image:
         # A 1 px dark rim either side of the coloured line keeps it visible on pale and dark skin.
         draw.rectangle((x1 - 1, y1 - 1, x2 + 1, y2 + 1), outline=(0, 0, 0), width=box_width + 2)
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=box_width)
-    return _with_legend_strip(photo, classes, response["counts"], palette)
+    return _with_legend_strip(photo, classes, response["counts"], palette, caption_for(response))
 
 
-def _with_legend_strip(photo: Image.Image, classes, counts: dict, palette: dict) -> Image.Image:
-    """Append a white strip with a swatch and "type: count" per type under the photo."""
+def caption_for(response: dict) -> str:
+    """What the drawing must not lose once it is saved and shared on its own: the grade, the
+    thresholds, and that it is no diagnosis."""
+    severity = response.get("severity") or {}
+    thresholds = ", ".join(f"{name} {value:.2f}"
+                           for name, value in (response.get("settings") or {}).get("score_thresholds", {}).items())
+    parts = []
+    if severity:
+        parts.append(f"Severity grade {severity['grade']} ({severity['name']}): {severity['lesion_count']} lesions.")
+    if thresholds:
+        parts.append(f"Score thresholds: {thresholds}.")
+    model = response.get("model") or {}
+    parts.append(f"Counted by the research model {model.get('name', '')} {model.get('version', '')}".rstrip()
+                 + ": not a diagnosis.")
+    return " ".join(parts)
+
+
+def _wrapped(text: str, font, width: int) -> list:
+    """Lines of `text` that fit `width` pixels in `font` (a word longer than that gets a line of its own)."""
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and font.getlength(candidate) > width:
+            lines.append(line)
+            candidate = word
+        line = candidate
+    return lines + ([line] if line else [])
+
+
+def _with_legend_strip(photo: Image.Image, classes, counts: dict, palette: dict, caption: str = "") -> Image.Image:
+    """Append a white strip under the photo: a swatch and "type: count" per type, then the caption."""
     font_size = max(14, photo.width // 45)
     font = ImageFont.load_default(size=font_size)
     pad, swatch = font_size // 2, font_size
@@ -114,7 +143,9 @@ def _with_legend_strip(photo: Image.Image, classes, counts: dict, palette: dict)
         x += item_width
     rows.append(row)
     row_height = font_size + pad
-    strip = Image.new("RGB", (photo.width, photo.height + pad + row_height * len(rows)), "white")
+    caption_lines = _wrapped(caption, font, photo.width - 2 * pad)
+    strip = Image.new("RGB", (photo.width, photo.height + pad + row_height * (len(rows) + len(caption_lines))),
+                      "white")
     strip.paste(photo, (0, 0))
     draw = ImageDraw.Draw(strip)
     for index, row in enumerate(rows):
@@ -123,6 +154,9 @@ def _with_legend_strip(photo: Image.Image, classes, counts: dict, palette: dict)
             draw.rectangle((left, top, left + swatch, top + swatch), fill=hex_to_rgb(palette[name]),
                            outline=(0, 0, 0))
             draw.text((left + swatch + pad // 2, top + swatch / 2), text, fill=(0, 0, 0), font=font, anchor="lm")
+    for index, line in enumerate(caption_lines):
+        top = photo.height + pad + (len(rows) + index) * row_height
+        draw.text((pad, top + swatch / 2), line, fill=(0, 0, 0), font=font, anchor="lm")
     return strip
 
 
