@@ -50,6 +50,7 @@ def test_smoke_training_leaves_mar_metrics_table_and_plot(smoke_training):
     validation = settings["trouble"]["validation"]
     assert validation["mAP50"] == round(metrics["coco"]["mAP50"], 3) and validation["images"] == 4
     assert validation["count_mae"] == round(metrics["at_f1_optimal_thresholds"]["count"]["mae"], 2)
+    assert validation["thresholds_chosen_on_these_photos"] is True  # the app then says the figures flatter it
 
 
 def test_saved_predictions_rescore_to_the_same_metrics(smoke_training, tmp_path):
