@@ -67,8 +67,9 @@ class ServerClient:
         except ValueError:
             body = {"error": reply.text[:200]}
         if reply.status_code == 413 and not isinstance(body.get("code"), str):  # TorchServe's own size limit
-            raise BadInput("too_large", f"The photo is {len(image_bytes) / 2**20:.0f} MiB, more than the server "
-                                        f"accepts (max_request_size in its config.properties: 64 MiB here)", 413)
+            raise BadInput("too_large", f"The photo is {len(image_bytes) / 2**20:.1f} MiB, more than the server "
+                                        f"accepts (TorchServe's max_request_size: 64 MiB in this repository's "
+                                        f"config.properties)", 413)
         if reply.status_code != 200:
             message = f"server answered {reply.status_code}: {body.get('error') or body.get('message') or body}"
             if isinstance(body.get("code"), str):  # the handler's refusal, with its machine-readable code
@@ -111,11 +112,12 @@ def model_category_ids(classes: list) -> dict:
 def annotated_names(paths: list[Path]) -> dict:
     """{photo path: file name of its drawing}: photo.png, or photo.jpg.png where that name would be
     another photo's too (a.jpg and a.png; a.jpg beside a photo named a.jpg.png). Never one name twice:
-    a drawing would replace another's."""
+    a drawing would replace another's, also on a disk that ignores case (A.jpg and a.png)."""
     names = {path: f"{path.stem}.png" for path in paths}
     while True:  # full names (photo.jpg.png) are unique among themselves, so this ends
-        taken = Counter(names.values())
-        clashing = [path for path in paths if taken[names[path]] > 1 and names[path] != f"{path.name}.png"]
+        taken = Counter(name.casefold() for name in names.values())
+        clashing = [path for path in paths
+                    if taken[names[path].casefold()] > 1 and names[path] != f"{path.name}.png"]
         if not clashing:
             return names
         for path in clashing:

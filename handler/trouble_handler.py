@@ -52,7 +52,7 @@ class TroubleHandler(BaseHandler):
                     name = str(name).lower()
                     if name in OPTION_HEADERS:
                         option = OPTION_HEADERS[name]
-                        if option in options and str(options[option]).strip() != str(value).strip():
+                        if option in options and not _same_value(options[option], value):
                             raise BadInput("bad_parameter", f"{option} is given twice, as a form field "
                                                             f"({options[option]}) and as the header {name} "
                                                             f"({value}): give it once.")
@@ -101,6 +101,15 @@ def _refusal(error: Exception) -> BadInput:
     logger.exception("the model failed on one request of the batch")
     return BadInput("internal_error", f"The model failed on this photo ({type(error).__name__}); the server's "
                                       f"log has the details. Other photos are not affected.", 500)
+
+
+def _same_value(first, second) -> bool:
+    """Whether two spellings of an option's value mean the same ("0.5" and "0.50"; "true" and "True")."""
+    first, second = str(first).strip().lower(), str(second).strip().lower()
+    try:
+        return float(first) == float(second)
+    except ValueError:
+        return first == second
 
 
 def _photo_likeness(value) -> tuple[bool, int]:

@@ -129,7 +129,7 @@ class Analyzer:
         if mode not in MODES:
             raise SettingError(f"TROUBLE_MODE must be one of {', '.join(MODES)}, got {mode!r}")
         url = os.environ.get("TROUBLE_API_URL") or DEFAULT_API_URL
-        if not url.startswith(("http://", "https://")):
+        if mode != "local" and not url.startswith(("http://", "https://")):  # local mode never uses it
             raise SettingError(f"TROUBLE_API_URL must start with http:// or https://, got {url!r}")
         server = ServerBackend(url, token=os.environ.get("TROUBLE_API_TOKEN") or None)
         return cls(mode, server, find_model_file(APP_DIR), os.environ.get("TROUBLE_MODEL_REPO") or None)

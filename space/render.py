@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import html
 
-from trouble.severity import GRADE_NAMES, GRADE_UPPER_COUNTS, grade_from_count
+from trouble.severity import GRADE_NAMES, grade_from_count, lesions, scale_text
 from trouble.skin import MIN_SKIN_FRACTION
 # The drawing itself is shared with the batch CLI: trouble/render.py (the app draws through here).
-from trouble.render import DISPLAY_MAX_SIDE, draw_detections, palette_for  # noqa: F401
+from trouble.render import DISPLAY_MAX_SIDE, draw_detections, palette_for, thresholds_list  # noqa: F401
 
 
 def legend_html(response: dict) -> str:
@@ -38,19 +38,12 @@ def counts_rows(response: dict) -> list:
     return rows
 
 
-def scale_text() -> str:
-    """The grades with their lesion counts: "grade 0 mild (0-5), ..., grade 3 very severe (over 50)"."""
-    lows = (0, *(upper + 1 for upper in GRADE_UPPER_COUNTS))
-    ranges = [f"{low}-{upper}" for low, upper in zip(lows, GRADE_UPPER_COUNTS)] + [f"over {GRADE_UPPER_COUNTS[-1]}"]
-    return ", ".join(f"grade {grade} {name} ({counted})" for grade, (name, counted) in enumerate(zip(GRADE_NAMES, ranges)))
-
-
 def severity_markdown(response: dict, skin_fraction: float | None = None) -> str:
     """The grade, its scale, and what to make of it: how far the count may be off, and when it says
     nothing (no skin in the photo; no lesion left at a threshold raised above the model's)."""
     severity = response["severity"]
     text = (f"### Severity: grade {severity['grade']} ({severity['name']})\n"
-            f"{severity['lesion_count']} lesions found{count_range_text(response)}. Scale: {scale_text()}: "
+            f"{lesions(severity['lesion_count'])} found{count_range_text(response)}. Scale: {scale_text()}: "
             f"Hayashi's lesion counts, applied here to every lesion the model sees in this photo (Hayashi "
             f"counts inflammatory lesions on half the face).\n\n"
             f"*A count of what the model sees in this photo, not a diagnosis.*")
@@ -64,16 +57,18 @@ def severity_markdown(response: dict, skin_fraction: float | None = None) -> str
 
 
 def count_range_text(response: dict) -> str:
-    """", so about 20-28 (moderate to severe) going by how far off its counts were in validation"."""
+    """"; its counts were off by 4.2 on average in validation: 20-28 (moderate to severe) is typical",
+    only for an answer made with the settings the figure was measured at."""
     validation = response["model"].get("validation") or {}
     error = validation.get("count_mae")
-    if error is None:
+    if error is None or not _validated_settings(response):
         return ""
     count = response["severity"]["lesion_count"]
     low, high = max(0, round(count - error)), round(count + error)
     grades = [GRADE_NAMES[grade_from_count(value)] for value in (low, high)]
     spanned = grades[0] if grades[0] == grades[1] else f"{grades[0]} to {grades[1]}"
-    return f"; with the model's average error, about {low}-{high} ({spanned})"
+    return (f"; its counts were off by {error:.1f} on average in validation (more on some photos): "
+            f"{low}-{high} ({spanned}) is typical")
 
 
 def _threshold_raised(response: dict) -> bool:
@@ -93,10 +88,11 @@ def validation_text(response: dict) -> str:
         facts.append(f"its lesion count was off by {validation['count_mae']:.1f} per photo on average")
     if validation.get("grade_accuracy") is not None:
         facts.append(f"its grade matched the label for {validation['grade_accuracy']:.0%} of them")
-    facts.append(f"and it scored {validation['mAP50']:.2f} for how well its boxes match the marked lesions "
+    facts.append(f"it scored {validation['mAP50']:.2f} for how well its boxes match the marked lesions "
                  f"(mAP50; 1 is perfect)")
+    listed = facts[0] if len(facts) == 1 else ", ".join(facts[:-1]) + ", and " + facts[-1]
     text = (f"\n\nHow far to trust this: on the {validation['images']} photos the model was checked on "
-            f"({_data_name(validation['data'])}), " + ", ".join(facts) + ".")
+            f"({_data_name(validation['data'])}), {listed}.")
     if validation.get("thresholds_chosen_on_these_photos"):
         text += " Its score thresholds were chosen on those same photos, so these figures flatter it a little."
     if validation["mAP50"] < 0.5:
@@ -109,9 +105,10 @@ def validation_text(response: dict) -> str:
 
 
 def _data_name(path: str) -> str:
-    """data/acne04/valid/annotations.json → "acne04, valid split"; another name as it is."""
+    """data/acne04/valid/annotations.json (or any JSON in a split folder) → "acne04, valid split";
+    another name as it is."""
     parts = str(path).replace("\\", "/").split("/")
-    if len(parts) >= 3 and parts[-1] == "annotations.json":
+    if len(parts) >= 3 and parts[-1].endswith(".json"):
         return f"{parts[-3]}, {parts[-2]} split"
     return parts[-1]
 
@@ -140,7 +137,7 @@ def _model_thresholds(model: dict, tta: bool) -> dict:
 def thresholds_text(response: dict) -> str:
     """Which score thresholds were applied, and whether they are the model's own."""
     used = response["settings"]["score_thresholds"]
-    parts = ", ".join(f"{name} {value:.2f}" for name, value in used.items())
+    parts = thresholds_list(used)
     tta = bool(response["settings"].get("tta"))
     own = "the model's for test-time augmentation" if tta else "the model's defaults"
     origin = own if used == _model_thresholds(response["model"], tta) else "set in the app"

@@ -362,9 +362,17 @@ def test_legend_counts_table_and_severity_text():
             ) in render.severity_markdown(response)
     assert "This is a weak model" in render.severity_markdown(response)  # mAP50 under 0.5
     assert "flatter it" not in render.severity_markdown(response)  # not known of this archive's thresholds
-    # 7 lesions, off by 4.3 on average: 3 to 11, mild to moderate
-    assert "7 lesions found; with the model's average error, about 3-11 (mild to moderate)" in (
-        render.severity_markdown(response))
+    # 7 lesions, off by 4.3 on average: 3 to 11, mild to moderate; said only of the validated settings
+    assert ("7 lesions found; its counts were off by 4.3 on average in validation (more on some photos): 3-11 "
+            "(mild to moderate) is typical") in render.severity_markdown(response)
+    other = {**response, "settings": {**response["settings"], "score_thresholds": {"comedone": 0.5, "papule": 0.5}}}
+    assert "is typical" not in render.severity_markdown(other)
+    # Figures without a count error or grade accuracy still make a sentence.
+    only_map = {**response, "model": {**response["model"], "validation": {"data": "x/valid/_annotations.coco.json",
+                                                                          "images": 9, "mAP50": 0.8}}}
+    assert ("checked on (x, valid split), it scored 0.80 for how well" in render.severity_markdown(only_map))
+    assert "1 lesion found" in render.severity_markdown(fake_response(detections=[
+        {"type": "papule", "score": 0.8, "box": [10, 10, 30, 30]}]))
     assert "model's own settings" not in render.severity_markdown(response)
     response["model"]["validation"]["thresholds_chosen_on_these_photos"] = True
     assert "chosen on those same photos, so these figures flatter it" in render.severity_markdown(response)

@@ -363,9 +363,11 @@ def test_cli_copies_unless_told_to_symlink(tmp_path):
 
 @pytest.mark.parametrize("orientation", range(2, 9))
 def test_boxes_turn_with_the_exif_orientation(orientation):
-    """turn_box_upright agrees with PIL's exif_transpose (what the inference core applies)."""
+    """turn_box_upright agrees with the inference core's own turn (trouble.images.upright_rgb) and with
+    PIL's exif_transpose."""
     from PIL import ImageOps
     from train.data import turn_box_upright
+    from trouble.images import upright_rgb
     stored = Image.new("L", (64, 40))
     stored.paste(255, (5, 8, 20, 14))  # a box at x 5..20, y 8..14 in stored pixels
     exif = Image.Exif()
@@ -373,7 +375,8 @@ def test_boxes_turn_with_the_exif_orientation(orientation):
     stored.info["exif"] = exif.tobytes()
     stored.getexif()[0x0112] = orientation
     displayed = ImageOps.exif_transpose(stored)
-    assert turn_box_upright((5, 8, 20, 14), orientation, 64, 40) == displayed.getbbox()
+    served = upright_rgb(stored).convert("L")
+    assert turn_box_upright((5, 8, 20, 14), orientation, 64, 40) == displayed.getbbox() == served.getbbox()
 
 
 def test_exif_rotated_photos_are_written_as_displayed(tmp_path):

@@ -72,7 +72,8 @@ def test_saved_predictions_rescore_to_the_same_metrics(smoke_training, tmp_path)
 
 def test_evaluating_a_model_at_a_given_threshold(smoke_training, tmp_path):
     """--score-threshold with --model scores at that threshold, not at the model's own; --framing is
-    applied and recorded (the smoke model's own is "none")."""
+    recorded (the smoke model's own is "none"; that it reaches the model through the batch CLI's
+    predict_each, which evaluation shares, is checked in test_serving)."""
     run_module(["train.evaluate", "--model", str(smoke_training["mar"]), "--limit", "2", "--score-threshold", "0.9",
                 "--framing", "face", "--gt", str(smoke_training["data"] / "valid" / "annotations.json"),
                 "--out", str(tmp_path)])
@@ -551,7 +552,7 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     store = tmp_path / "store"
     run_module(["train.archive", "--mar", str(smoke_mar), "--input-size", "480", "--thresholds-json", str(thresholds),
                 "--batch-size", "3", "--slice-batch-size", "8", "--nms-iou", "0.45", "--sliced", "false",
-                "--slice-size", "512", "--framing", "face", "--out", str(store)])
+                "--slice-size", "512", "--framing", "face", "--max-model-passes", "500", "--out", str(store)])
     with zipfile.ZipFile(smoke_mar) as old, zipfile.ZipFile(store / "trouble.mar") as new:
         assert new.read("model.pth") == old.read("model.pth")  # the weights are untouched
         assert yaml.safe_load(old.read("model-config.yaml"))["batchSize"] == 1  # the default: one request per call
@@ -566,6 +567,7 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     assert before["slicing"]["enabled"] is True and after["slicing"]["enabled"] is False
     assert after["slicing"]["slice_size"] == 512
     assert before["framing"] == "none" and after["framing"] == "face" and detector.settings.framing == "face"
+    assert before["max_model_passes"] == 200 and detector.settings.max_model_passes == 500
     # A request that does not ask for slicing gets the archive's default (off); one that asks, gets it.
     photo = np.zeros((1200, 1600, 3), np.uint8)
     assert detector.predict(photo)["settings"]["slices"] == 0

@@ -283,14 +283,15 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   slice_batch_size: int | None = None, nms_iou: float | None = None,
                   report: dict | None = None, sliced: bool | None = None, slice_size: int | None = None,
                   framing: str | None = None, tta: bool | None = None, tta_sizes: list | None = None,
-                  tta_thresholds: dict | None = None) -> Path:
+                  tta_thresholds: dict | None = None, max_model_passes: int | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
 
     batch_size is TorchServe's batchSize: how many requests one handler call receives;
     slice_batch_size is how many SAHI slices of one photo go through the model at once; sliced and
     slice_size are the slicing a request gets when it does not ask for its own, framing its face
     framing (trouble/framing.py); tta, tta_sizes and tta_thresholds its test-time augmentation
-    (trouble.settings.TestTimeAugmentation); report is an
+    (trouble.settings.TestTimeAugmentation); max_model_passes the most model passes one photo may
+    take (trouble.settings.ModelSettings); report is an
     evaluation's metrics.json of these settings, summarised in the archive for the app."""
     import zipfile
 
@@ -315,6 +316,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
         raise ArchiveError(f"batch size must be between 1 and 64, got {batch_size}")
     if slice_batch_size is not None and not 1 <= slice_batch_size <= 64:
         raise ArchiveError(f"slice batch size must be between 1 and 64, got {slice_batch_size}")
+    if max_model_passes is not None and max_model_passes < 1:
+        raise ArchiveError(f"max model passes must be at least 1, got {max_model_passes}")
     if slice_size is not None and not MIN_SLICE <= slice_size <= MAX_SLICE:
         raise ArchiveError(f"slice size must be between {MIN_SLICE} and {MAX_SLICE}, got {slice_size}")
     with tempfile.TemporaryDirectory(prefix="trouble-rearchive-") as tmp:
@@ -342,6 +345,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             section["framing"] = framing
         if nms_iou is not None:
             section["nms_iou"] = nms_iou
+        if max_model_passes is not None:
+            section["max_model_passes"] = max_model_passes
         section["tta"] = {**asdict(TestTimeAugmentation()), **(section.get("tta") or {})}  # older archives lack it
         if tta is not None:
             section["tta"]["enabled"] = tta
@@ -374,7 +379,7 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
 
 # The serving settings `--mar` changes (argparse dests).
 MAR_ONLY_OPTIONS = ("input_size", "thresholds_json", "batch_size", "slice_batch_size", "sliced", "slice_size",
-                    "framing", "nms_iou", "tta", "tta_sizes", "tta_thresholds_json", "report")
+                    "framing", "nms_iou", "tta", "tta_sizes", "tta_thresholds_json", "max_model_passes", "report")
 
 
 def main(argv=None) -> int:
@@ -410,6 +415,9 @@ def main(argv=None) -> int:
     parser.add_argument("--tta-sizes", help="with --mar: comma-separated input sizes of those passes, e.g. 640,720")
     parser.add_argument("--tta-thresholds-json", help="with --mar: the score thresholds of those passes' fused "
                                                       "scores, as --thresholds-json")
+    parser.add_argument("--max-model-passes", type=int, help="with --mar: the most model passes one photo may take "
+                                                             "(slices x test-time augmentation passes; 200 suits "
+                                                             "2 CPU cores, raise it on a GPU)")
     parser.add_argument("--report", help="with --mar: train.evaluate's metrics.json of the served settings; its "
                                          "mAP50, count error and grade accuracy travel with the model to the app")
     args = parser.parse_args(argv)
@@ -435,7 +443,7 @@ def main(argv=None) -> int:
                           args.slice_batch_size, args.nms_iou, report,
                           sliced=None if args.sliced is None else args.sliced == "true", slice_size=args.slice_size,
                           framing=args.framing, tta=None if args.tta is None else args.tta == "true",
-                          tta_sizes=tta_sizes, tta_thresholds=tta_thresholds)
+                          tta_sizes=tta_sizes, tta_thresholds=tta_thresholds, max_model_passes=args.max_model_passes)
         else:
             archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
     except (ArchiveError, EvaluationError) as error:

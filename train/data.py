@@ -415,7 +415,7 @@ def read_image_size(path):
 
 def turn_box_upright(box, orientation, stored_width, stored_height):
     """A box (x1, y1, x2, y2) in stored pixels → the same box on the photo as displayed (EXIF applied),
-    the frame mmdet's loader (OpenCV) and the inference core (PIL's exif_transpose) both read."""
+    the frame mmdet's loader (OpenCV) and the inference core (trouble.images.upright_rgb) both read."""
     w, h = stored_width, stored_height
     to_displayed = {  # stored point (x, y) → displayed point, per EXIF orientation
         2: lambda x, y: (w - x, y), 3: lambda x, y: (w - x, h - y), 4: lambda x, y: (x, h - y),

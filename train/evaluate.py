@@ -710,9 +710,11 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
                                             category_ids, EVAL_SCORE_FLOOR, sliced, slice_size, tta=tta,
                                             framing=framing)
     # A photo that could not be read has no answer, not an empty one: scoring it would count its
-    # lesions as missed. It is left out, and the report says so. A model that fails stops the run:
-    # leaving out the photos it fails on would flatter it.
-    failed = [answer for answer in responses.values() if answer.get("code") in ("model_failed", "internal_error")]
+    # lesions as missed. It is left out, and the report says so. A model that fails, or refuses a
+    # photo at these settings (too many model passes), stops the run: leaving those photos out would
+    # flatter it.
+    failed = [answer for answer in responses.values()
+              if answer.get("code") in ("model_failed", "internal_error", "too_much_work")]
     if failed:
         raise EvaluationError(f"the model failed on {failed[0]['file_name']} ({failed[0]['error']}); "
                               f"{len(failed)} photo(s) in all")

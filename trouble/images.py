@@ -131,10 +131,14 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
             image.draft("RGB", (max_side, max_side))
         image.load()
         # A huge PNG or WebP (a few hundred KB of one colour can hold 100 MP) is shrunk before the
-        # conversions below, which would otherwise make several full-size copies of it.
+        # conversions below, which would otherwise make several full-size copies of it (of a
+        # palette image, in RGBA).
         factor = max(image.size) // max_side  # still at least max_side after, then capped below
-        if factor >= 2 and image.mode in ("RGB", "RGBA", "L", "LA"):
-            image = image.reduce(factor)
+        if factor >= 2:
+            if image.mode in ("RGB", "RGBA", "L", "LA"):
+                image = image.reduce(factor)  # averages: as smooth as a resize
+            else:  # 16-bit, palette, 1-bit, CMYK: reduce() refuses them
+                image = image.resize((image.width // factor, image.height // factor), Image.Resampling.NEAREST)
         rgb = upright_rgb(image, orientation)
     except (OSError, ValueError, SyntaxError, struct.error) as error:
         raise BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).") from error

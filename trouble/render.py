@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from trouble import images  # also registers the HEIC reader with PIL, for load_photo
+from trouble.severity import lesions
 
 # Okabe & Ito (2008) colour-blind-safe palette. Known lesion types keep the same colour in every
 # model; blue-green hues first, because they stand out best on skin.
@@ -101,17 +102,21 @@ def caption_for(response: dict) -> str:
     """What the drawing must not lose once it is saved and shared on its own: the grade, the
     thresholds, and that it is no diagnosis."""
     severity = response.get("severity") or {}
-    thresholds = ", ".join(f"{name} {value:.2f}"
-                           for name, value in (response.get("settings") or {}).get("score_thresholds", {}).items())
+    thresholds = thresholds_list((response.get("settings") or {}).get("score_thresholds", {}))
     parts = []
     if severity:
-        parts.append(f"Severity grade {severity['grade']} ({severity['name']}): {severity['lesion_count']} lesions.")
+        parts.append(f"Severity grade {severity['grade']} ({severity['name']}): {lesions(severity['lesion_count'])}.")
     if thresholds:
         parts.append(f"Score thresholds: {thresholds}.")
     model = response.get("model") or {}
     parts.append(f"Counted by the research model {model.get('name', '')} {model.get('version', '')}".rstrip()
                  + ": not a diagnosis.")
     return " ".join(parts)
+
+
+def thresholds_list(thresholds: dict) -> str:
+    """{type: threshold} → "comedone 0.30, papule 0.25": how the page and the drawings show them."""
+    return ", ".join(f"{name} {value:.2f}" for name, value in thresholds.items())
 
 
 def _wrapped(text: str, font, width: int) -> list:

@@ -6,7 +6,17 @@
 GRADE_NAMES = ("mild", "moderate", "severe", "very severe")
 # Upper bound (inclusive) of the lesion count for grades 0, 1 and 2; above the last is grade 3.
 GRADE_UPPER_COUNTS = (5, 20, 50)
-SCALE_TEXT = "Hayashi: 0-5 mild, 6-20 moderate, 21-50 severe, >50 very severe"
+
+
+def scale_text() -> str:
+    """The grades with their lesion counts: "grade 0 mild (0-5), ..., grade 3 very severe (over 50)"."""
+    lows = (0, *(upper + 1 for upper in GRADE_UPPER_COUNTS))
+    ranges = [f"{low}-{upper}" for low, upper in zip(lows, GRADE_UPPER_COUNTS)] + [f"over {GRADE_UPPER_COUNTS[-1]}"]
+    return ", ".join(f"grade {grade} {name} ({counted})"
+                     for grade, (name, counted) in enumerate(zip(GRADE_NAMES, ranges)))
+
+
+SCALE_TEXT = f"Hayashi: {scale_text()}"
 
 
 def grade_from_count(count: int) -> int:
@@ -17,6 +27,10 @@ def grade_from_count(count: int) -> int:
         if count <= upper:
             return grade
     return len(GRADE_UPPER_COUNTS)
+
+
+def lesions(count: int) -> str:
+    return f"{count} lesion{'' if count == 1 else 's'}"
 
 
 def describe_grade(count: int) -> dict:
