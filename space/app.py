@@ -253,12 +253,13 @@ def shown_if_current(answer, photo_path, *settings):
         return gr.skip(), *[gr.skip()] * OUTPUT_COUNT
     outputs = list(answer[2])
     if tuple(answer[1]) != settings:
-        outputs[STATUS_OUTPUT] = render.mark_stale(outputs[STATUS_OUTPUT])
+        for index in (STATUS_OUTPUT, SEVERITY_OUTPUT):
+            outputs[index] = render.mark_stale(outputs[index])
     return None, *outputs
 
 
 # analyse's outputs: annotated, legend, counts, severity, status, results JSON, annotated PNG.
-OUTPUT_COUNT, STATUS_OUTPUT = 7, 4
+OUTPUT_COUNT, SEVERITY_OUTPUT, STATUS_OUTPUT = 7, 3, 4
 
 
 def _failure(message: str):
@@ -388,9 +389,11 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # For programs (gradio_client, "Use via API"): the same analysis, its seven outputs in one call.
         gr.Button(visible=False).click(lambda *args: analyse(analyzer, *args), inputs=inputs, outputs=outputs,
                                        concurrency_id="analysis", api_name="analyse")
-        # Other settings: the results stay, marked as made with the settings before.
+        # Other settings: the results stay, marked as made with the settings before (the grade too: on a
+        # phone it is a screen away from the status line).
         for setting in (use_one_threshold, threshold, sliced, slice_size, tta):
-            setting.change(render.mark_stale, inputs=status, outputs=status, api_visibility="private", queue=False)
+            setting.change(lambda *texts: [render.mark_stale(text) for text in texts], inputs=[status, severity],
+                           outputs=[status, severity], api_visibility="private", queue=False)
     return app
 
 

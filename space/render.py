@@ -186,9 +186,9 @@ def error_markdown(message: str) -> str:
 STALE_NOTE = "**Settings changed since this answer: press Find troubles to apply them.** "
 
 
-def mark_stale(status: str) -> str:
-    """The status line of an answer whose settings have been changed since (once; nothing to mark
-    when there is no answer)."""
-    if not status or status.startswith((STALE_NOTE, ERROR_PREFIX)):
-        return status
-    return STALE_NOTE + status
+def mark_stale(text: str) -> str:
+    """The status line, or the severity text, of an answer whose settings have been changed since
+    (once; nothing to mark when there is no answer)."""
+    if not text or text.startswith((STALE_NOTE, ERROR_PREFIX)):
+        return text
+    return STALE_NOTE + ("\n\n" if text.startswith("#") else "") + text

@@ -404,6 +404,8 @@ def test_trust_figures_are_qualified_when_slicing_differs_and_changed_settings_m
     assert render.mark_stale(status).startswith(render.STALE_NOTE)
     assert render.mark_stale(render.mark_stale(status)) == render.mark_stale(status)  # marked once
     assert render.mark_stale("") == "" and render.mark_stale(render.error_markdown("no")) == render.error_markdown("no")
+    severity = render.severity_markdown(response)  # a heading: the note goes on a line of its own before it
+    assert render.mark_stale(severity) == render.STALE_NOTE + "\n\n" + severity
 
 
 def test_an_answer_is_shown_only_for_its_photo_and_marked_when_settings_changed_while_it_ran():
@@ -412,13 +414,14 @@ def test_an_answer_is_shown_only_for_its_photo_and_marked_when_settings_changed_
     import app
 
     settings = (False, 0.3, "model", 640, "model")
-    outputs = ("image", "legend", [["Total", 3]], "severity", "Answered by the local model", "a.json", "a.png")
+    outputs = ("image", "legend", [["Total", 3]], "### Severity", "Answered by the local model", "a.json", "a.png")
     answer = ("/uploads/a.jpg", settings, outputs)
     shown = app.shown_if_current(answer, "/uploads/a.jpg", *settings)
     assert shown == (None, *outputs)  # shown, and the answer (it holds an image) not kept in the session
     changed = app.shown_if_current(answer, "/uploads/a.jpg", True, 0.5, "model", 640, "model")
     assert changed[5].startswith(render.STALE_NOTE) and changed[5].endswith(outputs[4])
-    assert changed[1:5] == outputs[:4] and changed[6:] == outputs[5:]
+    assert changed[4].startswith(render.STALE_NOTE) and changed[4].endswith(outputs[3])  # the grade too
+    assert changed[1:4] == outputs[:3] and changed[6:] == outputs[5:]
     skipped = app.gr.skip()
     for other_photo in ("/uploads/b.jpg", None):
         assert app.shown_if_current(answer, other_photo, *settings) == (skipped,) * 8

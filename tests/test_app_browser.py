@@ -84,6 +84,11 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
         screenshot = tmp_path / "app-result.png"
         page.screenshot(path=str(screenshot), full_page=True)
         print(f"\nscreenshot: {screenshot}")
+        # A setting changed after the answer: the grade is marked too (on a phone the status is far above it).
+        page.locator("#trouble-tta").get_by_text("On", exact=True).click()
+        expect(page.locator("#trouble-severity")).to_contain_text("Settings changed since this answer",
+                                                                  timeout=10_000)
+        expect(page.locator("#trouble-status")).to_contain_text("Settings changed since this answer", timeout=10_000)
         # Another photo: the last one's grade and counts must not stay beside it.
         page.get_by_text("ACNE04 photo, grade 0", exact=True).click()
         expect(page.locator("#trouble-severity")).to_have_text("", timeout=30_000)
