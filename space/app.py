@@ -271,6 +271,20 @@ def _cleared(message: str = ""):
     return None, "", [], "", message, None, None
 
 
+def photo_problem(photo_path) -> str:
+    """A photo just chosen, checked at once as the analysis will read it: "" when it can be analysed,
+    else the message (a text file named .jpg showed as a broken picture until the button was pressed)."""
+    if not photo_path:
+        return ""
+    try:
+        decode_image(Path(photo_path).read_bytes(), max_side=256)  # small: a check, not the analysis
+    except BadInput as error:
+        return render.error_markdown(str(error))
+    except OSError as error:
+        return render.error_markdown(f"The file cannot be read ({error.strerror or error}).")
+    return ""
+
+
 RESULTS_DIR = APP_TEMP_DIR / "results"
 
 
@@ -384,8 +398,10 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                      api_visibility="private"
                      ).success(shown_if_current, inputs=[answer, *inputs], outputs=[answer, *outputs], queue=False,
                                api_visibility="private")
-        # Another photo (upload, webcam, example, cleared): the last photo's results go at once.
-        photo.change(lambda: _cleared(), outputs=outputs, api_visibility="private", queue=False)
+        # Another photo (upload, webcam, example, cleared): the last photo's results go at once, and a
+        # file that is no usable photo is named right away.
+        photo.change(lambda path: _cleared(photo_problem(path)), inputs=photo, outputs=outputs,
+                     api_visibility="private", queue=False)
         # For programs (gradio_client, "Use via API"): the same analysis, its seven outputs in one call.
         gr.Button(visible=False).click(lambda *args: analyse(analyzer, *args), inputs=inputs, outputs=outputs,
                                        concurrency_id="analysis", api_name="analyse")

@@ -131,6 +131,23 @@ def test_server_down_page_says_so(browser, tmp_path):
     assert "Error" not in body  # no Gradio error toast either
 
 
+def test_a_file_that_is_no_photo_is_named_as_soon_as_it_is_chosen(smoke_mar, browser, tmp_path):
+    """A text file named .jpg passes the page's image/* filter: the app says what is wrong with it at once,
+    not only after the button is pressed; a real photo chosen next clears the message."""
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not a photo")
+    with running_app(tmp_path / "app.log", TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar)) as url:
+        page = open_page(browser, url)
+        page.set_input_files("#trouble-photo input[type=file]", str(fake))
+        expect(page.locator("#trouble-status")).to_contain_text("not a readable image", timeout=30_000)
+        status = page.inner_text("#trouble-status")
+        page.get_by_text("ACNE04 photo, grade 0", exact=True).click()
+        expect(page.locator("#trouble-status")).to_have_text("", timeout=30_000)
+        page.close()
+    assert status.startswith("Could not analyse the photo.")
+    assert not any(word in status for word in STACK_TRACE_WORDS)
+
+
 def test_heic_upload_from_an_iphone_is_analysed(smoke_mar, browser, tmp_path):
     """The upload reaches the app untouched and the annotated PNG is shown (the browser cannot show
     a HEIC itself). Sent as the image/heic type browsers on a Mac give such a file: Gradio's page takes only

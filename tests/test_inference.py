@@ -246,7 +246,6 @@ def test_a_huge_png_of_few_bytes_is_shrunk_before_it_is_converted(tmp_path):
         assert abs(int(value) - red) <= 1, (kind, result.stdout)
         # The decoded file itself (200 MB at 16 bits, 400 MB in RGBA) plus the working copies at 4096 px.
         assert int(added_mb) < 1000, f"{added_mb} MB more to decode a 100 MP {kind} PNG"
-        print(kind, added_mb.strip(), "MB")
 
 
 def test_a_request_for_too_many_model_passes_is_refused_before_the_model_runs(detector, large_photo, synthetic_data):
