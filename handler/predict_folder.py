@@ -29,7 +29,6 @@ import requests
 from trouble.images import PHOTO_SUFFIXES, BadInput
 
 
-
 class ServerRefused(RuntimeError):
     """TorchServe refused the request itself (token, model name): every photo would fail alike."""
 

@@ -127,6 +127,11 @@ def read_report(path: Path) -> dict:
     return report
 
 
+def thresholds_match(thresholds: dict, served: dict, tolerance: float) -> bool:
+    """Whether `thresholds` has every served type's threshold, within `tolerance`."""
+    return all(abs(thresholds.get(name, -1.0) - value) < tolerance for name, value in served.items())
+
+
 def validation_summary(report: dict, section: dict) -> dict:
     """What the app shows of an evaluation report (train.evaluate's metrics.json): mAP50, and the
     count error and grade accuracy at the score thresholds this archive serves (None where the
@@ -144,13 +149,12 @@ def validation_summary(report: dict, section: dict) -> dict:
     if tta.get("enabled"):
         served = {**served, **(tta.get("score_thresholds") or {})}
     block = next((b for b in (report["at_thresholds"], report["at_f1_optimal_thresholds"])
-                  if all(abs(b["thresholds"].get(name, -1.0) - value) < 1e-3 for name, value in served.items())),
-                 None)
+                  if thresholds_match(b["thresholds"], served, 1e-3)), None)
     grade = (block or {}).get("grade") or {}
     # Served thresholds that are the report's F1-optimal ones were chosen on these photos: the
     # figures flatter the model a little, and the app says so.
     optimal = report.get("f1_optimal_thresholds") or {}
-    chosen_here = bool(optimal) and all(abs(optimal.get(name, -1.0) - value) < 0.01 for name, value in served.items())
+    chosen_here = bool(optimal) and thresholds_match(optimal, served, 0.01)
     return {"data": report["data"]["gt"], "images": report["data"]["images"], "tta": bool(tta.get("enabled")),
             "thresholds_chosen_on_these_photos": chosen_here,
             # A bool; reports made before it was resolved hold the command line's "true"/"false".

@@ -331,8 +331,9 @@ class TroubleDetector:
         crop = face_crop(image.rgb) if framing == "face" else None
         x1, y1, x2, y2 = crop or (0, 0, image.rgb.shape[1], image.rgb.shape[0])
         passes = self.settings.tta.passes() if tta else [(None, False)]
-        self._refuse_too_many_passes(y2 - y1, x2 - x1, slicing, passes)
-        predictions, slices = self._run_model(image.rgb[y1:y2, x1:x2], slicing, passes, min(thresholds.values()))
+        slices = self._slice_count(y2 - y1, x2 - x1, slicing)
+        self._refuse_too_many_passes(slices, slicing, passes)
+        predictions = self._run_model(image.rgb[y1:y2, x1:x2], slicing, slices, passes, min(thresholds.values()))
         inferred_at = time.perf_counter()
         response = self._response(image, predictions, thresholds, slicing, slices, framing, crop, passes)
         done = time.perf_counter()
@@ -349,8 +350,7 @@ class TroubleDetector:
         return len(get_slice_bboxes(height, width, slice_height=slicing.slice_size, slice_width=slicing.slice_size,
                                     overlap_height_ratio=slicing.overlap, overlap_width_ratio=slicing.overlap))
 
-    def _refuse_too_many_passes(self, height: int, width: int, slicing: SlicingSettings, passes: list):
-        slices = self._slice_count(height, width, slicing)
+    def _refuse_too_many_passes(self, slices: int, slicing: SlicingSettings, passes: list):
         images = slices + int(slicing.full_image_pass) if slices else 1
         limit = self.settings.max_model_passes
         if images * len(passes) > limit:
@@ -362,13 +362,11 @@ class TroubleDetector:
                            f"allows {limit} per photo. Use a larger slice size, or turn sliced inference or "
                            f"test-time augmentation off.")
 
-    def _run_model(self, rgb: np.ndarray, slicing: SlicingSettings, passes: list, confidence: float):
-        """→ (SAHI predictions, how many slices were run: 0 for the whole image at once).
-        passes: [(input size, mirrored)] that each image or slice goes through."""
+    def _run_model(self, rgb: np.ndarray, slicing: SlicingSettings, slices: int, passes: list, confidence: float):
+        """→ SAHI predictions. slices: how many slices SAHI cuts rgb into (_slice_count), 0 to run it
+        whole; passes: [(input size, mirrored)] that each image or slice goes through."""
         self.sahi_model.passes = passes
         self.sahi_model.fuse_iou = self.settings.tta.fuse_iou
-        height, width = rgb.shape[:2]
-        slices = self._slice_count(height, width, slicing)
         if slices:
             result = get_sliced_prediction(
                 rgb, self.sahi_model, slice_height=slicing.slice_size, slice_width=slicing.slice_size,
@@ -381,7 +379,7 @@ class TroubleDetector:
             # The whole image at once: the model's own NMS (and the fusion of passes) is the only
             # merging needed.
             result = get_prediction(rgb, self.sahi_model, confidence_threshold=confidence)
-        return result.object_prediction_list, slices
+        return result.object_prediction_list
 
     def _response(self, image: DecodedImage, predictions, thresholds: dict, slicing: SlicingSettings,
                   slices: int, framing: str, crop, passes: list) -> dict:
