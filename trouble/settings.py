@@ -96,9 +96,10 @@ class ModelSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     # Model passes one photo may take (slices, plus the whole-image pass, times the test-time
     # augmentation passes); a request for more is refused, so that one request (a large photo in
-    # 128 px slices) cannot hold the worker for many minutes. 200 passes: about 2.5 minutes of the
-    # demo model on 2 CPU cores, within TorchServe's 300 s; a 12 MP photo in 640 px slices with
-    # test-time augmentation takes 196. Raise it on a GPU.
+    # 128 px slices) cannot hold the worker for many minutes. 200 passes: about 2.8 minutes of the
+    # demo model on 2 CPU cores (0.85 s a pass: a 12 MP photo's 49 passes took 41.6 s,
+    # bench/results/inference_speed.json), within TorchServe's 300 s; a 12 MP photo in 640 px
+    # slices with test-time augmentation takes 196. Raise it on a GPU.
     max_model_passes: int = 200
     # The side each image (or slice) is resized to for the model; None keeps the config's test
     # Resize. Upscaling makes small lesions bigger for the model (README, Figures).
