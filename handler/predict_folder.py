@@ -11,8 +11,9 @@ lists, and the full response per photo; with --annotated, each photo with its co
 --csv, one row per photo (counts per type, total, severity grade, or why it was skipped) for a
 spreadsheet. Existing outputs are replaced only with --overwrite.
 
-Exit codes: 0 done; 1 no photo could be analysed; 2 a bad option, folder or output, or a model or
-server that cannot be used (nothing analysed); 130 interrupted (what was analysed is written).
+Exit codes: 0 done; 1 no photo could be analysed, or the server stopped answering partway (what was
+analysed is written); 2 a bad option, folder or output, or a model or server that cannot be used
+(nothing analysed); 130 interrupted (what was analysed is written).
 """
 from __future__ import annotations
 
@@ -21,151 +22,27 @@ import csv
 import json
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 
-import requests
-
+from trouble.batch import annotated_names, model_category_ids, predict_each
 from trouble.images import PHOTO_SUFFIXES, BadInput
-
-
-class ServerRefused(RuntimeError):
-    """TorchServe refused the request itself (token, model name): every photo would fail alike."""
-
-
-class ServerClient:
-    """The TorchServe inference API with the same `predict` signature as TroubleDetector."""
-
-    def __init__(self, base_url: str, token: str | None = None, model_name: str = "trouble", timeout_s: float = 330):
-        self.url = f"{base_url.rstrip('/')}/predictions/{model_name}"
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.timeout_s = timeout_s
-
-    def check_running(self):
-        """Fail at once, with what to do, when nothing answers (rather than once per photo)."""
-        ping = self.url.split("/predictions/")[0] + "/ping"
-        try:
-            requests.get(ping, headers=self.headers, timeout=10)
-        except requests.ConnectionError as error:
-            raise ConnectionError(f"TorchServe is not answering at {self.url} (is it running? `make serve`)") from error
-
-    def predict(self, image_bytes: bytes, score_threshold=None, sliced=None, slice_size=None, framing=None,
-                tta=None) -> dict:
-        headers = dict(self.headers)
-        for name, value in (("X-Trouble-Threshold", score_threshold), ("X-Trouble-Sliced", sliced),
-                            ("X-Trouble-Slice-Size", slice_size), ("X-Trouble-Framing", framing),
-                            ("X-Trouble-TTA", tta)):
-            if value is not None:
-                headers[name] = str(value)
-        try:
-            reply = requests.post(self.url, data=image_bytes, headers=headers, timeout=self.timeout_s)
-        except requests.ConnectionError as error:
-            raise ConnectionError(f"TorchServe is not answering at {self.url} (is it running? `make serve`)") from error
-        try:
-            body = reply.json()
-        except ValueError:
-            body = {"error": reply.text[:200]}
-        if reply.status_code == 413 and not isinstance(body.get("code"), str):  # TorchServe's own size limit
-            raise BadInput("too_large", f"The photo is {len(image_bytes) / 2**20:.1f} MiB, more than the server "
-                                        f"accepts (TorchServe's max_request_size: 64 MiB in this repository's "
-                                        f"config.properties)", 413)
-        if reply.status_code != 200:
-            message = f"server answered {reply.status_code}: {body.get('error') or body.get('message') or body}"
-            if isinstance(body.get("code"), str):  # the handler's refusal, with its machine-readable code
-                raise BadInput(body["code"], message, reply.status_code)
-            if body.get("type") == "InvalidKeyException":  # TorchServe's own errors carry a number
-                raise ServerRefused(f"{message}. Set TROUBLE_API_TOKEN to the inference key in the server's "
-                                    f"key_file.json")
-            if reply.status_code == 404:
-                raise ServerRefused(f"{message} (is the model registered as 'trouble'?)")
-            raise ValueError(message)
-        return body
+from trouble.server_client import ServerRefused, ServerUnreachable, TorchServeClient
 
 
 def open_predictor(model: str | None = None, server: str | None = None):
+    """The local model, or a client of a running TorchServe checked before the first photo."""
     if server:
-        client = ServerClient(server, token=os.environ.get("TROUBLE_API_TOKEN"))
-        client.check_running()
+        client = TorchServeClient(server, token=os.environ.get("TROUBLE_API_TOKEN"))
+        answer = client.ping()
+        if answer == "unreachable":
+            raise ConnectionError(f"TorchServe is not answering at {client.url} (is it running? `make serve`)")
+        if answer == "refuses the token":
+            raise ConnectionError(f"TorchServe at {client.url} refuses this key: set TROUBLE_API_TOKEN to the "
+                                  f"inference key in the server's key_file.json")
         return client
     from trouble.inference import TroubleDetector
 
     return TroubleDetector.from_path(model)
-
-
-def to_coco_results(response: dict, image_id: int, category_ids: dict) -> list[dict]:
-    """One response → COCO results entries; category_ids maps type name → COCO category id."""
-    results = []
-    for detection in response["detections"]:
-        x1, y1, x2, y2 = detection["box"]
-        results.append({"image_id": image_id, "category_id": category_ids[detection["type"]],
-                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                        "score": detection["score"]})
-    return results
-
-
-def model_category_ids(classes: list) -> dict:
-    """The model's types, in its order, numbered from 1 as COCO categories."""
-    return {name: index for index, name in enumerate(classes, 1)}
-
-
-def annotated_names(paths: list[Path]) -> dict:
-    """{photo path: file name of its drawing}: photo.png, or photo.jpg.png where that name would be
-    another photo's too (a.jpg and a.png; a.jpg beside a photo named a.jpg.png). Never one name twice:
-    a drawing would replace another's, also on a disk that ignores case (A.jpg and a.png)."""
-    names = {path: f"{path.stem}.png" for path in paths}
-    while True:  # full names (photo.jpg.png) are unique among themselves, so this ends
-        taken = Counter(name.casefold() for name in names.values())
-        clashing = [path for path in paths
-                    if taken[names[path].casefold()] > 1 and names[path] != f"{path.name}.png"]
-        if not clashing:
-            return names
-        for path in clashing:
-            names[path] = f"{path.name}.png"
-
-
-def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
-                 sliced=None, slice_size=None, annotated_dir: Path | None = None, progress: bool = True, tta=None,
-                 framing=None):
-    """Run every (image_id, path) and yield (image_id, response or {file_name, error, code}, COCO results).
-
-    category_ids maps type name → COCO category id; None numbers each answer's model types from 1.
-    An error's code is the refusal's (not_an_image, corrupt_image, ...), "unreadable" for a file
-    that cannot be read, or "model_failed" for anything else."""
-    drawing_names = annotated_names([path for _, path in images])
-    for number, (image_id, path) in enumerate(images, 1):
-        try:
-            response = predictor.predict(path.read_bytes(), score_threshold, sliced, slice_size, framing=framing,
-                                         tta=tta)
-        except ServerRefused:
-            raise
-        except Exception as error:  # noqa: BLE001  one bad photo stops nothing
-            if getattr(error, "code", None) == "bad_parameter":  # an option, not the photo: all would fail
-                raise
-            code = getattr(error, "code", None) or ("unreadable" if isinstance(error, OSError) else "model_failed")
-            print(f"  {path.name}: skipped: {error}", file=sys.stderr)
-            yield image_id, {"file_name": path.name, "error": str(error), "code": code}, []
-            continue
-        response["file_name"] = path.name
-        ids = category_ids if category_ids is not None else model_category_ids(response["model"]["classes"])
-        if annotated_dir is not None:
-            from trouble.render import annotate_image
-
-            annotated_dir.mkdir(parents=True, exist_ok=True)
-            annotate_image(path.read_bytes(), response).save(annotated_dir / drawing_names[path])
-        if progress and (number % 20 == 0 or number == len(images)):
-            print(f"  {number}/{len(images)} photos", flush=True)
-        yield image_id, response, to_coco_results(response, image_id, ids)
-
-
-def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,
-                   sliced=None, slice_size=None, tta=None, framing=None):
-    """predict_each, collected: (COCO results, {image_id: response or error})."""
-    results, responses = [], {}
-    for image_id, response, found in predict_each(predictor, images, category_ids, score_threshold, sliced,
-                                                  slice_size, progress=True, tta=tta, framing=framing):
-        responses[image_id] = response
-        results += found
-    return results, responses
 
 
 def write_counts_csv(path: Path, classes: list, responses: list):
@@ -258,7 +135,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     images = list(enumerate(paths, 1))
-    results, responses, interrupted = [], {}, False
+    results, responses, stopped = [], {}, None  # stopped: why the run ended early, if it did
     try:
         for image_id, response, found in predict_each(predictor, images, None, args.threshold, args.sliced,
                                                       args.slice_size,
@@ -270,9 +147,11 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # what was analysed so far is written, not lost
-        interrupted = True
+        stopped = "the run was interrupted"
+    except ServerUnreachable:  # TorchServe stopped partway: the same, and the rest is for a later run
+        stopped = "the server stopped answering"
     for image_id, path in images[len(responses):]:
-        responses[image_id] = {"file_name": path.name, "error": "not analysed: the run was interrupted"}
+        responses[image_id] = {"file_name": path.name, "error": f"not analysed: {stopped}"}
     answered = [response for response in responses.values() if "error" not in response]
     # The classes of an answer, else (nothing answered) the local model's; a server's are then unknown.
     classes = answered[0]["model"]["classes"] if answered else getattr(predictor, "classes", [])
@@ -287,10 +166,10 @@ def main(argv=None) -> int:
     failed = len(paths) - len(answered)
     print(f"wrote {args.out}: {len(results)} detections in {len(paths) - failed} photos"
           + (f"; {failed} photos skipped (see 'responses')" if failed else ""))
-    if interrupted:
-        print(f"interrupted after {len(answered)} of {len(paths)} photos: the rest are marked 'not analysed'",
+    if stopped:
+        print(f"{stopped} after {len(answered)} of {len(paths)} photos: the rest are marked 'not analysed'",
               file=sys.stderr)
-        return 130
+        return 130 if stopped == "the run was interrupted" else 1
     if not answered:
         print(f"error: none of the {len(paths)} photos could be analysed (see 'responses' in {args.out})",
               file=sys.stderr)

@@ -10,16 +10,12 @@ import os
 import threading
 from pathlib import Path
 
-import requests
+from trouble.images import BadInput
+from trouble.server_client import DEFAULT_URL as DEFAULT_API_URL
+from trouble.server_client import ServerFailed, ServerRefused, ServerTimeout, TorchServeClient
+from trouble.server_client import ServerUnreachable as ClientUnreachable
 
 logger = logging.getLogger("trouble.app")
-
-DEFAULT_API_URL = "http://127.0.0.1:8080"
-MODEL_NAME = "trouble"
-# CPU inference of a 12 MP photo in slices can take a minute; past this the page gives up. Longer
-# than TorchServe's own default_response_timeout (300 s, config.properties), so that an answer
-# TorchServe gives at its timeout reaches the page instead of being cut off by ours.
-REQUEST_TIMEOUT_S = 330
 MODEL_FILE_IN_REPO = "trouble.mar"
 
 
@@ -32,90 +28,53 @@ class ServerUnreachable(AnalysisError):
 
 
 class ServerBackend:
-    """POST the photo to TorchServe's /predictions/trouble (the handler in handler/trouble_handler.py)."""
+    """The photo to TorchServe (trouble/server_client.py), its failures worded for the page."""
 
-    def __init__(self, url: str = DEFAULT_API_URL, token: str | None = None, timeout: float = REQUEST_TIMEOUT_S):
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+    def __init__(self, url: str = DEFAULT_API_URL, token: str | None = None):
+        self.client = TorchServeClient(url, token=token)
 
     @property
     def description(self) -> str:
-        return f"TorchServe at {self.url}"
+        return f"TorchServe at {self.client.url}"
 
     def health(self) -> str:
-        """"up" (GET /ping says Healthy; its model may still be loading), "refuses the token" (TorchServe's
-        token authorisation wants /ping's key too), or "down"."""
-        try:
-            reply = requests.get(f"{self.url}/ping", headers=self.headers, timeout=3)
-            body = reply.json()
-        except (requests.RequestException, ValueError):
-            return "down"
-        if not isinstance(body, dict):
-            return "down"
-        if refuses_the_key(reply, body):
-            return "refuses the token"
-        return "up" if reply.status_code == 200 and body.get("status") == "Healthy" else "down"
+        """"up", "refuses the token" or "down" (see TorchServeClient.ping)."""
+        answer = self.client.ping()
+        return answer if answer in ("up", "refuses the token") else "down"
 
     def predict(self, image_bytes: bytes, threshold=None, sliced=None, slice_size=None, tta=None) -> dict:
-        # Multipart: the photo as a file field, the options as form fields. TorchServe 0.12 drops the
-        # query string of a request whose body is the raw photo, so query parameters would be ignored.
-        options = {name: str(value) for name, value in
-                   (("threshold", threshold), ("sliced", _as_form_value(sliced)), ("slice_size", slice_size),
-                    ("tta", _as_form_value(tta)))
-                   if value is not None}
         try:
-            reply = requests.post(f"{self.url}/predictions/{MODEL_NAME}", headers=self.headers, data=options,
-                                  files={"data": ("photo", image_bytes, "application/octet-stream")},
-                                  timeout=self.timeout)
-        except requests.ConnectionError as error:
-            logger.warning("TorchServe at %s not reachable: %s", self.url, error)
+            return self.client.predict(image_bytes, score_threshold=threshold, sliced=sliced,
+                                       slice_size=slice_size, tta=tta)
+        except ClientUnreachable as error:
+            logger.warning("%s", error)
             raise ServerUnreachable(
                 f"The inference server ({self.description}) is not answering. Start it with `make serve`, "
                 f"or run the app on a local model: TROUBLE_MODE=local TROUBLE_MODEL=path/to/trouble.mar.") from None
-        except requests.Timeout:
+        except ServerTimeout:
             raise AnalysisError(f"The inference server ({self.description}) did not answer within "
-                                f"{self.timeout:.0f} s. Try a smaller photo or turn sliced inference off.") from None
-        return _read_reply(reply, self.description)
-
-
-def _as_form_value(value):
-    if value is None:
-        return None
-    return "true" if value else "false"
-
-
-def refuses_the_key(reply: requests.Response, body) -> bool:
-    """TorchServe 0.12's token authorisation answers a missing or wrong key with 400 InvalidKeyException."""
-    return reply.status_code in (401, 403) or (isinstance(body, dict) and body.get("type") == "InvalidKeyException")
-
-
-def _read_reply(reply: requests.Response, who: str) -> dict:
-    """TorchServe's answer → the response dict, or an AnalysisError with the server's own message."""
-    try:
-        body = reply.json()
-    except ValueError:
-        body = None
-    if reply.status_code == 200 and isinstance(body, dict) and "detections" in body:
-        return body
-    message = (body.get("error") or body.get("message")) if isinstance(body, dict) else None
-    logger.warning("%s answered HTTP %s: %s", who, reply.status_code, (reply.text or "")[:500])
-    if refuses_the_key(reply, body):
-        raise AnalysisError(f"The inference server refused the request (HTTP {reply.status_code}: no key, or "
-                            f"the wrong one): set TROUBLE_API_TOKEN to the inference key in its key_file.json.")
-    if reply.status_code == 413:  # TorchServe's own size limit; the app's upload limit is lower
-        raise AnalysisError("The photo is larger than the inference server accepts (HTTP 413): send a smaller "
-                            "one.")
-    if reply.status_code == 404:
-        raise AnalysisError(f"{who} has no model named '{MODEL_NAME}' loaded (HTTP 404).")
-    if reply.status_code == 503:
-        raise AnalysisError("The inference server is busy or its model is still loading (HTTP 503). "
-                            "Try again in a moment.")
-    if 400 <= reply.status_code < 500 and message:
-        raise AnalysisError(str(message))  # the inference core's own BadInput message
-    said = f": {message}" if message else ""  # e.g. TorchServe's "Worker died." after a crash or a timeout
-    raise AnalysisError(f"The inference server could not analyse the photo (HTTP {reply.status_code}{said}). "
-                        f"The server's log has the details.")
+                                f"{self.client.timeout_s:.0f} s. Try a smaller photo or turn sliced inference "
+                                f"off.") from None
+        except BadInput as error:
+            if error.code == "too_large" and error.http_status == 413:
+                raise AnalysisError("The photo is larger than the inference server accepts (HTTP 413): send a "
+                                    "smaller one.") from None
+            raise AnalysisError(str(error)) from None  # the inference core's own message
+        except ServerRefused as error:
+            logger.warning("%s", error)
+            if error.reason == "token":
+                raise AnalysisError("The inference server refused the request (no key, or the wrong one): set "
+                                    "TROUBLE_API_TOKEN to the inference key in its key_file.json.") from None
+            raise AnalysisError(f"{self.description} has no model named '{self.client.model_name}' loaded "
+                                f"(HTTP 404).") from None
+        except ServerFailed as error:
+            logger.warning("%s", error)
+            if error.status == 503:
+                raise AnalysisError("The inference server is busy or its model is still loading (HTTP 503). "
+                                    "Try again in a moment.") from None
+            # e.g. TorchServe's "Worker died." after a crash or a timeout
+            raise AnalysisError(f"The inference server could not analyse the photo ({error}). The server's "
+                                f"log has the details.") from None
 
 
 class LocalBackend:
@@ -143,8 +102,6 @@ class LocalBackend:
         return self._detector
 
     def predict(self, image_bytes: bytes, threshold=None, sliced=None, slice_size=None, tta=None) -> dict:
-        from trouble.images import BadInput
-
         try:
             detector = self.load()
         except ImportError as error:

@@ -20,7 +20,9 @@ GRADE_REGEX / GROUP_REGEX read back. Same arguments, same bytes.
 """
 
 import json
+import struct
 import xml.etree.ElementTree as ET
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +183,11 @@ if __name__ == "__main__":
     result = make_dataset(args.out_dir, n_images=args.n_images, fmt=args.format)
     print(f"wrote {result['root']}: " + ", ".join(f"{split} {len(images)} images"
                                                  for split, images in result["splits"].items()))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height with almost no data: what a decompression bomb looks like."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")

@@ -693,7 +693,7 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
                                 framing=None):
     """Run the detector on the images of a ground-truth file (`limit` of them spread evenly, or
     all); return (COCO results, the ground truth of the images read, the images that could not be)."""
-    from handler.predict_folder import predict_images
+    from trouble.batch import predict_images
 
     gt = sample_ground_truth(load_ground_truth(gt_path)[0], limit)
     images = gt["images"]
