@@ -2,6 +2,7 @@
 and the project's own mmdet parts (EfficientNet-Lite backbone, float32 focal losses)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -72,8 +73,8 @@ def test_saved_predictions_rescore_to_the_same_metrics(smoke_training, tmp_path)
 
 def test_evaluating_a_model_at_a_given_threshold(smoke_training, tmp_path):
     """--score-threshold with --model scores at that threshold, not at the model's own; --framing is
-    recorded (the smoke model's own is "none"; that it reaches the model through the batch CLI's
-    predict_each, which evaluation shares, is checked in test_serving)."""
+    recorded (the smoke model's own is "none"; that it reaches the model through
+    trouble.batch.predict_each, which evaluation shares with the batch CLI, is checked in test_serving)."""
     run_module(["train.evaluate", "--model", str(smoke_training["mar"]), "--limit", "2", "--score-threshold", "0.9",
                 "--framing", "face", "--gt", str(smoke_training["data"] / "valid" / "annotations.json"),
                 "--out", str(tmp_path)])
@@ -568,6 +569,10 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     assert after["slicing"]["slice_size"] == 512
     assert before["framing"] == "none" and after["framing"] == "face" and detector.settings.framing == "face"
     assert before["max_model_passes"] == 200 and detector.settings.max_model_passes == 500
+    # Every serving setting is written out in a new archive, to be read and changed there.
+    from trouble.settings import ModelSettings
+
+    assert {f.name for f in dataclasses.fields(ModelSettings)} - {"validation"} <= set(before)
     # A request that does not ask for slicing gets the archive's default (off); one that asks, gets it.
     photo = np.zeros((1200, 1600, 3), np.uint8)
     assert detector.predict(photo)["settings"]["slices"] == 0
@@ -577,6 +582,13 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--thresholds-json", str(thresholds),
                          "--out", str(store)], check=False)
     assert result.returncode == 2 and "types the model does not have: ['rash']" in result.stderr
+    # The passes' thresholds are checked as the model's are.
+    for given, message in (('{"rash": 0.3}', "tta.score_thresholds has thresholds for types the model does not "
+                                             "have: ['rash']"),
+                            ('{"papule": "high"}', "tta.score_thresholds must be numbers in [0, 1]")):
+        result = run_module(["train.archive", "--mar", str(smoke_mar), "--tta-thresholds-json", given,
+                             "--out", str(store)], check=False)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     thresholds.write_text("{not json")
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--thresholds-json", str(thresholds),
                          "--out", str(store)], check=False)
@@ -595,12 +607,13 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     assert result.returncode == 2 and "batch size must be between 1 and 64, got 0" in result.stderr
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--slice-batch-size", "100", "--out", str(store)],
                         check=False)
-    assert result.returncode == 2 and "slice batch size must be between 1 and 64, got 100" in result.stderr
+    assert result.returncode == 2 and "slicing.batch_size (slices per forward pass) must be between 1 and 64, got 100" \
+        in result.stderr
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--nms-iou", "0", "--out", str(store)], check=False)
     assert result.returncode == 2 and "nms_iou must be a number in (0, 1], got 0.0" in result.stderr
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--slice-size", "5", "--out", str(store)],
                         check=False)
-    assert result.returncode == 2 and "slice size must be between 128 and 2048, got 5" in result.stderr
+    assert result.returncode == 2 and "slice_size must be between 128 and 2048, got 5" in result.stderr
     result = run_module(["train.archive", "--mar", str(tmp_path / "missing.mar"), "--out", str(store)], check=False)
     assert result.returncode == 2 and f"{tmp_path / 'missing.mar'} not found" in result.stderr
     # Settings an archive would not take are refused, not ignored.

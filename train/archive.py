@@ -35,8 +35,7 @@ import yaml
 from train import file_in_place_of_folder
 from train.evaluate import EvaluationError, load_thresholds_json
 from trouble.framing import FRAMINGS
-from trouble.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from trouble.settings import ModelSettings, SlicingSettings, TestTimeAugmentation
+from trouble.settings import ModelSettings, TestTimeAugmentation
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handler" / "trouble_handler.py"
@@ -200,27 +199,18 @@ def stage_model_dir(work_dir: Path, out_dir: Path, with_evaluation: bool = True,
     thresholds_path = work_dir / "eval" / "thresholds.json"
     thresholds = json.loads(thresholds_path.read_text()) if report and thresholds_path.is_file() else {}
     classes = meta["classes"]
-    settings = dict(TORCHSERVE_SETTINGS)
-    settings["trouble"] = {
-        "model_name": MODEL_NAME,
-        "model_version": "1.0",
-        "classes": classes,
-        # Thresholds chosen on the validation split (best F1 per type); 0.3 where none was chosen.
-        "score_thresholds": {name: float(thresholds.get(name, 0.3)) for name in classes},
-        "pretrained": meta["pretrained"],
-        "trained": {k: meta.get(k) for k in ("config", "iterations", "batch_size", "train_minutes", "device")},
-        "config": "config.py",
-        "checkpoint": "model.pth",
-        # Written out so that they can be read and changed in the archive (README: Serving).
-        "max_side": DEFAULT_MAX_SIDE,
-        "max_pixels": DEFAULT_MAX_PIXELS,
-        "max_model_passes": ModelSettings.max_model_passes,
-        "slicing": asdict(SlicingSettings()),
-        "framing": "none",
-        "tta": asdict(TestTimeAugmentation()),
-    }
+    # Every serving setting written out with its default, so that it can be read and changed in
+    # the archive (README: Serving). Thresholds chosen on the validation split (best F1 per type);
+    # 0.3 where none was chosen.
+    serving = ModelSettings(classes=classes, score_thresholds={name: float(thresholds.get(name, 0.3))
+                                                                for name in classes},
+                            model_name=MODEL_NAME, pretrained=meta["pretrained"])
+    section = serving.to_dict()
+    del section["validation"]  # added below when there is an evaluation
+    section["trained"] = {k: meta.get(k) for k in ("config", "iterations", "batch_size", "train_minutes", "device")}
     if report:  # the evaluation `make train` ran just before
-        settings["trouble"]["validation"] = validation_summary(report, settings["trouble"])
+        section["validation"] = validation_summary(report, section)
+    settings = {**TORCHSERVE_SETTINGS, "trouble": section}
     with open(out_dir / "model-config.yaml", "w") as f:
         yaml.safe_dump(settings, f, sort_keys=False)
     return out_dir
@@ -295,35 +285,16 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
     slice_size are the slicing a request gets when it does not ask for its own, framing its face
     framing (trouble/framing.py); tta, tta_sizes and tta_thresholds its test-time augmentation
     (trouble.settings.TestTimeAugmentation); max_model_passes the most model passes one photo may
-    take (trouble.settings.ModelSettings); report is an
-    evaluation's metrics.json of these settings, summarised in the archive for the app."""
+    take (trouble.settings.ModelSettings); report is an evaluation's metrics.json of these
+    settings, summarised in the archive for the app. Every setting is checked as serving reads it."""
     import zipfile
-
-    from trouble.settings import MAX_SLICE, MIN_SLICE, check_input_size, check_nms_iou
 
     if not Path(mar).is_file():
         raise ArchiveError(f"{mar} not found")
     if not zipfile.is_zipfile(mar):
         raise ArchiveError(f"{mar} is not a .mar archive")
-    try:
-        if input_size is not None:
-            check_input_size(input_size)
-        if nms_iou is not None:
-            check_nms_iou(nms_iou)
-    except ValueError as error:
-        raise ArchiveError(str(error)) from None
-    for given in (thresholds, tta_thresholds):
-        if given is not None and not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in given.values()):
-            raise ArchiveError(f"thresholds must be numbers in [0, 1], got {given}")
-    if batch_size is not None and not 1 <= batch_size <= 64:
+    if batch_size is not None and not 1 <= batch_size <= 64:  # TorchServe's; the others are checked below
         raise ArchiveError(f"batch size must be between 1 and 64, got {batch_size}")
-    if slice_batch_size is not None and not 1 <= slice_batch_size <= 64:
-        raise ArchiveError(f"slice batch size must be between 1 and 64, got {slice_batch_size}")
-    if max_model_passes is not None and max_model_passes < 1:
-        raise ArchiveError(f"max model passes must be at least 1, got {max_model_passes}")
-    if slice_size is not None and not MIN_SLICE <= slice_size <= MAX_SLICE:
-        raise ArchiveError(f"slice size must be between {MIN_SLICE} and {MAX_SLICE}, got {slice_size}")
     with tempfile.TemporaryDirectory(prefix="trouble-rearchive-") as tmp:
         model_dir = Path(tmp)
         with zipfile.ZipFile(mar) as archive:
@@ -356,18 +327,18 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             section["tta"]["enabled"] = tta
         if tta_sizes is not None:
             section["tta"]["sizes"] = list(tta_sizes)
-        try:
-            TestTimeAugmentation(**section["tta"]).validate()
+        given_thresholds = [(given, owner) for given, owner in ((thresholds, section), (tta_thresholds, section["tta"]))
+                            if given is not None]
+        for given, owner in given_thresholds:
+            owner["score_thresholds"] = {**owner["score_thresholds"], **given}
+        config_yaml = model_dir / "model-config.yaml"
+        config_yaml.write_text(yaml.safe_dump(settings, sort_keys=False))
+        try:  # the changed settings checked as serving will read them: one set of checks
+            ModelSettings.from_yaml(config_yaml).validate()
         except ValueError as error:
-            raise ArchiveError(str(error)) from None
-        for given, owner in ((thresholds, section), (tta_thresholds, section["tta"])):
-            if given is None:
-                continue
-            unknown = sorted(set(given) - set(section["classes"]))
-            if unknown:
-                raise ArchiveError(f"thresholds for types the model does not have: {unknown}")
-            owner["score_thresholds"] = {**owner["score_thresholds"],
-                                         **{name: round(float(value), 4) for name, value in given.items()}}
+            raise ArchiveError(str(error).replace(f"{config_yaml}: ", "")) from None
+        for given, owner in given_thresholds:  # rounded once checked to be numbers
+            owner["score_thresholds"].update({name: round(float(value), 4) for name, value in given.items()})
         if report is not None:
             section["validation"] = validation_summary(report, section)
         elif section.get("validation"):
@@ -377,7 +348,7 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                 print(f"[archive] the validation figures were left out: they were measured with another "
                       f"{' and '.join(changed)}. Evaluate at the new settings and pass --report to carry them.",
                       flush=True)
-        (model_dir / "model-config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+        config_yaml.write_text(yaml.safe_dump(settings, sort_keys=False))
         return build_mar(model_dir, export_dir, version=str(section.get("model_version", "1.0")))
 
 

@@ -19,6 +19,7 @@ MODEL_CONFIG_FILE = "model-config.yaml"
 POSTPROCESS_TYPES = ("GREEDYNMM", "NMM", "NMS")
 MATCH_METRICS = ("IOS", "IOU")
 MIN_SLICE, MAX_SLICE = 128, 2048
+MAX_SLICE_BATCH = 64
 
 
 @dataclass
@@ -49,8 +50,9 @@ class SlicingSettings:
             raise ValueError(f"postprocess must be one of {POSTPROCESS_TYPES}, got {self.postprocess}")
         if self.match_metric not in MATCH_METRICS:
             raise ValueError(f"match_metric must be one of {MATCH_METRICS}, got {self.match_metric}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 1 <= self.batch_size <= MAX_SLICE_BATCH:
+            raise ValueError(f"slicing.batch_size (slices per forward pass) must be between 1 and {MAX_SLICE_BATCH}, "
+                             f"got {self.batch_size}")
 
 
 @dataclass
@@ -155,6 +157,8 @@ class ModelSettings:
             if self.nms_iou is not None:
                 check_nms_iou(self.nms_iou)
             check_framing(self.framing)
+            check_score_thresholds(self.score_thresholds, "score_thresholds", self.classes)
+            check_score_thresholds(self.tta.score_thresholds, "tta.score_thresholds", self.classes)
             if isinstance(self.max_model_passes, bool) or not isinstance(self.max_model_passes, int) \
                     or self.max_model_passes < 1:
                 raise ValueError(f"max_model_passes must be a whole number, 1 or more, got {self.max_model_passes!r}")
@@ -162,6 +166,17 @@ class ModelSettings:
             self.tta.validate()
         except TypeError as error:  # e.g. slice_size: '640', a string where a number belongs
             raise ValueError(f"model-config.yaml: a serving setting has the wrong type ({error})") from None
+
+
+def check_score_thresholds(thresholds: dict, name: str, classes: list):
+    """{type: score in [0, 1]}, for types the model has."""
+    if not isinstance(thresholds, dict):
+        raise ValueError(f"{name} must map type names to scores, got {thresholds!r}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in thresholds.values()):
+        raise ValueError(f"{name} must be numbers in [0, 1], got {thresholds}")
+    unknown = sorted(set(thresholds) - set(classes))
+    if unknown:
+        raise ValueError(f"{name} has thresholds for types the model does not have: {unknown}")
 
 
 def check_nms_iou(value: float):
