@@ -210,6 +210,9 @@ def test_cli_with_a_mar_damaged_in_transit_exits_2_naming_it(smoke_mar, tmp_path
     # Out of range: a setting of the archive, not of a request, so the archive is named
     (lambda text: text.replace("    slice_size: 640", "    slice_size: 10000", 1), "slice_size must be between"),
     (lambda text: text.replace("  framing: none", "  framing: fcae", 1), "framing must be one of"),
+    # A threshold of 2 would hide every lesion in silence
+    (lambda text: re.sub(r"(  score_thresholds:\n    \w+: )[0-9.]+", r"\g<1>2", text, count=1),
+     "score_thresholds must be numbers in [0, 1]"),
 ])
 def test_a_hand_edited_model_config_of_the_wrong_shape_is_named(smoke_mar, tmp_path, edit, message):
     """README invites editing a staged folder's model-config.yaml: a mistake there is one line naming
