@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ACNE04_PHOTOS, REPO
-from tests.synthetic_data import make_image
+from tests.synthetic_data import make_image, png_header_only
 from trouble.images import BadInput, decode_image
 from trouble.severity import grade_from_count
 
@@ -157,6 +157,31 @@ def test_the_pixel_limit_is_ours_not_pil_global_state():
     finally:
         Image.MAX_IMAGE_PIXELS = saved
     assert (decoded.original_width, decoded.original_height) == (9500, 9500)
+    # A bomb PIL itself refuses (over twice its limit) is named with our limit, not PIL's alone.
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, pil_default
+    try:
+        with pytest.raises(BadInput) as refused:
+            decode_image(png_header_only(20000, 20000))
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    assert refused.value.code == "too_many_pixels" and refused.value.http_status == 413
+    assert str(refused.value) == ("The image has more than 179 megapixels; the limit is 120 MP. Resize it and send it "
+                                  "again.")
+
+
+def test_a_png_with_megabytes_of_compressed_text_is_named_as_such():
+    """PIL refuses compressed text chunks over 1 MB unpacked: the photo is not corrupt, it carries
+    too much metadata (it was called "truncated or corrupt")."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * (50 * 2**20), zip=True)
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 150, 130)).save(buffer, "PNG", pnginfo=info)
+    with pytest.raises(BadInput) as refused:
+        decode_image(buffer.getvalue())
+    assert refused.value.code == "too_much_metadata" and refused.value.http_status == 413
+    assert "save it again without metadata" in str(refused.value)
 
 
 def test_a_strip_is_refused_and_a_long_photo_answered_with_face_framing_on(detector):

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 try:  # PIL reads HEIC only through the pillow-heif plugin (libheif); it applies HEIC's rotation
     from pillow_heif import register_heif_opener
@@ -51,6 +51,16 @@ class BadInput(ValueError):
         super().__init__(message)
         self.code = code
         self.http_status = http_status
+
+
+def unreadable_image(error: Exception) -> BadInput:
+    """Why an image file could not be decoded: PIL refuses a PNG whose compressed text metadata
+    unpacks to more than PngImagePlugin.MAX_TEXT_CHUNK, else the data is broken."""
+    if "MAX_TEXT_CHUNK" in str(error):
+        return BadInput("too_much_metadata", f"The PNG carries more text metadata than accepted (over "
+                                             f"{PngImagePlugin.MAX_TEXT_CHUNK / 2**20:g} MB unpacked): save it "
+                                             f"again without metadata, or as a JPEG.", 413)
+    return BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).")
 
 
 @dataclass
@@ -98,14 +108,16 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
-        if isinstance(error, Image.DecompressionBombError):
-            raise BadInput("too_many_pixels", f"The image has too many pixels ({error}).", 413) from error
+        if isinstance(error, Image.DecompressionBombError):  # PIL's limit: twice its MAX_IMAGE_PIXELS
+            raise BadInput("too_many_pixels", f"The image has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+                                              f"megapixels; the limit is {max_pixels / 1e6:.0f} MP. Resize it and "
+                                              f"send it again.", 413) from error
         if not HEIC_READABLE and is_heic(data):
             raise BadInput("unsupported_format", "This is a HEIC photo and this server cannot read HEIC "
                                                  "(the pillow-heif package is not installed): send a JPEG, "
                                                  "PNG or WebP.", 415) from error
         if looks_like_image(data):
-            raise BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).") from error
+            raise unreadable_image(error) from error
         raise BadInput("not_an_image", f"The data is not a readable image: send {ACCEPTED}.", 415) from error
     image_format = image.format  # the turned copy below has none
     if image_format not in ACCEPTED_FORMATS:
@@ -141,7 +153,7 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
                 image = image.resize((image.width // factor, image.height // factor), Image.Resampling.NEAREST)
         rgb = upright_rgb(image, orientation)
     except (OSError, ValueError, SyntaxError, struct.error) as error:
-        raise BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).") from error
+        raise unreadable_image(error) from error
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
         width, height = height, width
     if max(rgb.size) > max_side:
