@@ -77,7 +77,7 @@ import render  # noqa: E402
 from backends import (DEFAULT_API_URL, AnalysisError, LocalBackend, ServerBackend,  # noqa: E402
                       ServerUnreachable, download_model, find_model_file)
 from trouble.images import BadInput, decode_image  # noqa: E402
-from trouble.skin import skin_mask  # noqa: E402
+from trouble.skin import skin_fraction  # noqa: E402
 
 logger = logging.getLogger("trouble.app")
 
@@ -108,6 +108,7 @@ PHOTO_BUTTONS = ["fullscreen"]
 # A visible keyboard focus on the button, and help text dark enough to read (Gradio's grey is 1.9:1).
 PAGE_CSS = ("#trouble-run:focus-visible { outline: 3px solid #000; outline-offset: 2px; }\n"
             ".info-text { color: #4b4b55 !important; }\n.dark .info-text { color: #d0d0d8 !important; }")
+BUTTON_LABEL, RUNNING_LABEL = "Find troubles", "Analysing…"
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 
@@ -232,14 +233,12 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     except BadInput as error:  # the server accepted it, so this is unlikely; say so all the same
         raise AnalysisError(str(error)) from None
     annotated = render.draw_detections(Image.fromarray(shown.rgb), response)
-    # No fallback to "all skin" here: a photo with hardly any skin-coloured area gets a warning.
-    skin_fraction = float(skin_mask(shown.rgb, min_skin_fraction=0.0).mean())
     json_path, png_path = _save_downloads(response, answered_by, annotated, Path(photo_path).name)
     # Sizes, not the file's name: a name may be a patient's.
     logger.info("analysed a %dx%d photo: %d troubles in %.0f ms (%s)", response["image"]["width"],
                 response["image"]["height"], response["total"], round_trip_ms, answered_by)
     return (annotated, render.legend_html(response), render.counts_rows(response),
-            render.severity_markdown(response, skin_fraction),
+            render.severity_markdown(response, skin_fraction(shown.rgb)),
             render.status_markdown(response, answered_by, round_trip_ms),
             str(json_path), str(png_path))
 
@@ -341,13 +340,19 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         gr.Markdown("# Skin trouble detector\n"
                     "Finds acne lesions in a face photo, counts them per type and grades the severity "
                     "(Hayashi scale). A research demo, not a medical device. 1: choose a photo (upload, webcam "
-                    "or an example below); 2: press **Find troubles**. The webcam needs a camera and, when the "
+                    f"or an example below); 2: press **{BUTTON_LABEL}**. The webcam needs a camera and, when the "
                     "app runs on another computer, an https address.")
         mode_line = gr.Markdown(analyzer.describe(), elem_id="trouble-mode")
         with gr.Row():
             with gr.Column(scale=1):
                 photo = photo_input(label=f"Photo: JPEG, PNG, WebP or HEIC, up to {MAX_UPLOAD_MB} MB",
                                     sources=["upload", "webcam"], height=420, elem_id="trouble-photo")
+                # Right under the photo, so that on a phone they are not a screen below the button.
+                if examples:
+                    gr.Examples(examples=[[str(path)] for path in examples], inputs=[photo],
+                                example_labels=[EXAMPLE_LABELS.get(p.name.split("_")[0], p.stem) for p in examples],
+                                label="Example photos", cache_examples=False)
+                    gr.Markdown(EXAMPLES_CREDIT)
                 # Open from the start: opened by the user before the page's load event (the health
                 # line) had answered, Gradio 6.31 reset a threshold typed into it to 0.30.
                 with gr.Accordion("Settings", open=True):
@@ -365,12 +370,7 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                                            elem_id="trouble-slice-size")
                     tta = gr.Radio(TTA_CHOICES, value="model", label="Test-time augmentation", info=TTA_HELP,
                                    elem_id="trouble-tta")
-                button = gr.Button("Find troubles", variant="primary", elem_id="trouble-run")
-                if examples:
-                    gr.Examples(examples=[[str(path)] for path in examples], inputs=[photo],
-                                example_labels=[EXAMPLE_LABELS.get(p.name.split("_")[0], p.stem) for p in examples],
-                                label="Example photos", cache_examples=False)
-                    gr.Markdown(EXAMPLES_CREDIT)
+                button = gr.Button(BUTTON_LABEL, variant="primary", elem_id="trouble-run")
             with gr.Column(scale=1):
                 status = gr.Markdown(elem_id="trouble-status")
                 annotated = gr.Image(label="Detections", type="pil", format="png", interactive=False,
@@ -392,12 +392,17 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # step after shows it only if that photo is still the one on the page. Another photo chosen
         # while an analysis runs never gets its answer (cancelling the analysis instead raced with a
         # click made right after an upload, and cancelled the new photo's own analysis).
+        # While it runs the button says so and takes no second click (which would queue behind it).
         answer = gr.State()
-        button.click(lambda photo_path, *settings: (photo_path, settings, analyse(analyzer, photo_path, *settings)),
-                     inputs=inputs, outputs=answer, show_progress_on=[status, annotated], concurrency_id="analysis",
-                     api_visibility="private"
-                     ).success(shown_if_current, inputs=[answer, *inputs], outputs=[answer, *outputs], queue=False,
-                               api_visibility="private")
+        analysis = button.click(
+            lambda: gr.Button(RUNNING_LABEL, interactive=False), outputs=button, queue=False, api_visibility="private"
+        ).then(lambda photo_path, *settings: (photo_path, settings, analyse(analyzer, photo_path, *settings)),
+               inputs=inputs, outputs=answer, show_progress_on=[status, annotated], concurrency_id="analysis",
+               api_visibility="private")
+        analysis.success(shown_if_current, inputs=[answer, *inputs], outputs=[answer, *outputs], queue=False,
+                         api_visibility="private")
+        analysis.then(lambda: gr.Button(BUTTON_LABEL, interactive=True), outputs=button, queue=False,
+                      api_visibility="private")
         # Another photo (upload, webcam, example, cleared): the last photo's results go at once, and a
         # file that is no usable photo is named right away.
         photo.change(lambda path: _cleared(photo_problem(path)), inputs=photo, outputs=outputs,

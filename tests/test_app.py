@@ -122,6 +122,24 @@ def test_local_mode_matches_inference_core(local_app, detector, tmp_path, thresh
         assert expected["total"] > 0, "the smoke model should find something at a low threshold"
 
 
+def test_the_low_skin_warning_is_given_for_a_test_pattern_not_for_a_grey_scale_face(local_app, tmp_path):
+    """The skin check goes by colour: a grey-scale face photo has none to go by, so it gets no
+    warning (it got one, as if there were no face in it); a coloured pattern without skin does."""
+    from trouble.skin import skin_fraction
+
+    grey, pattern = tmp_path / "grey_face.jpg", tmp_path / "pattern.png"
+    Image.open(PHOTO).convert("L").save(grey, quality=90)
+    bars = np.zeros((480, 640, 3), np.uint8)
+    for index, colour in enumerate([(255, 255, 0), (0, 255, 255), (0, 255, 0), (255, 0, 255), (0, 0, 255)]):
+        bars[:, index * 128:(index + 1) * 128] = colour
+    Image.fromarray(bars).save(pattern)
+    face = np.asarray(Image.open(PHOTO).convert("RGB"))
+    assert skin_fraction(face) > 0.2 and skin_fraction(np.asarray(Image.open(grey).convert("RGB"))) is None
+    assert skin_fraction(bars) < 0.05
+    assert "looks like skin" not in call_app(local_app, grey, tmp_path / "grey")["severity"]
+    assert "Little of this photo looks like skin (0%)" in call_app(local_app, pattern, tmp_path / "bars")["severity"]
+
+
 def test_slicing_choice_reaches_the_model(local_app, tmp_path):
     """On, off, or the model's own setting: the answer's settings say what the model was run on."""
     large = tmp_path / "large.jpg"

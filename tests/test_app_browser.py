@@ -196,6 +196,9 @@ def test_an_answer_for_the_previous_photo_is_never_shown_beside_a_new_one(smoke_
         page.click("#trouble-run")
         page.wait_for_function(  # running: Gradio's timer ("2.1s") in the status line
             "() => /\\d+\\.\\ds/.test(document.querySelector('#trouble-status')?.innerText || '')", timeout=30_000)
+        # The button says it is running, and takes no second click meanwhile.
+        expect(page.locator("#trouble-run")).to_have_text("Analysing…")
+        expect(page.locator("#trouble-run")).to_be_disabled()
         page.get_by_text("ACNE04 photo, grade 0", exact=True).click()  # another photo, mid-analysis
         deadline = time.monotonic() + 240
         while "analysed a 1500x2000 photo" not in log.read_text():
@@ -205,6 +208,7 @@ def test_an_answer_for_the_previous_photo_is_never_shown_beside_a_new_one(smoke_
         stale_status = page.inner_text("#trouble-status")
         stale_counts = page.inner_text("#trouble-counts")
         stale_image = page.locator("#trouble-annotated img").count()
+        expect(page.locator("#trouble-run")).to_have_text("Find troubles")
         page.click("#trouble-run")  # the new photo's own analysis is still shown
         page.wait_for_selector("#trouble-counts :text('Total')", timeout=90_000)
         status = page.inner_text("#trouble-status")

@@ -19,6 +19,9 @@ CLOSE_FRACTION = 0.06      # closing kernel as a fraction of the long side: swal
 MARGIN_FRACTION = 0.02     # final dilation, so that lesions on the face's outline stay inside
 MIN_SKIN_FRACTION = 0.05   # below this, the mask is not trusted and nothing is removed
 STRICT_MIN_BRIGHTNESS = 0.65  # strict mask: luma at least this share of the skin's median luma
+# Chroma (|Cr - 128| + |Cb - 128|) that nearly all pixels of a grey-scale photo stay under, JPEG
+# noise included: such a photo has no colour to tell skin by.
+GREY_MAX_CHROMA = 6
 
 
 def skin_mask(rgb: np.ndarray, min_skin_fraction: float = MIN_SKIN_FRACTION, strict: bool = False) -> np.ndarray:
@@ -35,9 +38,7 @@ def skin_mask(rgb: np.ndarray, min_skin_fraction: float = MIN_SKIN_FRACTION, str
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"skin_mask needs an H x W x 3 image, got shape {rgb.shape}")
     height, width = rgb.shape[:2]
-    scale = min(1.0, MASK_WORK_SIDE / max(height, width))
-    small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    small = working_copy(rgb)
     ycrcb = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2YCrCb)
     y, cr, cb = ycrcb[..., 0], ycrcb[..., 1], ycrcb[..., 2]
     mask = ((cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
@@ -58,9 +59,30 @@ def skin_mask(rgb: np.ndarray, min_skin_fraction: float = MIN_SKIN_FRACTION, str
         mask = cv2.dilate(mask, disc(max(1, round(side * MARGIN_FRACTION))))
         if mask.mean() < min_skin_fraction:
             return np.ones((height, width), dtype=bool)
-    if scale < 1:
+    if small.shape[:2] != (height, width):
         mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
     return mask.astype(bool)
+
+
+def skin_fraction(rgb: np.ndarray) -> float | None:
+    """The share of the photo that looks like skin (the default mask, with no fallback), or None
+    for a photo without colour (grey-scale), where a colour mask cannot tell."""
+    small = working_copy(rgb)  # the mask's own working size: the same answer, without scaling it back
+    ycrcb = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2YCrCb).astype(np.int16)
+    chroma = np.abs(ycrcb[..., 1] - 128) + np.abs(ycrcb[..., 2] - 128)
+    if np.percentile(chroma, 99) <= GREY_MAX_CHROMA:
+        return None
+    return float(skin_mask(small, min_skin_fraction=0.0).mean())
+
+
+def working_copy(rgb: np.ndarray) -> np.ndarray:
+    """The image at most MASK_WORK_SIDE on the long side, where the mask is computed."""
+    height, width = rgb.shape[:2]
+    scale = min(1.0, MASK_WORK_SIDE / max(height, width))
+    if scale == 1:
+        return rgb
+    return cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
+                      interpolation=cv2.INTER_AREA)
 
 
 def disc(radius: int) -> np.ndarray:
