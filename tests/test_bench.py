@@ -153,14 +153,32 @@ def test_nms_iou_rows_from_an_evaluations_saved_detections(smoke_training, tmp_p
     work, out = smoke_training["work_dir"], tmp_path / "nms.json"
     result = run_module(["bench.nms_iou", "--predictions", str(work / "eval" / "predictions.json"), "--gt",
                          str(smoke_training["data"] / "valid" / "annotations.json"), "--ious", "0.6,0.3,0.1",
-                         "--threshold", "0.05", "--out", str(out)], timeout=300)
+                         "--nested", "0.9,0.5", "--threshold", "0.05", "--out", str(out)], timeout=300)
     rows = read_json(out)["rows"]
-    assert [row["nms_iou"] for row in rows] == [0.6, 0.3, 0.1]
+    assert [row.get("nms_iou") for row in rows] == [0.6, 0.3, 0.1, None, None]
+    assert [row.get("nested_ios") for row in rows[3:]] == [0.9, 0.5] and rows[3]["detections"] >= rows[4]["detections"]
+    assert "| nested IoS 0.5 |" in result.stdout
+    rows = rows[:3]
     kept = [row["detections"] for row in rows]
     assert kept[0] > kept[2] and kept == sorted(kept, reverse=True)  # stricter NMS keeps fewer boxes
     assert all(0.0 <= row["mAP50"] <= 1.0 and row["count_mae"] >= 0 for row in rows)
     assert all(set(row["f1_optimal_thresholds"]) == {"comedone", "papule", "pustule"} for row in rows)
-    assert "| NMS IoU |" in result.stdout
+    assert "| NMS IoU 0.3 |" in result.stdout
+
+
+def test_nested_suppression_drops_a_box_inside_another_of_its_type():
+    """Intersection over the smaller box: a box inside a surer one goes, and so does a box holding a
+    surer one; neighbours, and boxes of another type, stay. IoU would keep them all (0.16 here)."""
+    from bench.nms_iou import nested_suppression
+
+    def box(x, y, w, h, score, category=1):
+        return {"image_id": 1, "category_id": category, "bbox": [x, y, w, h], "score": score}
+
+    large, inside, holder, neighbour = box(0, 0, 50, 50, 0.9), box(10, 10, 20, 20, 0.5), box(100, 0, 50, 50, 0.3), \
+        box(60, 0, 30, 30, 0.4)
+    surer_inside, other_type = box(110, 10, 20, 20, 0.8), box(12, 12, 20, 20, 0.7, category=2)
+    kept = nested_suppression([large, inside, holder, neighbour, surer_inside, other_type], 0.8)
+    assert sorted(kept, key=lambda b: b["score"]) == [neighbour, other_type, surer_inside, large]
 
 
 def test_large_photos_enlarges_photos_with_their_boxes(synthetic_data, tmp_path):
