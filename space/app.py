@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 # Before gradio and huggingface_hub are imported: no analytics, no version check and no Hub calls
 # (unless a Hub model repo was asked for). A value the user set wins.
@@ -111,6 +112,17 @@ PAGE_CSS = ("#trouble-run:focus-visible { outline: 3px solid #000; outline-offse
 BUTTON_LABEL, RUNNING_LABEL = "Find troubles", "Analysing…"
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
+
+
+class Outputs(NamedTuple):
+    """What the page shows for one analysis, in the order of build_app's output components."""
+    annotated: object       # the photo with its boxes (PIL image)
+    legend: str             # HTML: the colour of each type
+    counts: list            # rows of (type, count), with the total
+    severity: str           # Markdown: the grade, its scale, how far to trust it
+    status: str             # Markdown: who answered, on what, in how long; or why there is no answer
+    results_json: str | None
+    annotated_png: str | None
 
 
 class Analyzer:
@@ -199,8 +211,8 @@ class Analyzer:
 
 
 def analyse(analyzer: Analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta="model"):
-    """The page's one action → the values of its seven outputs (see build_app). Never raises: a problem
-    becomes a message in the status line, and the other outputs are emptied."""
+    """The page's one action → its Outputs. Never raises: a problem becomes a message in the status
+    line, and the other outputs are emptied."""
     try:
         return _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta)
     except AnalysisError as error:
@@ -237,10 +249,9 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     # Sizes, not the file's name: a name may be a patient's.
     logger.info("analysed a %dx%d photo: %d troubles in %.0f ms (%s)", response["image"]["width"],
                 response["image"]["height"], response["total"], round_trip_ms, answered_by)
-    return (annotated, render.legend_html(response), render.counts_rows(response),
-            render.severity_markdown(response, skin_fraction(shown.rgb)),
-            render.status_markdown(response, answered_by, round_trip_ms),
-            str(json_path), str(png_path))
+    return Outputs(annotated, render.legend_html(response), render.counts_rows(response),
+                   render.severity_markdown(response, skin_fraction(shown.rgb)),
+                   render.status_markdown(response, answered_by, round_trip_ms), str(json_path), str(png_path))
 
 
 def shown_if_current(answer, photo_path, *settings):
@@ -249,25 +260,21 @@ def shown_if_current(answer, photo_path, *settings):
     page's photo is another one (its change already emptied the outputs); the answer is marked as
     made with the settings before when they were changed while it ran."""
     if answer is None or answer[0] != photo_path:
-        return gr.skip(), *[gr.skip()] * OUTPUT_COUNT
-    outputs = list(answer[2])
+        return gr.skip(), *[gr.skip()] * len(Outputs._fields)
+    outputs = Outputs(*answer[2])
     if tuple(answer[1]) != settings:
-        for index in (STATUS_OUTPUT, SEVERITY_OUTPUT):
-            outputs[index] = render.mark_stale(outputs[index])
+        outputs = outputs._replace(status=render.mark_stale(outputs.status),
+                                   severity=render.mark_stale(outputs.severity))
     return None, *outputs
 
 
-# analyse's outputs: annotated, legend, counts, severity, status, results JSON, annotated PNG.
-OUTPUT_COUNT, SEVERITY_OUTPUT, STATUS_OUTPUT = 7, 3, 4
+def _failure(message: str) -> Outputs:
+    return _cleared(render.error_markdown(message))
 
 
-def _failure(message: str):
-    return None, "", [], "", render.error_markdown(message), None, None
-
-
-def _cleared(message: str = ""):
+def _cleared(status: str = "") -> Outputs:
     """The outputs emptied: a new photo must never sit beside the last photo's results."""
-    return None, "", [], "", message, None, None
+    return Outputs(None, "", [], "", status, None, None)
 
 
 def photo_problem(photo_path) -> str:
@@ -386,7 +393,7 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         app.load(analyzer.health, outputs=mode_line, api_visibility="private")
         # Moving the slider means the user wants that threshold: tick the box for them.
         threshold.input(lambda: True, outputs=use_one_threshold, api_visibility="private")
-        outputs = [annotated, legend, counts, severity, status, results_json, annotated_png]
+        outputs = [annotated, legend, counts, severity, status, results_json, annotated_png]  # as Outputs
         inputs = [photo, use_one_threshold, threshold, sliced, slice_size, tta]
         # The button analyses into `answer`, tagged with the photo and settings it was made for; the
         # step after shows it only if that photo is still the one on the page. Another photo chosen
@@ -407,7 +414,7 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # file that is no usable photo is named right away.
         photo.change(lambda path: _cleared(photo_problem(path)), inputs=photo, outputs=outputs,
                      api_visibility="private", queue=False)
-        # For programs (gradio_client, "Use via API"): the same analysis, its seven outputs in one call.
+        # For programs (gradio_client, "Use via API"): the same analysis, its outputs in one call.
         gr.Button(visible=False).click(lambda *args: analyse(analyzer, *args), inputs=inputs, outputs=outputs,
                                        concurrency_id="analysis", api_name="analyse")
         # Other settings: the results stay, marked as made with the settings before (the grade too: on a
