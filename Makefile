@@ -18,7 +18,6 @@ ACNE04 ?= ../shared/data/acne04
 SPACE ?=
 EXPERIMENTS ?= copy_paste,background_removal,bbox_loss,cls_loss,detectors,per_group
 EXPERIMENT_ARGS ?=
-TS_PORTS ?= 8080
 # Where torch comes from; empty: pip's own sources (PyPI's default build: on Linux, the CUDA one).
 # make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU build.
 TORCH_INDEX ?=

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One call on the lent GPU machine (see ../shared/device/README.md and README "Training on a GPU").
+# One call on the lent GPU machine (see ../shared/device/README.md and docs/GPU.md).
 # Prepared here by `bash bench/prepare_gpu_carry.sh` (wheels, weights, data under .carry/), run with
 #   run(command="bash bench/gpu_session.sh", carry=[".carry"], timeout_s=600)
 #
@@ -26,7 +26,7 @@
 # configs; rewritten after each job, so a call cut short still brings back what finished) and the
 # demo model's float16 checkpoint in parts under 16 MiB. results.tar.gz holds demo_work/ (its
 # run_meta.json and resolved_config.py): `cat` the parts into it under the checkpoint's name and
-# `python -m train.archive --work-dir demo_work` archives it here (README: Benchmarks and the GPU).
+# `python -m train.archive --work-dir demo_work` archives it here (docs/GPU.md).
 set -u
 INSTALL=${INSTALL:-1}
 if [ "$INSTALL" = 1 ]; then SCRATCH=${SCRATCH:-/tmp}; else SCRATCH=${SCRATCH:-$(mktemp -d)} || exit 1; fi

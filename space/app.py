@@ -97,12 +97,12 @@ SLICING_HELP = ("Slices show the model a large photo piece by piece, at full res
                 "make lesions larger than the model was trained on, and it over-counts: the demo model's setting "
                 "is off. Where the face is small in the photo, the demo model crops the photo to the face "
                 "instead (its framing setting; the status line says so), which serves it better than slices "
-                "(README, Figures).")
+                "(measured: docs/FIGURES.md in the project's repository).")
 # Test-time augmentation, likewise: on, off, or the archive's `trouble.tta`.
 TTA_CHOICES = [("The model's setting", "model"), ("On", "on"), ("Off", "off")]
 TTA_VALUES = [value for _, value in TTA_CHOICES]
 TTA_HELP = ("Runs the model several times on each photo (at two sizes, and mirrored) and fuses the boxes: "
-            "for the demo model, about 3.5 times slower and a little more accurate (README, Figures).")
+            "for the demo model, about 3.5 times slower and a little more accurate (docs/FIGURES.md).")
 # The corner buttons of the photos: no "share" (Gradio's posts the image to the Space's public
 # discussions: a patient's face), no "download" (it saves "image.png"; the named downloads are below).
 PHOTO_BUTTONS = ["fullscreen"]

@@ -89,7 +89,7 @@ def test_demo_model_card_facts(demo_settings):
     # and bench/nms_iou.py).
     card = (REPO / "MODEL_CARD.md").read_text()
     assert f"`input_size: {section['input_size']}`" in card and f"`nms_iou: {section['nms_iou']}`" in card
-    # Slicing off, as measured by bench/large_photos.py (README, Figures), and the card says so.
+    # Slicing off, as measured by bench/large_photos.py (docs/FIGURES.md), and the card says so.
     assert section["slicing"]["enabled"] is False and "`slicing.enabled: false`" in card
 
 

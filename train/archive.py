@@ -47,7 +47,7 @@ TORCHSERVE_SETTINGS = {
     "maxWorkers": 1,
     # One request per handler call: the handler runs a batch's photos one after another, so on a
     # CPU a batch only adds maxBatchDelay (bench/load_test.py: no more photos/s at 4 than at 1;
-    # README, Figures). `--mar ... --batch-size N` re-archives with another batchSize.
+    # docs/FIGURES.md). `--mar ... --batch-size N` re-archives with another batchSize.
     "batchSize": 1,
     "maxBatchDelay": 50,       # ms to wait for a batch to fill, when batchSize > 1
     "responseTimeout": 300,    # s: a 50 MP photo sliced on 2 CPU cores takes a while

@@ -2,9 +2,9 @@
 
 A model trained on face close-ups (ACNE04: the face fills a 640 px photo) finds almost nothing in
 a wide photo in which the face is small: resized whole, its lesions shrink below what it can see
-(README, Figures, "Large photos"). Cropped to the face, the photo looks like what it was trained
+(docs/FIGURES.md, "Large photos"). Cropped to the face, the photo looks like what it was trained
 on. The face is found with OpenCV's Haar cascades, frontal and profile (both ways), which ship
-inside opencv-python: nothing to download, about 0.2 s a photo on a CPU (README, Figures).
+inside opencv-python: nothing to download, about 0.2 s a photo on a CPU (docs/FIGURES.md).
 
 The cascades also "find" small faces in the skin of a close-up (on ACNE04's valid close-ups, one
 in ten of the faces found is under 40% of the photo's side). Cropping to one of those would cut

@@ -4,8 +4,8 @@ Used by test-time augmentation (trouble.settings.TestTimeAugmentation). Each pas
 through the model's own NMS already; fusing boxes that several passes agree on, instead of
 keeping the highest one as a second NMS would, ranks agreed lesions above those one pass found
 (Solovyev et al., "Weighted boxes fusion", 2019). On 150 ACNE04 train photos, the demo model's
-4 passes fused this way scored mAP50 0.273, pooled under NMS 0.259, one pass 0.253 (README,
-Figures, "Test-time augmentation").
+4 passes fused this way scored mAP50 0.273, pooled under NMS 0.259, one pass 0.253
+(docs/FIGURES.md, "Test-time augmentation").
 """
 from __future__ import annotations
 

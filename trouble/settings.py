@@ -26,7 +26,7 @@ MAX_SLICE_BATCH = 64
 class SlicingSettings:
     """How SAHI cuts a photo and merges the detections.
 
-    Defaults measured with bench/slicing_settings.py (README, Figures): merging with NMS/IOU beats
+    Defaults measured with bench/slicing_settings.py (docs/FIGURES.md): merging with NMS/IOU beats
     SAHI's GREEDYNMM/IOS, which fuses neighbouring lesions into large boxes; photos no larger than
     the slice (ACNE04's 640 px) go through whole, which scored best; larger ones are sliced.
     """
@@ -60,7 +60,7 @@ class TestTimeAugmentation:
     """Several passes over each image (or slice), their boxes fused (trouble/fusion.py).
 
     Each pass resizes the image to one of `sizes` for the model, once as it is and, with `flip`,
-    once mirrored. Measured with bench/test_time_augmentation.py (README, Figures): more accurate,
+    once mirrored. Measured with bench/test_time_augmentation.py (docs/FIGURES.md): more accurate,
     and as many times slower as there are passes.
     """
     enabled: bool = False
@@ -104,10 +104,10 @@ class ModelSettings:
     # slices with test-time augmentation takes 196. Raise it on a GPU.
     max_model_passes: int = 200
     # The side each image (or slice) is resized to for the model; None keeps the config's test
-    # Resize. Upscaling makes small lesions bigger for the model (README, Figures).
+    # Resize. Upscaling makes small lesions bigger for the model (docs/FIGURES.md).
     input_size: int | None = None
     # IoU above which the model's own NMS keeps only the higher-scoring of two boxes; None keeps
-    # the config's (TOOD: 0.6). Lesion boxes hardly ever overlap (README, Figures).
+    # the config's (TOOD: 0.6). Lesion boxes hardly ever overlap (docs/FIGURES.md).
     nms_iou: float | None = None
     slicing: SlicingSettings = field(default_factory=SlicingSettings)
     # "face": crop a photo to the face when the face is small in it (trouble/framing.py); "none".
