@@ -81,7 +81,7 @@ def main(argv=None):
             rgb = np.asarray(upright_rgb(photo))  # EXIF applied: the frame train.data writes boxes in
         for one_pass in passes:
             started = time.perf_counter()
-            raw[one_pass, image["id"]] = model._forward_pass([rgb], *one_pass)[0]
+            raw[one_pass, image["id"]] = model.forward_pass([rgb], *one_pass)[0]
             seconds[one_pass] += time.perf_counter() - started
     print(f"[tta] ran {len(passes)} passes over {len(gt['images'])} photos", flush=True)
 

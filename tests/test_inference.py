@@ -380,8 +380,8 @@ def test_a_mirrored_pass_gives_boxes_in_the_photo_own_pixels(detector):
     boxes, mapped back, are that pass's boxes mirrored."""
     rgb, _, _ = make_image(size=(480, 360), n_lesions=12, seed=3)
     rgb = np.asarray(rgb)
-    (mirrored_boxes, mirrored_scores, _), = detector.sahi_model._forward_pass([rgb], 320, True)
-    (plain_boxes, plain_scores, _), = detector.sahi_model._forward_pass([np.ascontiguousarray(rgb[:, ::-1])], 320, False)
+    (mirrored_boxes, mirrored_scores, _), = detector.sahi_model.forward_pass([rgb], 320, True)
+    (plain_boxes, plain_scores, _), = detector.sahi_model.forward_pass([np.ascontiguousarray(rgb[:, ::-1])], 320, False)
     assert len(plain_boxes) > 0
     expected = np.stack([480 - plain_boxes[:, 2], plain_boxes[:, 1], 480 - plain_boxes[:, 0], plain_boxes[:, 3]], 1)
     np.testing.assert_allclose(mirrored_boxes, expected, atol=1e-3)

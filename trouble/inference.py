@@ -77,7 +77,7 @@ class MMDetSliceModel(DetectionModel):
 
     def _forward(self, images):
         """RGB arrays → list of (boxes Nx4, scores N, labels N) numpy arrays, one per image."""
-        per_pass = [self._forward_pass(images, size, mirrored) for size, mirrored in self.passes]
+        per_pass = [self.forward_pass(images, size, mirrored) for size, mirrored in self.passes]
         outputs = []
         for index in range(len(images)):
             results = [pass_results[index] for pass_results in per_pass]
@@ -86,9 +86,11 @@ class MMDetSliceModel(DetectionModel):
             outputs.append((boxes[keep], scores[keep], labels[keep]))
         return outputs
 
-    def _forward_pass(self, images, size, mirrored: bool):
+    def forward_pass(self, images, size, mirrored: bool):
         """One pass of the model over the images, resized to `size` (None: the config's test size)
-        and mirrored or not → (boxes, scores, labels) per image, in the image's own pixels."""
+        and mirrored or not → (boxes, scores, labels) per image, in the image's own pixels, before
+        any score threshold. Public: bench/test_time_augmentation.py runs each pass once and fuses
+        them in several ways."""
         import torch
         from mmengine.dataset import pseudo_collate
 
