@@ -3,6 +3,7 @@ deliberately broken set, the exit code of unusable data, the options, and the re
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -316,7 +317,8 @@ def test_earlier_import_is_kept_unless_overwrite(tmp_path):
 
 
 def test_overwrite_never_deletes_the_source_or_what_a_refused_import_found(tmp_path):
-    make_dataset(tmp_path / "ds", n_images=4, fmt="coco")
+    make_dataset(tmp_path / "raw", n_images=4, fmt="coco")
+    import_dataset("coco", tmp_path / "raw", tmp_path / "ds")  # an earlier import, which --overwrite may replace
     before = {p: p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file()}
     # --out ds with --src ds/train would replace ds/train, the source itself: refused, nothing touched
     for args in (["--copy"], ["--symlink"]):
@@ -514,3 +516,97 @@ def test_a_grade_pattern_whose_group_may_match_nothing(tmp_path):
     make_dataset(tmp_path / "src", n_images=4, fmt="voc")
     report = import_dataset("voc", tmp_path / "src", tmp_path / "out", grade_from_filename=r"img(9)?")
     assert report["splits"]["train"]["problems"]["no_grade"]["count"] == report["splits"]["train"]["images"] > 0
+
+
+# ---------------------------------------------------------------- nothing lost, nothing relabelled
+
+def test_split_names_a_plain_folder_inside_out(tmp_path):
+    """--split names OUT's subfolder: '../x' wrote, and with --overwrite deleted, a folder outside OUT."""
+    make_dataset(tmp_path / "src", n_images=4, fmt="voc")
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("mine")
+    for split in ("../precious", str(tmp_path / "precious"), ".hidden", ""):
+        result = run_cli("--src", tmp_path / "src" / "valid", "--out", tmp_path / "new", "--split", split,
+                         "--overwrite")
+        assert result.returncode == 2 and "--split must be a plain folder name" in result.stderr, result.stderr
+    assert [p.name for p in (tmp_path / "precious").iterdir()] == ["notes.txt"] and not (tmp_path / "new").exists()
+
+
+def test_an_interrupted_import_leaves_out_as_it_was(tmp_path):
+    """Ctrl-C while the images are written: OUT keeps the earlier import whole (it was left with a
+    new train split, half a valid split and the old report, and could not be imported over)."""
+    if ACNE04 is None:
+        pytest.skip("the ACNE04 photos are not on this machine")
+    out = tmp_path / "out"
+    make_dataset(tmp_path / "small", n_images=8, fmt="voc")
+    import_dataset("voc", tmp_path / "small", out, single_class="acne")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    command = [sys.executable, "-m", "train.data", "import", "--format", "voc", "--src", str(ACNE04), "--out",
+               str(out), "--single-class", "acne", "--copy", "--overwrite"]
+    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in run.stdout:
+        if line.startswith("writing the"):  # the images are being copied now
+            break
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    if run.returncode == 130:  # the usual case; on a fast disk the import may have finished first
+        assert "is as it was" in stderr and "Traceback" not in stderr, stderr
+        assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    else:
+        assert run.returncode == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["import_report.json", "train", "valid"]  # no half folders
+    assert subprocess.run(command, cwd=REPO, capture_output=True, timeout=300).returncode == 0  # and it goes on
+    assert len(load_coco(out / "valid")["images"]) == 283
+
+
+def test_overwrite_replaces_only_an_earlier_import(tmp_path):
+    """A COCO data set of the user's own (no import_report.json) was deleted by --overwrite."""
+    make_dataset(tmp_path / "mine", n_images=4, fmt="coco")
+    make_dataset(tmp_path / "other", n_images=4, fmt="voc")
+    before = load_coco(tmp_path / "mine" / "train")
+    with pytest.raises(DataError, match="is not an earlier import"):
+        import_dataset("voc", tmp_path / "other", tmp_path / "mine", overwrite=True)
+    assert load_coco(tmp_path / "mine" / "train") == before
+
+
+def test_a_voc_filename_left_from_a_renamed_file_does_not_move_boxes(tmp_path):
+    """img001's .xml naming img002 (a <filename> left over from a rename) put img001's boxes on img002."""
+    truth = make_dataset(tmp_path / "src", n_images=8, fmt="voc")
+    first, second = truth["splits"]["train"][:2]
+    xml = tmp_path / "src" / "train" / f"{Path(first['file_name']).stem}.xml"
+    xml.write_text(xml.read_text().replace(f"<filename>{first['file_name']}<", f"<filename>{second['file_name']}<"))
+    import_dataset("voc", tmp_path / "src", tmp_path / "out")
+    found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
+    for image in (first, second):
+        assert [name for name, _ in found[image["file_name"]]] == [name for name, _ in truth_boxes(image)]
+
+
+def test_yolo_names_given_by_index_keep_their_index(tmp_path):
+    """data.yaml's names: {0: comedone, 2: pustule} made class 1 "pustule" (keys sorted, then listed)."""
+    make_dataset(tmp_path / "src", n_images=4, fmt="yolo")
+    for old in (tmp_path / "src").glob("*.txt"):
+        old.unlink()  # classes.txt would win over data.yaml
+    (tmp_path / "src" / "data.yaml").write_text("names: {0: comedone, 2: pustule}\n")
+    report = import_dataset("yolo", tmp_path / "src", tmp_path / "out")
+    assert report["categories"] == ["comedone", "pustule"]
+    indices = [line.split()[0] for path in (tmp_path / "src" / "train" / "labels").glob("*.txt")
+               for line in path.read_text().splitlines() if line.strip()]
+    train = report["splits"]["train"]
+    assert train["boxes_per_class"] == {"comedone": indices.count("0"), "pustule": indices.count("2")}
+    assert train["problems"]["unknown_class"]["count"] == indices.count("1") > 0
+    (tmp_path / "src" / "data.yaml").write_text("names: {0: a, one: b}\n")
+    with pytest.raises(DataError, match="mapping of class index to name"):
+        import_dataset("yolo", tmp_path / "src", tmp_path / "out2")
+
+
+def test_a_split_whose_every_box_is_refused_is_an_error_not_negatives(tmp_path):
+    """String category ids: every box was dropped as an unknown class, and the import said 'written'."""
+    make_dataset(tmp_path / "src", n_images=8, fmt="coco")
+    for path in (tmp_path / "src").rglob("annotations.json"):
+        coco = json.loads(path.read_text())
+        for entry in coco["categories"]:
+            entry["id"] = str(entry["id"])
+        path.write_text(json.dumps(coco))
+    result = run_cli("--src", tmp_path / "src", "--out", tmp_path / "out")
+    assert result.returncode == 2 and "every box of the train split was dropped" in result.stderr, result.stderr
+    assert "box of an unknown class" in result.stderr and not (tmp_path / "out").exists()

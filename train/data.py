@@ -36,6 +36,7 @@ import shutil
 import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -76,6 +77,7 @@ PROBLEMS = {
     "no_annotation_file": "image without an annotation file (kept as a negative)",
     "no_boxes": "image without boxes (kept as a negative)",
     "no_grade": "no grade 0..3 found by --grade-from-filename (stored without grade)",
+    "bad_grade": "grade that is not 0..3 (stored without grade)",
     "no_group": "no group from --group-from-filename / --group-csv (stored without group)",
 }
 
@@ -219,8 +221,11 @@ def read_voc_split(folder, src):
             note(problems, "bad_annotation_file", f"{xml_source} ({error})")
             claimed.add(images_by_stem.get(xml_path.stem))  # its image is skipped, not made a negative
             continue
-        image_path = images_by_name.get(Path(root.findtext("filename") or "").name) \
-            or images_by_stem.get(xml_path.stem)
+        # The image of the .xml's own name first: a <filename> left over from a renamed file would
+        # put these boxes on another photo (one named by <filename> only where names are ambiguous).
+        named = images_by_name.get(Path(root.findtext("filename") or "").name)
+        image_path = named if named is not None and named.stem == xml_path.stem else \
+            images_by_stem.get(xml_path.stem) or named
         if image_path is None:
             note(problems, "missing_image", f"{xml_source} ({root.findtext('filename')})")
             continue
@@ -296,7 +301,8 @@ def read_coco_split(json_path, src, split):
 
     boxes_by_image = {image_id: [] for image_id in image_entries}
     for ann in annotations:
-        image = image_entries.get(ann.get("image_id")) if isinstance(ann, dict) else None
+        image = image_entries.get(ann.get("image_id")) \
+            if isinstance(ann, dict) and isinstance(ann.get("image_id"), Hashable) else None
         if image is None:
             ann_id = ann.get("id") if isinstance(ann, dict) else repr(ann)
             note(problems, "invalid_box", f"{json_source} (annotation {ann_id} names no image)")
@@ -310,7 +316,7 @@ def read_coco_split(json_path, src, split):
         except (KeyError, TypeError, ValueError):
             note(problems, "invalid_box", name)
             continue
-        if ann.get("category_id") not in categories:
+        if not isinstance(ann.get("category_id"), Hashable) or ann.get("category_id") not in categories:
             note(problems, "unknown_class", f"{name} (category_id {ann.get('category_id')})")
             continue
         boxes_by_image[image["id"]].append((x, y, x + w, y + h, categories[ann["category_id"]]))
@@ -326,8 +332,11 @@ def read_coco_split(json_path, src, split):
         except (KeyError, TypeError, ValueError):
             size = None
         grade = image.get("grade")
+        if grade is not None and not (isinstance(grade, int) and not isinstance(grade, bool) and 0 <= grade <= 3):
+            note(problems, "bad_grade", f"{image['file_name']} (grade {grade!r})")
+            grade = None
         records.append(new_record(path, image["file_name"], boxes_by_image[image_id], annotation_size=size,
-                                  grade=grade if isinstance(grade, int) else None, group=image.get("group")))
+                                  grade=grade, group=image.get("group")))
     records.sort(key=lambda record: record["source"])
     return records, problems, declared
 
@@ -350,10 +359,23 @@ def read_yolo_names(src, split_dirs):
             except Exception as error:  # any YAML or import problem: say which file
                 raise DataError(f"cannot read class names from {yaml_path}: {error}") from None
             if isinstance(names, dict):
-                names = [names[k] for k in sorted(names)]
+                names = yolo_names_by_index(names, yaml_path)
             if isinstance(names, list):
-                return [str(n) for n in names]
+                return [None if n is None else str(n) for n in names]
     return None
+
+
+def yolo_names_by_index(names: dict, yaml_path) -> list:
+    """data.yaml's names as {index: name} → a list by index; a missing index is None (its boxes are
+    an unknown class). Sorting the keys instead would relabel boxes: {0: a, 2: c} made class 1 "c"."""
+    try:
+        by_index = {int(key): value for key, value in names.items()}
+    except (TypeError, ValueError):
+        raise DataError(f"{yaml_path}: names must be a list, or a mapping of class index to name; got keys "
+                        f"{sorted(map(str, names))[:10]}") from None
+    if any(index < 0 for index in by_index) or len(by_index) != len(names):
+        raise DataError(f"{yaml_path}: names has negative or repeated class indices: {sorted(map(str, names))[:10]}")
+    return [by_index.get(index) for index in range(max(by_index, default=-1) + 1)]
 
 
 def read_yolo_split(images_dir, labels_dir, src, names, single_class):
@@ -381,7 +403,7 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
                     raise ValueError(f"line {line_number}: not numbers: {line.strip()!r}") from None
                 if names is None:  # no names known: only possible with --single-class
                     boxes.append((*values, single_class))
-                elif 0 <= index < len(names):
+                elif 0 <= index < len(names) and names[index] is not None:
                     boxes.append((*values, names[index]))
                 else:
                     note(problems, "unknown_class", f"{source} (class index {index})")
@@ -488,7 +510,8 @@ def check_split(records, problems, classes, options):
         grade, group = record["grade"], record["group"]
         if grade_regex:
             match = grade_regex.search(record["name"])
-            grade = int(match.group(1)) if match and (match.group(1) or "").isdigit() else None
+            text = match.group(1) if match else None
+            grade = int(text) if text in ("0", "1", "2", "3") else None  # isdigit() also takes "²"
             if grade not in (0, 1, 2, 3):
                 grade = None
                 note(problems, "no_grade", source)
@@ -620,6 +643,8 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     src, out = Path(src), Path(out)
     if not src.exists():
         raise DataError(f"source {src} does not exist")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", split):  # it names a folder inside --out
+        raise DataError(f"--split must be a plain folder name such as train or valid, got {split!r}")
     fmt = fmt or detect_format(src)
     if fmt not in FORMATS:
         raise DataError(f"cannot tell the format of {src}: pass --format {{{','.join(FORMATS)}}}")
@@ -655,7 +680,7 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
             raise DataError(f"no class names for the YOLO labels in {src}: pass --classes a,b,c "
                             f"(in index order), or put classes.txt or data.yaml (names:) there")
         if classes is None and names is not None and not single_class:
-            classes = names  # the index order is the category order
+            classes = [name for name in names if name is not None]  # the index order is the category order
         for name, images_dir, labels_dir in splits:
             read[name] = read_yolo_split(images_dir, labels_dir, src_root, names, single_class)
 
@@ -689,6 +714,12 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
                         f"--classes a,b,c, so that every split gets the same categories)", report)
     if not classes:
         raise DataError(f"no classes: no box in {src} names one; pass --classes a,b,c to import negatives only", report)
+    for name, images in checked.items():  # a split whose every box was refused is a mistake, not negatives
+        refused = [kind for kind in ("unknown_class", "invalid_box") if kind in read[name][1]]
+        if images and refused and not any(image["boxes"] for image in images):
+            entry = read[name][1][refused[0]]
+            raise DataError(f"every box of the {name} split was dropped: {entry['count']} x {PROBLEMS[refused[0]]}, "
+                            f"e.g. {entry['files'][0]}", report)
 
     replaced = splits_to_replace(out, [name for name, images in checked.items() if images], overwrite, report)
     sources = [src_root] + [record["path"] for records, _ in read.values() for record in records]
@@ -697,28 +728,56 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
         if inside is not None:
             raise DataError(f"--out {out} would write {split_dir}, which holds the source {inside}: "
                             f"choose another --out, the source stays untouched", report)
-    for split_dir in replaced:  # only once every check has passed: a refused import deletes nothing
-        shutil.rmtree(split_dir)
-
-    for name, images in checked.items():
-        if not images:  # an empty split folder in the source: write no empty split
-            continue
-        split_dir = out / name
-        split_dir.mkdir(parents=True, exist_ok=True)
-        for image in images:
-            target = split_dir / image["file_name"]
-            if symlink:
-                target.symlink_to(image["path"].resolve())
-            else:
-                shutil.copyfile(image["path"], target)
-        with open(split_dir / "annotations.json", "w", encoding="utf-8") as f:
-            json.dump(to_coco(images, classes), f)
+    write_splits(out, {name: images for name, images in checked.items() if images}, classes, symlink, verbose)
     report["out"] = str(out)
     with open(out / "import_report.json", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
     if verbose:
         print(format_report(report))
     return report
+
+
+def write_splits(out, splits, classes, symlink, verbose=False):
+    """Write each split into a hidden folder in OUT, then swap them in once all are written: a run
+    stopped partway (Ctrl-C, a full disk) leaves OUT as it was. The splits replaced were checked
+    by splits_to_replace."""
+    staged = {name: out / f".{name}.importing" for name in splits}
+    out_existed = out.exists()
+    try:
+        for name, images in splits.items():
+            if verbose:
+                print(f"writing the {name} split: {len(images)} images", flush=True)
+            shutil.rmtree(staged[name], ignore_errors=True)  # left by an import killed outright
+            staged[name].mkdir(parents=True)
+            for image in images:
+                target = staged[name] / image["file_name"]
+                if symlink:
+                    target.symlink_to(image["path"].resolve())
+                else:
+                    shutil.copyfile(image["path"], target)
+            with open(staged[name] / "annotations.json", "w", encoding="utf-8") as f:
+                json.dump(to_coco(images, classes), f)
+    except BaseException:
+        for folder in staged.values():
+            shutil.rmtree(folder, ignore_errors=True)
+        if not out_existed:
+            out.rmdir()
+        raise
+    for name, folder in staged.items():
+        swap_in(folder, out / name)
+
+
+def swap_in(written, target):
+    """Put the folder `written` in the place of `target` (an earlier output, or nothing), by renames:
+    the earlier output stays whole until the new one is complete."""
+    if target.is_dir():
+        old = target.parent / f".{target.name}.replaced"
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        written.rename(target)
+        shutil.rmtree(old)
+    else:
+        written.rename(target)
 
 
 def is_inside(path, folder):
@@ -736,8 +795,9 @@ def splits_to_replace(out, splits, overwrite, report):
         split_dir = out / name
         if not split_dir.is_dir() or not any(split_dir.iterdir()):
             continue
-        if not (split_dir / "annotations.json").is_file():
-            raise DataError(f"{split_dir} exists and is not an earlier import: choose another --out", report)
+        if not (split_dir / "annotations.json").is_file() or not (out / "import_report.json").is_file():
+            raise DataError(f"{split_dir} exists and is not an earlier import (an import leaves "
+                            f"{out / 'import_report.json'}): choose another --out", report)
         if not overwrite:
             raise DataError(f"{split_dir} holds an earlier import: pass --overwrite to replace it", report)
         replaced.append(split_dir)
@@ -823,6 +883,9 @@ def main(argv=None):
     except OSError as error:  # disk full, no permission, ...: the message names the file
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out} is as it was (a split is written whole, or not at all)", file=sys.stderr)
+        return 130
     return 0
 
 
