@@ -124,6 +124,21 @@ def test_offline_copy_paste_data_set(synthetic_data, tmp_path):
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert (synthetic_data / "train" / "annotations.json").is_file() and (keep / "notes.txt").is_file()
     assert (out / "copy_paste_report.json").is_file()
+    # An image found missing halfway through (a negative, read only when pasting onto it) leaves the
+    # earlier output whole: it was deleted first, and the half-written one could not be replaced.
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_data, broken, symlinks=True)
+    negative = next(im for im in source["images"] if im["id"] not in annotated)
+    (broken / "train" / negative["file_name"]).unlink()
+    result = run_module(["train.copy_paste", "--data", str(broken), "--out", str(out), "--overwrite"], check=False,
+                        timeout=120)
+    assert result.returncode == 2 and negative["file_name"] in result.stderr, result.stderr
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not list(out.parent.glob(f".{out.name}*"))  # nothing half-written left beside it
+    result = run_module(["train.copy_paste", "--data", str(synthetic_data), "--out", str(out), "--overwrite",
+                         "--grid", str(keep / "notes.txt" / "grid.png")], check=False, timeout=120)
+    assert result.returncode == 2 and "notes.txt is a file" in result.stderr  # before, not after, the data set
 
 
 def test_copy_paste_makes_no_unchanged_copy_of_a_photo_without_free_skin(synthetic_data, tmp_path):

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from train import file_in_place_of_folder
-from train.data import is_inside
+from train.data import is_inside, swap_in
 from trouble.images import upright_rgb
 from trouble.models.transforms import PatchBank, paste_lesions
 from trouble.skin import skin_mask
@@ -104,7 +104,9 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
                              f"(the source data set is never changed)")
     if message := file_in_place_of_folder("--out", out_dir):
         raise CopyPasteError(message)
-    # Everything is read and checked before an earlier output is replaced: a bad --data deletes nothing.
+    # Everything is read and checked first, and the output is written into a hidden folder that
+    # replaces an earlier one only once complete: a bad --data, or an image that cannot be read
+    # halfway, deletes nothing.
     train = read_split(data_dir, "train")
     rng = np.random.default_rng(seed)
     bank = build_bank(data_dir, train, bank_size, rng)
@@ -121,8 +123,25 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
             raise CopyPasteError(f"{out_dir} exists and is not an earlier copy-paste output: choose another --out")
         if not overwrite:
             raise CopyPasteError(f"{out_dir} holds an earlier copy-paste output: pass --overwrite or another --out")
-        shutil.rmtree(out_dir)
+    written = out_dir.parent / f".{out_dir.name}.writing"
+    shutil.rmtree(written, ignore_errors=True)  # left by a run killed outright
+    try:
+        result = write_copy_paste(written, data_dir, train, targets, bank, per_image, lesions, rng, symlink)
+        summary = {"source": str(data_dir), "onto": onto, "per_image": per_image, "lesions_per_copy": list(lesions),
+                   "seed": seed, "patches_in_bank": len(bank), "lesions_seen": bank.seen,
+                   "target_images": len(targets), **result["counts"]}
+        (written / "copy_paste_report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(written, ignore_errors=True)
+        raise
+    swap_in(written, out_dir)
+    return {**summary, "generated": result["generated"]}
 
+
+def write_copy_paste(out_dir: Path, data_dir: Path, train: dict, targets: list, bank, per_image: int, lesions,
+                     rng, symlink: bool) -> dict:
+    """Write the originals, the pasted copies and the other splits into out_dir; → the generated
+    images and the counts for the report."""
     # The originals, unchanged.
     out_train = out_dir / "train"
     out_train.mkdir(parents=True)
@@ -185,14 +204,10 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
             link_or_copy(split_dir / image["file_name"], out_dir / split_dir.name / image["file_name"], symlink)
         shutil.copy2(split_dir / "annotations.json", out_dir / split_dir.name / "annotations.json")
 
-    summary = {"source": str(data_dir), "onto": onto, "per_image": per_image, "lesions_per_copy": list(lesions),
-               "seed": seed, "patches_in_bank": len(bank), "lesions_seen": bank.seen,
-               "target_images": len(targets), "generated_images": len(generated),
-               "pasted_boxes": sum(len(g["pasted_boxes"]) for g in generated),
-               "copies_not_made_no_free_skin": copies_without_room,
-               "train_images": len(images), "train_boxes": len(annotations)}
-    (out_dir / "copy_paste_report.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return {**summary, "generated": generated}
+    counts = {"generated_images": len(generated), "pasted_boxes": sum(len(g["pasted_boxes"]) for g in generated),
+              "copies_not_made_no_free_skin": copies_without_room,
+              "train_images": len(images), "train_boxes": len(annotations)}
+    return {"counts": counts, "generated": generated}
 
 
 def draw_grid(out_dir: Path, generated: list, path: Path, samples: int = 6, tile: int = 320, zoom: int = 320):
@@ -247,6 +262,8 @@ def parse_args(argv=None):
             parser.error(f"{flag} must be at least {least}, got {value}")
     if args.grid and Path(args.grid).suffix.lower() != ".png":
         parser.error(f"--grid {args.grid}: give a .png file name")
+    if args.grid and (message := file_in_place_of_folder("--grid's folder", Path(args.grid).parent)):
+        parser.error(message)  # found only after the data set was written, otherwise
     return args
 
 
