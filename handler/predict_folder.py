@@ -67,6 +67,10 @@ def output_problem(args, paths: list[Path]) -> str | None:
     outputs = [Path(args.out)] + ([Path(args.csv)] if args.csv else [])
     if len({path.resolve() for path in outputs}) < len(outputs):
         return f"--out and --csv are the same file ({args.out}); give each its own"
+    photos = {path.resolve() for path in paths}
+    for path in outputs:
+        if path.resolve() in photos:  # --overwrite or not: a photo is never replaced by results
+            return f"{path} is one of the photos: write the results elsewhere"
     for path in outputs:
         if path.is_dir():
             return f"{path} is a folder; --out and --csv name files"

@@ -301,7 +301,10 @@ def test_cli_bad_predictions_give_a_clear_error(tmp_path):
     wrong_split = tmp_path / "wrong_split.json"
     wrong_split.write_text(json.dumps([{"image_id": 42, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]))
 
+    out_of_range = tmp_path / "scores.json"  # its F1-optimal threshold came out at -0.05
+    out_of_range.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 7}]))
     for path, message in ((broken, "is not valid JSON"), (wrong_split, "image ids not in"),
+                          (out_of_range, "a score in [0, 1]"),
                           (tmp_path / "missing.json", "cannot read predictions file")):
         result = run_cli("--gt", str(gt_path), "--predictions", str(path), "--out", str(tmp_path / "out"))
         assert result.returncode != 0

@@ -285,6 +285,8 @@ def test_batch_cli_stops_at_a_bad_option_and_says_when_nothing_was_analysed(torc
     (photos / "a.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes())
     command = ["handler.predict_folder", str(photos), "--server", torchserve["inference"], "--out",
                str(tmp_path / "results.json")]
+    photo_as_out = run_module([*command[:4], "--out", str(photos / "a.jpg"), "--overwrite"], check=False)
+    assert photo_as_out.returncode == 2 and "is one of the photos" in photo_as_out.stderr  # never replaced by JSON
     bad_option = run_module([*command, "--threshold", "2"], check=False)
     assert bad_option.returncode == 2 and "threshold must be in [0, 1]" in bad_option.stderr
     assert "Traceback" not in bad_option.stderr and not (tmp_path / "results.json").exists()

@@ -340,6 +340,36 @@ def test_missing_data_is_a_clear_error(tmp_path):
     assert "annotations.json not found" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_data_a_run_would_fail_on_later_is_refused_before_it_starts(synthetic_data, tmp_path):
+    """Found in the first seconds, not when training first samples the image or evaluation reads the
+    grade, an hour in: a listed image that is gone (a symlinked import whose source moved), a grade
+    outside 0..3 in a COCO file written by hand, --resume in a work dir with nothing to resume, and
+    output folders that cannot be made."""
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    train = json.loads((data / "train" / "annotations.json").read_text())
+    (data / "train" / train["images"][0]["file_name"]).unlink()
+    base = ["train.train", SMOKE, "--work-dir", str(tmp_path / "w"), "--model-store", str(tmp_path / "store")]
+    result = run_module([*base, "--data", str(data)], check=False, timeout=120)
+    assert result.returncode == 2 and f"missing, e.g. {data / 'train' / train['images'][0]['file_name']}" \
+        in result.stderr, result.stderr[-1500:]
+    shutil.rmtree(data)
+    shutil.copytree(synthetic_data, data)
+    valid = json.loads((data / "valid" / "annotations.json").read_text())
+    valid["images"][0]["grade"] = 7
+    (data / "valid" / "annotations.json").write_text(json.dumps(valid))
+    result = run_module([*base, "--data", str(data)], check=False, timeout=120)
+    assert result.returncode == 2 and "grades that are not 0..3, e.g. 7" in result.stderr, result.stderr[-1500:]
+    result = run_module([*base, "--data", str(synthetic_data), "--resume"], check=False, timeout=120)
+    assert result.returncode == 2 and "holds no checkpoint to continue from" in result.stderr, result.stderr[-1500:]
+    (tmp_path / "afile").write_text("")
+    for flag in ("--work-dir", "--model-store"):
+        result = run_module([*base, "--data", str(synthetic_data), flag, str(tmp_path / "afile" / "sub")],
+                            check=False, timeout=120)
+        assert result.returncode == 2 and f"{tmp_path / 'afile'} is a file" in result.stderr, result.stderr[-1500:]
+    assert not (tmp_path / "store").exists() and "Traceback" not in result.stderr
+
+
 def test_resume_continues_from_the_last_checkpoint(synthetic_data, tmp_path):
     work = tmp_path / "w"
     common = ["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work), "--no-eval",
@@ -522,8 +552,11 @@ def test_rearchive_with_the_report_of_its_settings(smoke_training, tmp_path):
     result = run_module(["train.archive", "--mar", str(smoke_training["mar"]), "--report", str(report),
                          "--input-size", "480", "--out", str(store)], check=False)
     assert result.returncode == 2 and "the report was made with input_size" in result.stderr, result.stderr[-1000:]
+    # Another model's evaluation (the demo's, one type) would be shown as this model's figures.
     for wrong, message in ((report.parent / "thresholds.json", "is not an evaluation's metrics.json"),
-                           (report.parent / "missing.json", "not found")):
+                           (report.parent / "missing.json", "not found"),
+                           (REPO / "model_store" / "demo_eval" / "metrics.json",
+                            "the report evaluated a model of the types ['acne']")):
         result = run_module(["train.archive", "--mar", str(smoke_training["mar"]), "--report", str(wrong),
                              "--out", str(store)], check=False)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

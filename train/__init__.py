@@ -7,6 +7,10 @@ def file_in_place_of_folder(flag: str, path, what: str = "a folder") -> str | No
     """The message for an output folder option that names an existing file, else None.
 
     Checked before any work starts, so a long run does not fail at its last step."""
-    if Path(path).exists() and not Path(path).is_dir():
+    path = Path(path)
+    if path.exists() and not path.is_dir():
         return f"{flag} {path} is a file: give {what}"
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:  # found only when the folder is made, at the end of the work
+        return f"{flag} {path} cannot be made: {blocking} is a file"
     return None

@@ -135,6 +135,10 @@ def validation_summary(report: dict, section: dict) -> dict:
     """What the app shows of an evaluation report (train.evaluate's metrics.json): mAP50, and the
     count error and grade accuracy at the score thresholds this archive serves (None where the
     report was scored at others)."""
+    evaluated = report["model"].get("classes") or report["data"].get("types")
+    if evaluated is not None and list(evaluated) != list(section["classes"]):  # another model's evaluation
+        raise ArchiveError(f"the report evaluated a model of the types {list(evaluated)}, the archive's are "
+                           f"{list(section['classes'])}: evaluate this model (train.evaluate --model)")
     for key in ("input_size", "nms_iou", "framing"):
         if section.get(key) is not None and report["model"].get(key) not in (None, section[key]):
             raise ArchiveError(f"the report was made with {key} {report['model'][key]}, the archive serves "

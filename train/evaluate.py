@@ -156,10 +156,10 @@ def load_predictions(predictions, gt, gt_source="ground truth"):
     for i, pred in enumerate(predictions):
         if not (isinstance(pred, dict) and isinstance(pred.get("image_id"), int)
                 and isinstance(pred.get("category_id"), int) and _is_box(pred.get("bbox"))
-                and _is_number(pred.get("score"))):
+                and _is_number(pred.get("score")) and 0 <= pred["score"] <= 1):
             raise EvaluationError(
                 f"{source}: record {i} needs int image_id, int category_id, bbox [x, y, w, h] "
-                f"with w, h >= 0 and a numeric score; got {pred!r}")
+                f"with w, h >= 0 and a score in [0, 1]; got {pred!r}")
         checked.append({"image_id": pred["image_id"], "category_id": pred["category_id"],
                         "bbox": [float(v) for v in pred["bbox"]], "score": float(pred["score"])})
 

@@ -106,7 +106,27 @@ def classes_from_data(data_dir: Path) -> list[str]:
     if valid_categories != categories:
         raise TrainError(f"the valid split's categories {valid_categories} differ from the train split's "
                          f"{categories}: import both splits together (python -m train.data import ... --overwrite)")
+    for split, coco in (("train", train), ("valid", valid)):
+        check_images_present(data_dir / split, coco)
     return [name for _, name in categories]
+
+
+def check_images_present(split_dir: Path, coco: dict):
+    """Every image a split lists is there (a symlinked import whose source moved, a file deleted):
+    found now, not when training first samples it, maybe an hour in. Found in seconds, by name only;
+    the import decoded every image once already."""
+    if not coco["images"]:
+        raise TrainError(f"{split_dir / 'annotations.json'} lists no image: import the data again")
+    missing = [image["file_name"] for image in coco["images"]
+               if not isinstance(image["file_name"], str) or not (split_dir / image["file_name"]).is_file()]
+    if missing:
+        raise TrainError(f"{len(missing)} image(s) that {split_dir / 'annotations.json'} lists are missing, e.g. "
+                         f"{split_dir / str(missing[0])}: import the data again")
+    grades = [image.get("grade") for image in coco["images"] if image.get("grade") is not None]
+    bad = [grade for grade in grades if isinstance(grade, bool) or grade not in (0, 1, 2, 3)]
+    if bad:  # evaluation refuses them after training otherwise
+        raise TrainError(f"{split_dir / 'annotations.json'} has grades that are not 0..3, e.g. {bad[0]!r}: "
+                         f"import the data again (train.data import keeps only 0..3)")
 
 
 def build_config(args):
@@ -287,6 +307,9 @@ def train(args) -> dict:
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     if args.resume:
+        if not (Path(args.work_dir) / "last_checkpoint").is_file():  # mmengine would start afresh in silence
+            raise TrainError(f"--resume: {args.work_dir} holds no checkpoint to continue from (no last_checkpoint "
+                             f"file): check --work-dir, or train without --resume")
         cfg.resume = True  # mmengine finds the last checkpoint in work_dir
     device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
     print(f"[train] {args.config} on {args.data}: {len(classes)} class(es) {classes}; device {device}; "
