@@ -610,3 +610,15 @@ def test_a_split_whose_every_box_is_refused_is_an_error_not_negatives(tmp_path):
     result = run_cli("--src", tmp_path / "src", "--out", tmp_path / "out")
     assert result.returncode == 2 and "every box of the train split was dropped" in result.stderr, result.stderr
     assert "box of an unknown class" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_ids_of_the_wrong_kind_are_refused_boxes_not_a_traceback(tmp_path):
+    make_dataset(tmp_path / "src", n_images=4, fmt="coco")
+    path = tmp_path / "src" / "train" / "annotations.json"
+    coco = json.loads(path.read_text())
+    coco["annotations"][0]["category_id"] = [1]
+    coco["annotations"][1]["image_id"] = [2]
+    path.write_text(json.dumps(coco))
+    problems = import_dataset("coco", tmp_path / "src", tmp_path / "out")["splits"]["train"]["problems"]
+    assert problems["unknown_class"]["count"] == 1 and problems["invalid_box"]["count"] == 1
+

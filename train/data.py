@@ -295,7 +295,8 @@ def read_coco_split(json_path, src, split):
         return [], problems, []
 
     # Roboflow adds a super-category (id 0, named after the project) that no box uses: leave it out.
-    used_ids = {a.get("category_id") for a in annotations if isinstance(a, dict)}
+    used_ids = {a.get("category_id") for a in annotations
+                if isinstance(a, dict) and isinstance(a.get("category_id"), Hashable)}
     supers = {str(c.get("supercategory")) for c in data["categories"]}
     declared = [name for cid, name in categories.items() if cid in used_ids or name not in supers]
 
