@@ -85,8 +85,12 @@ logger = logging.getLogger("trouble.app")
 MODES = ("auto", "server", "local")
 MAX_UPLOAD_MB = 20
 EXAMPLES_DIR = APP_DIR / "examples"
-EXAMPLE_LABELS = {"levle0": "ACNE04 photo, grade 0", "levle1": "ACNE04 photo, grade 1",
-                  "levle2": "ACNE04 photo, grade 2"}
+# By file name: each photo's grade and how many lesions ACNE04 marks on it, to hold the model's count
+# against (examples/README.md says how these typical photos were chosen).
+EXAMPLE_LABELS = {"levle0_113": "ACNE04 photo, grade 0: 1 lesion marked",
+                  "levle1_122": "ACNE04 photo, grade 1: 6 lesions marked",
+                  "levle2_113": "ACNE04 photo, grade 2: 22 lesions marked",
+                  "levle3_145": "ACNE04 photo, grade 3: 55 lesions marked"}
 EXAMPLES_CREDIT = ("Example photos: [ACNE04](https://universe.roboflow.com/acne-vulgaris-detection/acne04-detection) "
                    "(Wu et al., ICCV 2019), Roboflow export, "
                    "[CC BY 4.0](https://creativecommons.org/licenses/by/4.0/), unchanged.")
@@ -357,7 +361,7 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                 # Right under the photo, so that on a phone they are not a screen below the button.
                 if examples:
                     gr.Examples(examples=[[str(path)] for path in examples], inputs=[photo],
-                                example_labels=[EXAMPLE_LABELS.get(p.name.split("_")[0], p.stem) for p in examples],
+                                example_labels=[EXAMPLE_LABELS.get(p.name.split("_jpg")[0], p.stem) for p in examples],
                                 label="Example photos", cache_examples=False)
                     gr.Markdown(EXAMPLES_CREDIT)
                 # Open from the start: opened by the user before the page's load event (the health

@@ -502,3 +502,23 @@ def test_no_lesion_at_a_raised_threshold_is_explained_and_the_drawing_keeps_its_
     assert plain.height - 300 > 2 * (font_size + font_size // 2)
     bottom = np.asarray(plain)[300 + 2 * font_size:]
     assert (bottom < 100).all(axis=2).any(), "the caption's text is drawn"
+
+
+def test_every_example_photo_is_labelled_with_the_lesions_acne04_marks_on_it():
+    """The labels let a user hold the model's count against ACNE04's; a wrong number there would
+    mislead, and an example without a label would show its file name."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    import app
+    from tests.conftest import ACNE04_DATA
+
+    examples = sorted(app.EXAMPLES_DIR.glob("*.jpg"))
+    assert len(examples) == 4 and {p.name.split("_jpg")[0] for p in examples} == set(app.EXAMPLE_LABELS)
+    if ACNE04_DATA is None:
+        pytest.skip("the ACNE04 annotations are not on this machine")
+    for photo in examples:
+        label = app.EXAMPLE_LABELS[photo.name.split("_jpg")[0]]
+        marked = len(ET.parse(ACNE04_DATA / "valid" / f"{photo.stem}.xml").getroot().findall("object"))
+        grade, count = re.fullmatch(r"ACNE04 photo, grade (\d): (\d+) lesions? marked", label).groups()
+        assert (int(grade), int(count)) == (int(photo.name[5]), marked), label

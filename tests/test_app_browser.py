@@ -90,7 +90,7 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
                                                                   timeout=10_000)
         expect(page.locator("#trouble-status")).to_contain_text("Settings changed since this answer", timeout=10_000)
         # Another photo: the last one's grade and counts must not stay beside it.
-        page.get_by_text("ACNE04 photo, grade 0", exact=True).click()
+        page.get_by_text("ACNE04 photo, grade 0: 1 lesion marked", exact=True).click()
         expect(page.locator("#trouble-severity")).to_have_text("", timeout=30_000)
         expect(page.locator("#trouble-status")).to_have_text("", timeout=30_000)
         page.close()
@@ -119,7 +119,7 @@ def test_server_down_page_says_so(browser, tmp_path):
         # On load the page already tells that the server is down.
         page.wait_for_function(
             "() => document.querySelector('#trouble-mode').innerText.includes('not answering')", timeout=30_000)
-        analyse_photo(page, "ACNE04 photo, grade 2")  # an example this time
+        analyse_photo(page, "ACNE04 photo, grade 2: 22 lesions marked")  # an example this time
         status = page.inner_text("#trouble-status")
         body = page.inner_text("body")
         screenshot = tmp_path / "app-server-down.png"
@@ -141,7 +141,7 @@ def test_a_file_that_is_no_photo_is_named_as_soon_as_it_is_chosen(smoke_mar, bro
         page.set_input_files("#trouble-photo input[type=file]", str(fake))
         expect(page.locator("#trouble-status")).to_contain_text("not a readable image", timeout=30_000)
         status = page.inner_text("#trouble-status")
-        page.get_by_text("ACNE04 photo, grade 0", exact=True).click()
+        page.get_by_text("ACNE04 photo, grade 0: 1 lesion marked", exact=True).click()
         expect(page.locator("#trouble-status")).to_have_text("", timeout=30_000)
         page.close()
     assert status.startswith("Could not analyse the photo.")
@@ -199,7 +199,7 @@ def test_an_answer_for_the_previous_photo_is_never_shown_beside_a_new_one(smoke_
         # The button says it is running, and takes no second click meanwhile.
         expect(page.locator("#trouble-run")).to_have_text("Analysing…")
         expect(page.locator("#trouble-run")).to_be_disabled()
-        page.get_by_text("ACNE04 photo, grade 0", exact=True).click()  # another photo, mid-analysis
+        page.get_by_text("ACNE04 photo, grade 0: 1 lesion marked", exact=True).click()  # another photo, mid-analysis
         deadline = time.monotonic() + 240
         while "analysed a 1500x2000 photo" not in log.read_text():
             assert time.monotonic() < deadline, f"the slow analysis did not end:\n{log.read_text()[-2000:]}"
@@ -215,4 +215,4 @@ def test_an_answer_for_the_previous_photo_is_never_shown_beside_a_new_one(smoke_
         json_name = page.inner_text("#trouble-json")
         page.close()
     assert "Answered by" not in stale_status and "Total" not in stale_counts and stale_image == 0, stale_status
-    assert "Answered by" in status and "levle0_103" in json_name, json_name
+    assert "Answered by" in status and "levle0_113" in json_name, json_name

@@ -254,3 +254,19 @@ def test_test_time_augmentation_rows_fuse_or_pool_their_passes(smoke_mar, synthe
     # A row's time is the sum of its passes' times.
     assert rows["256 + 320, each mirrored too"]["s_per_photo"] > rows["320"]["s_per_photo"]
     assert "| 256 + 320, each mirrored too |" in result.stdout
+
+
+def test_example_photos_are_the_median_error_photo_of_each_grade(smoke_training, tmp_path):
+    from bench.example_photos import typical_photos
+
+    gt = {"images": [{"id": i, "file_name": f"{i}.jpg", "grade": 1} for i in range(1, 4)],
+          "annotations": [{"image_id": 1}, {"image_id": 2}, {"image_id": 2}, {"image_id": 3}]}
+    predictions = [{"image_id": 1, "score": 0.9}, {"image_id": 3, "score": 0.9}, {"image_id": 3, "score": 0.9},
+                   {"image_id": 3, "score": 0.9}, {"image_id": 3, "score": 0.1}]
+    # errors at 0.5: image 1 off by 0, image 2 by 2, image 3 by 2: the lower median is 2, image 2 first
+    assert typical_photos(gt, predictions, 0.5) == {1: ("2.jpg", 2, 0, 2)}
+    result = run_module(["bench.example_photos", "--predictions",
+                         str(smoke_training["work_dir"] / "eval" / "predictions.json"), "--gt",
+                         str(smoke_training["data"] / "valid" / "annotations.json"), "--threshold", "0.3"],
+                        timeout=300)
+    assert result.stdout.startswith("| grade | photo |") and result.stdout.count("\n") >= 3
