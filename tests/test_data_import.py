@@ -620,5 +620,45 @@ def test_ids_of_the_wrong_kind_are_refused_boxes_not_a_traceback(tmp_path):
     coco["annotations"][1]["image_id"] = [2]
     path.write_text(json.dumps(coco))
     problems = import_dataset("coco", tmp_path / "src", tmp_path / "out")["splits"]["train"]["problems"]
-    assert problems["unknown_class"]["count"] == 1 and problems["invalid_box"]["count"] == 1
+    assert problems["unknown_class"]["count"] == 1 and problems["orphan_box"]["count"] == 1
+
+
+def test_odd_coco_values_and_contradicting_options_are_named(tmp_path):
+    make_dataset(tmp_path / "src", n_images=4, fmt="coco")
+    path = tmp_path / "src" / "train" / "annotations.json"
+    coco = json.loads(path.read_text())
+    coco["annotations"][0]["bbox"] = "1234"  # read as 1, 2, 3, 4
+    coco["annotations"][1]["iscrowd"] = "0"  # dropped as a crowd region
+    coco["annotations"][2]["image_id"] = 999  # filed as a box with bad coordinates
+    path.write_text(json.dumps(coco))
+    report = import_dataset("coco", tmp_path / "src", tmp_path / "out")
+    problems = report["splits"]["train"]["problems"]
+    assert problems["invalid_box"]["count"] == 1 and problems["orphan_box"]["count"] == 1
+    assert "crowd_box" not in problems
+    for options, message in (({"single_class": " "}, "--single-class needs a class name"),
+                             ({"single_class": "acne", "classes": "a,b"}, "contradict each other")):
+        with pytest.raises(DataError, match=message):
+            import_dataset("coco", tmp_path / "src", tmp_path / "other", **options)
+    path.write_text(json.dumps([coco]))
+    with pytest.raises(DataError) as refused:
+        import_dataset("coco", tmp_path / "src", tmp_path / "other")
+    problem = refused.value.report["splits"]["train"]["problems"]["bad_annotation_file"]["files"][0]
+    assert "is a JSON object with images, annotations and categories, not a list" in problem
+    make_dataset(tmp_path / "yolo", n_images=4, fmt="yolo")
+    (tmp_path / "yolo" / "classes.txt").write_text("papule\npustule\npapule\n")
+    with pytest.raises(DataError, match=r"names a class twice: \['papule'\]"):
+        import_dataset("yolo", tmp_path / "yolo", tmp_path / "other")
+
+
+def test_the_report_keeps_a_split_imported_on_its_own_before(tmp_path):
+    """Splits imported one at a time: each import rewrote import_report.json, losing the record
+    (and the problem list) of the split imported before."""
+    make_dataset(tmp_path / "ds", n_images=8, fmt="coco")
+    out = tmp_path / "out"
+    import_dataset("coco", tmp_path / "ds" / "train", out, split="train", classes=CLASSES)
+    report = import_dataset("coco", tmp_path / "ds" / "valid", out, split="valid", classes=CLASSES, verbose=True)
+    saved = json.loads((out / "import_report.json").read_text())
+    assert sorted(saved["splits"]) == ["train", "valid"] == sorted(report["splits"])
+    assert saved["splits"]["train"]["src"] == str(tmp_path / "ds" / "train")
+    assert saved["splits"]["train"]["images"] == len(load_coco(out / "train")["images"])
 

@@ -70,6 +70,7 @@ PROBLEMS = {
     "exif_rotated": "image carries an EXIF rotation (size and boxes written for the photo as displayed; check them)",
     "unknown_class": "box of an unknown class (dropped)",
     "invalid_box": "box with missing, non-numeric or infinite coordinates (dropped)",
+    "orphan_box": "box of an image the annotation file does not list (dropped)",
     "box_clipped": "box reaching outside the image (clipped to it)",
     "empty_box": "box with zero or negative area after clipping (dropped)",
     "crowd_box": "COCO crowd region (dropped: the project has no crowd regions)",
@@ -277,6 +278,9 @@ def read_coco_split(json_path, src, split):
     try:
         with open(json_path, encoding="utf-8") as f:
             data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError(f"a COCO file is a JSON object with images, annotations and categories, not a "
+                             f"{type(data).__name__}")
         images, annotations = data["images"], data.get("annotations") or []  # null: no boxes
         if not all(isinstance(value, list) for value in (images, annotations, data["categories"])):
             raise ValueError("images, annotations and categories must each be a list")
@@ -306,13 +310,15 @@ def read_coco_split(json_path, src, split):
             if isinstance(ann, dict) and isinstance(ann.get("image_id"), Hashable) else None
         if image is None:
             ann_id = ann.get("id") if isinstance(ann, dict) else repr(ann)
-            note(problems, "invalid_box", f"{json_source} (annotation {ann_id} names no image)")
+            note(problems, "orphan_box", f"{json_source} (annotation {ann_id} names no image)")
             continue
         name = image["file_name"]
-        if ann.get("iscrowd"):
+        if ann.get("iscrowd") in (1, True):  # "0" as text is not a crowd region
             note(problems, "crowd_box", name)
             continue
         try:
+            if not isinstance(ann["bbox"], (list, tuple)):  # a string "1234" would read as 1, 2, 3, 4
+                raise TypeError("bbox is not a list")
             x, y, w, h = (float(v) for v in ann["bbox"])
         except (KeyError, TypeError, ValueError):
             note(problems, "invalid_box", name)
@@ -351,7 +357,8 @@ def read_yolo_names(src, split_dirs):
                 text = (folder / "classes.txt").read_text(encoding="utf-8")
             except UnicodeDecodeError as error:
                 raise DataError(f"{folder / 'classes.txt'} is not UTF-8 text ({error}): save it as UTF-8") from None
-            return [line.strip() for line in text.splitlines() if line.strip()]
+            return check_unique_names([line.strip() for line in text.splitlines() if line.strip()],
+                                      folder / "classes.txt")
     for folder in folders:
         for yaml_path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
             try:
@@ -362,8 +369,16 @@ def read_yolo_names(src, split_dirs):
             if isinstance(names, dict):
                 names = yolo_names_by_index(names, yaml_path)
             if isinstance(names, list):
-                return [None if n is None else str(n) for n in names]
+                return check_unique_names([None if n is None else str(n) for n in names], yaml_path)
     return None
+
+
+def check_unique_names(names: list, source) -> list:
+    """Class names from a file, refused when one is there twice (two indices, one category)."""
+    repeated = sorted({name for name in names if name is not None and names.count(name) > 1})
+    if repeated:
+        raise DataError(f"{source} names a class twice: {repeated}")
+    return names
 
 
 def yolo_names_by_index(names: dict, yaml_path) -> list:
@@ -576,8 +591,10 @@ def format_report(report):
              f"categories: {', '.join(report['categories']) or '(none)'}"]
     for split, summary in report["splits"].items():
         per_class = ", ".join(f"{name} {n}" for name, n in summary["boxes_per_class"].items())
+        earlier = summary.get("src", report["src"]) != report["src"]
         lines.append(f"{split}: {summary['images']} images, {summary['boxes']} boxes"
-                     + (f" ({per_class})" if per_class else ""))
+                     + (f" ({per_class})" if per_class else "")
+                     + (f" (imported earlier from {summary['src']})" if earlier else ""))
         if "grades" in summary:
             lines.append("  grades: " + ", ".join(f"{g}: {n}" for g, n in summary["grades"].items()))
         if "groups" in summary:
@@ -652,6 +669,11 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     if src.is_file() and fmt != "coco":
         raise DataError(f"--src {src} is a file: only --format coco takes a JSON file, {fmt} takes a folder")
     classes = parse_class_list(classes)
+    if single_class is not None and not single_class.strip():
+        raise DataError("--single-class needs a class name, e.g. --single-class acne")
+    if single_class and classes:
+        raise DataError("--classes and --single-class contradict each other: --single-class maps every box to one "
+                        "class; give one of them")
     options = {"single_class": single_class,
                "grade_regex": compile_one_group_regex(grade_from_filename, "--grade-from-filename"),
                "group_regex": compile_one_group_regex(group_from_filename, "--group-from-filename"),
@@ -716,7 +738,7 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     if not classes:
         raise DataError(f"no classes: no box in {src} names one; pass --classes a,b,c to import negatives only", report)
     for name, images in checked.items():  # a split whose every box was refused is a mistake, not negatives
-        refused = [kind for kind in ("unknown_class", "invalid_box") if kind in read[name][1]]
+        refused = [kind for kind in ("unknown_class", "invalid_box", "orphan_box") if kind in read[name][1]]
         if images and refused and not any(image["boxes"] for image in images):
             entry = read[name][1][refused[0]]
             raise DataError(f"every box of the {name} split was dropped: {entry['count']} x {PROBLEMS[refused[0]]}, "
@@ -731,6 +753,16 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
                             f"choose another --out, the source stays untouched", report)
     write_splits(out, {name: images for name, images in checked.items() if images}, classes, symlink, verbose)
     report["out"] = str(out)
+    for summary in report["splits"].values():
+        summary["src"] = str(src)
+    # Splits imported one at a time: the record of a split imported before, and still there, stays.
+    try:
+        earlier = json.loads((out / "import_report.json").read_text(encoding="utf-8")).get("splits") or {}
+    except (OSError, ValueError, AttributeError):
+        earlier = {}
+    for name, summary in earlier.items():
+        if name not in report["splits"] and (out / name / "annotations.json").is_file():
+            report["splits"][name] = summary
     with open(out / "import_report.json", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
     if verbose:
