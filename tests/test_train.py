@@ -321,7 +321,11 @@ def test_a_schedule_that_cannot_train_is_refused(synthetic_data, tmp_path, flag,
 def test_a_config_that_is_not_one_is_a_clear_error(synthetic_data, tmp_path):
     (tmp_path / "notes.txt").write_text("lr = 0.01\n")
     (tmp_path / "empty.py").write_text("")
-    for config, message in ((tmp_path / "notes.txt", "is not a .py config"), (tmp_path / "empty.py", "defines no model")):
+    (tmp_path / "typo.py").write_text("model = dict(type='TOOD'\n")  # a bracket left open: mmengine's traceback
+    (tmp_path / "orphan.py").write_text("_base_ = ['missing_base.py']\n")
+    for config, message in ((tmp_path / "notes.txt", "is not a .py config"), (tmp_path / "empty.py", "defines no model"),
+                            (tmp_path / "typo.py", "cannot be read: SyntaxError"),
+                            (tmp_path / "orphan.py", "cannot be read")):
         result = run_module(["train.train", str(config), "--data", str(synthetic_data), "--work-dir",
                              str(tmp_path / "w"), "--model-store", str(tmp_path / "store")], check=False, timeout=120)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -137,7 +137,10 @@ def build_config(args):
         raise TrainError(f"config {args.config} not found (see train/configs/)")
     if Path(args.config).suffix != ".py":
         raise TrainError(f"config {args.config} is not a .py config (see train/configs/)")
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = Config.fromfile(args.config)
+    except (SyntaxError, OSError, ImportError, NameError, KeyError, TypeError) as error:  # mmengine executes it
+        raise TrainError(f"config {args.config} cannot be read: {type(error).__name__}: {error}") from None
     if "model" not in cfg or "train_dataloader" not in cfg:
         raise TrainError(f"config {args.config} defines no model or train_dataloader: is it an MMDetection config "
                          f"inheriting one of train/configs/?")
