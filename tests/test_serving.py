@@ -285,6 +285,10 @@ def test_batch_cli_stops_at_a_bad_option_and_says_when_nothing_was_analysed(torc
     (photos / "a.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes())
     command = ["handler.predict_folder", str(photos), "--server", torchserve["inference"], "--out",
                str(tmp_path / "results.json")]
+    (tmp_path / "not_a_model").mkdir()
+    no_model = run_module([*command[:2], "--model", str(tmp_path / "not_a_model"), "--out", str(tmp_path / "r.json")],
+                          check=False)
+    assert no_model.returncode == 2 and "is not a model folder: it has no model-config.yaml" in no_model.stderr
     photo_as_out = run_module([*command[:4], "--out", str(photos / "a.jpg"), "--overwrite"], check=False)
     assert photo_as_out.returncode == 2 and "is one of the photos" in photo_as_out.stderr  # never replaced by JSON
     bad_option = run_module([*command, "--threshold", "2"], check=False)

@@ -263,6 +263,9 @@ class TroubleDetector:
         """A model folder or a .mar archive (unpacked into a temporary folder)."""
         path = Path(path)
         if path.is_dir():
+            if not (path / MODEL_CONFIG_FILE).is_file():
+                raise FileNotFoundError(f"{path} is not a model folder: it has no {MODEL_CONFIG_FILE} (give a .mar, "
+                                        f"or a folder unpacked from one or staged by train.archive)")
             return cls(path, device, input_size, nms_iou)
         if not path.is_file():
             raise FileNotFoundError(f"model {path} not found (build one with `make train` or `make archive`)")
