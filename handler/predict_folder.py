@@ -11,8 +11,8 @@ lists, and the full response per photo; with --annotated, each photo with its co
 --csv, one row per photo (counts per type, total, severity grade, or why it was skipped) for a
 spreadsheet. Existing outputs are replaced only with --overwrite.
 
-Exit codes: 0 done; 1 no photo could be analysed, or the server stopped answering partway (what was
-analysed is written); 2 a bad option, folder or output, or a model or server that cannot be used
+Exit codes: 0 done; 1 no photo could be analysed, or the server stopped answering or refused the
+request partway, e.g. its key expired (what was analysed is written); 2 a bad option, folder or output, or a model or server that cannot be used
 (nothing analysed); 130 interrupted (what was analysed is written).
 """
 from __future__ import annotations
@@ -39,6 +39,9 @@ def open_predictor(model: str | None = None, server: str | None = None):
         if answer == "refuses the token":
             raise ConnectionError(f"TorchServe at {client.url} refuses this key: set TROUBLE_API_TOKEN to the "
                                   f"inference key in the server's key_file.json")
+        if answer == "unhealthy":  # every photo would wait for the full timeout, one after another
+            raise ConnectionError(f"TorchServe at {client.url} says it is unhealthy (GET /ping): its model "
+                                  f"cannot load; its logs/model_log.log says why")
         return client
     from trouble.inference import TroubleDetector
 
@@ -148,8 +151,11 @@ def main(argv=None) -> int:
             responses[image_id] = response
             results += found
     except (BadInput, ServerRefused) as error:  # a bad --threshold or --slice-size, a token the server refuses
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        if not responses:  # at the first photo: nothing to keep
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"error: {error}", file=sys.stderr)  # partway (a key that expired): what was answered is kept
+        stopped = "the server refused the request"
     except KeyboardInterrupt:  # what was analysed so far is written, not lost
         stopped = "the run was interrupted"
     except ServerUnreachable:  # TorchServe stopped partway: the same, and the rest is for a later run

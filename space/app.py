@@ -397,7 +397,8 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         app.load(analyzer.health, outputs=mode_line, api_visibility="private")
         # Moving the slider means the user wants that threshold: tick the box for them.
         threshold.input(lambda: True, outputs=use_one_threshold, api_visibility="private")
-        outputs = [annotated, legend, counts, severity, status, results_json, annotated_png]  # as Outputs
+        outputs = list(Outputs(annotated=annotated, legend=legend, counts=counts, severity=severity, status=status,
+                               results_json=results_json, annotated_png=annotated_png))  # components, by name
         inputs = [photo, use_one_threshold, threshold, sliced, slice_size, tta]
         # The button analyses into `answer`, tagged with the photo and settings it was made for; the
         # step after shows it only if that photo is still the one on the page. Another photo chosen

@@ -10,10 +10,10 @@ import os
 import threading
 from pathlib import Path
 
+from trouble import server_client
 from trouble.images import BadInput
 from trouble.server_client import DEFAULT_URL as DEFAULT_API_URL
 from trouble.server_client import ServerFailed, ServerRefused, ServerTimeout, TorchServeClient
-from trouble.server_client import ServerUnreachable as ClientUnreachable
 
 logger = logging.getLogger("trouble.app")
 MODEL_FILE_IN_REPO = "trouble.mar"
@@ -24,7 +24,8 @@ class AnalysisError(Exception):
 
 
 class ServerUnreachable(AnalysisError):
-    """Nothing answers at the TorchServe address (the app may fall back to local mode)."""
+    """Nothing answers at the TorchServe address (the app may fall back to local mode): the page's
+    wording of server_client.ServerUnreachable."""
 
 
 class ServerBackend:
@@ -46,7 +47,7 @@ class ServerBackend:
         try:
             return self.client.predict(image_bytes, score_threshold=threshold, sliced=sliced,
                                        slice_size=slice_size, tta=tta)
-        except ClientUnreachable as error:
+        except server_client.ServerUnreachable as error:
             logger.warning("%s", error)
             raise ServerUnreachable(
                 f"The inference server ({self.description}) is not answering. Start it with `make serve`, "

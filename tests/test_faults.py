@@ -162,6 +162,10 @@ def test_a_model_that_cannot_load_turns_ping_unhealthy(smoke_mar, tmp_path):
                                give_up_s + 30, interval_s=1)
         assert unhealthy, requests.get(f"{server['inference']}/ping", timeout=5).text
         assert "Unhealthy" in requests.get(f"{server['inference']}/ping", timeout=5).text
+        # The batch CLI stops at once (each photo would wait for TorchServe's 300 s timeout in turn).
+        result = predict_folder(ACNE04_PHOTOS[0].parent, "--server", server["inference"], "--out",
+                                tmp_path / "results.json")
+        assert result.returncode == 2 and "says it is unhealthy" in result.stderr, result.stderr[-1000:]
     finally:
         stop_torchserve(server)
 

@@ -335,16 +335,34 @@ def test_with_token_authorisation_make_serve_waits_and_the_batch_cli_names_the_m
         with pytest.raises(AnalysisError, match="set TROUBLE_API_TOKEN to the inference key"):
             ServerBackend(server["inference"], token="wrong").predict(ACNE04_PHOTOS[0].read_bytes())
 
-        # The server stops partway through a folder: the run ends, keeping what was answered, and the
-        # rest is marked for a later run (it was marked "unreadable", photo by photo, to the end).
         for number in range(100):
             shutil.copy(ACNE04_PHOTOS[number % 2], photos / f"photo{number:03d}.jpg")
-        run = subprocess.Popen([sys.executable, "-m", *command, "--overwrite"], cwd=REPO, text=True,
-                               env={**os.environ, "TROUBLE_API_TOKEN": key}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-        for line in run.stdout:
-            if "20/102 photos" in line:
-                break
+
+        def start_run(token):
+            run = subprocess.Popen([sys.executable, "-m", *command, "--overwrite"], cwd=REPO, text=True,
+                                   env={**os.environ, "TROUBLE_API_TOKEN": token}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+            for line in run.stdout:
+                if "20/102 photos" in line:
+                    return run
+            return run
+
+        # The key changes partway (keys expire after 60 minutes; here a new one is made): what was
+        # answered is written, not thrown away with the run.
+        run = start_run(key)
+        keys = json.loads((server["workdir"] / "key_file.json").read_text())
+        requests.get(f"{server['management']}/token?type=inference",
+                     headers={"Authorization": f"Bearer {keys['API']['key']}"}, timeout=10)
+        stdout, stderr = run.communicate(timeout=120)
+        assert run.returncode == 1 and "the server refused the request after" in stderr, stderr[-1500:]
+        responses = read_json(tmp_path / "results.json")["responses"]
+        assert sum("error" not in r for r in responses) >= 20
+        assert responses[-1]["error"] == "not analysed: the server refused the request"
+        key = json.loads((server["workdir"] / "key_file.json").read_text())["inference"]["key"]
+
+        # The server stops partway through a folder: the run ends, keeping what was answered, and the
+        # rest is marked for a later run (it was marked "unreadable", photo by photo, to the end).
+        run = start_run(key)
         stop_torchserve(server)
         stdout, stderr = run.communicate(timeout=120)
         assert run.returncode == 1 and "the server stopped answering after" in stderr, stderr

@@ -40,9 +40,10 @@ class ServerRefused(RuntimeError):
 
 
 class ServerFailed(RuntimeError):
-    """Any other failed answer: `status` is its HTTP status (503: busy or still loading)."""
+    """Any other failed answer: `status` is its HTTP status (503: busy or still loading), None where
+    the answer itself broke off."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int | None, message: str):
         super().__init__(message)
         self.status = status
 
@@ -100,6 +101,8 @@ class TorchServeClient:
                                     f"`make serve`)") from error
         except requests.Timeout:
             raise ServerTimeout(f"TorchServe at {self.url} gave no answer within {self.timeout_s:.0f} s") from None
+        except requests.RequestException as error:  # e.g. the answer cut off as the worker died
+            raise ServerFailed(None, f"TorchServe at {self.url}: {type(error).__name__}: {error}") from None
         return self._read(reply, len(image_bytes))
 
     def _read(self, reply: requests.Response, photo_bytes: int) -> dict:
@@ -112,7 +115,7 @@ class TorchServeClient:
         said = (body.get("error") or body.get("message")) if isinstance(body, dict) else None
         message = f"server answered {reply.status_code}: {said or (reply.text or '')[:200]}"
         if isinstance(body, dict) and isinstance(body.get("code"), str):  # the handler's refusal, with its code
-            raise BadInput(body["code"], str(said), reply.status_code)
+            raise BadInput(body["code"], str(said or message), reply.status_code)
         if refuses_the_key(reply.status_code, body):
             raise ServerRefused("token", f"{message}. Set TROUBLE_API_TOKEN to the inference key in the "
                                          f"server's key_file.json")
