@@ -217,6 +217,9 @@ def test_cli_with_a_mar_damaged_in_transit_exits_2_naming_it(smoke_mar, tmp_path
     # A threshold of 2 would hide every lesion in silence
     (lambda text: re.sub(r"(  score_thresholds:\n    \w+: )[0-9.]+", r"\g<1>2", text, count=1),
      "score_thresholds must be numbers in [0, 1]"),
+    # The text "false" would turn slicing on; no photo passes a pixel limit of 0
+    (lambda text: text.replace("    enabled: true", "    enabled: 'false'", 1), "slicing.enabled must be true or false"),
+    (lambda text: text.replace("  max_pixels: 120000000", "  max_pixels: 0", 1), "max_pixels must be a whole number"),
 ])
 def test_a_hand_edited_model_config_of_the_wrong_shape_is_named(smoke_mar, tmp_path, edit, message):
     """README invites editing a staged folder's model-config.yaml: a mistake there is one line naming
@@ -237,3 +240,24 @@ def test_a_hand_edited_model_config_of_the_wrong_shape_is_named(smoke_mar, tmp_p
     again = subprocess.run([sys.executable, "-m", "train.archive", "--mar", str(mar), "--batch-size", "2", "--out",
                             str(tmp_path / "store")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and message in again.stderr and "Traceback" not in again.stderr, again.stderr[-2000:]
+
+
+def test_a_bad_threshold_in_an_archive_can_be_mended_with_train_archive(smoke_mar, tmp_path):
+    """The archive's values are checked once the changes asked for are made: a threshold of 2 that
+    --thresholds-json replaces is mended, not refused (it was checked before the change)."""
+    with zipfile.ZipFile(smoke_mar) as original:
+        members = {name: original.read(name) for name in original.namelist()}
+    text = members["model-config.yaml"].decode()
+    members["model-config.yaml"] = re.sub(r"(  score_thresholds:\n    (\w+): )[0-9.]+", r"\g<1>2", text,
+                                          count=1).encode()
+    typ = re.search(r"  score_thresholds:\n    (\w+): ", text).group(1)
+    mar = tmp_path / "edited.mar"
+    with zipfile.ZipFile(mar, "w") as out:
+        for name, data in members.items():
+            out.writestr(name, data)
+    mended = subprocess.run([sys.executable, "-m", "train.archive", "--mar", str(mar), "--thresholds-json",
+                             f'{{"{typ}": 0.3}}', "--out", str(tmp_path / "store")], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert mended.returncode == 0, mended.stderr[-1500:]
+    with zipfile.ZipFile(tmp_path / "store" / "trouble.mar") as archive:
+        assert f"    {typ}: 0.3\n" in archive.read("model-config.yaml").decode()

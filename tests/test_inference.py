@@ -167,6 +167,13 @@ def test_the_pixel_limit_is_ours_not_pil_global_state():
     assert refused.value.code == "too_many_pixels" and refused.value.http_status == 413
     assert str(refused.value) == ("The image has more than 179 megapixels; the limit is 120 MP. Resize it and send it "
                                   "again.")
+    # An archive that allows more than PIL does (max_pixels raised) is not quoted as the limit
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, pil_default
+    try:
+        with pytest.raises(BadInput, match="more than 179 megapixels; more than the image decoder accepts"):
+            decode_image(png_header_only(20000, 20000), max_pixels=300_000_000)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def test_a_png_with_megabytes_of_compressed_text_is_named_as_such():

@@ -303,11 +303,13 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
         model_dir = Path(tmp)
         with zipfile.ZipFile(mar) as archive:
             archive.extractall(model_dir)
-        try:  # the settings checked as serving reads them, before any is changed
-            ModelSettings.from_yaml(model_dir / "model-config.yaml").validate()
+        config_yaml = model_dir / "model-config.yaml"
+        try:  # its shape, before anything is changed; the values are checked once changed (a bad
+            ModelSettings.from_yaml(config_yaml)  # threshold may be what --thresholds-json mends)
         except (OSError, ValueError) as error:
-            raise ArchiveError(f"{mar} cannot be archived again: {error}") from None
-        settings = yaml.safe_load((model_dir / "model-config.yaml").read_text())
+            raise ArchiveError(f"{mar} cannot be archived again: "
+                               f"{str(error).replace(str(config_yaml), 'its model-config.yaml')}") from None
+        settings = yaml.safe_load(config_yaml.read_text())
         section = settings["trouble"]
         measured_at = settings_of_the_figures(section)
         if batch_size is not None:
@@ -335,12 +337,12 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                             if given is not None]
         for given, owner in given_thresholds:
             owner["score_thresholds"] = {**owner["score_thresholds"], **given}
-        config_yaml = model_dir / "model-config.yaml"
         config_yaml.write_text(yaml.safe_dump(settings, sort_keys=False))
         try:  # the changed settings checked as serving will read them: one set of checks
             ModelSettings.from_yaml(config_yaml).validate()
         except ValueError as error:
-            raise ArchiveError(str(error).replace(f"{config_yaml}: ", "")) from None
+            raise ArchiveError(f"{mar} with these settings: "
+                               f"{str(error).replace(str(config_yaml), 'its model-config.yaml')}") from None
         for given, owner in given_thresholds:  # rounded once checked to be numbers
             owner["score_thresholds"].update({name: round(float(value), 4) for name, value in given.items()})
         if report is not None:

@@ -54,12 +54,12 @@ class BadInput(ValueError):
 
 
 def unreadable_image(error: Exception) -> BadInput:
-    """Why an image file could not be decoded: PIL refuses a PNG whose compressed text metadata
-    unpacks to more than PngImagePlugin.MAX_TEXT_CHUNK, else the data is broken."""
+    """Why an image file could not be decoded: PIL refuses a PNG whose compressed text or colour
+    profile unpacks to more than PngImagePlugin.MAX_TEXT_CHUNK, else the data is broken."""
     if "MAX_TEXT_CHUNK" in str(error):
-        return BadInput("too_much_metadata", f"The PNG carries more text metadata than accepted (over "
-                                             f"{PngImagePlugin.MAX_TEXT_CHUNK / 2**20:g} MB unpacked): save it "
-                                             f"again without metadata, or as a JPEG.", 413)
+        return BadInput("too_much_metadata", f"The PNG carries more metadata (text or a colour profile) than "
+                                             f"accepted (over {PngImagePlugin.MAX_TEXT_CHUNK / 2**20:g} MB "
+                                             f"unpacked): save it again without metadata, or as a JPEG.", 413)
     return BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).")
 
 
@@ -109,9 +109,11 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
             image = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
         if isinstance(error, Image.DecompressionBombError):  # PIL's limit: twice its MAX_IMAGE_PIXELS
-            raise BadInput("too_many_pixels", f"The image has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
-                                              f"megapixels; the limit is {max_pixels / 1e6:.0f} MP. Resize it and "
-                                              f"send it again.", 413) from error
+            pil_limit = 2 * Image.MAX_IMAGE_PIXELS
+            limit = (f"the limit is {max_pixels / 1e6:.0f} MP" if max_pixels <= pil_limit
+                     else "more than the image decoder accepts")  # an archive may allow more than PIL does
+            raise BadInput("too_many_pixels", f"The image has more than {pil_limit / 1e6:.0f} megapixels; "
+                                              f"{limit}. Resize it and send it again.", 413) from error
         if not HEIC_READABLE and is_heic(data):
             raise BadInput("unsupported_format", "This is a HEIC photo and this server cannot read HEIC "
                                                  "(the pillow-heif package is not installed): send a JPEG, "

@@ -159,9 +159,14 @@ class ModelSettings:
             check_framing(self.framing)
             check_score_thresholds(self.score_thresholds, "score_thresholds", self.classes)
             check_score_thresholds(self.tta.score_thresholds, "tta.score_thresholds", self.classes)
-            if isinstance(self.max_model_passes, bool) or not isinstance(self.max_model_passes, int) \
-                    or self.max_model_passes < 1:
-                raise ValueError(f"max_model_passes must be a whole number, 1 or more, got {self.max_model_passes!r}")
+            for name in ("max_model_passes", "max_side", "max_pixels"):
+                value = getattr(self, name)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{name} must be a whole number, 1 or more, got {value!r}")
+            for name, value in (("slicing.enabled", self.slicing.enabled), ("tta.enabled", self.tta.enabled),
+                                ("tta.flip", self.tta.flip), ("slicing.full_image_pass", self.slicing.full_image_pass)):
+                if not isinstance(value, bool):  # the text "false" would count as on
+                    raise ValueError(f"{name} must be true or false, got {value!r}")
             self.slicing.validate()
             self.tta.validate()
         except TypeError as error:  # e.g. slice_size: '640', a string where a number belongs
