@@ -567,6 +567,25 @@ def test_overwrite_replaces_only_an_earlier_import(tmp_path):
     with pytest.raises(DataError, match="is not an earlier import"):
         import_dataset("voc", tmp_path / "other", tmp_path / "mine", overwrite=True)
     assert load_coco(tmp_path / "mine" / "train") == before
+    # Nor a split of the user's own beside an imported one (import_report.json lists only the import's).
+    import_dataset("voc", tmp_path / "other" / "train", tmp_path / "out", split="train", classes=CLASSES)
+    shutil.copytree(tmp_path / "mine" / "valid", tmp_path / "out" / "valid")
+    with pytest.raises(DataError, match="out/valid exists and is not an earlier import"):
+        import_dataset("voc", tmp_path / "other", tmp_path / "out", overwrite=True)
+    assert load_coco(tmp_path / "out" / "valid") == load_coco(tmp_path / "mine" / "valid")
+    # And a file where a split goes is named before anything is written (it left OUT half-replaced).
+    shutil.rmtree(tmp_path / "out" / "valid")
+    (tmp_path / "out" / "valid").write_text("a file")
+    with pytest.raises(DataError, match="is a file, where this import would write its valid split"):
+        import_dataset("voc", tmp_path / "other", tmp_path / "out", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["import_report.json", "train", "valid"]
+
+
+def test_classes_that_leave_a_split_without_boxes_make_negatives_not_an_error(tmp_path):
+    """--classes drops the other classes on purpose: a split left with none is not 'every box refused'."""
+    make_dataset(tmp_path / "src", n_images=4, fmt="coco")
+    report = import_dataset("coco", tmp_path / "src", tmp_path / "out", classes="rash")
+    assert report["splits"]["train"]["boxes"] == 0 and report["splits"]["train"]["images"] > 0
 
 
 def test_a_voc_filename_left_from_a_renamed_file_does_not_move_boxes(tmp_path):
@@ -577,6 +596,13 @@ def test_a_voc_filename_left_from_a_renamed_file_does_not_move_boxes(tmp_path):
     xml.write_text(xml.read_text().replace(f"<filename>{first['file_name']}<", f"<filename>{second['file_name']}<"))
     import_dataset("voc", tmp_path / "src", tmp_path / "out")
     found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
+    for image in (first, second):
+        assert [name for name, _ in found[image["file_name"]]] == [name for name, _ in truth_boxes(image)]
+    # An .xml without an image of its own (its photo deleted), sorting first and naming `second`, with
+    # `first`'s boxes: it took `second`, and `second`'s own .xml was refused as a second annotation.
+    shutil.copy(xml, xml.with_name("0_deleted.xml"))
+    import_dataset("voc", tmp_path / "src", tmp_path / "out2")
+    found = boxes_by_file(load_coco(tmp_path / "out2" / "train"))
     for image in (first, second):
         assert [name for name, _ in found[image["file_name"]]] == [name for name, _ in truth_boxes(image)]
 

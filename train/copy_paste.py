@@ -195,7 +195,8 @@ def write_copy_paste(out_dir: Path, data_dir: Path, train: dict, targets: list, 
     (out_train / "annotations.json").write_text(json.dumps(dict(train, images=images, annotations=annotations)))
 
     # Every other split, unchanged.
-    for split_dir in sorted(p for p in data_dir.iterdir() if p.is_dir() and p.name != "train"):
+    for split_dir in sorted(p for p in data_dir.iterdir()
+                            if p.is_dir() and p.name != "train" and not p.name.startswith(".")):  # not a half import
         if not (split_dir / "annotations.json").is_file():
             continue
         coco = read_split(data_dir, split_dir.name)

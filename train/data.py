@@ -212,21 +212,26 @@ def read_voc_split(folder, src):
         images_by_stem.setdefault(path.stem, path)
     records, claimed = [], set()
 
+    parsed = []
     for xml_path in sorted(xml_dir.glob("*.xml")):
-        xml_source = str(xml_path.relative_to(src))
         try:
             root = ET.parse(xml_path).getroot()
             if root.tag != "annotation":
                 raise ValueError(f"root element is <{root.tag}>, not <annotation>")
         except (ET.ParseError, ValueError, OSError) as error:
-            note(problems, "bad_annotation_file", f"{xml_source} ({error})")
+            note(problems, "bad_annotation_file", f"{xml_path.relative_to(src)} ({error})")
             claimed.add(images_by_stem.get(xml_path.stem))  # its image is skipped, not made a negative
             continue
-        # The image of the .xml's own name first: a <filename> left over from a renamed file would
-        # put these boxes on another photo (one named by <filename> only where names are ambiguous).
+        # The image of the .xml's own name (its <filename> decides between a.jpg and a.png); only
+        # an .xml without one falls back on the image its <filename> names.
         named = images_by_name.get(Path(root.findtext("filename") or "").name)
-        image_path = named if named is not None and named.stem == xml_path.stem else \
-            images_by_stem.get(xml_path.stem) or named
+        own = named if named is not None and named.stem == xml_path.stem else images_by_stem.get(xml_path.stem)
+        parsed.append((own is None, xml_path, root, own or named))
+
+    # The .xml files with an image of their own name are matched first, so that a <filename> left
+    # over from a renamed file never takes a photo from the .xml beside it (its boxes would move).
+    for _, xml_path, root, image_path in sorted(parsed, key=lambda item: item[:2]):
+        xml_source = str(xml_path.relative_to(src))
         if image_path is None:
             note(problems, "missing_image", f"{xml_source} ({root.findtext('filename')})")
             continue
@@ -669,6 +674,7 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     if src.is_file() and fmt != "coco":
         raise DataError(f"--src {src} is a file: only --format coco takes a JSON file, {fmt} takes a folder")
     classes = parse_class_list(classes)
+    classes_given = bool(classes)
     if single_class is not None and not single_class.strip():
         raise DataError("--single-class needs a class name, e.g. --single-class acne")
     if single_class and classes:
@@ -737,8 +743,11 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
                         f"--classes a,b,c, so that every split gets the same categories)", report)
     if not classes:
         raise DataError(f"no classes: no box in {src} names one; pass --classes a,b,c to import negatives only", report)
-    for name, images in checked.items():  # a split whose every box was refused is a mistake, not negatives
-        refused = [kind for kind in ("unknown_class", "invalid_box", "orphan_box") if kind in read[name][1]]
+    # A split whose every box was refused is a mistake, not a set of negatives (boxes of classes that
+    # --classes leaves out are dropped on purpose).
+    refusals = ("invalid_box", "orphan_box") if classes_given else ("unknown_class", "invalid_box", "orphan_box")
+    for name, images in checked.items():
+        refused = [kind for kind in refusals if kind in read[name][1]]
         if images and refused and not any(image["boxes"] for image in images):
             entry = read[name][1][refused[0]]
             raise DataError(f"every box of the {name} split was dropped: {entry['count']} x {PROBLEMS[refused[0]]}, "
@@ -793,7 +802,7 @@ def write_splits(out, splits, classes, symlink, verbose=False):
     except BaseException:
         for folder in staged.values():
             shutil.rmtree(folder, ignore_errors=True)
-        if not out_existed:
+        if not out_existed and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
     for name, folder in staged.items():
@@ -824,12 +833,19 @@ def splits_to_replace(out, splits, overwrite, report):
     import. Without --overwrite that is refused; a folder that is not an import is never replaced.
     Other splits in OUT stay, so splits can be imported one at a time."""
     replaced = []
+    try:  # an import records its splits there
+        imported = json.loads((out / "import_report.json").read_text(encoding="utf-8")).get("splits") or {}
+    except (OSError, ValueError, AttributeError):
+        imported = {}
     for name in splits:
         split_dir = out / name
+        if split_dir.exists() and not split_dir.is_dir():
+            raise DataError(f"{split_dir} is a file, where this import would write its {name} split: choose "
+                            f"another --out", report)
         if not split_dir.is_dir() or not any(split_dir.iterdir()):
             continue
-        if not (split_dir / "annotations.json").is_file() or not (out / "import_report.json").is_file():
-            raise DataError(f"{split_dir} exists and is not an earlier import (an import leaves "
+        if not (split_dir / "annotations.json").is_file() or name not in imported:
+            raise DataError(f"{split_dir} exists and is not an earlier import (an import lists its splits in "
                             f"{out / 'import_report.json'}): choose another --out", report)
         if not overwrite:
             raise DataError(f"{split_dir} holds an earlier import: pass --overwrite to replace it", report)

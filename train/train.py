@@ -308,12 +308,12 @@ def train(args) -> dict:
     cfg, classes = build_config(args)
     pretrained = set_starting_weights(cfg, args)
     work_dir = Path(cfg.work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
     if args.resume:
-        if not (Path(args.work_dir) / "last_checkpoint").is_file():  # mmengine would start afresh in silence
+        if not (work_dir / "last_checkpoint").is_file():  # mmengine would start afresh in silence
             raise TrainError(f"--resume: {args.work_dir} holds no checkpoint to continue from (no last_checkpoint "
                              f"file): check --work-dir, or train without --resume")
         cfg.resume = True  # mmengine finds the last checkpoint in work_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
     device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
     print(f"[train] {args.config} on {args.data}: {len(classes)} class(es) {classes}; device {device}; "
           f"start: {pretrained}", flush=True)
