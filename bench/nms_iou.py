@@ -20,7 +20,7 @@ pairs: a small box inside a large one has a small IoU.
 
     python -m bench.nms_iou --predictions reports/train150/predictions.json \
         --gt data/acne04/train/annotations.json --limit 150 --ious 0.55 --nested 0.9,0.8,0.7,0.6 \
-        --threshold 0.23185 --out bench/results/nested_boxes_train150.json
+        --threshold 0.2296 --out bench/results/nested_boxes_train150.json
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from bench.arguments import at_least, output_file, run_main
 # channels_last and cudnn benchmark; the batch size, as a multiple of --batch-size).
 # "amp" tells AMP's share from channels_last's: TOOD's head is full of GroupNorm, which autocast
 # keeps in float32 and which may not like channels_last. "fast-2x-batch" asks whether a bigger
-# batch fills a GPU that the model keeps at about a tenth of its peak (H100, README); its loss is
+# batch fills a GPU that the model keeps at about a tenth of its peak (H100, docs/FIGURES.md); its loss is
 # not comparable with the others'.
 SETTINGS = {"fp32": (None, False, 1), "amp": ("float16", False, 1), "fast": ("float16", True, 1),
             "fast-bf16": ("bfloat16", True, 1), "fast-2x-batch": ("float16", True, 2)}
@@ -170,7 +170,7 @@ def time_setting(args, setting: str, work_dir: str) -> dict:
     cfg, _ = build_config(targs)
     set_starting_weights(cfg, targs)
     # The first iterations of a real run: its warm-up (train.train's --iters squeezes it into a
-    # tenth of the run, 3 iterations here, which made AMP diverge where float32 survived: H100, README).
+    # tenth of the run, 3 iterations here, which made AMP diverge where float32 survived: H100, docs/FIGURES.md).
     cfg.param_scheduler = [dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=args.lr_warmup)]
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
