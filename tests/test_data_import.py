@@ -688,3 +688,25 @@ def test_the_report_keeps_a_split_imported_on_its_own_before(tmp_path):
     assert saved["splits"]["train"]["src"] == str(tmp_path / "ds" / "train")
     assert saved["splits"]["train"]["images"] == len(load_coco(out / "train")["images"])
 
+
+
+def test_an_import_stopped_while_writing_keeps_the_earlier_one_whole(tmp_path, monkeypatch):
+    """The same as the Ctrl-C test above, made certain: the copy stops at the fourth image."""
+    import train.data
+
+    make_dataset(tmp_path / "src", n_images=8, fmt="coco")
+    out = tmp_path / "out"
+    import_dataset("coco", tmp_path / "src", out, single_class="lesion")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    copied, copyfile = [], shutil.copyfile
+
+    def copy_then_stop(source, target, **options):
+        if len(copied) == 3:
+            raise KeyboardInterrupt
+        copied.append(copyfile(source, target, **options))
+
+    monkeypatch.setattr(train.data.shutil, "copyfile", copy_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        import_dataset("coco", tmp_path / "src", out, overwrite=True)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["import_report.json", "train", "valid"]
