@@ -692,6 +692,44 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
                         f"stays untouched")
 
     # Read every split (nothing is written before all of them are read and checked).
+    read, declared_names, classes = read_source(fmt, src, src_root, split, classes, single_class)
+    if single_class:
+        classes = [single_class]
+    elif classes is None:  # every name met, in every split: the category list is the same everywhere
+        classes = sorted(declared_names | {box[4] for records, _ in read.values() for r in records
+                                           for box in r["boxes"] if box[4]})
+
+    report = {"format": fmt, "src": str(src), "out": None, "categories": classes, "splits": {},
+              "options": {"split": split, "single_class": single_class, "grade_from_filename": grade_from_filename,
+                          "group_from_filename": group_from_filename,
+                          "group_csv": str(group_csv) if group_csv else None, "symlink": symlink}}
+    checked = {}
+    for name, (records, problems) in read.items():
+        checked[name] = check_split(records, problems, classes, options)
+        report["splits"][name] = split_summary(checked[name], problems)
+
+    refuse_unusable(src, read, checked, classes, classes_given, report)
+
+    replaced = splits_to_replace(out, [name for name, images in checked.items() if images], overwrite, report)
+    sources = [src_root] + [record["path"] for records, _ in read.values() for record in records]
+    for split_dir in replaced + [out / name for name in checked]:
+        inside = next((path for path in sources if is_inside(path, split_dir)), None)
+        if inside is not None:
+            raise DataError(f"--out {out} would write {split_dir}, which holds the source {inside}: "
+                            f"choose another --out, the source stays untouched", report)
+    write_splits(out, {name: images for name, images in checked.items() if images}, classes, symlink, verbose)
+    report["out"] = str(out)
+    for summary in report["splits"].values():
+        summary["src"] = str(src)
+    write_report(out, report)
+    if verbose:
+        print(format_report(report))
+    return report
+
+
+def read_source(fmt, src, src_root, split, classes, single_class):
+    """Every split of SRC → ({output split name: (records, problems)}, the category names the files
+    declare, the classes: as given, or a YOLO source's names in index order)."""
     read, declared_names = {}, set()
     if fmt == "voc":
         for name, folder in voc_splits(src, split):
@@ -712,25 +750,14 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
             classes = [name for name in names if name is not None]  # the index order is the category order
         for name, images_dir, labels_dir in splits:
             read[name] = read_yolo_split(images_dir, labels_dir, src_root, names, single_class)
-
     if not read:
         raise DataError(f"nothing to import in {src}: no {fmt} split found (see python -m train.data import --help)")
-    read = with_output_split_names(read, src)
-    if single_class:
-        classes = [single_class]
-    elif classes is None:  # every name met, in every split: the category list is the same everywhere
-        classes = sorted(declared_names | {box[4] for records, _ in read.values() for r in records
-                                           for box in r["boxes"] if box[4]})
+    return with_output_split_names(read, src), declared_names, classes
 
-    report = {"format": fmt, "src": str(src), "out": None, "categories": classes, "splits": {},
-              "options": {"split": split, "single_class": single_class, "grade_from_filename": grade_from_filename,
-                          "group_from_filename": group_from_filename,
-                          "group_csv": str(group_csv) if group_csv else None, "symlink": symlink}}
-    checked = {}
-    for name, (records, problems) in read.items():
-        checked[name] = check_split(records, problems, classes, options)
-        report["splits"][name] = split_summary(checked[name], problems)
 
+def refuse_unusable(src, read, checked, classes, classes_given, report):
+    """DataError where the checked splits would make a data set that trains on the wrong thing, or
+    on nothing."""
     if not any(checked.values()):
         found = sum(len(records) for records, _ in read.values())
         raise DataError(f"no usable image in {src} ({found} found; see the problems above)", report)
@@ -753,30 +780,23 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
             raise DataError(f"every box of the {name} split was dropped: {entry['count']} x {PROBLEMS[refused[0]]}, "
                             f"e.g. {entry['files'][0]}", report)
 
-    replaced = splits_to_replace(out, [name for name, images in checked.items() if images], overwrite, report)
-    sources = [src_root] + [record["path"] for records, _ in read.values() for record in records]
-    for split_dir in replaced + [out / name for name in checked]:
-        inside = next((path for path in sources if is_inside(path, split_dir)), None)
-        if inside is not None:
-            raise DataError(f"--out {out} would write {split_dir}, which holds the source {inside}: "
-                            f"choose another --out, the source stays untouched", report)
-    write_splits(out, {name: images for name, images in checked.items() if images}, classes, symlink, verbose)
-    report["out"] = str(out)
-    for summary in report["splits"].values():
-        summary["src"] = str(src)
-    # Splits imported one at a time: the record of a split imported before, and still there, stays.
+
+def imported_splits(out) -> dict:
+    """{split: its summary} as OUT's import_report.json records them; {} where there is none."""
     try:
-        earlier = json.loads((out / "import_report.json").read_text(encoding="utf-8")).get("splits") or {}
+        return json.loads((out / "import_report.json").read_text(encoding="utf-8")).get("splits") or {}
     except (OSError, ValueError, AttributeError):
-        earlier = {}
-    for name, summary in earlier.items():
+        return {}
+
+
+def write_report(out, report):
+    """OUT/import_report.json. Splits imported one at a time: the record of a split imported
+    before, and still there, stays."""
+    for name, summary in imported_splits(out).items():
         if name not in report["splits"] and (out / name / "annotations.json").is_file():
             report["splits"][name] = summary
     with open(out / "import_report.json", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1)
-    if verbose:
-        print(format_report(report))
-    return report
 
 
 def write_splits(out, splits, classes, symlink, verbose=False):
@@ -832,11 +852,7 @@ def splits_to_replace(out, splits, overwrite, report):
     """The split folders in OUT that this import replaces: those of its splits that hold an earlier
     import. Without --overwrite that is refused; a folder that is not an import is never replaced.
     Other splits in OUT stay, so splits can be imported one at a time."""
-    replaced = []
-    try:  # an import records its splits there
-        imported = json.loads((out / "import_report.json").read_text(encoding="utf-8")).get("splits") or {}
-    except (OSError, ValueError, AttributeError):
-        imported = {}
+    replaced, imported = [], imported_splits(out)
     for name in splits:
         split_dir = out / name
         if split_dir.exists() and not split_dir.is_dir():
