@@ -14,6 +14,7 @@ CONFIG ?= train/configs/tood_x101-64x4d_fpn_acne04.py
 DATA ?= data/acne04
 WORK_DIR ?= work_dirs/$(notdir $(basename $(CONFIG)))
 TRAIN_ARGS ?=
+MODEL_STORE ?= model_store
 ACNE04 ?= ../shared/data/acne04
 SPACE ?=
 EXPERIMENTS ?= copy_paste,background_removal,bbox_loss,cls_loss,detectors,per_group
@@ -61,8 +62,8 @@ train: setup  ## train CONFIG on DATA, evaluate, and archive model_store/trouble
 evaluate: setup  ## evaluate the model in WORK_DIR on DATA's valid split
 	$(BIN)/python -m train.evaluate --work-dir $(WORK_DIR) --gt $(DATA)/valid/annotations.json --out $(WORK_DIR)/eval
 
-archive: setup  ## rebuild model_store/trouble.mar from WORK_DIR
-	$(BIN)/python -m train.archive --work-dir $(WORK_DIR) --out model_store
+archive: setup  ## rebuild MODEL_STORE/trouble.mar (default model_store/) from WORK_DIR
+	$(BIN)/python -m train.archive --work-dir $(WORK_DIR) --out $(MODEL_STORE)
 
 serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
 	@test -f model_store/trouble.mar || { echo "model_store/trouble.mar is missing: make train (or make archive)"; exit 1; }
