@@ -73,8 +73,9 @@ serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
 	    || grep -q "already running" logs/torchserve.out || { cat logs/torchserve.out; exit 1; }
 	$(BIN)/python -m handler.wait_ready
 
-stop:  ## stop TorchServe
-	-$(BIN)/torchserve --stop
+stop:  ## stop TorchServe, and wait until it is gone (a serve right after would find it still running)
+	-@pid=$$(cat "$${TMPDIR:-/tmp}/.model_server.pid" 2>/dev/null); $(BIN)/torchserve --stop; \
+	    for i in $$(seq 30); do { [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null; } || break; sleep 1; done
 
 app: setup  ## start the Gradio app against the local TorchServe
 	$(BIN)/python space/app.py
