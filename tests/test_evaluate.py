@@ -234,7 +234,7 @@ def test_unknown_ids_are_named():
 
 def test_report_files(tmp_path):
     gt = generated_set(n_images=8)
-    model = {"config": "train/configs/example.py", "pretrained": "none (trained from scratch)"}
+    model = {"config": "train/configs/example.py", "pretrained": "none (trained from scratch)", "tta": None}
     metrics = evaluate(gt, gt_as_predictions(gt, 0.8), 0.3, model)
     paths = write_report(metrics, tmp_path / "report")
 
@@ -255,6 +255,7 @@ def test_report_files(tmp_path):
     assert markdown.index("none (trained from scratch)") < markdown.index("| mAP50 |")
     assert "at F1-optimal thresholds, chosen on this split" in markdown
     assert "clinic_a" in markdown and "clinic_b" in markdown
+    assert "- **tta**: off" in markdown  # not "None"
 
 
 def run_cli(*args):

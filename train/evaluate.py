@@ -550,7 +550,7 @@ def markdown_report(metrics):
     names = metrics["data"]["types"]
     model = metrics["model"]
     lines = ["# Lesion detection evaluation", "", "## Model", ""]
-    lines += [f"- **{key}**: {value}" for key, value in model.items()]
+    lines += [f"- **{key}**: {'off' if key == 'tta' and value is None else value}" for key, value in model.items()]
     if "pretrained" not in model:
         lines.append("- **pretrained**: not stated by the caller")
     data = metrics["data"]
