@@ -435,35 +435,12 @@ def run_experiments(args) -> dict:
     for comparison in args.runs:
         title, rows = COMPARISONS[comparison]
         notes = [NOTES[comparison]] if comparison in NOTES else []
-        table_rows = []
         if comparison == "per_group":
-            try:
-                group_split = split_by_group(data_dir, out_dir / "data" / f"groups_by_{args.group_key}",
-                                             args.group_key)
-            except ExperimentError as error:
-                tables[comparison] = {"title": title, "rows": [], "notes": notes, "skipped": str(error)}
-                print(f"[experiments] per_group skipped: {error}", flush=True)
-                continue
-            for group, reason in group_split["skipped"].items():
-                notes.append(f"group '{group}' left out: {reason}")
-            all_groups = Row("all groups", BASE, None, data="original" if args.group_key == "group" else "regrouped")
-            all_record = train_row(comparison, all_groups, group_split)
-            for group, entry in group_split["groups"].items():
-                own = train_row(comparison, Row(f"{group}: own model", BASE, None, data=f"group:{group}"), group_split)
-                table_rows.append(_table_row(f"{group}: model trained on this group only", BASE, None, own,
-                                             args.smoke, iters, data=f"group:{group}",
-                                             valid_images=entry["valid_images"]))
-                shared = dict(all_record)
-                if all_record["status"] == "done":
-                    shared["mAP50"], shared["mean_f1"] = group_scores(all_record["metrics"], group)
-                table_rows.append(_table_row(f"{group}: one model on all groups", BASE, None, shared,
-                                             args.smoke, iters, data=all_groups.data,
-                                             valid_images=entry["valid_images"]))
-        else:
-            for row in rows:
-                record = train_row(comparison, row)
-                table_rows.append(_table_row(row.label, row.config, row.study, record, args.smoke, iters,
-                                             data=row.data))
+            tables[comparison] = per_group_table(title, notes, lambda row, groups: train_row(comparison, row, groups),
+                                                 data_dir, out_dir, args, iters)
+            continue
+        table_rows = [_table_row(row.label, row.config, row.study, train_row(comparison, row), args.smoke, iters,
+                                 data=row.data) for row in rows]
         tables[comparison] = {"title": title, "rows": table_rows, "notes": notes}
 
     result = {"data": str(data_dir), "smoke": args.smoke, "iterations": iters, "train_args": train_args,
@@ -471,6 +448,31 @@ def run_experiments(args) -> dict:
     (out_dir / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "comparison.md").write_text(markdown_report(result))
     return result
+
+
+def per_group_table(title: str, notes: list, train_row, data_dir: Path, out_dir: Path, args, iters) -> dict:
+    """One model per image group against one model on all groups, each scored on every group's
+    valid images. train_row(row, group_split) trains (or reuses) one row's model."""
+    try:
+        group_split = split_by_group(data_dir, out_dir / "data" / f"groups_by_{args.group_key}", args.group_key)
+    except ExperimentError as error:
+        print(f"[experiments] per_group skipped: {error}", flush=True)
+        return {"title": title, "rows": [], "notes": notes, "skipped": str(error)}
+    for group, reason in group_split["skipped"].items():
+        notes.append(f"group '{group}' left out: {reason}")
+    all_groups = Row("all groups", BASE, None, data="original" if args.group_key == "group" else "regrouped")
+    all_record = train_row(all_groups, group_split)
+    table_rows = []
+    for group, entry in group_split["groups"].items():
+        own = train_row(Row(f"{group}: own model", BASE, None, data=f"group:{group}"), group_split)
+        table_rows.append(_table_row(f"{group}: model trained on this group only", BASE, None, own, args.smoke, iters,
+                                     data=f"group:{group}", valid_images=entry["valid_images"]))
+        shared = dict(all_record)
+        if all_record["status"] == "done":  # the one model's scores on this group's images only
+            shared["mAP50"], shared["mean_f1"] = group_scores(all_record["metrics"], group)
+        table_rows.append(_table_row(f"{group}: one model on all groups", BASE, None, shared, args.smoke, iters,
+                                     data=all_groups.data, valid_images=entry["valid_images"]))
+    return {"title": title, "rows": table_rows, "notes": notes}
 
 
 def copy_paste_data(data_dir: Path, out: Path, seed: int) -> Path:
