@@ -547,6 +547,15 @@ def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path
                         "--runs", "background_removal"], check=False, timeout=300)
     assert other.returncode == 1 and other.stdout.count("holds a finished run with other settings (iters)") == 2
     assert (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").is_file()
+    # --fresh replaces a finished run only once the new one has finished: a run that fails (here
+    # train.train refuses its options) leaves the earlier one in place, its own log beside it.
+    before = (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").read_bytes()
+    failed = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke", "--fresh",
+                         "--runs", "background_removal", "--train-args", "--lr -1"], check=False, timeout=300)
+    assert failed.returncode == 1, failed.stdout[-1500:] + failed.stderr[-1500:]
+    assert (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").read_bytes() == before
+    assert "--lr must be a number" in (out / "runs" / "tood_x101_background_removal.failed.log").read_text()
+    assert not list((out / "runs").glob(".*"))  # nothing half-written left
 
 
 TOOD_ROWS = [BASE] + [p for p in VARIANTS if p.name.startswith("tood_")]
@@ -589,8 +598,9 @@ def test_experiments_with_a_lite_backbone_skip_other_detectors(synthetic_data, t
     assert "is for TOOD rows" in atss["run"]
     trained = _read_config(out / "runs" / "tood_x101-64x4d_fpn_acne04" / "resolved_config.py")
     assert trained.model.backbone.type == "EfficientNetLite"
-    assert "Backbone: every TOOD row uses the ImageNet-pretrained efficientnet-lite0" in (
-        out / "comparison.md").read_text()
+    # A smoke run's backbone has random weights: never called pretrained (it was, beside rows saying so).
+    assert ("Backbone: every TOOD row uses the efficientnet-lite0 backbone, with random weights (not the "
+            "ImageNet ones)") in (out / "comparison.md").read_text()
 
 
 def _read_config(path):

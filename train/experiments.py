@@ -344,10 +344,36 @@ def run_training(config: Path, data_dir: Path, work_dir: Path, settings: dict, f
         return {"status": "failed", "log": str(work_dir / "train.log"),
                 "error": f"{work_dir} holds a finished run with other settings ({', '.join(changed)}): "
                          f"choose another --out, or pass --fresh to replace it"}
-    if work_dir.exists():
-        shutil.rmtree(work_dir)  # --fresh, or an unfinished run
+    # A finished run that --fresh replaces is moved aside, and deleted only once the new run has
+    # finished: stopped partway (Ctrl-C, a crash), the earlier run is put back.
+    earlier = work_dir.with_name(f".{work_dir.name}.replaced")
+    shutil.rmtree(earlier, ignore_errors=True)
+    if marker.is_file() and metrics_path.is_file():
+        work_dir.rename(earlier)
+    elif work_dir.exists():
+        shutil.rmtree(work_dir)  # an unfinished run
     work_dir.mkdir(parents=True)
+    try:
+        record = _train_and_evaluate(config, data_dir, work_dir, settings, marker, metrics_path)
+    except BaseException:
+        if earlier.exists():
+            shutil.rmtree(work_dir, ignore_errors=True)
+            earlier.rename(work_dir)
+        raise
+    if record["status"] == "failed" and earlier.exists():  # the earlier run stays, beside the failed one's log
+        failed_log = work_dir.with_name(f"{work_dir.name}.failed.log")
+        shutil.copyfile(work_dir / "train.log", failed_log)
+        shutil.rmtree(work_dir)
+        earlier.rename(work_dir)
+        record["log"] = str(failed_log)
+    else:
+        shutil.rmtree(earlier, ignore_errors=True)
+    return record
 
+
+def _train_and_evaluate(config: Path, data_dir: Path, work_dir: Path, settings: dict, marker: Path,
+                        metrics_path: Path) -> dict:
+    """Run train.train for one row in work_dir (its log there) → its record."""
     command = [sys.executable, "-m", "train.train", str(config), "--data", str(data_dir),
                "--work-dir", str(work_dir), "--no-archive", "--seed", str(settings["seed"])] + settings["train_args"]
     if settings["iters"]:
@@ -527,7 +553,10 @@ def markdown_report(result: dict) -> str:
                   f"iteration(s) on a CPU. These numbers mean nothing; they only show that every row builds, "
                   f"trains and evaluates.**", ""]
     if result.get("backbone"):
-        lines += [f"**Backbone: every TOOD row uses the ImageNet-pretrained {result['backbone']} in place of "
+        # A smoke run has random weights, and --from-scratch drops the ImageNet ones: never called pretrained.
+        weights = ("with random weights (not the ImageNet ones)"
+                   if result["smoke"] or "--from-scratch" in result["train_args"] else "ImageNet-pretrained")
+        lines += [f"**Backbone: every TOOD row uses the {result['backbone']} backbone, {weights}, in place of "
                   f"ResNeXt-101, without a COCO checkpoint** (other detectors are skipped): compare the rows "
                   f"with each other, not with the study's column.", ""]
     if result["train_args"]:
@@ -606,6 +635,10 @@ def main(argv=None) -> int:
     except ExperimentError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # each row's run is kept whole or not at all; the report is not rewritten
+        print(f"interrupted: the rows that finished are kept in {args.out}/runs and reused by the same command",
+              file=sys.stderr)
+        return 130
     out = Path(args.out)
     print(f"[experiments] wrote {out / 'comparison.md'} and {out / 'comparison.json'}")
     failed = [row["row"] for table in result["comparisons"].values() for row in table["rows"]
