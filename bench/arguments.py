@@ -4,6 +4,7 @@ every photo)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def run_main(main):
 
     try:
         code = main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     # FileNotFoundError, ValueError: e.g. a --model that is not a .mar or model folder.
     except (EvaluationError, TrainError, BadInput, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -55,8 +59,8 @@ def at_least(least: int):
 
 def positive_float(text: str) -> float:
     value = _number(text, float)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number more than 0, got {value}")
     return value
 
 
@@ -88,10 +92,34 @@ def torch_device(text: str) -> str:
 
 
 def output_file(text: str) -> str:
-    """A file to write the results to: refused now if it is a folder, not after the whole run."""
+    """A file to write the results to: refused now if it is a folder, or cannot be made (a file
+    where a folder of its path should be), not after the whole run."""
     if Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder: give a file name, e.g. {Path(text) / 'results.json'}")
+    blocking = next((parent for parent in Path(text).parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise argparse.ArgumentTypeError(f"{text} cannot be written: {blocking} is a file")
     return text
+
+
+def existing_file(text: str) -> str:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is a folder: give a file in it" if path.is_dir() else f"{text} not found")
+    return text
+
+
+def read_predictions(path) -> list:
+    """An evaluation's predictions.json: a list of COCO results; ValueError naming the file otherwise
+    (a metrics.json given instead, a file cut short)."""
+    try:
+        predictions = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not JSON ({error})") from None
+    if not isinstance(predictions, list) or not all(
+            isinstance(p, dict) and {"image_id", "category_id", "bbox", "score"} <= set(p) for p in predictions):
+        raise ValueError(f"{path} is not a list of COCO results (an evaluation's predictions.json)")
+    return predictions
 
 
 def existing_path(text: str) -> str:

@@ -12,11 +12,9 @@ the photos into space/examples/ and their labels into space/app.py's EXAMPLE_LAB
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter, defaultdict
-from pathlib import Path
 
-from bench.arguments import existing_path, run_main, score
+from bench.arguments import existing_file, existing_path, read_predictions, run_main, score
 from train.evaluate import load_ground_truth
 
 
@@ -40,12 +38,12 @@ def typical_photos(gt: dict, predictions: list, threshold: float) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--predictions", required=True, type=existing_path, help="an evaluation's predictions.json")
+    parser.add_argument("--predictions", required=True, type=existing_file, help="an evaluation's predictions.json")
     parser.add_argument("--gt", required=True, type=existing_path, help="the ground truth it was run on (graded)")
     parser.add_argument("--threshold", required=True, type=score, help="the model's served score threshold")
     args = parser.parse_args(argv)
     gt = load_ground_truth(args.gt)[0]
-    chosen = typical_photos(gt, json.loads(Path(args.predictions).read_text()), args.threshold)
+    chosen = typical_photos(gt, read_predictions(args.predictions), args.threshold)
     if not chosen:
         print(f"error: no image of {args.gt} carries a grade", flush=True)
         return 2

@@ -196,7 +196,7 @@ def main(argv=None) -> int:
                         help="comma-separated client counts, one phase each")
     parser.add_argument("--seconds", type=positive_float, default=30, help="how long each phase starts new requests")
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), type=existing_folder, help="a folder of photos to post")
-    parser.add_argument("--retry-budget", type=float, default=120,
+    parser.add_argument("--retry-budget", type=positive_float, default=120,
                         help="seconds a client keeps retrying a request answered 503")
     parser.add_argument("--client-timeout", type=positive_float, default=330,
                         help="seconds a client waits for one answer (330, as the app and the batch CLI: "

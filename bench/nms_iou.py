@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from mmcv.ops import nms
 
-from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked, run_main, score,
-                             unit_fraction)
+from bench.arguments import (at_least, existing_file, existing_path, list_of, output_file, parse_checked,
+                             read_predictions, run_main, score, unit_fraction)
 from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
 
 
@@ -79,7 +79,7 @@ def nested_suppression(predictions: list, ios: float) -> list:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--predictions", required=True, type=existing_path, help="an evaluation's predictions.json")
+    parser.add_argument("--predictions", required=True, type=existing_file, help="an evaluation's predictions.json")
     parser.add_argument("--gt", required=True, type=existing_path, help="the ground truth it was run on")
     parser.add_argument("--limit", type=at_least(1),
                         help="the --limit the evaluation used (the same images are scored)")
@@ -94,7 +94,7 @@ def main(argv=None):
     gt = sample_ground_truth(load_ground_truth(args.gt)[0], args.limit)
     images = gt["images"]
     kept_ids = {image["id"] for image in images}
-    predictions = [p for p in json.loads(Path(args.predictions).read_text()) if p["image_id"] in kept_ids]
+    predictions = [p for p in read_predictions(args.predictions) if p["image_id"] in kept_ids]
     rows = []
     variants = ([("nms_iou", iou, stricter_nms(predictions, iou)) for iou in args.ious]
                 + [("nested_ios", ios, nested_suppression(predictions, ios)) for ios in args.nested])

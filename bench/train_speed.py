@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.arguments import at_least, output_file, run_main
+from bench.arguments import at_least, output_file, parse_checked, run_main
 
 # Setting -> (the --amp dtype it trains with, None: float32; whether it adds train.train's --fast:
 # channels_last and cudnn benchmark; the batch size, as a multiple of --batch-size).
@@ -49,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--stages", type=at_least(0), default=5, metavar="N",
                         help="after the timed run, N more iterations timed stage by stage (0: none)")
     parser.add_argument("--out", required=True, type=output_file, help="JSON file for the results")
-    return parser.parse_args(argv)
+    return parse_checked(parser, argv)  # an --out that is the --config would replace it
 
 
 def iteration_timer():

@@ -5,7 +5,7 @@ import json
 import math
 import shutil
 
-from tests.conftest import read_json, run_module
+from tests.conftest import REPO, read_json, run_module
 
 
 def test_train_speed_runs_on_cpu_with_the_smoke_config(synthetic_data, tmp_path):
@@ -51,7 +51,7 @@ def test_benchmarks_refuse_values_that_mean_nothing(smoke_mar, tmp_path):
     gt.write_text("{}")
     for module, option, value, message in (
             ("bench.large_photos", "--limit", "0", "argument --limit: must be at least 1, got 0"),
-            ("bench.large_photos", "--scale", "0", "argument --scale: must be more than 0, got 0.0"),
+            ("bench.large_photos", "--scale", "0", "argument --scale: must be a number more than 0, got 0.0"),
             ("bench.test_time_augmentation", "--sizes", "640,5",
              "argument --sizes: must be between 128 and 2048 pixels, got 5"),
             ("bench.test_time_augmentation", "--fuse-iou", "1.5", "argument --fuse-iou: must be in (0, 1], got 1.5"),
@@ -95,6 +95,31 @@ def test_benchmarks_refuse_values_that_mean_nothing(smoke_mar, tmp_path):
         result = run_module([module, "--model", str(photos), *extra, "--out", str(tmp_path / "x.json")], check=False,
                             timeout=120)
         assert result.returncode == 2 and message in result.stderr, (module, result.stderr[-1500:])
+    # From an audit: each refused at once, the inputs untouched.
+    config = tmp_path / "my_smoke.py"
+    config.write_text((REPO / "train" / "configs" / "tood_smoke.py").read_text())
+    before = config.read_text()
+    (tmp_path / "afile").write_text("")
+    small_gt = tmp_path / "small_gt.json"
+    small_gt.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+                                    "annotations": [], "categories": [{"id": 1, "name": "acne"}]}))
+    for command, message in (
+            (["bench.train_speed", "--config", str(config), "--data", "x", "--out", str(config)],
+             "is the --config file"),  # it replaced the config with its JSON
+            (["bench.nms_iou", "--predictions", str(predictions), "--gt", str(gt), "--out",
+              str(tmp_path / "afile" / "x.json")], "cannot be written: " + str(tmp_path / "afile") + " is a file"),
+            (["bench.nms_iou", "--predictions", str(tmp_path), "--gt", str(gt), "--out", str(tmp_path / "x.json")],
+             "is a folder: give a file in it"),
+            (["bench.nms_iou", "--predictions", str(gt), "--gt", str(small_gt), "--out", str(tmp_path / "x.json")],
+             "is not a list of COCO results"),  # a metrics.json or a ground truth given instead
+            (["bench.large_photos", "--model", str(smoke_mar), "--gt", str(gt), "--scale", "inf", "--out",
+              str(tmp_path / "x.json")], "argument --scale: must be a number more than 0, got inf"),
+            (["bench.load_test", "--model", str(smoke_mar), "--retry-budget", "-5", "--out", str(tmp_path / "x.json")],
+             "argument --retry-budget: must be a number more than 0")):
+        result = run_module(command, check=False, timeout=120)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, \
+            (command[0], result.stderr[-1500:])
+    assert config.read_text() == before
 
 
 def test_benchmarks_name_data_the_model_does_not_fit_and_impossible_settings(smoke_mar, synthetic_data, tmp_path):
