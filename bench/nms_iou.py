@@ -40,13 +40,18 @@ from bench.arguments import (at_least, existing_file, existing_path, list_of, ou
 from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
 
 
-def stricter_nms(predictions: list, iou: float) -> list:
-    """Greedy NMS at `iou` within each (image, type) group of COCO results."""
+def by_image_and_type(predictions: list) -> list:
+    """COCO results grouped by (image, type): suppression never acts across them."""
     groups = defaultdict(list)
     for prediction in predictions:
         groups[prediction["image_id"], prediction["category_id"]].append(prediction)
+    return list(groups.values())
+
+
+def stricter_nms(predictions: list, iou: float) -> list:
+    """Greedy NMS at `iou` within each (image, type) group of COCO results."""
     kept = []
-    for group in groups.values():
+    for group in by_image_and_type(predictions):
         boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (p["bbox"] for p in group)], dtype=torch.float32)
         _, keep = nms(boxes, torch.tensor([p["score"] for p in group], dtype=torch.float32), iou)
         kept += [group[index] for index in keep.tolist()]
@@ -55,11 +60,8 @@ def stricter_nms(predictions: list, iou: float) -> list:
 
 def nested_suppression(predictions: list, ios: float) -> list:
     """Greedy NMS at intersection-over-smaller `ios` within each (image, type) group of COCO results."""
-    groups = defaultdict(list)
-    for prediction in predictions:
-        groups[prediction["image_id"], prediction["category_id"]].append(prediction)
     kept = []
-    for group in groups.values():
+    for group in by_image_and_type(predictions):
         group = sorted(group, key=lambda p: -p["score"])
         boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (p["bbox"] for p in group)], dtype=np.float64)
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
