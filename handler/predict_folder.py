@@ -12,8 +12,9 @@ lists, and the full response per photo; with --annotated, each photo with its co
 spreadsheet. Existing outputs are replaced only with --overwrite.
 
 Exit codes: 0 done; 1 no photo could be analysed, or the server stopped answering or refused the
-request partway, e.g. its key expired (what was analysed is written); 2 a bad option, folder or output, or a model or server that cannot be used
-(nothing analysed); 130 interrupted (what was analysed is written).
+request partway, e.g. its key expired (what was analysed is written); 2 a bad option, folder or
+output, or a model or server that cannot be used (nothing analysed); 130 interrupted (what was
+analysed is written).
 """
 from __future__ import annotations
 

@@ -57,8 +57,8 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
     drawing_names = annotated_names([path for _, path in images])
     for number, (image_id, path) in enumerate(images, 1):
         try:
-            response = predictor.predict(path.read_bytes(), score_threshold, sliced, slice_size, framing=framing,
-                                         tta=tta)
+            photo = path.read_bytes()  # read once: the model and the drawing take the same bytes
+            response = predictor.predict(photo, score_threshold, sliced, slice_size, framing=framing, tta=tta)
         except (ServerRefused, ServerUnreachable):  # every photo would fail alike
             raise
         except Exception as error:  # noqa: BLE001  one bad photo stops nothing
@@ -74,7 +74,7 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
             from trouble.render import annotate_image
 
             annotated_dir.mkdir(parents=True, exist_ok=True)
-            annotate_image(path.read_bytes(), response).save(annotated_dir / drawing_names[path])
+            annotate_image(photo, response).save(annotated_dir / drawing_names[path])
         if number % 20 == 0 or number == len(images):
             print(f"  {number}/{len(images)} photos", flush=True)
         yield image_id, response, to_coco_results(response, image_id, ids)
