@@ -71,7 +71,8 @@ serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
 	@mkdir -p logs
 	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar > logs/torchserve.out 2>&1 \
 	    || grep -q "already running" logs/torchserve.out || { cat logs/torchserve.out; exit 1; }
-	$(BIN)/python -m handler.wait_ready
+	@# A server left crash-looping would be taken as "already running" by the next serve: stop it.
+	$(BIN)/python -m handler.wait_ready || { $(BIN)/torchserve --stop > /dev/null; exit 1; }
 
 stop:  ## stop TorchServe, and wait until it is gone (a serve right after would find it still running)
 	-@pid=$$(cat "$${TMPDIR:-/tmp}/.model_server.pid" 2>/dev/null); $(BIN)/torchserve --stop; \

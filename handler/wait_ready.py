@@ -1,9 +1,10 @@
 """Wait until TorchServe's `trouble` model has a READY worker (used by `make serve`).
 
 Reads the addresses from the config TorchServe was started with (TS_CONFIG_FILE, else
-./config.properties) and, when token authorisation is on, the management key from the
-key_file.json TorchServe wrote in this folder. Exits 1 with the log's last lines if the model is
-not ready in time, so `make serve` never reports success over a crash-looping worker.
+./config.properties) and, when token authorisation is on, the keys from the key_file.json
+TorchServe wrote in this folder. Exits 1 with the log's last lines if the model is not ready in
+time, or as soon as TorchServe gives up on it, so `make serve` never reports success over a
+crash-looping worker.
 """
 import json
 import os
@@ -12,6 +13,10 @@ import time
 from pathlib import Path
 
 import requests
+
+
+class NotReady(Exception):
+    """The model did not become ready; the message says why."""
 
 
 def config_value(key: str, default: str, config_path: str | None = None) -> str:
@@ -23,41 +28,66 @@ def config_value(key: str, default: str, config_path: str | None = None) -> str:
     return default
 
 
-def management_headers(key_file: str = "key_file.json") -> dict:
-    """The management key's Authorization header, where TorchServe wrote one (token auth on)."""
+def key_header(api: str, key_file: str = "key_file.json") -> dict:
+    """The Authorization header for TorchServe's `api` ("management" or "inference"), where
+    TorchServe wrote keys (token authorisation on); none otherwise."""
     try:
-        key = json.loads(Path(key_file).read_text())["management"]["key"]
+        key = json.loads(Path(key_file).read_text())[api]["key"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     return {"Authorization": f"Bearer {key}"}
 
 
-def main(timeout_s: float = 180) -> int:
-    url = f"{config_value('management_address', 'http://127.0.0.1:8081')}/models/trouble"
-    predictions = f"{config_value('inference_address', 'http://127.0.0.1:8080')}/predictions/trouble"
+def gave_up(inference_url: str) -> bool:
+    """Whether TorchServe has given up on the model: /ping turns 500 "Unhealthy" once no worker could
+    load it within the .mar's maxRetryTimeoutInSec (60 s), and stays "Healthy" while one starts."""
+    try:
+        reply = requests.get(f"{inference_url}/ping", headers=key_header("inference"), timeout=5)
+    except requests.RequestException:
+        return False
+    return reply.status_code == 500 and "Unhealthy" in reply.text
+
+
+def wait_until_ready(management_url: str, inference_url: str, timeout_s: float = 180) -> dict:
+    """The management API's description of `trouble` once every worker is READY. NotReady when
+    TorchServe gives up on the model, or refuses to say (a key it does not accept), or after timeout_s."""
     deadline = time.time() + timeout_s
-    refused = None
+    refused, workers = None, []
     while time.time() < deadline:
         try:
-            # Read each time: TorchServe writes key_file.json as it starts.
-            reply = requests.get(url, headers=management_headers(), timeout=5)
+            # Read the key each time: TorchServe writes key_file.json as it starts.
+            reply = requests.get(f"{management_url}/models/trouble", headers=key_header("management"), timeout=5)
             refused = reply.text[:200] if reply.status_code in (400, 401, 403) else None
-            workers = reply.json()[0]["workers"] if reply.status_code == 200 else []
-            if workers and all(w["status"] == "READY" for w in workers):
-                print(f"TorchServe is serving 'trouble' ({len(workers)} worker(s) ready): POST photos to {predictions}")
-                return 0
-        except (requests.RequestException, ValueError, KeyError, IndexError):
+            description = reply.json()[0] if reply.status_code == 200 else None
+            workers = [w["status"] for w in description["workers"]] if description else []
+            if workers and all(status == "READY" for status in workers):
+                return description
+        except (requests.RequestException, ValueError, KeyError, IndexError, TypeError):
             pass
+        if gave_up(inference_url):
+            raise NotReady("TorchServe gave up on the 'trouble' model: no worker could load it (/ping says "
+                           "Unhealthy)")
         time.sleep(1)
     if refused:
-        print(f"error: TorchServe refused to say whether 'trouble' is ready ({refused}); with token "
-              f"authorisation on, run this from the folder holding its key_file.json", file=sys.stderr)
+        raise NotReady(f"TorchServe refused to say whether 'trouble' is ready ({refused}); with token "
+                       f"authorisation on, run this from the folder holding its key_file.json")
+    raise NotReady(f"the 'trouble' model did not become ready in {timeout_s:.0f} s (its workers: {workers or 'none'})")
+
+
+def main(timeout_s: float = 180) -> int:
+    management = config_value("management_address", "http://127.0.0.1:8081")
+    inference = config_value("inference_address", "http://127.0.0.1:8080")
+    try:
+        workers = wait_until_ready(management, inference, timeout_s)["workers"]
+    except NotReady as error:
+        log = Path("logs/model_log.log")
+        tail = ("\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.is_file()
+                else "(no logs/model_log.log)")
+        print(f"error: {error}. Last lines of {log}:\n{tail}", file=sys.stderr)
         return 1
-    log = Path("logs/model_log.log")
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.is_file() else "(no logs/model_log.log)"
-    print(f"error: the 'trouble' model did not become ready in {timeout_s:.0f} s. Last log lines:\n{tail}",
-          file=sys.stderr)
-    return 1
+    print(f"TorchServe is serving 'trouble' ({len(workers)} worker(s) ready): POST photos to "
+          f"{inference}/predictions/trouble")
+    return 0
 
 
 if __name__ == "__main__":

@@ -132,21 +132,14 @@ def start_torchserve(model_store: Path, workdir: Path, mar_name: str = "trouble.
 
 
 def wait_for_model(server: dict, timeout_s: float = 180) -> dict:
-    """Wait until the model's worker is READY; return the management API's description."""
-    deadline = time.time() + timeout_s
-    last = None
-    while time.time() < deadline:
-        try:
-            reply = requests.get(f"{server['management']}/models/trouble", timeout=5)
-            if reply.status_code == 200:
-                last = reply.json()[0]
-                workers = last.get("workers", [])
-                if workers and all(w["status"] == "READY" for w in workers):
-                    return last
-        except requests.ConnectionError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"TorchServe model not ready after {timeout_s}s: {last}\n{read_log(server)}")
+    """Wait until the model's worker is READY (as `make serve` does); return the management API's
+    description."""
+    from handler.wait_ready import NotReady, wait_until_ready
+
+    try:
+        return wait_until_ready(server["management"], server["inference"], timeout_s)
+    except NotReady as error:
+        raise AssertionError(f"{error}\n{read_log(server)}") from None
 
 
 def read_log(server: dict, name: str = "model_log.log", tail: int = 4000) -> str:

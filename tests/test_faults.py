@@ -147,7 +147,7 @@ def test_mar_with_a_damaged_checkpoint_never_serves_and_the_log_says_why(smoke_m
         stop_torchserve(server)
 
 
-def test_a_model_that_cannot_load_turns_ping_unhealthy(smoke_mar, tmp_path):
+def test_a_model_that_cannot_load_turns_ping_unhealthy_and_make_serve_says_so(smoke_mar, tmp_path):
     """/ping is what the app checks (space/backends.py): once TorchServe gives up restarting the
     worker (the .mar's maxRetryTimeoutInSec), it must answer 500 "Unhealthy" instead of "Healthy"."""
     mar = mar_with_damaged_checkpoint(smoke_mar, tmp_path / "store", "missing")
@@ -162,6 +162,13 @@ def test_a_model_that_cannot_load_turns_ping_unhealthy(smoke_mar, tmp_path):
                                give_up_s + 30, interval_s=1)
         assert unhealthy, requests.get(f"{server['inference']}/ping", timeout=5).text
         assert "Unhealthy" in requests.get(f"{server['inference']}/ping", timeout=5).text
+        # `make serve`'s readiness check says so at once, with the load error from the log, instead of
+        # waiting out its 180 s.
+        ready = subprocess.run([sys.executable, "-m", "handler.wait_ready"], cwd=server["workdir"],
+                               env={**server["env"], "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                               timeout=240)
+        assert ready.returncode == 1 and "gave up on the 'trouble' model" in ready.stderr, ready.stderr[-1000:]
+        assert "model.pth" in ready.stderr and "Traceback" not in ready.stderr.split("Last lines")[0]
         # The batch CLI stops at once (each photo would wait for TorchServe's 300 s timeout in turn).
         result = predict_folder(ACNE04_PHOTOS[0].parent, "--server", server["inference"], "--out",
                                 tmp_path / "results.json")
