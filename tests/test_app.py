@@ -43,15 +43,16 @@ def closed_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(log_path: Path, **env_overrides):
-    """Start `python space/app.py` on a free port; yield its URL; stop it. The app's log is in log_path."""
+def running_app(log_path: Path, app: Path = SPACE / "app.py", **env_overrides):
+    """Start `python space/app.py` (or another copy of it, `app`, from its own folder) on a free port;
+    yield its URL; stop it. The app's log is in log_path."""
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
            "TROUBLE_MODEL": "", "TROUBLE_MODEL_REPO": "", "TROUBLE_API_TOKEN": "", **env_overrides}
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, str(SPACE / "app.py")], cwd=REPO, env=env,
+        process = subprocess.Popen([sys.executable, str(app)], cwd=REPO if app == SPACE / "app.py" else app.parent, env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 120
@@ -467,6 +468,26 @@ def test_in_a_space_the_default_mode_is_local():
         result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,
                                 timeout=120)
         assert result.stdout.strip().splitlines()[-1] == mode, result.stderr[-2000:]
+
+
+def test_the_space_as_uploaded_starts_and_answers_with_the_model_it_carries(smoke_mar, tmp_path):
+    """The Gradio Space is push.py's list of files and nothing else (no repository around it, no
+    model_store/). Started as the Hub starts it (`python app.py` in its folder, SPACE_ID set), it runs
+    the model uploaded with it and answers an example photo."""
+    import push  # space/push.py
+
+    folder = tmp_path / "space"
+    push.stage(push.gradio_space_files(smoke_mar, None, "user/name", "https://huggingface.co"), folder)
+    example = sorted((folder / "examples").glob("*.jpg"))[0]
+    with running_app(tmp_path / "app.log", app=folder / "app.py", SPACE_ID="user/name", TROUBLE_MODE="",
+                     PYTHONPATH="") as url:
+        result = call_app(url, example, tmp_path / "downloads", threshold=LOW_THRESHOLD)
+    log = (tmp_path / "app.log").read_text()
+    assert "the local model trouble.mar (in this process)" in result["status"], result["status"]
+    assert str(folder / "model" / "trouble.mar") in log, log[-2000:]  # the uploaded model, not the repository's
+    assert str(REPO) not in log, "the Space used a file of the repository"
+    answer = json.loads(Path(result["results_json"]).read_text())
+    assert answer["photo"] == example.name and answer["counts"] and "grade" in answer["severity"]
 
 
 def test_the_app_refuses_to_start_on_a_bad_setting_with_one_line(tmp_path):
