@@ -444,6 +444,12 @@ def evaluate(gt, predictions, score_thresholds=0.3, model_info=None):
     """
     gt, gt_source = load_ground_truth(gt)
     predictions = load_predictions(predictions, gt, gt_source)
+    return evaluate_checked(gt, gt_source, predictions, score_thresholds, model_info)
+
+
+def evaluate_checked(gt, gt_source, predictions, score_thresholds, model_info=None):
+    """evaluate() of a ground truth and predictions that load_ground_truth and load_predictions
+    have already checked; gt_source names the ground truth in the report."""
     names = [c["name"] for c in gt["categories"]]
     thresholds = resolve_thresholds(score_thresholds, names)
     all_image_ids = [img["id"] for img in gt["images"]]
@@ -690,12 +696,15 @@ def sample_ground_truth(gt: dict, limit: int | None) -> dict:
 
 
 def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slice_size=None, tta=None,
-                                framing=None):
+                                framing=None, gt=None):
     """Run the detector on the images of a ground-truth file (`limit` of them spread evenly, or
-    all); return (COCO results, the ground truth of the images read, the images that could not be)."""
+    all); return (COCO results, the ground truth of the images read, the images that could not be).
+    gt: that file as load_ground_truth returned it, where the caller has read it already."""
     from trouble.batch import predict_images
 
-    gt = sample_ground_truth(load_ground_truth(gt_path)[0], limit)
+    if gt is None:
+        gt = load_ground_truth(gt_path)[0]
+    gt = sample_ground_truth(gt, limit)
     images = gt["images"]
     no_file = [i for i, image in enumerate(images) if not isinstance(image.get("file_name"), str)]
     if no_file:
@@ -729,11 +738,12 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
 
 
 def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=None, from_work_dir=False,
-                   input_size=None, score_thresholds=None, nms_iou=None, tta=None, framing=None):
+                   input_size=None, score_thresholds=None, nms_iou=None, tta=None, framing=None, gt=None):
     """Evaluate a .mar, a model folder or a training work dir; saves thresholds.json and the
     model's predictions.json (COCO results) beside the report. score_thresholds: None for the
     model's own (its test-time augmentation's with tta), else one number or {type: threshold}.
-    tta: "true"/"false", framing: "face"/"none"; None for the model's setting."""
+    tta: "true"/"false", framing: "face"/"none"; None for the model's setting. gt: the file at
+    gt_path as load_ground_truth returned it, where the caller has read it already."""
     import tempfile
 
     from trouble.inference import TroubleDetector
@@ -756,7 +766,7 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         model_thresholds, slicing, framing, tta_on = detector.resolve_request(sliced=sliced, slice_size=slice_size,
                                                                               framing=framing, tta=tta)
         predictions, gt, unread = predict_ground_truth_images(detector, gt_path, limit, sliced, slice_size, tta,
-                                                              framing)
+                                                              framing, gt)
     # The model's own thresholds and earlier validation are not what this report is about.
     info = {"model": str(model),
             **{k: v for k, v in detector.model_info().items()
@@ -768,8 +778,8 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
     if from_work_dir:
         info["trained"] = json.loads((Path(model) / "run_meta.json").read_text())
     thresholds = model_thresholds if score_thresholds is None else score_thresholds
-    metrics = evaluate(gt, predictions, thresholds, info)
-    metrics["data"]["gt"] = str(gt_path)
+    checked = load_predictions(predictions, gt, str(gt_path))  # the model's answers, checked as saved ones are
+    metrics = evaluate_checked(gt, str(gt_path), checked, thresholds, info)
     if unread:
         metrics["data"]["unreadable_images"] = unread
         metrics["notes"].append(f"{len(unread)} image(s) could not be read and are left out of every figure: "
@@ -868,18 +878,19 @@ def main(argv=None):
                 gt = sample_ground_truth(gt, args.limit)
                 kept = {image["id"] for image in gt["images"]}
                 predictions = [p for p in predictions if p["image_id"] in kept]
-            metrics = evaluate(gt, predictions, 0.3 if score_thresholds is None else score_thresholds, model_info)
-            metrics["data"]["gt"] = args.gt
+            metrics = evaluate_checked(gt, args.gt, predictions, 0.3 if score_thresholds is None else score_thresholds,
+                                       model_info)
             paths = write_report(metrics, args.out)
         else:
+            gt = None  # evaluate_model reads it (after loading the model) unless the thresholds need it first
             if score_thresholds is not None:  # checked before the model runs over every photo, not after
-                gt, _ = load_ground_truth(args.gt)
+                gt = load_ground_truth(args.gt)[0]
                 resolve_thresholds(score_thresholds, [category["name"] for category in gt["categories"]])
             metrics, paths = evaluate_model(args.model or args.work_dir, args.gt, args.out, limit=args.limit,
                                             sliced=args.sliced, slice_size=args.slice_size,
                                             from_work_dir=bool(args.work_dir), input_size=args.input_size,
                                             score_thresholds=score_thresholds, nms_iou=args.nms_iou, tta=args.tta,
-                                            framing=args.framing)
+                                            framing=args.framing, gt=gt)
     except ThresholdError as e:
         source = f"--thresholds-json {args.thresholds_json}: " if args.thresholds_json else ""  # a file or JSON text
         print(f"error: {source}{e}", file=sys.stderr)
