@@ -474,86 +474,120 @@ def check_split(records, problems, classes, options):
     Unreadable images are skipped, boxes clipped or dropped, names made unique, grade and
     group filled in; every change is noted in `problems`.
     """
-    single_class, grade_regex, group_regex, group_by_name = (
-        options["single_class"], options["grade_regex"], options["group_regex"], options["group_by_name"])
     class_set = set(classes)
     with ThreadPoolExecutor(max_workers=4) as pool:  # decoding releases the GIL
         sizes = list(pool.map(read_image_size, [record["path"] for record in records]))
 
     kept, used_names = [], set()
     for record, size in zip(records, sizes):
-        source = record["source"]
         if isinstance(size, str):
             note(problems, "unsupported_format" if size.startswith("format ") else "unreadable_image",
-                 f"{source} ({size})")
+                 f"{record['source']} ({size})")
             continue
-        # Training and serving both see the photo as displayed (EXIF orientation applied), so sizes and
-        # boxes are written for it. Boxes are taken as drawn on the displayed photo (what annotation
-        # tools show) unless the annotation's size is the stored one of a photo turned by 90 degrees.
-        stored_width, stored_height, orientation = size
-        orientation = orientation if orientation in range(2, 9) else 1
-        width, height = (stored_height, stored_width) if orientation >= 5 else (stored_width, stored_height)
-        drawn_on_stored = orientation >= 5 and width != height and record["annotation_size"] == (
-            stored_width, stored_height)
-        if orientation != 1:
-            how = "boxes turned from the stored pixels" if drawn_on_stored else "boxes taken as drawn on it"
-            note(problems, "exif_rotated", f"{source} (orientation {orientation}, displayed {width}x{height}; {how})")
-        elif record["annotation_size"] and record["annotation_size"] != (width, height):
-            ann_w, ann_h = record["annotation_size"]
-            note(problems, "size_mismatch", f"{source} (annotation {ann_w}x{ann_h}, image {width}x{height})")
-
-        boxes = []
-        for x1, y1, x2, y2, name in record["boxes"]:
-            if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):  # float() reads "nan" and "inf"
-                note(problems, "invalid_box", source)
-                continue
-            if record["normalised"]:  # YOLO centre and size, 0..1
-                x1, y1, x2, y2 = ((x1 - x2 / 2) * width, (y1 - y2 / 2) * height,
-                                  (x1 + x2 / 2) * width, (y1 + y2 / 2) * height)
-            elif drawn_on_stored:
-                x1, y1, x2, y2 = turn_box_upright((x1, y1, x2, y2), orientation, stored_width, stored_height)
-            if single_class:
-                name = single_class
-            elif name not in class_set:
-                note(problems, "unknown_class", f"{source} ({name or 'no name'})")
-                continue
-            clipped = max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)
-            if clipped != (x1, y1, x2, y2):
-                note(problems, "box_clipped", source)
-            x1, y1, x2, y2 = clipped
-            if x2 <= x1 or y2 <= y1:
-                note(problems, "empty_box", source)
-                continue
-            boxes.append((x1, y1, x2, y2, name))
-        if not boxes:
-            note(problems, "no_boxes", source)
-
-        grade, group = record["grade"], record["group"]
-        if grade_regex:
-            match = grade_regex.search(record["name"])
-            text = match.group(1) if match else None
-            grade = int(text) if text in ("0", "1", "2", "3") else None  # isdigit() also takes "²"
-            if grade not in (0, 1, 2, 3):
-                grade = None
-                note(problems, "no_grade", source)
-        if group_regex or group_by_name:
-            match = group_regex.search(record["name"]) if group_regex else None
-            group = group_by_name.get(record["name"], match.group(1) if match else None)
-            if group is None:
-                note(problems, "no_group", source)
-
-        name = record["name"]
-        stem, suffix = Path(name).stem, Path(name).suffix
-        number = 1
-        while name.lower() in used_names:  # lower: the names must differ on case-insensitive disks too
-            number += 1
-            name = f"{stem}_{number}{suffix}"
-        if name != record["name"]:
-            note(problems, "duplicate_name", f"{source} (written as {name})")
-        used_names.add(name.lower())
+        width, height, turn = displayed_size(record, size, problems)
+        boxes = checked_boxes(record, width, height, turn, class_set, options["single_class"], problems)
+        grade = grade_of(record, options["grade_regex"], problems)
+        group = group_of(record, options["group_regex"], options["group_by_name"], problems)
+        name = unique_name(record, used_names, problems)
         kept.append({"path": record["path"], "file_name": name, "width": width, "height": height,
                      "boxes": boxes, "grade": grade, "group": group})
     return kept
+
+
+def displayed_size(record, size, problems):
+    """The photo's (width, height) as displayed, and the turn its boxes need to get there:
+    (orientation, stored width, stored height) for turn_box_upright, or None.
+
+    Training and serving both see the photo as displayed (EXIF orientation applied), so sizes and
+    boxes are written for it. Boxes are taken as drawn on the displayed photo (what annotation
+    tools show) unless the annotation's size is the stored one of a photo turned by 90 degrees.
+    """
+    source = record["source"]
+    stored_width, stored_height, orientation = size
+    orientation = orientation if orientation in range(2, 9) else 1
+    width, height = (stored_height, stored_width) if orientation >= 5 else (stored_width, stored_height)
+    drawn_on_stored = orientation >= 5 and width != height and record["annotation_size"] == (
+        stored_width, stored_height)
+    if orientation != 1:
+        how = "boxes turned from the stored pixels" if drawn_on_stored else "boxes taken as drawn on it"
+        note(problems, "exif_rotated", f"{source} (orientation {orientation}, displayed {width}x{height}; {how})")
+    elif record["annotation_size"] and record["annotation_size"] != (width, height):
+        ann_w, ann_h = record["annotation_size"]
+        note(problems, "size_mismatch", f"{source} (annotation {ann_w}x{ann_h}, image {width}x{height})")
+    turn = (orientation, stored_width, stored_height) if drawn_on_stored else None
+    return width, height, turn
+
+
+def checked_boxes(record, width, height, turn, class_set, single_class, problems):
+    """The record's boxes as (x1, y1, x2, y2, class name) in pixels of the displayed photo (see
+    displayed_size for width, height and turn), clipped to it; a box that cannot be used is dropped
+    and noted in `problems`."""
+    source = record["source"]
+    boxes = []
+    for x1, y1, x2, y2, name in record["boxes"]:
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):  # float() reads "nan" and "inf"
+            note(problems, "invalid_box", source)
+            continue
+        if record["normalised"]:  # YOLO centre and size, 0..1
+            x1, y1, x2, y2 = ((x1 - x2 / 2) * width, (y1 - y2 / 2) * height,
+                              (x1 + x2 / 2) * width, (y1 + y2 / 2) * height)
+        elif turn is not None:
+            x1, y1, x2, y2 = turn_box_upright((x1, y1, x2, y2), *turn)
+        if single_class:
+            name = single_class
+        elif name not in class_set:
+            note(problems, "unknown_class", f"{source} ({name or 'no name'})")
+            continue
+        clipped = max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)
+        if clipped != (x1, y1, x2, y2):
+            note(problems, "box_clipped", source)
+        x1, y1, x2, y2 = clipped
+        if x2 <= x1 or y2 <= y1:
+            note(problems, "empty_box", source)
+            continue
+        boxes.append((x1, y1, x2, y2, name))
+    if not boxes:
+        note(problems, "no_boxes", source)
+    return boxes
+
+
+def grade_of(record, grade_regex, problems):
+    """The record's severity grade 0..3: from its file name with --grade-from-filename, else as read."""
+    if not grade_regex:
+        return record["grade"]
+    match = grade_regex.search(record["name"])
+    text = match.group(1) if match else None
+    grade = int(text) if text in ("0", "1", "2", "3") else None  # isdigit() also takes "²"
+    if grade is None:
+        note(problems, "no_grade", record["source"])
+    return grade
+
+
+def group_of(record, group_regex, group_by_name, problems):
+    """The record's image group: from --group-csv, else its file name with --group-from-filename,
+    else as read."""
+    if not (group_regex or group_by_name):
+        return record["group"]
+    match = group_regex.search(record["name"]) if group_regex else None
+    group = group_by_name.get(record["name"], match.group(1) if match else None)
+    if group is None:
+        note(problems, "no_group", record["source"])
+    return group
+
+
+def unique_name(record, used_names, problems):
+    """The record's file name, numbered (photo_2.jpg) where used_names holds it already; the name
+    is added to used_names."""
+    name = record["name"]
+    stem, suffix = Path(name).stem, Path(name).suffix
+    number = 1
+    while name.lower() in used_names:  # lower: the names must differ on case-insensitive disks too
+        number += 1
+        name = f"{stem}_{number}{suffix}"
+    if name != record["name"]:
+        note(problems, "duplicate_name", f"{record['source']} (written as {name})")
+    used_names.add(name.lower())
+    return name
 
 
 def to_coco(images, classes):
