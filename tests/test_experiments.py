@@ -547,6 +547,13 @@ def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path
                         "--runs", "background_removal"], check=False, timeout=300)
     assert other.returncode == 1 and other.stdout.count("holds a finished run with other settings (iters)") == 2
     assert (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").is_file()
+    # Nor are runs on other annotations reused (a data set imported again into the same folder).
+    valid = read_json(data / "valid" / "annotations.json")
+    valid["annotations"] = valid["annotations"][1:]
+    (data / "valid" / "annotations.json").write_text(json.dumps(valid))
+    edited = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke",
+                         "--runs", "background_removal"], check=False, timeout=300)
+    assert edited.returncode == 1 and edited.stdout.count("other settings (annotations_sha256)") == 2, edited.stdout
     # --fresh replaces a finished run only once the new one has finished: a run that fails (here
     # train.train refuses its options) leaves the earlier one in place, its own log beside it.
     before = (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").read_bytes()

@@ -23,7 +23,8 @@ Nothing is archived: model_store/ is left alone.
 
 Output in --out: comparison.md and comparison.json (the tables), runs/<run>/ (each run's work
 dir, its train.log and eval/), data/ (the copy-paste and per-group data sets). A run whose work
-dir holds the results of the same settings is reused; --fresh trains everything again.
+dir holds the results of the same settings (and the same config and annotations, by content) is
+reused; --fresh trains everything again.
 
 --smoke (for CPUs and tests): every model is shrunk to a toy (ResNet-18 at 1/4 width, or a
 4-block Swin in place of Swin-L), images to 256 px, random weights, 2 iterations (the fewest
@@ -42,6 +43,7 @@ Compare such rows with each other, not with the study's column.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -331,6 +333,22 @@ def group_scores(metrics: dict, group: str):
 # Running one training
 # --------------------------------------------------------------------------------------------
 
+def config_digest(config: Path) -> str:
+    """SHA-256 of the config as mmengine resolves it (its _base_ files included)."""
+    from mmengine.config import Config
+
+    resolved = json.dumps(Config.fromfile(str(config)).to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(resolved.encode()).hexdigest()
+
+
+def annotations_digest(data_dir: Path) -> str:
+    """SHA-256 of the train and valid annotations (the photos are taken to stay as they are)."""
+    digest = hashlib.sha256()
+    for split in ("train", "valid"):
+        digest.update((data_dir / split / "annotations.json").read_bytes())
+    return digest.hexdigest()
+
+
 def run_training(config: Path, data_dir: Path, work_dir: Path, settings: dict, fresh: bool) -> dict:
     """Train and evaluate one row (or reuse an earlier identical run). Returns its record."""
     marker = work_dir / "experiment_run.json"
@@ -444,10 +462,12 @@ def run_experiments(args) -> dict:
         except ExperimentError as error:
             runs[key] = {"status": "skipped" if isinstance(error, RowSkipped) else "failed", "error": str(error)}
             return runs[key]
-        # What decides the result; an earlier run in --out is reused only when all of it is equal.
+        # What decides the result; an earlier run in --out is reused only when all of it is equal:
+        # the contents too, so that an edited config or a re-imported data set trains again.
         settings = {"config": str(row.config), "data": row.data, "data_dir": str(row_data),
                     "source_data": str(data_dir), "smoke": args.smoke, "iters": iters,
-                    "train_args": train_args, "seed": args.seed, "backbone": args.backbone}
+                    "train_args": train_args, "seed": args.seed, "backbone": args.backbone,
+                    "config_sha256": config_digest(config), "annotations_sha256": annotations_digest(row_data)}
         print(f"[experiments] {comparison} / {row.label}: training {_relative(config)} (log: {work_dir / 'train.log'})",
               flush=True)
         record = run_training(config, row_data, work_dir, settings, args.fresh)
