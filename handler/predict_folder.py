@@ -25,6 +25,9 @@ import os
 import sys
 from pathlib import Path
 
+if not __package__:  # run as `python handler/predict_folder.py`: the shared library is one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from trouble.batch import annotated_names, model_category_ids, predict_each
 from trouble.images import PHOTO_SUFFIXES, BadInput
 from trouble.server_client import ServerRefused, ServerUnreachable, TorchServeClient
@@ -38,7 +41,8 @@ def open_predictor(model: str | None = None, server: str | None = None):
         if answer == "unreachable":
             raise ConnectionError(f"TorchServe is not answering at {client.url} (is it running? `make serve`)")
         if answer == "refuses the token":
-            raise ConnectionError(f"TorchServe at {client.url} refuses this key: set TROUBLE_API_TOKEN to the "
+            sent = "refuses this key" if client.headers else "wants a key, and none was sent"
+            raise ConnectionError(f"TorchServe at {client.url} {sent}: set TROUBLE_API_TOKEN to the "
                                   f"inference key in the server's key_file.json")
         if answer == "unhealthy":  # every photo would wait for the full timeout, one after another
             raise ConnectionError(f"TorchServe at {client.url} says it is unhealthy (GET /ping): its model "
@@ -106,7 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--csv", help="CSV file with one row per photo: counts per type, total, grade")
     parser.add_argument("--threshold", type=float, help="one score threshold for every type (default: the model's)")
     parser.add_argument("--sliced", choices=["true", "false"], help="SAHI sliced inference (default: the model's)")
-    parser.add_argument("--slice-size", type=int)
+    parser.add_argument("--slice-size", type=int, help="slice size in pixels, 128..2048, when slicing is on "
+                                                        "(default: the model's)")
     parser.add_argument("--framing", choices=["face", "none"], help="crop each photo to the face when the face is "
                                                                     "small in it, or never (default: the model's)")
     parser.add_argument("--tta", choices=["true", "false"], help="test-time augmentation: several passes over "
@@ -162,7 +167,7 @@ def main(argv=None) -> int:
     except ServerUnreachable:  # TorchServe stopped partway: the same, and the rest is for a later run
         stopped = "the server stopped answering"
     for image_id, path in images[len(responses):]:
-        responses[image_id] = {"file_name": path.name, "error": f"not analysed: {stopped}"}
+        responses[image_id] = {"file_name": path.name, "error": f"not analysed: {stopped}", "code": "not_analysed"}
     answered = [response for response in responses.values() if "error" not in response]
     # The classes of an answer, else (nothing answered) the local model's; a server's are then unknown.
     classes = answered[0]["model"]["classes"] if answered else getattr(predictor, "classes", [])

@@ -122,7 +122,8 @@ def _photo_likeness(value) -> tuple[bool, int]:
 def _split_request(row: dict) -> tuple[bytes, dict]:
     """TorchServe gives each request as a dict: the body under 'data' or 'body', or multipart
     fields under their own names. Besides the options, exactly one field is the photo: the only
-    one, or of several the one whose bytes start like an image; any other is an unknown field."""
+    one, or of several the one whose bytes start like an image; any other is an unknown field, and
+    two that start like images are two photos, refused."""
     options, others = {}, {}
     for key, value in row.items():
         if key in OPTION_NAMES:
@@ -131,6 +132,10 @@ def _split_request(row: dict) -> tuple[bytes, dict]:
             others[key] = value
     if not others:
         raise BadInput("empty_body", f"The request has no image: send the bytes of {ACCEPTED}.")
+    photos = sorted(key for key, value in others.items() if _photo_likeness(value)[0])
+    if len(photos) > 1:
+        raise BadInput("bad_parameter", f"The request holds {len(photos)} photos (fields {', '.join(photos)}): "
+                                        f"send one photo per request.")
     photo = max(others, key=lambda key: _photo_likeness(others[key]))
     unknown = sorted(set(others) - {photo})
     if unknown:

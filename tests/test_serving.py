@@ -206,6 +206,10 @@ def test_multipart_finds_the_photo_among_fields_and_refuses_unknown_ones(torchse
         reply = post(torchserve, None, files={"data": ("p.jpg", photo)}, data=fields)
         assert reply.status_code == 400 and reply.json()["code"] == "bad_parameter", reply.text
         assert next(iter(fields)) in reply.json()["error"] and "threshold" in reply.json()["error"]
+    # Two photos in one request: named as such, not as an unknown field.
+    reply = post(torchserve, None, files={"a": ("a.jpg", photo), "b": ("b.jpg", ACNE04_PHOTOS[1].read_bytes())})
+    assert reply.status_code == 400 and reply.json()["code"] == "bad_parameter", reply.text
+    assert "holds 2 photos (fields a, b): send one photo per request" in reply.json()["error"]
     # One option as a form field and as a header: the same value is fine; two values are refused, not one
     # of them picked in silence.
     for header, status in (("0.90", 200), ("0.01", 400)):  # 0.90 is 0.9 spelt otherwise
@@ -280,6 +284,10 @@ def test_no_two_photos_get_one_drawing_name():
 
 
 def test_batch_cli_stops_at_a_bad_option_and_says_when_nothing_was_analysed(torchserve, tmp_path):
+    # Run as a script too (`python handler/predict_folder.py`), from another folder: no ModuleNotFoundError.
+    as_script = subprocess.run([sys.executable, str(REPO / "handler" / "predict_folder.py"), "--help"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+    assert as_script.returncode == 0 and "--slice-size" in as_script.stdout, as_script.stderr[-1000:]
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "a.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes())
@@ -320,7 +328,8 @@ def test_with_token_authorisation_make_serve_waits_and_the_batch_cli_names_the_m
         command = ["handler.predict_folder", str(photos), "--server", server["inference"], "--out",
                    str(tmp_path / "results.json")]
         refused = run_module(command, check=False, env={"TROUBLE_API_TOKEN": ""})
-        assert refused.returncode == 2 and "TROUBLE_API_TOKEN" in refused.stderr, refused.stderr
+        assert refused.returncode == 2 and "wants a key, and none was sent: set TROUBLE_API_TOKEN" in refused.stderr, \
+            refused.stderr
         assert "Traceback" not in refused.stderr and refused.stderr.count("skipped") == 0
         key = json.loads((server["workdir"] / "key_file.json").read_text())["inference"]["key"]
         run_module(command, env={"TROUBLE_API_TOKEN": key})
@@ -357,7 +366,7 @@ def test_with_token_authorisation_make_serve_waits_and_the_batch_cli_names_the_m
         assert run.returncode == 1 and "the server refused the request after" in stderr, stderr[-1500:]
         responses = read_json(tmp_path / "results.json")["responses"]
         assert sum("error" not in r for r in responses) >= 20
-        assert responses[-1]["error"] == "not analysed: the server refused the request"
+        assert responses[-1]["error"] == "not analysed: the server refused the request" and responses[-1]["code"] == "not_analysed"
         key = json.loads((server["workdir"] / "key_file.json").read_text())["inference"]["key"]
 
         # The server stops partway through a folder: the run ends, keeping what was answered, and the
@@ -369,7 +378,7 @@ def test_with_token_authorisation_make_serve_waits_and_the_batch_cli_names_the_m
         assert "Traceback" not in stderr and "unreadable" not in stderr
         responses = read_json(tmp_path / "results.json")["responses"]
         assert len(responses) == 102 and sum("error" not in r for r in responses) >= 20
-        assert responses[-1]["error"] == "not analysed: the server stopped answering"
+        assert responses[-1]["error"] == "not analysed: the server stopped answering" and responses[-1]["code"] == "not_analysed"
     finally:
         stop_torchserve(server)
 
@@ -398,7 +407,7 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     responses = read_json(out)["responses"]
     done = [r for r in responses if "error" not in r]
     assert len(responses) == 152 and 0 < len(done) < 151
-    assert responses[-1]["error"] == "not analysed: the run was interrupted"
+    assert responses[-1]["error"] == "not analysed: the run was interrupted" and responses[-1]["code"] == "not_analysed"
     with (tmp_path / "counts.csv").open(newline="") as f:
         assert next(csv.reader(f))[:4] == ["file_name", "comedone", "papule", "pustule"]
 
