@@ -15,8 +15,16 @@ from pathlib import Path
 import requests
 
 
+# TorchServe opens its ports within seconds of starting; its model may take minutes to load.
+NO_ANSWER_S = 60
+
+
 class NotReady(Exception):
-    """The model did not become ready; the message says why."""
+    """The model did not become ready; the message says why, and the model log may say more."""
+
+    def __init__(self, message: str, log_may_say_why: bool = True):
+        super().__init__(message)
+        self.log_may_say_why = log_may_say_why
 
 
 def config_value(key: str, default: str, config_path: str | None = None) -> str:
@@ -48,15 +56,18 @@ def gave_up(inference_url: str) -> bool:
     return reply.status_code == 500 and "Unhealthy" in reply.text
 
 
-def wait_until_ready(management_url: str, inference_url: str, timeout_s: float = 180) -> dict:
+def wait_until_ready(management_url: str, inference_url: str, timeout_s: float = 180,
+                     no_answer_s: float = NO_ANSWER_S) -> dict:
     """The management API's description of `trouble` once every worker is READY. NotReady when
-    TorchServe gives up on the model, or refuses to say (a key it does not accept), or after timeout_s."""
-    deadline = time.time() + timeout_s
-    refused, workers = None, []
-    while time.time() < deadline:
+    TorchServe gives up on the model, or refuses to say (a key it does not accept), or nothing
+    answers for no_answer_s, or after timeout_s."""
+    start = time.time()
+    refused, workers, answered = None, [], False
+    while time.time() < start + timeout_s:
         try:
             # Read the key each time: TorchServe writes key_file.json as it starts.
             reply = requests.get(f"{management_url}/models/trouble", headers=key_header("management"), timeout=5)
+            answered = True
             refused = reply.text[:200] if reply.status_code in (400, 401, 403) else None
             description = reply.json()[0] if reply.status_code == 200 else None
             workers = [w["status"] for w in description["workers"]] if description else []
@@ -64,13 +75,18 @@ def wait_until_ready(management_url: str, inference_url: str, timeout_s: float =
                 return description
         except (requests.RequestException, ValueError, KeyError, IndexError, TypeError):
             pass
+        if not answered and time.time() > start + no_answer_s:
+            raise NotReady(f"nothing answers at {management_url} after {no_answer_s:.0f} s: no TorchServe runs with "
+                           f"this config. Where `torchserve --start` said 'already running', the server running "
+                           f"is another one, started with another config (TorchServe keeps one pid file per "
+                           f"TMPDIR)", log_may_say_why=False)
         if gave_up(inference_url):
             raise NotReady("TorchServe gave up on the 'trouble' model: no worker could load it (/ping says "
                            "Unhealthy)")
         time.sleep(1)
     if refused:
         raise NotReady(f"TorchServe refused to say whether 'trouble' is ready ({refused}); with token "
-                       f"authorisation on, run this from the folder holding its key_file.json")
+                       f"authorisation on, run this from the folder holding its key_file.json", log_may_say_why=False)
     raise NotReady(f"the 'trouble' model did not become ready in {timeout_s:.0f} s (its workers: {workers or 'none'})")
 
 
@@ -80,6 +96,9 @@ def main(timeout_s: float = 180) -> int:
     try:
         workers = wait_until_ready(management, inference, timeout_s)["workers"]
     except NotReady as error:
+        if not error.log_may_say_why:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         log = Path("logs/model_log.log")
         tail = ("\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.is_file()
                 else "(no logs/model_log.log)")

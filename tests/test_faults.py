@@ -78,6 +78,17 @@ def test_a_worker_killed_mid_request_is_restarted_and_serving_resumes(smoke_mar,
         stop_torchserve(server)
 
 
+def test_make_serve_says_when_no_torchserve_answers_at_its_config_addresses():
+    """`make serve` takes "already running" for success; if that is a server started with another config
+    (the same pid file), nothing answers where it waits: it says so instead of waiting out 180 s."""
+    from handler.wait_ready import NotReady, wait_until_ready
+
+    management, inference = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
+    with pytest.raises(NotReady, match=f"nothing answers at {management} after 2 s: no TorchServe runs") as error:
+        wait_until_ready(management, inference, timeout_s=30, no_answer_s=2)
+    assert not error.value.log_may_say_why  # an old model log would mislead
+
+
 def test_cli_says_clearly_that_torchserve_is_not_running(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: a stopped TorchServe
     result = predict_folder(ACNE04_PHOTOS[0].parent, "--server", url, "--out", tmp_path / "results.json")
