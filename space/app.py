@@ -47,6 +47,16 @@ class SettingError(ValueError):
     """An environment variable the app cannot start with (the app exits 2 with this line)."""
 
 
+def analyses_at_once() -> int:
+    """GRADIO_DEFAULT_CONCURRENCY_LIMIT, Gradio's own variable: how many analyses run at once (1 by
+    default). More than 1 suits a TorchServe with that many workers; the model in this process takes
+    one photo at a time whatever it says (LocalBackend)."""
+    value = os.environ.get("GRADIO_DEFAULT_CONCURRENCY_LIMIT") or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise SettingError(f"GRADIO_DEFAULT_CONCURRENCY_LIMIT must be a whole number from 1 up, got {value!r}")
+    return int(value)
+
+
 def server_port() -> int:
     value = os.environ.get("GRADIO_SERVER_PORT") or "7860"
     if not value.isdigit() or not 0 < int(value) < 65536:
@@ -436,6 +446,7 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
     analyzer = exit_on_setting_error(Analyzer.from_environment)
+    at_once = exit_on_setting_error(analyses_at_once)
     logger.info("%s", analyzer.describe())
     if analyzer.mode == "local":
         try:
@@ -443,7 +454,7 @@ def main():
         except (AnalysisError, ImportError, OSError, ValueError) as error:
             logger.error("%s", error)  # the page shows it again on each request
     app = build_app(analyzer)
-    app.queue(default_concurrency_limit=1)
+    app.queue(default_concurrency_limit=at_once)
     app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                server_port=server_port(),
                max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=False, ssr_mode=False,

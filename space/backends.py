@@ -82,12 +82,15 @@ class LocalBackend:
     """The inference core in this process (how a Gradio-SDK Space runs: no Java, no TorchServe).
 
     The model is loaded on first use and kept; a lock keeps two first requests from loading it twice.
+    Photos go through it one at a time, also when the app runs several analyses at once: the model
+    already uses every core, and its forward pass is not known to be thread-safe.
     """
 
     def __init__(self, model_path: Path):
         self.model_path = Path(model_path)
         self._detector = None
         self._lock = threading.Lock()
+        self._one_photo_at_a_time = threading.Lock()
 
     @property
     def description(self) -> str:
@@ -113,8 +116,9 @@ class LocalBackend:
             logger.exception("could not load %s", self.model_path)
             raise AnalysisError(f"The model {self.model_path} could not be loaded: {error}") from None
         try:
-            return detector.predict(image_bytes, score_threshold=threshold, sliced=sliced, slice_size=slice_size,
-                                    tta=tta)
+            with self._one_photo_at_a_time:
+                return detector.predict(image_bytes, score_threshold=threshold, sliced=sliced, slice_size=slice_size,
+                                        tta=tta)
         except BadInput as error:
             raise AnalysisError(str(error)) from None
 

@@ -490,13 +490,44 @@ def test_the_space_as_uploaded_starts_and_answers_with_the_model_it_carries(smok
     assert answer["photo"] == example.name and answer["counts"] and "grade" in answer["severity"]
 
 
+def test_gradio_default_concurrency_limit_lets_a_second_analysis_start_while_one_runs(smoke_mar, tmp_path):
+    """Behind a TorchServe with two workers, two analyses may run at once (GRADIO_DEFAULT_CONCURRENCY_LIMIT=2):
+    the second starts while the first runs instead of queueing behind it (Gradio's default is one at a time)."""
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
+
+    from tests.synthetic_data import make_image
+
+    large = tmp_path / "large.jpg"
+    make_image(size=(1600, 1200), n_lesions=30, seed=5)[0].save(large, "JPEG", quality=90)
+    with running_app(tmp_path / "app.log", TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar),
+                     GRADIO_DEFAULT_CONCURRENCY_LIMIT="2") as url:
+        client = Client(url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "downloads"))
+        # Sliced at 128 px, the large photo keeps the smoke model busy for seconds.
+        first = client.submit(handle_file(str(large)), False, 0.3, "on", 128, "model", api_name="/analyse")
+        deadline = time.monotonic() + 60
+        while first.status().code != Status.PROCESSING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = client.submit(handle_file(str(PHOTO)), False, 0.3, "model", 640, "model", api_name="/analyse")
+        while True:
+            second_started = second.status().code in (Status.PROCESSING, Status.FINISHED)
+            first_running = first.status().code == Status.PROCESSING  # read after: it was running then too
+            if second_started or not first_running:
+                break
+            time.sleep(0.05)
+        assert second_started and first_running, "the second analysis waited in the queue until the first had finished"
+        assert "Answered by" in first.result(timeout=120)[4] and "Answered by" in second.result(timeout=120)[4]
+
+
 def test_the_app_refuses_to_start_on_a_bad_setting_with_one_line(tmp_path):
     """A mistyped environment variable ends the start with a line naming it and exit code 2, no traceback
     (gradio itself reads GRADIO_SERVER_PORT as it is imported, with a traceback for a bad value)."""
     for name, value, message in (("TROUBLE_MODE", "bogus", "TROUBLE_MODE must be one of auto, server, local"),
                                  ("TROUBLE_API_URL", "localhost:8080", "TROUBLE_API_URL must start with http://"),
                                  ("GRADIO_SERVER_PORT", "abc", "GRADIO_SERVER_PORT must be a port number"),
-                                 ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a port number")):
+                                 ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a port number"),
+                                 ("GRADIO_DEFAULT_CONCURRENCY_LIMIT", "none",
+                                  "GRADIO_DEFAULT_CONCURRENCY_LIMIT must be a whole number from 1 up")):
         env = {**os.environ, "TROUBLE_MODE": "server", "TMPDIR": str(tmp_path), name: value}
         result = subprocess.run([sys.executable, str(SPACE / "app.py")], cwd=REPO, env=env, capture_output=True,
                                 text=True, timeout=120)
