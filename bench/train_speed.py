@@ -215,7 +215,10 @@ def main(argv=None):
         raise TrainError(f"--warmup {args.warmup} leaves none of the {args.iters} --iters to time")
     classes_from_data(Path(args.data))
     if not torch.cuda.is_available():
+        left_out = [s for s in settings if s != "fp32"]
         settings = [s for s in settings if s == "fp32"]
+        if left_out:
+            print(f"note: on a CPU only fp32 runs; left out: {', '.join(left_out)} (they need CUDA)")
     if not settings:
         raise TrainError("no setting to run: on a CPU only fp32 runs (the others need CUDA)")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
@@ -233,12 +236,14 @@ def main(argv=None):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-    baseline = results[0]["images_per_s"]
+    # Speed-ups are against fp32 where it ran, else against the first setting that ran; the table says which.
+    baseline = next((result for result in results if result["setting"] == "fp32"), results[0])
     print(f"\nTraining speed: {args.config}, batch {args.batch_size}, {device}, "
-          f"{args.iters} iterations ({args.warmup} warm-up left out, lr warm-up {args.lr_warmup})")
+          f"{args.iters} iterations ({args.warmup} warm-up left out, lr warm-up {args.lr_warmup}); "
+          f"speed-up against {baseline['setting']}")
     print(f"{'setting':<14} {'images/s':>9} {'speed-up':>9} {'TFLOP/s':>8} {'% peak':>7} {'NaN its':>7}  first losses")
     for result in results:
-        result["speedup"] = round(result["images_per_s"] / baseline, 2)
+        result["speedup"] = round(result["images_per_s"] / baseline["images_per_s"], 2)
         achieved = result.get("achieved_tflops")
         result["share_of_peak"] = round(achieved / peak, 3) if achieved and peak else None
         share = f"{100 * result['share_of_peak']:.1f}" if result["share_of_peak"] else "-"
@@ -258,7 +263,7 @@ def main(argv=None):
         print(f"bound: the most an iteration could speed up if the network's passes took no time at all "
               f"({' + '.join(OUTSIDE_NETWORK)} left)")
     report = {"config": args.config, "device": device, "batch_size": args.batch_size, "iters": args.iters,
-              "warmup": args.warmup, "lr_warmup": args.lr_warmup, "peak_tflops_fp16": peak, "results": results,
+              "warmup": args.warmup, "lr_warmup": args.lr_warmup, "peak_tflops_fp16": peak, "speedup_against": baseline["setting"], "results": results,
               "command": "python -m bench.train_speed " + " ".join(argv or __import__("sys").argv[1:])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

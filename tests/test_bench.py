@@ -14,8 +14,9 @@ def test_train_speed_runs_on_cpu_with_the_smoke_config(synthetic_data, tmp_path)
                          "--batch-size", "2", "--iters", "6", "--warmup", "2", "--workers", "0",
                          "--settings", "fp32,fast", "--stages", "2", "--out", str(out)], timeout=300)
     report = read_json(out)
-    # On a CPU only the float32 baseline runs: AMP needs CUDA.
-    assert [row["setting"] for row in report["results"]] == ["fp32"]
+    # On a CPU only the float32 baseline runs (AMP needs CUDA), and the run says what it left out.
+    assert [row["setting"] for row in report["results"]] == ["fp32"] and report["speedup_against"] == "fp32"
+    assert "left out: fast (they need CUDA)" in result.stdout and "speed-up against fp32" in result.stdout
     row = report["results"][0]
     assert row["images_per_s"] > 0 and row["speedup"] == 1.0
     assert len(row["losses"]) == 6 and all(math.isfinite(loss) for loss in row["losses"])
