@@ -43,7 +43,7 @@ def main(argv=None):
     parser.add_argument("--threshold", required=True, type=score, help="the model's served score threshold")
     args = parser.parse_args(argv)
     gt = load_ground_truth(args.gt)[0]
-    chosen = typical_photos(gt, read_predictions(args.predictions), args.threshold)
+    chosen = typical_photos(gt, read_predictions(args.predictions, gt, args.gt), args.threshold)
     if not chosen:
         print(f"error: no image of {args.gt} carries a grade", flush=True)
         return 2

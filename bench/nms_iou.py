@@ -93,10 +93,11 @@ def main(argv=None):
     parser.add_argument("--out", required=True, type=output_file, help="JSON file for the rows")
     args = parse_checked(parser, argv)
 
-    gt = sample_ground_truth(load_ground_truth(args.gt)[0], args.limit)
+    all_gt = load_ground_truth(args.gt)[0]
+    gt = sample_ground_truth(all_gt, args.limit)
     images = gt["images"]
     kept_ids = {image["id"] for image in images}
-    predictions = [p for p in read_predictions(args.predictions) if p["image_id"] in kept_ids]
+    predictions = [p for p in read_predictions(args.predictions, all_gt, args.gt) if p["image_id"] in kept_ids]
     rows = []
     variants = ([("nms_iou", iou, stricter_nms(predictions, iou)) for iou in args.ious]
                 + [("nested_ios", ios, nested_suppression(predictions, ios)) for ios in args.nested])

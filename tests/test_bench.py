@@ -296,3 +296,10 @@ def test_example_photos_are_the_median_error_photo_of_each_grade(smoke_training,
                          str(smoke_training["data"] / "valid" / "annotations.json"), "--threshold", "0.3"],
                         timeout=300)
     assert result.stdout.startswith("| grade | photo |") and result.stdout.count("\n") >= 3
+    # Detections made on another split are refused, also where their ids lie within its range: the
+    # evaluation report beside them names the ground truth they were made on.
+    other_split = smoke_training["data"] / "train" / "annotations.json"
+    for module, out in (("bench.example_photos", []), ("bench.nms_iou", ["--out", str(tmp_path / "x.json")])):
+        result = run_module([module, "--predictions", str(smoke_training["work_dir"] / "eval" / "predictions.json"),
+                             "--gt", str(other_split), "--threshold", "0.3", *out], check=False, timeout=300)
+        assert result.returncode == 2 and f"not on --gt {other_split}" in result.stderr, result.stderr[-1500:]
