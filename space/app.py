@@ -116,14 +116,21 @@ SLICING_HELP = ("Slices show the model a large photo piece by piece, at full res
 TTA_CHOICES = [("The model's setting", "model"), ("On", "on"), ("Off", "off")]
 TTA_VALUES = [value for _, value in TTA_CHOICES]
 TTA_HELP = ("Runs the model several times on each photo (at two sizes, and mirrored) and fuses the boxes: "
-            "for the demo model, about 3.5 times slower and a little more accurate (docs/FIGURES.md).")
+            "for the demo model, about 3.5 times slower, its boxes ranked a little better, and its count no "
+            "better: on the validation photos it over-counted by 3.5 on average (docs/FIGURES.md).")
 # The corner buttons of the photos: no "share" (Gradio's posts the image to the Space's public
 # discussions: a patient's face), no "download" (it saves "image.png"; the named downloads are below).
 PHOTO_BUTTONS = ["fullscreen"]
-# A visible keyboard focus on the button, and help text dark enough to read (Gradio's grey is 1.9:1).
+# A visible keyboard focus on the button, its white text on a darker orange (5.2:1; Gradio's is 3.6:1,
+# under WCAG's 4.5:1), and help text dark enough to read (Gradio's grey is 1.9:1).
 PAGE_CSS = ("#trouble-run:focus-visible { outline: 3px solid #000; outline-offset: 2px; }\n"
+            "#trouble-run { background: #c2410c !important; border-color: #c2410c !important; color: #fff !important; }\n"
+            "#trouble-run:hover { background: #9a3412 !important; }\n"
             ".info-text { color: #4b4b55 !important; }\n.dark .info-text { color: #d0d0d8 !important; }")
 BUTTON_LABEL, RUNNING_LABEL = "Find troubles", "Analysing…"
+# Said when an analysis ends after another photo was chosen (its results are not shown for it).
+DROPPED_NOTE = (f"*The analysis of the photo before was dropped when this one was chosen: press "
+                f"“{BUTTON_LABEL}” to analyse this one.*")
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 
@@ -268,13 +275,17 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
                    render.status_markdown(response, answered_by, round_trip_ms), str(json_path), str(png_path))
 
 
-def shown_if_current(answer, photo_path, *settings):
+def shown_if_current(answer, status, photo_path, *settings):
     """`answer` = (photo analysed, its settings, its outputs) → the page's outputs, and None for the
-    answer (it holds an image: not kept in the session once shown). Nothing is shown when the
-    page's photo is another one (its change already emptied the outputs); the answer is marked as
+    answer (it holds an image: not kept in the session once shown). Nothing of it is shown when the
+    page's photo is another one (its change already emptied the outputs): the status line says the
+    analysis was dropped, unless it holds what is wrong with the new photo. The answer is marked as
     made with the settings before when they were changed while it ran."""
     if answer is None or answer[0] != photo_path:
-        return gr.skip(), *[gr.skip()] * len(Outputs._fields)
+        skipped = [gr.skip()] * len(Outputs._fields)
+        if answer is not None and photo_path and not status:
+            skipped[Outputs._fields.index("status")] = DROPPED_NOTE
+        return gr.skip(), *skipped
     outputs = Outputs(*answer[2])
     if tuple(answer[1]) != settings:
         outputs = outputs._replace(status=render.mark_stale(outputs.status),
@@ -374,6 +385,8 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                                 example_labels=[EXAMPLE_LABELS.get(p.name.split("_jpg")[0], p.stem) for p in examples],
                                 label="Example photos", cache_examples=False)
                     gr.Markdown(EXAMPLES_CREDIT)
+                # Above the settings, which are optional: on a phone it was two screens below the photo.
+                button = gr.Button(BUTTON_LABEL, variant="primary", elem_id="trouble-run")
                 # Open from the start: opened by the user before the page's load event (the health
                 # line) had answered, Gradio 6.31 reset a threshold typed into it to 0.30.
                 with gr.Accordion("Settings", open=True):
@@ -391,7 +404,6 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                                            elem_id="trouble-slice-size")
                     tta = gr.Radio(TTA_CHOICES, value="model", label="Test-time augmentation", info=TTA_HELP,
                                    elem_id="trouble-tta")
-                button = gr.Button(BUTTON_LABEL, variant="primary", elem_id="trouble-run")
             with gr.Column(scale=1):
                 status = gr.Markdown(elem_id="trouble-status")
                 annotated = gr.Image(label="Detections", type="pil", format="png", interactive=False,
@@ -421,7 +433,7 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         ).then(lambda photo_path, *settings: (photo_path, settings, analyse(analyzer, photo_path, *settings)),
                inputs=inputs, outputs=answer, show_progress_on=[status, annotated], concurrency_id="analysis",
                api_visibility="private")
-        analysis.success(shown_if_current, inputs=[answer, *inputs], outputs=[answer, *outputs], queue=False,
+        analysis.success(shown_if_current, inputs=[answer, status, *inputs], outputs=[answer, *outputs], queue=False,
                          api_visibility="private")
         analysis.then(lambda: gr.Button(BUTTON_LABEL, interactive=True), outputs=button, queue=False,
                       api_visibility="private")

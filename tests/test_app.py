@@ -386,6 +386,17 @@ def test_legend_counts_table_and_severity_text():
             "(mild to moderate) is typical") in render.severity_markdown(response)
     other = {**response, "settings": {**response["settings"], "score_thresholds": {"comedone": 0.5, "papule": 0.5}}}
     assert "is typical" not in render.severity_markdown(other)
+    # With the error by the grade of the count found (archives since it), the range is that grade's:
+    # a moderate count here, its photos' marked counts 2 fewer to 6 more for 8 in 10.
+    by_grade = [{"images": 120, "mae": 1.5, "marked_minus_found": [-2, 4], "labels": [100, 20, 0, 0]},
+                {"images": 9, "mae": 3.3, "marked_minus_found": [-2, 6], "labels": [1, 7, 1, 0]}, None, None]
+    graded = {**response, "model": {**response["model"],
+                                    "validation": {**response["model"]["validation"], "by_found_grade": by_grade}}}
+    assert ("7 lesions found; on the 9 validation photos where its count was moderate too, the marked count was "
+            "2 fewer to 6 more than its own for 8 in 10 of them: 5-13 (mild to moderate) is typical (few photos: "
+            "a rough guide); the labels of those photos: 1 mild, 7 moderate, 1 severe") in render.severity_markdown(graded)
+    by_grade[1] = None  # no validation photo's count was moderate: the average error of all of them
+    assert "off by 4.3 on average in validation" in render.severity_markdown(graded)
     # Figures without a count error or grade accuracy still make a sentence.
     only_map = {**response, "model": {**response["model"], "validation": {"data": "x/valid/_annotations.coco.json",
                                                                           "images": 9, "mAP50": 0.8}}}
@@ -396,7 +407,8 @@ def test_legend_counts_table_and_severity_text():
     response["model"]["validation"]["thresholds_chosen_on_these_photos"] = True
     assert "chosen on those same photos, so these figures flatter it" in render.severity_markdown(response)
     # Hardly any skin in the photo (a test pattern from a webcam): the grade says nothing, and the page says so.
-    assert "Little of this photo looks like skin (1%)" in render.severity_markdown(response, skin_fraction=0.01)
+    assert render.severity_markdown(response, skin_fraction=0.01).startswith(
+        "#### Little of this photo looks like skin (1%)")  # first: the grade below it says nothing then
     assert "Little of this photo" not in render.severity_markdown(response, skin_fraction=0.4)
     assert "one type" not in render.legend_html(response)
     assert "this model has one type, acne" in render.legend_html(fake_response(classes=("acne",)))
@@ -435,16 +447,20 @@ def test_an_answer_is_shown_only_for_its_photo_and_marked_when_settings_changed_
     settings = (False, 0.3, "model", 640, "model")
     outputs = ("image", "legend", [["Total", 3]], "### Severity", "Answered by the local model", "a.json", "a.png")
     answer = ("/uploads/a.jpg", settings, outputs)
-    shown = app.shown_if_current(answer, "/uploads/a.jpg", *settings)
+    shown = app.shown_if_current(answer, "", "/uploads/a.jpg", *settings)
     assert shown == (None, *outputs)  # shown, and the answer (it holds an image) not kept in the session
-    changed = app.shown_if_current(answer, "/uploads/a.jpg", True, 0.5, "model", 640, "model")
+    changed = app.shown_if_current(answer, "", "/uploads/a.jpg", True, 0.5, "model", 640, "model")
     assert changed[5].startswith(render.STALE_NOTE) and changed[5].endswith(outputs[4])
     assert changed[4].startswith(render.STALE_NOTE) and changed[4].endswith(outputs[3])  # the grade too
     assert changed[1:4] == outputs[:3] and changed[6:] == outputs[5:]
     skipped = app.gr.skip()
-    for other_photo in ("/uploads/b.jpg", None):
-        assert app.shown_if_current(answer, other_photo, *settings) == (skipped,) * 8
-    assert app.shown_if_current(None, "/uploads/a.jpg", *settings) == (skipped,) * 8
+    # Another photo on the page: nothing of the answer, and the status line says it was dropped, unless
+    # it names what is wrong with the new photo; no photo (cleared): nothing at all.
+    assert app.shown_if_current(answer, "", "/uploads/b.jpg", *settings) == (
+        *(skipped,) * 5, app.DROPPED_NOTE, skipped, skipped)
+    assert app.shown_if_current(answer, "**not a photo**", "/uploads/b.jpg", *settings) == (skipped,) * 8
+    assert app.shown_if_current(answer, "", None, *settings) == (skipped,) * 8
+    assert app.shown_if_current(None, "", "/uploads/a.jpg", *settings) == (skipped,) * 8
 
 
 def test_uploads_and_results_are_removed_when_the_app_is_stopped(smoke_mar, tmp_path):
@@ -542,12 +558,17 @@ def test_no_lesion_at_a_raised_threshold_is_explained_and_the_drawing_keeps_its_
     none = fake_response(detections=[])
     assert "No lesion was found at a threshold above" not in render.severity_markdown(none)
     none["settings"]["score_thresholds"] = {"comedone": 0.6, "papule": 0.6}
-    assert "No lesion was found at a threshold above the model's own" in render.severity_markdown(none)
+    # Above the grade's heading, not below it: the heading alone reads "grade 0 (mild)".
+    assert render.severity_markdown(none).startswith("#### No lesion was found at a threshold above the model's own")
 
     response = fake_response(detections=[{"type": "papule", "score": 0.8, "box": [10, 10, 30, 30]}] * 7)
     caption = drawing.caption_for(response)
     assert caption == ("Severity grade 1 (moderate): 7 lesions. Score thresholds: comedone 0.30, papule 0.30. "
                        "Counted by the research model trouble 1: not a diagnosis.")
+    # Slicing and test-time augmentation change the count: a drawing made with them says so.
+    run_otherwise = {**response, "settings": {**response["settings"], "slices": 48, "slice_size": 640, "passes": 4}}
+    assert ("Score thresholds: comedone 0.30, papule 0.30. Sliced: 48 slices of 640 px. Test-time augmentation: "
+            "4 passes. Counted by") in drawing.caption_for(run_otherwise)
     plain = drawing.draw_detections(Image.new("RGB", (400, 300), (200, 160, 140)), response)
     # The legend row, then the caption wrapped over more rows at 400 px: the strip is taller than one row.
     font_size = max(14, 400 // 45)

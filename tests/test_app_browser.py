@@ -79,6 +79,13 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
             "buttons => buttons.map(b => (b.getAttribute('aria-label') || '') + ' ' + (b.title || ''))")
         # Help text readable (Gradio's own grey was 1.9:1 on white) and a visible keyboard focus.
         info_colour = page.eval_on_selector("#trouble-tta .info-text", "e => getComputedStyle(e).color")
+        page.mouse.move(0, 0)  # off the button: its colours, not its hover colours (after their transition)
+        page.wait_for_timeout(1000)
+        button_colours = page.eval_on_selector(
+            "#trouble-run", "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+        # The button under the photo and its examples, above the settings (on a phone, screens nearer).
+        button_above_settings = (page.locator("#trouble-run").bounding_box()["y"]
+                                 < page.locator("#trouble-one-threshold").bounding_box()["y"])
         page.focus("#trouble-run")
         focus_outline = page.eval_on_selector("#trouble-run", "e => getComputedStyle(e).outlineWidth")
         screenshot = tmp_path / "app-result.png"
@@ -107,6 +114,8 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
     assert corner_buttons and not any("share" in label.lower() for label in corner_buttons), corner_buttons
     assert info_colour == "rgb(75, 75, 85)", info_colour
     assert focus_outline == "3px", focus_outline
+    assert button_colours == ["rgb(255, 255, 255)", "rgb(194, 65, 12)"], button_colours  # 5.2:1, not 3.6:1
+    assert button_above_settings
     complete, natural_width, natural_height, shown_width = image_size
     assert complete and natural_width == 640 and natural_height > 640 and shown_width > 200
     assert not any(word in status + counts + severity for word in STACK_TRACE_WORDS)
@@ -215,4 +224,5 @@ def test_an_answer_for_the_previous_photo_is_never_shown_beside_a_new_one(smoke_
         json_name = page.inner_text("#trouble-json")
         page.close()
     assert "Answered by" not in stale_status and "Total" not in stale_counts and stale_image == 0, stale_status
+    assert "The analysis of the photo before was dropped" in stale_status, stale_status  # not an empty page
     assert "Answered by" in status and "levle0_113" in json_name, json_name

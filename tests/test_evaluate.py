@@ -138,10 +138,30 @@ def test_hand_built_precision_recall_f1():
     assert count["mae"] == 2 and count["bias"] == 2          # 6 kept predictions vs 4 lesions
     assert count["per_type"]["comedone"] == {"mae": 1.0, "bias": -1.0}
 
+    # By the grade of the count found: the one image's 6 found (moderate) against 4 marked.
+    assert count["by_found_grade"][1] == {"images": 1, "mae": 2.0, "marked_minus_found_p10": -2.0,
+                                          "marked_minus_found_p90": -2.0}
+    assert count["by_found_grade"][0] is None and count["by_found_grade"][2] is None
+
     # A per-type threshold that also keeps the 0.2 prediction: the third lesion becomes a TP.
     metrics = evaluate(gt, predictions, {"papule": 0.1, "pustule": 0.5, "comedone": 0.5})
     assert metrics["at_thresholds"]["per_type"]["papule"]["tp"] == 3
     assert metrics["at_thresholds"]["per_type"]["papule"]["recall"] == 1.0
+
+
+def test_count_error_by_the_grade_of_the_count_found():
+    """The error of a severe count is not a mild one's: split by the grade the model's count falls in."""
+    from train.evaluate import count_errors_by_found_grade
+
+    found = [2, 3, 4, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30]
+    marked = [2, 4, 1, 10, 20, 30, 40, 50, 60, 25, 35, 45, 55]
+    mild, moderate, severe, very_severe = count_errors_by_found_grade(found, marked)
+    assert mild["images"] == 3 and mild["mae"] == pytest.approx(4 / 3)
+    assert moderate is None and very_severe is None
+    assert severe["images"] == 10 and severe["mae"] == pytest.approx(14.0)
+    # marked - found: -20, -10, 0, 10, 20, 30, -5, 5, 15, 25: the 10th and 90th percentiles (numpy's linear)
+    assert severe["marked_minus_found_p10"] == pytest.approx(-11.0)
+    assert severe["marked_minus_found_p90"] == pytest.approx(25.5)
 
 
 def test_threshold_dict_must_name_every_type():
@@ -212,7 +232,12 @@ def test_images_without_lesions_or_predictions():
     assert metrics["at_thresholds"]["count"] == {"mae": pytest.approx(1 / 3), "bias": pytest.approx(-1 / 3),
                                                  "per_type": {"acne": {"mae": pytest.approx(1 / 3),
                                                                        "bias": pytest.approx(-1 / 3)}},
-                                                 "images": 3}
+                                                 "images": 3,
+                                                 # all three counts found (0) are mild: marked - found 0, 1, 0
+                                                 "by_found_grade": [{"images": 3, "mae": pytest.approx(1 / 3),
+                                                                     "marked_minus_found_p10": 0.0,
+                                                                     "marked_minus_found_p90": pytest.approx(0.8)},
+                                                                    None, None, None]}
     assert metrics["at_thresholds"]["grade"]["accuracy"] == 1.0
 
     no_lesions = make_coco([[], []], types=("acne",))

@@ -52,6 +52,14 @@ def test_smoke_training_leaves_mar_metrics_table_and_plot(smoke_training):
     assert validation["mAP50"] == round(metrics["coco"]["mAP50"], 3) and validation["images"] == 4
     assert validation["count_mae"] == round(metrics["at_f1_optimal_thresholds"]["count"]["mae"], 2)
     assert validation["thresholds_chosen_on_these_photos"] is True  # the app then says the figures flatter it
+    # The count error by the grade of the count found, and the labels of those photos, for the app's range.
+    block, by_grade = metrics["at_f1_optimal_thresholds"], validation["by_found_grade"]
+    assert len(by_grade) == 4 and sum(row["images"] for row in by_grade if row) == 4
+    for found, row in enumerate(by_grade):
+        if row:
+            assert row["labels"] == [line[found] for line in block["grade"]["confusion"]]
+            assert row["marked_minus_found"] == [
+                round(block["count"]["by_found_grade"][found][f"marked_minus_found_p{q}"]) for q in (10, 90)]
 
 
 def test_saved_predictions_rescore_to_the_same_metrics(smoke_training, tmp_path):

@@ -164,7 +164,22 @@ def validation_summary(report: dict, section: dict) -> dict:
             "sliced": {"true": True, "false": False}.get(report["model"].get("sliced"), report["model"].get("sliced")),
             "mAP50": round(report["coco"]["mAP50"], 3),
             "count_mae": round(block["count"]["mae"], 2) if block and block["count"]["mae"] is not None else None,
-            "grade_accuracy": round(grade["accuracy"], 3) if grade.get("accuracy") is not None else None}
+            "grade_accuracy": round(grade["accuracy"], 3) if grade.get("accuracy") is not None else None,
+            "by_found_grade": by_found_grade(block, grade)}
+
+
+def by_found_grade(block, grade) -> list | None:
+    """Per grade of the count found (0..3), for the app's typical range: the validation photos whose
+    count fell in that grade, the marked count's offsets from it (10th and 90th percentiles) and the
+    labels' grades of those photos; None where no photo's count fell in it, or the report predates it."""
+    rows = (block or {}).get("count", {}).get("by_found_grade")
+    if not rows:
+        return None
+    confusion = grade.get("confusion")  # rows: label, columns: grade of the count found
+    return [{"images": row["images"], "mae": round(row["mae"], 2),
+             "marked_minus_found": [round(row["marked_minus_found_p10"]), round(row["marked_minus_found_p90"])],
+             "labels": [line[found] for line in confusion] if confusion else None} if row else None
+            for found, row in enumerate(rows)]
 
 
 def write_weights(checkpoint: Path, out: Path, half: bool = False):

@@ -370,6 +370,7 @@ def threshold_metrics(gt, predictions, matches, thresholds, image_ids):
     count = count_errors(pred_counts.sum(1), gt_counts.sum(1))
     count["per_type"] = {name: count_errors(pred_counts[:, k], gt_counts[:, k]) for k, name in enumerate(names)}
     count["images"] = len(ordered_ids)
+    count["by_found_grade"] = count_errors_by_found_grade(pred_counts.sum(1), gt_counts.sum(1))
 
     # Severity grade from the total count (all types), where images carry a label.
     graded = [(row[img["id"]], img["grade"]) for img in gt["images"]
@@ -389,6 +390,23 @@ def threshold_metrics(gt, predictions, matches, thresholds, image_ids):
 
     return {"thresholds": dict(thresholds), "per_type": per_type, "mean_f1": mean_f1,
             "mean_f1_types": f1_types, "count": count, "grade": grade}
+
+
+def count_errors_by_found_grade(found, marked) -> list:
+    """Per grade of the found count (0..3): how far the marked count lay from it on the images where
+    the model's count fell in that grade, which is what a user holding one count wants to know (the
+    error grows with the count: one average error is too wide for a mild photo and too narrow for a
+    severe one). Each: images, mae, and the 10th and 90th percentiles of marked - found; None where
+    no image's count fell in the grade."""
+    found, marked = np.asarray(found), np.asarray(marked)
+    grades = np.array([grade_from_count(int(n)) for n in found], dtype=int)
+    rows = []
+    for grade in range(NUM_GRADES):
+        diff = (marked - found)[grades == grade]
+        rows.append({"images": len(diff), "mae": float(np.mean(np.abs(diff))),
+                     "marked_minus_found_p10": float(np.percentile(diff, 10)),
+                     "marked_minus_found_p90": float(np.percentile(diff, 90))} if len(diff) else None)
+    return rows
 
 
 def f1_optimal_thresholds(gt, matches, fallback):
@@ -541,6 +559,13 @@ def _count_table(block, names):
     return _table(["lesion count per image", "mean abs error", "mean signed error (pred - GT)"], rows)
 
 
+def _count_by_grade_table(block):
+    rows = [[f"{k} {GRADE_NAMES[k]}", row["images"], row["mae"], row["marked_minus_found_p10"],
+             row["marked_minus_found_p90"]] for k, row in enumerate(block["count"]["by_found_grade"]) if row]
+    return _table(["grade of the found count", "images", "mean abs error", "marked - found, 10th percentile",
+                   "90th percentile"], rows)
+
+
 def _grade_lines(grade):
     if grade is None:
         return ["No image carries a severity grade."]
@@ -573,6 +598,9 @@ def markdown_report(metrics):
     lines += ["", f"mAP50:95: {_fmt(metrics['coco']['mAP50_95'])}. Mean F1 over: {', '.join(block['mean_f1_types']) or 'no type (none has ground truth)'}.", ""]
     lines += _per_type_table(block, metrics["coco"]["AP50_per_type"], names) + [""]
     lines += _count_table(block, names) + [""]
+    lines += ["The count error by the grade of the count found (all types): how far the marked count lay "
+              "from the model's on the images where its count fell in that grade.", ""]
+    lines += _count_by_grade_table(block) + [""]
     lines += _grade_lines(block["grade"]) + [""]
 
     optimal = metrics["at_f1_optimal_thresholds"]
