@@ -270,8 +270,9 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     # Sizes, not the file's name: a name may be a patient's.
     logger.info("analysed a %dx%d photo: %d troubles in %.0f ms (%s)", response["image"]["width"],
                 response["image"]["height"], response["total"], round_trip_ms, answered_by)
+    skin = skin_fraction(shown.rgb)  # None: a photo without colour
     return Outputs(annotated, render.legend_html(response), render.counts_rows(response),
-                   render.severity_markdown(response, skin_fraction(shown.rgb)),
+                   render.severity_markdown(response, skin, grey_scale=skin is None),
                    render.status_markdown(response, answered_by, round_trip_ms), str(json_path), str(png_path))
 
 

@@ -38,12 +38,16 @@ def counts_rows(response: dict) -> list:
     return rows
 
 
-def severity_markdown(response: dict, skin_fraction: float | None = None) -> str:
+def severity_markdown(response: dict, skin_fraction: float | None = None, grey_scale: bool = False) -> str:
     """The grade, its scale, and what to make of it: how far the count may be off, and when it says
-    nothing (no skin in the photo; no lesion left at a threshold raised above the model's)."""
+    nothing or too little (no skin in the photo; a photo without colour; no lesion left at a threshold
+    raised above the model's)."""
     severity = response["severity"]
     # What makes the grade say nothing comes first, above the grade's heading, not paragraphs below it.
     text = ""
+    if grey_scale:  # measured: docs/FIGURES.md, "Photos without colour"
+        text += ("#### A photo without colour\nThe model learnt from colour photos and finds far fewer lesions "
+                 "without colour: this count is likely too low.\n\n")
     if skin_fraction is not None and skin_fraction < MIN_SKIN_FRACTION:
         text += (f"#### Little of this photo looks like skin ({skin_fraction:.0%})\nIf there is no face in it, "
                  f"this count and grade say nothing.\n\n")

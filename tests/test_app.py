@@ -125,7 +125,8 @@ def test_local_mode_matches_inference_core(local_app, detector, tmp_path, thresh
 
 def test_the_low_skin_warning_is_given_for_a_test_pattern_not_for_a_grey_scale_face(local_app, tmp_path):
     """The skin check goes by colour: a grey-scale face photo has none to go by, so it gets no
-    warning (it got one, as if there were no face in it); a coloured pattern without skin does."""
+    low-skin warning (it got one, as if there were no face in it), but the warning that the model
+    finds far fewer lesions without colour; a coloured pattern without skin gets the low-skin one."""
     from trouble.skin import skin_fraction
 
     grey, pattern = tmp_path / "grey_face.jpg", tmp_path / "pattern.png"
@@ -137,8 +138,11 @@ def test_the_low_skin_warning_is_given_for_a_test_pattern_not_for_a_grey_scale_f
     face = np.asarray(Image.open(PHOTO).convert("RGB"))
     assert skin_fraction(face) > 0.2 and skin_fraction(np.asarray(Image.open(grey).convert("RGB"))) is None
     assert skin_fraction(bars) < 0.05
-    assert "looks like skin" not in call_app(local_app, grey, tmp_path / "grey")["severity"]
-    assert "Little of this photo looks like skin (0%)" in call_app(local_app, pattern, tmp_path / "bars")["severity"]
+    grey_severity = call_app(local_app, grey, tmp_path / "grey")["severity"]
+    # No skin warning; the warning of a photo without colour instead (the model finds far fewer lesions).
+    assert "looks like skin" not in grey_severity and grey_severity.startswith("#### A photo without colour")
+    bars_severity = call_app(local_app, pattern, tmp_path / "bars")["severity"]
+    assert "Little of this photo looks like skin (0%)" in bars_severity and "without colour" not in bars_severity
 
 
 def test_slicing_choice_reaches_the_model(local_app, tmp_path):
@@ -410,6 +414,8 @@ def test_legend_counts_table_and_severity_text():
     assert render.severity_markdown(response, skin_fraction=0.01).startswith(
         "#### Little of this photo looks like skin (1%)")  # first: the grade below it says nothing then
     assert "Little of this photo" not in render.severity_markdown(response, skin_fraction=0.4)
+    assert render.severity_markdown(response, grey_scale=True).startswith("#### A photo without colour")
+    assert "without colour" not in render.severity_markdown(response, skin_fraction=0.4)
     assert "one type" not in render.legend_html(response)
     assert "this model has one type, acne" in render.legend_html(fake_response(classes=("acne",)))
     # Figures measured at the model's settings are qualified when the answer used others.
