@@ -266,14 +266,15 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     except BadInput as error:  # the server accepted it, so this is unlikely; say so all the same
         raise AnalysisError(str(error)) from None
     annotated = render.draw_detections(Image.fromarray(shown.rgb), response)
-    json_path, png_path = _save_downloads(response, answered_by, annotated, Path(photo_path).name)
+    skin = skin_fraction(shown.rgb)  # None: a photo without colour
+    shown_text = {"severity": render.severity_markdown(response, skin, grey_scale=skin is None),
+                  "status": render.status_markdown(response, answered_by, round_trip_ms)}
+    json_path, png_path = _save_downloads(response, answered_by, annotated, Path(photo_path).name, shown_text)
     # Sizes, not the file's name: a name may be a patient's.
     logger.info("analysed a %dx%d photo: %d troubles in %.0f ms (%s)", response["image"]["width"],
                 response["image"]["height"], response["total"], round_trip_ms, answered_by)
-    skin = skin_fraction(shown.rgb)  # None: a photo without colour
-    return Outputs(annotated, render.legend_html(response), render.counts_rows(response),
-                   render.severity_markdown(response, skin, grey_scale=skin is None),
-                   render.status_markdown(response, answered_by, round_trip_ms), str(json_path), str(png_path))
+    return Outputs(annotated, render.legend_html(response), render.counts_rows(response), shown_text["severity"],
+                   shown_text["status"], str(json_path), str(png_path))
 
 
 def shown_if_current(answer, status, photo_path, *settings):
@@ -320,9 +321,12 @@ def photo_problem(photo_path) -> str:
 RESULTS_DIR = APP_TEMP_DIR / "results"
 
 
-def _save_downloads(response: dict, answered_by: str, annotated, photo_name: str) -> tuple[Path, Path]:
+def _save_downloads(response: dict, answered_by: str, annotated, photo_name: str,
+                    shown_text: dict) -> tuple[Path, Path]:
     """Write the results JSON and the annotated PNG into a folder of their own, named after the
-    photo and the time of the analysis, so that downloads of several photos cannot be mixed up."""
+    photo and the time of the analysis, so that downloads of several photos cannot be mixed up.
+    The JSON keeps what the page said beside the answer (`shown_text`: the grade's text, with its
+    range and warnings, and the status line), which the answer alone does not hold."""
     _remove_old_results()
     folder = RESULTS_DIR / uuid.uuid4().hex
     folder.mkdir(parents=True)
@@ -331,7 +335,7 @@ def _save_downloads(response: dict, answered_by: str, annotated, photo_name: str
     stem = f"{Path(photo_name).stem}-trouble-{time.strftime('%Y%m%d-%H%M%S', now)}"
     json_path, png_path = folder / f"{stem}.json", folder / f"{stem}.png"
     json_path.write_text(json.dumps({"photo": photo_name, "analysed_at": analysed_at, **response,
-                                     "answered_by": answered_by}, indent=2))
+                                     "answered_by": answered_by, "shown_on_the_page": shown_text}, indent=2))
     annotated.save(png_path, format="PNG")
     return json_path, png_path
 

@@ -113,6 +113,8 @@ def test_local_mode_matches_inference_core(local_app, detector, tmp_path, thresh
     assert Path(result["annotated_png"]).name.startswith(f"{PHOTO.stem}-trouble-")
     assert saved["counts"] == expected["counts"]
     assert saved["severity"] == expected["severity"]
+    # What the page said beside it (the range, the warnings) is kept with it.
+    assert saved["shown_on_the_page"] == {"severity": result["severity"], "status": result["status"]}
     assert [d["box"] for d in saved["detections"]] == [d["box"] for d in expected["detections"]]
     assert saved["answered_by"].startswith("the local model")
     for path in (result["annotated"], result["annotated_png"]):
