@@ -71,8 +71,10 @@ serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
 	@mkdir -p logs
 	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar > logs/torchserve.out 2>&1 \
 	    || grep -q "already running" logs/torchserve.out || { cat logs/torchserve.out; exit 1; }
-	@# A server left crash-looping would be taken as "already running" by the next serve: stop it.
-	$(BIN)/python -m handler.wait_ready || { $(BIN)/torchserve --stop > /dev/null; exit 1; }
+	@# A server TorchServe gave up on (exit 3) would be taken as "already running" by the next serve:
+	@# stop it. Not after other failures: the server may be another's, or still loading.
+	$(BIN)/python -m handler.wait_ready; status=$$?; \
+	    if [ $$status -eq 3 ]; then $(BIN)/torchserve --stop > /dev/null; fi; exit $$status
 
 stop:  ## stop TorchServe, and wait until it is gone (a serve right after would find it still running)
 	-@pid=$$(cat "$${TMPDIR:-/tmp}/.model_server.pid" 2>/dev/null); $(BIN)/torchserve --stop; \

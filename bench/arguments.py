@@ -111,10 +111,10 @@ def existing_file(text: str) -> str:
 
 def read_predictions(path, gt: dict, gt_path) -> list:
     """An evaluation's predictions.json, to be scored against `gt` (read from gt_path): a list of
-    COCO results; ValueError naming the file otherwise (a metrics.json given instead, a file cut
+    COCO results; an error naming the file otherwise (a metrics.json given instead, a file cut
     short), when it holds image or type ids gt does not know, or when the evaluation report beside it
-    (metrics.json) says it was made on another ground truth (valid's ids also lie within train's)."""
-    from train.evaluate import load_predictions
+    says it was made on another ground truth (train.evaluate.check_made_on)."""
+    from train.evaluate import check_made_on, load_predictions
 
     try:
         predictions = json.loads(Path(path).read_text())
@@ -123,13 +123,7 @@ def read_predictions(path, gt: dict, gt_path) -> list:
     if not isinstance(predictions, list) or not all(
             isinstance(p, dict) and {"image_id", "category_id", "bbox", "score"} <= set(p) for p in predictions):
         raise ValueError(f"{path} is not a list of COCO results (an evaluation's predictions.json)")
-    report = Path(path).with_name("metrics.json")
-    try:
-        made_on = json.loads(report.read_text())["data"]["gt"] if report.is_file() else None
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
-        made_on = None  # not an evaluation report: nothing to compare
-    if isinstance(made_on, str) and Path(made_on).resolve() != Path(gt_path).resolve():
-        raise ValueError(f"{path} holds detections on {made_on} (its {report.name} says so), not on --gt {gt_path}")
+    check_made_on(path, gt_path)
     return load_predictions(predictions, gt, str(gt_path))
 
 

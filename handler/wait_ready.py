@@ -3,8 +3,8 @@
 Reads the addresses from the config TorchServe was started with (TS_CONFIG_FILE, else
 ./config.properties) and, when token authorisation is on, the keys from the key_file.json
 TorchServe wrote in this folder. Exits 1 with the log's last lines if the model is not ready in
-time, or as soon as TorchServe gives up on it, so `make serve` never reports success over a
-crash-looping worker.
+time, or at once when TorchServe gives up on it (exit code 3: `make serve` then stops that server),
+so `make serve` never reports success over a crash-looping worker.
 """
 import json
 import os
@@ -19,12 +19,18 @@ import requests
 NO_ANSWER_S = 60
 
 
-class NotReady(Exception):
-    """The model did not become ready; the message says why, and the model log may say more."""
+# The exit code when TorchServe gave up on the model: `make serve` then stops that server (only
+# then: after the other failures the server may be someone else's, or still loading).
+GAVE_UP = 3
 
-    def __init__(self, message: str, log_may_say_why: bool = True):
+
+class NotReady(Exception):
+    """The model did not become ready; the message says why. reason: "gave up" (no worker could load
+    the model), "timeout", "no answer" (nothing listens at the address) or "refused" (the key)."""
+
+    def __init__(self, message: str, reason: str):
         super().__init__(message)
-        self.log_may_say_why = log_may_say_why
+        self.reason = reason
 
 
 def config_value(key: str, default: str, config_path: str | None = None) -> str:
@@ -79,15 +85,17 @@ def wait_until_ready(management_url: str, inference_url: str, timeout_s: float =
             raise NotReady(f"nothing answers at {management_url} after {no_answer_s:.0f} s: no TorchServe runs with "
                            f"this config. Where `torchserve --start` said 'already running', the server running "
                            f"is another one, started with another config (TorchServe keeps one pid file per "
-                           f"TMPDIR)", log_may_say_why=False)
+                           f"TMPDIR); logs/torchserve.out and logs/ts_log.log say why a server started "
+                           f"here did not come up", reason="no answer")
         if gave_up(inference_url):
             raise NotReady("TorchServe gave up on the 'trouble' model: no worker could load it (/ping says "
-                           "Unhealthy)")
+                           "Unhealthy)", reason="gave up")
         time.sleep(1)
     if refused:
         raise NotReady(f"TorchServe refused to say whether 'trouble' is ready ({refused}); with token "
-                       f"authorisation on, run this from the folder holding its key_file.json", log_may_say_why=False)
-    raise NotReady(f"the 'trouble' model did not become ready in {timeout_s:.0f} s (its workers: {workers or 'none'})")
+                       f"authorisation on, run this from the folder holding its key_file.json", reason="refused")
+    raise NotReady(f"the 'trouble' model did not become ready in {timeout_s:.0f} s (its workers: {workers or 'none'})",
+                   reason="timeout")
 
 
 def main(timeout_s: float = 180) -> int:
@@ -96,14 +104,14 @@ def main(timeout_s: float = 180) -> int:
     try:
         workers = wait_until_ready(management, inference, timeout_s)["workers"]
     except NotReady as error:
-        if not error.log_may_say_why:
+        if error.reason not in ("gave up", "timeout"):  # the model log is not about this: old, or another's
             print(f"error: {error}", file=sys.stderr)
             return 1
         log = Path("logs/model_log.log")
         tail = ("\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.is_file()
                 else "(no logs/model_log.log)")
         print(f"error: {error}. Last lines of {log}:\n{tail}", file=sys.stderr)
-        return 1
+        return GAVE_UP if error.reason == "gave up" else 1
     print(f"TorchServe is serving 'trouble' ({len(workers)} worker(s) ready): POST photos to "
           f"{inference}/predictions/trouble")
     return 0

@@ -116,8 +116,8 @@ SLICING_HELP = ("Slices show the model a large photo piece by piece, at full res
 TTA_CHOICES = [("The model's setting", "model"), ("On", "on"), ("Off", "off")]
 TTA_VALUES = [value for _, value in TTA_CHOICES]
 TTA_HELP = ("Runs the model several times on each photo (at two sizes, and mirrored) and fuses the boxes: "
-            "for the demo model, about 3.5 times slower, its boxes ranked a little better, and its count no "
-            "better: on the validation photos it over-counted by 3.5 on average (docs/FIGURES.md).")
+            "for the demo model, about 3.5 times slower, its boxes ranked a little better, and its count "
+            "worse: on the validation photos it over-counted by 3.5 on average (docs/FIGURES.md).")
 # The corner buttons of the photos: no "share" (Gradio's posts the image to the Space's public
 # discussions: a patient's face), no "download" (it saves "image.png"; the named downloads are below).
 PHOTO_BUTTONS = ["fullscreen"]
@@ -127,10 +127,7 @@ PAGE_CSS = ("#trouble-run:focus-visible { outline: 3px solid #000; outline-offse
             "#trouble-run { background: #c2410c !important; border-color: #c2410c !important; color: #fff !important; }\n"
             "#trouble-run:hover { background: #9a3412 !important; }\n"
             ".info-text { color: #4b4b55 !important; }\n.dark .info-text { color: #d0d0d8 !important; }")
-BUTTON_LABEL, RUNNING_LABEL = "Find troubles", "Analysing…"
-# Said when an analysis ends after another photo was chosen (its results are not shown for it).
-DROPPED_NOTE = (f"*The analysis of the photo before was dropped when this one was chosen: press "
-                f"“{BUTTON_LABEL}” to analyse this one.*")
+BUTTON_LABEL, RUNNING_LABEL = "Find troubles", "Analysing…"  # render's notes say "press Find troubles"
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 
@@ -170,8 +167,10 @@ class Analyzer:
 
     @property
     def local_model_source(self) -> str | None:
+        """The local model as the page names it: its file name (the folder it sits in on the server is
+        no business of the page's; the log has the full path)."""
         if self.model_path is not None:
-            return str(self.model_path)
+            return self.model_path.name
         if self.model_repo:
             return f"{self.model_repo} on the Hub"
         return None
@@ -286,7 +285,7 @@ def shown_if_current(answer, status, photo_path, *settings):
     if answer is None or answer[0] != photo_path:
         skipped = [gr.skip()] * len(Outputs._fields)
         if answer is not None and photo_path and not status:
-            skipped[Outputs._fields.index("status")] = DROPPED_NOTE
+            skipped[Outputs._fields.index("status")] = render.DROPPED_NOTE
         return gr.skip(), *skipped
     outputs = Outputs(*answer[2])
     if tuple(answer[1]) != settings:
@@ -345,7 +344,11 @@ def _remove_old_results():
         return
     cutoff = time.time() - RESULTS_MAX_AGE_S
     for folder in RESULTS_DIR.iterdir():
-        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+        try:
+            old = folder.is_dir() and folder.stat().st_mtime < cutoff
+        except FileNotFoundError:  # removed meanwhile by another analysis (several may run at once)
+            continue
+        if old:
             shutil.rmtree(folder, ignore_errors=True)
 
 

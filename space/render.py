@@ -12,6 +12,9 @@ from trouble.skin import MIN_SKIN_FRACTION
 # The drawing itself is shared with the batch CLI: trouble/render.py (the app draws through here).
 from trouble.render import DISPLAY_MAX_SIDE, draw_detections, palette_for, thresholds_list  # noqa: F401
 
+# Fewer validation photos than this with a count of the answer's grade give no typical range.
+MIN_PHOTOS_FOR_A_RANGE = 5
+
 
 def legend_html(response: dict) -> str:
     """The legend for the page: a coloured swatch, the type and its count, per type."""
@@ -55,39 +58,47 @@ def severity_markdown(response: dict, skin_fraction: float | None = None, grey_s
         text += ("#### No lesion was found at a threshold above the model's own\nLower it, or untick "
                  "\"One score threshold\" to use the model's.\n\n")
     text += (f"### Severity: grade {severity['grade']} ({severity['name']})\n"
-             f"{lesions(severity['lesion_count'])} found{count_range_text(response)}. Scale: {scale_text()}: "
+             f"{lesions(severity['lesion_count'])} found{count_range_text(response, grey_scale)}. "
+             f"Scale: {scale_text()}: "
              f"Hayashi's lesion counts, applied here to every lesion the model sees in this photo (Hayashi "
              f"counts inflammatory lesions on half the face).\n\n"
              f"*A count of what the model sees in this photo, not a diagnosis.*")
     return text + validation_text(response)
 
 
-def count_range_text(response: dict) -> str:
+def count_range_text(response: dict, grey_scale: bool = False) -> str:
     """How far this count may be off, only for an answer made with the settings the figures were
-    measured at. From the validation photos on which the model's count fell in the same grade (the
-    error grows with the count): "; on the 49 validation photos where its count was severe too, the
-    marked count was 14 fewer to 23 more than its own for 8 in 10 of them: 15-52 (moderate to very
-    severe) is typical; ACNE04 graded those photos ..."; from the average error of all of them where
-    the archive has no such figures (archived before it)."""
+    measured at, on a colour photo (the figures are of colour photos). From the validation photos on
+    which the model's count fell in the same grade (the error grows with the count): "; on the 49
+    validation photos where its count was severe too, the marked count was within -14 to +23 of its
+    own for 8 in 10 of them: 15-52 (moderate to very severe) is typical; the labels of those photos:
+    10 moderate, 25 severe, 14 very severe". From the average error of all of them where the archive
+    has no figures by grade (archived before them)."""
     validation = response["model"].get("validation") or {}
-    if not validation or not _validated_settings(response):
+    if not validation or grey_scale or not _validated_settings(response):
         return ""
     count = response["severity"]["lesion_count"]
     grade = grade_from_count(count)
-    same_grade = (validation.get("by_found_grade") or [None] * len(GRADE_NAMES))[grade]
-    if same_grade:
-        below, above = same_grade["marked_minus_found"]
-        low, high = max(0, count + below), max(0, count + above)
-        photos = same_grade["images"]
-        text = (f"; on the {photos} validation photo{'s' if photos != 1 else ''} where its count was "
-                f"{GRADE_NAMES[grade]} too, the marked count was {_offset(below)} to {_offset(above)} than its "
-                f"own for 8 in 10 of them: {low}-{high} ({_grades_spanned(low, high)}) is typical")
-        if photos < 10:
-            text += " (few photos: a rough guide)"
-        labels = same_grade.get("labels")
+    name = GRADE_NAMES[grade]
+    if validation.get("by_found_grade"):
+        same_grade = validation["by_found_grade"][grade]
+        if not same_grade:
+            return f"; no validation photo had a {name} count, so there is no typical range for it"
+        photos, labels = same_grade["images"], same_grade.get("labels")
+        if photos < MIN_PHOTOS_FOR_A_RANGE:
+            text = (f"; only {photos} validation photo{'s' if photos != 1 else ''} had a {name} count: too few "
+                    f"for a typical range")
+        else:
+            below, above = same_grade["marked_minus_found"]
+            low, high = max(0, count + below), max(0, count + above)
+            share = "8 in 10" if photos >= 10 else "most"
+            text = (f"; on the {photos} validation photos where its count was {name} too, the marked count was "
+                    f"within {below:+d} to {above:+d} of its own for {share} of them: {low}-{high} "
+                    f"({_grades_spanned(low, high)}) is typical")
         if labels:
-            text += ("; the labels of those photos: "
-                     + ", ".join(f"{n} {GRADE_NAMES[k]}" for k, n in enumerate(labels) if n))
+            graded = sum(labels)
+            which = "those photos" if graded == photos else f"the {graded} of them that carry one"
+            text += f"; the labels of {which}: " + ", ".join(f"{n} {GRADE_NAMES[k]}" for k, n in enumerate(labels) if n)
         return text
     error = validation.get("count_mae")
     if error is None:
@@ -95,11 +106,6 @@ def count_range_text(response: dict) -> str:
     low, high = max(0, round(count - error)), round(count + error)
     return (f"; its counts were off by {error:.1f} on average in validation (more on some photos): "
             f"{low}-{high} ({_grades_spanned(low, high)}) is typical")
-
-
-def _offset(difference: int) -> str:
-    """-14 → "14 fewer", 3 → "3 more", 0 → "0 more" (read in "... to ... than its own")."""
-    return f"{-difference} fewer" if difference < 0 else f"{difference} more"
 
 
 def _grades_spanned(low: int, high: int) -> str:
@@ -222,9 +228,14 @@ def error_markdown(message: str) -> str:
 STALE_NOTE = "**Settings changed since this answer: press Find troubles to apply them.** "
 
 
+# Said when an analysis ends after another photo was chosen (its results are not shown for it).
+DROPPED_NOTE = ("*The analysis of the photo before was dropped when this one was chosen: press Find troubles "
+                "to analyse this one.*")
+
+
 def mark_stale(text: str) -> str:
     """The status line, or the severity text, of an answer whose settings have been changed since
     (once; nothing to mark when there is no answer)."""
-    if not text or text.startswith((STALE_NOTE, ERROR_PREFIX)):
+    if not text or text.startswith((STALE_NOTE, ERROR_PREFIX, DROPPED_NOTE)):
         return text
     return STALE_NOTE + ("\n\n" if text.startswith("#") else "") + text

@@ -62,8 +62,9 @@ def analyse_photo(page, photo: Path | str, threshold=None):
 def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
     with running_app(tmp_path / "app.log", TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar)) as url:
         page = open_page(browser, url)
-        assert "the model" in page.inner_text("#trouble-mode") and "run in this process" in page.inner_text(
-            "#trouble-mode")
+        mode_line = page.inner_text("#trouble-mode")
+        assert "the model trouble.mar, run in this process" in mode_line  # its name, not the server's folders
+        assert str(smoke_mar.parent) not in mode_line
         analyse_photo(page, PHOTO, threshold=0.1)
         page.wait_for_selector("#trouble-counts :text('Total')", timeout=30_000)
         status = page.inner_text("#trouble-status")

@@ -302,4 +302,4 @@ def test_example_photos_are_the_median_error_photo_of_each_grade(smoke_training,
     for module, out in (("bench.example_photos", []), ("bench.nms_iou", ["--out", str(tmp_path / "x.json")])):
         result = run_module([module, "--predictions", str(smoke_training["work_dir"] / "eval" / "predictions.json"),
                              "--gt", str(other_split), "--threshold", "0.3", *out], check=False, timeout=300)
-        assert result.returncode == 2 and f"not on --gt {other_split}" in result.stderr, result.stderr[-1500:]
+        assert result.returncode == 2 and f"not on {other_split}" in result.stderr, result.stderr[-1500:]

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import ACNE04_DATA
+from tests.conftest import ACNE04_DATA, run_module
 from tests.synthetic_data import LESION_TYPES, make_dataset
 from train.evaluate import EvaluationError, evaluate, write_report
 from trouble.severity import grade_from_count
@@ -162,6 +162,33 @@ def test_count_error_by_the_grade_of_the_count_found():
     # marked - found: -20, -10, 0, 10, 20, 30, -5, 5, 15, 25: the 10th and 90th percentiles (numpy's linear)
     assert severe["marked_minus_found_p10"] == pytest.approx(-11.0)
     assert severe["marked_minus_found_p90"] == pytest.approx(25.5)
+
+
+def test_detections_made_on_another_ground_truth_are_refused(tmp_path):
+    """Valid's image ids lie within train's: the report beside the detections names the ground truth
+    they were made on. The same file, or one recorded on another machine (its path not here) under
+    the same split folder and name, passes."""
+    from train.evaluate import check_made_on
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "valid").mkdir()
+    train, valid = tmp_path / "train" / "annotations.json", tmp_path / "valid" / "annotations.json"
+    train.write_text(json.dumps(make_coco([[], [(1, [10, 10, 20, 20])]])))
+    valid.write_text(json.dumps(make_coco([[(1, [10, 10, 20, 20])]])))
+    predictions = tmp_path / "eval" / "predictions.json"
+    predictions.parent.mkdir()
+    predictions.write_text("[]")
+    for made_on, refused in ((valid, False), (train, True), (".carry/data/acne04/valid/annotations.json", False),
+                             (".carry/data/acne04/train/annotations.json", True)):
+        (predictions.parent / "metrics.json").write_text(json.dumps({"data": {"gt": str(made_on)}}))
+        if refused:
+            with pytest.raises(EvaluationError, match=f"holds detections made on {made_on}"):
+                check_made_on(predictions, valid)
+        else:
+            check_made_on(predictions, valid)
+    result = run_module(["train.evaluate", "--predictions", str(predictions), "--gt", str(valid), "--out",
+                         str(tmp_path / "out")], check=False)
+    assert result.returncode != 0 and "holds detections made on" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_threshold_dict_must_name_every_type():

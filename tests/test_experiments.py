@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -553,7 +554,8 @@ def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path
     (data / "valid" / "annotations.json").write_text(json.dumps(valid))
     edited = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke",
                          "--runs", "background_removal"], check=False, timeout=300)
-    assert edited.returncode == 1 and edited.stdout.count("other settings (annotations_sha256)") == 2, edited.stdout
+    assert edited.returncode == 1 and edited.stdout.count(
+        "other settings (annotations_sha256, source_annotations_sha256)") == 2, edited.stdout
     # --fresh replaces a finished run only once the new one has finished: a run that fails (here
     # train.train refuses its options) leaves the earlier one in place, its own log beside it.
     before = (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").read_bytes()
@@ -642,3 +644,30 @@ def test_offline_copy_paste_set_for_the_runner_is_made_once(synthetic_data, tmp_
     stamp = (out / "train" / "annotations.json").stat().st_mtime_ns
     assert copy_paste_data(synthetic_data.resolve(), tmp_path / "cp", seed=0) == out
     assert (out / "train" / "annotations.json").stat().st_mtime_ns == stamp  # not written again
+    # The source imported again with other annotations: made again from them, not the stale copy kept.
+    source = tmp_path / "source"
+    shutil.copytree(synthetic_data, source, symlinks=True)
+    out = copy_paste_data(source.resolve(), tmp_path / "cp2", seed=0)
+    stamp = (out / "train" / "annotations.json").stat().st_mtime_ns
+    train = read_json(source / "train" / "annotations.json")
+    train["annotations"] = train["annotations"][1:]
+    (source / "train" / "annotations.json").write_text(json.dumps(train))
+    assert copy_paste_data(source.resolve(), tmp_path / "cp2", seed=0) == out
+    assert (out / "train" / "annotations.json").stat().st_mtime_ns != stamp
+
+
+def test_a_runs_config_is_compared_by_content():
+    """An edited config (here one inheriting the base with another loss weight) is another run, and a
+    config mmengine cannot read fails its own row, not the whole comparison."""
+    import tempfile
+
+    from train.experiments import ExperimentError, config_digest
+
+    base = REPO / "train" / "configs" / "tood_smoke.py"
+    with tempfile.TemporaryDirectory(dir=REPO / "train" / "configs") as folder:
+        edited, broken = Path(folder) / "edited.py", Path(folder) / "broken.py"
+        edited.write_text("_base_ = '../tood_smoke.py'\nmodel = dict(bbox_head=dict(loss_bbox=dict(loss_weight=3.0)))\n")
+        broken.write_text("_base_ = '../no_such_config.py'\n")
+        assert config_digest(base) == config_digest(base) != config_digest(edited)
+        with pytest.raises(ExperimentError, match="broken.py cannot be read"):
+            config_digest(broken)

@@ -141,6 +141,27 @@ def load_ground_truth(gt):
     return checked, source
 
 
+def check_made_on(predictions_path, gt_path):
+    """EvaluationError when the evaluation report beside an evaluation's predictions.json (its
+    metrics.json) says they were made on another ground truth than gt_path: valid's image ids also
+    lie within train's, so they would be scored against the wrong photos without a word. Compared by
+    content where the recorded file is at hand, else by split folder and file name (a report made on
+    another machine records its paths)."""
+    report = Path(predictions_path).with_name("metrics.json")
+    try:
+        made_on = json.loads(report.read_text())["data"]["gt"] if report.is_file() else None
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
+        return  # not an evaluation report: nothing to compare
+    if not isinstance(made_on, str):
+        return
+    recorded, given = Path(made_on), Path(gt_path)
+    same = (recorded.read_bytes() == given.read_bytes() if recorded.is_file() and given.is_file()
+            else recorded.parts[-2:] == given.parts[-2:])
+    if not same:
+        raise EvaluationError(f"{predictions_path} holds detections made on {made_on} (its {report.name} says so), "
+                              f"not on {gt_path}; if that report is wrong, move it away")
+
+
 def load_predictions(predictions, gt, gt_source="ground truth"):
     """Read (if a path) and check predictions in the COCO results format against `gt`.
 
@@ -559,7 +580,19 @@ def _count_table(block, names):
     return _table(["lesion count per image", "mean abs error", "mean signed error (pred - GT)"], rows)
 
 
+def _model_value(key, value):
+    """A model setting as the report shows it: switches as on/off ("sliced": False, or "false" as the
+    command line gave it, and a tta of None, the model's own: off in every archive that has none)."""
+    if key == "tta" and value is None:
+        return "off"
+    if isinstance(value, bool) or value in ("true", "false"):
+        return "on" if value in (True, "true") else "off"
+    return value
+
+
 def _count_by_grade_table(block):
+    if not block["count"].get("by_found_grade"):  # a report made before these figures
+        return ["(not in this report)"]
     rows = [[f"{k} {GRADE_NAMES[k]}", row["images"], row["mae"], row["marked_minus_found_p10"],
              row["marked_minus_found_p90"]] for k, row in enumerate(block["count"]["by_found_grade"]) if row]
     return _table(["grade of the found count", "images", "mean abs error", "marked - found, 10th percentile",
@@ -581,7 +614,7 @@ def markdown_report(metrics):
     names = metrics["data"]["types"]
     model = metrics["model"]
     lines = ["# Lesion detection evaluation", "", "## Model", ""]
-    lines += [f"- **{key}**: {'off' if key == 'tta' and value is None else value}" for key, value in model.items()]
+    lines += [f"- **{key}**: {_model_value(key, value)}" for key, value in model.items()]
     if "pretrained" not in model:
         lines.append("- **pretrained**: not stated by the caller")
     data = metrics["data"]
@@ -900,6 +933,7 @@ def main(argv=None):
 
         if args.predictions:
             model_info.setdefault("predictions_file", args.predictions)
+            check_made_on(args.predictions, args.gt)
             gt = load_ground_truth(args.gt)[0]
             predictions = load_predictions(args.predictions, gt, args.gt)
             if args.limit:  # the images a --limit run scored: predictions of the others are left out

@@ -334,10 +334,14 @@ def group_scores(metrics: dict, group: str):
 # --------------------------------------------------------------------------------------------
 
 def config_digest(config: Path) -> str:
-    """SHA-256 of the config as mmengine resolves it (its _base_ files included)."""
+    """SHA-256 of the config as mmengine resolves it (its _base_ files included); ExperimentError,
+    failing only its row, for a config mmengine cannot read."""
     from mmengine.config import Config
 
-    resolved = json.dumps(Config.fromfile(str(config)).to_dict(), sort_keys=True, default=str)
+    try:
+        resolved = json.dumps(Config.fromfile(str(config)).to_dict(), sort_keys=True, default=str)
+    except Exception as error:  # noqa: BLE001  a bad _base_, a syntax error: mmengine raises many kinds
+        raise ExperimentError(f"{config} cannot be read: {type(error).__name__}: {error}") from None
     return hashlib.sha256(resolved.encode()).hexdigest()
 
 
@@ -359,8 +363,9 @@ def run_training(config: Path, data_dir: Path, work_dir: Path, settings: dict, f
             return dict(_read_results(work_dir), reused=True)
         # A finished run with other settings (e.g. a GPU run, before a smoke run) is never deleted unasked.
         changed = sorted(key for key in set(earlier) | set(settings) if earlier.get(key) != settings.get(key))
+        older = "" if "config_sha256" in earlier else "; it was recorded before runs were compared by content"
         return {"status": "failed", "log": str(work_dir / "train.log"),
-                "error": f"{work_dir} holds a finished run with other settings ({', '.join(changed)}): "
+                "error": f"{work_dir} holds a finished run with other settings ({', '.join(changed)}{older}): "
                          f"choose another --out, or pass --fresh to replace it"}
     # A finished run that --fresh replaces is moved aside, and deleted only once the new run has
     # finished: stopped partway (Ctrl-C, a crash), the earlier run is put back.
@@ -459,6 +464,8 @@ def run_experiments(args) -> dict:
             if args.smoke:
                 config = smoke_config(config, out_dir / "smoke_configs" / f"{row.config.stem}.py")
             row_data = data_for(row, group_split)
+            contents = {"config_sha256": config_digest(config), "annotations_sha256": annotations_digest(row_data),
+                        "source_annotations_sha256": annotations_digest(data_dir)}
         except ExperimentError as error:
             runs[key] = {"status": "skipped" if isinstance(error, RowSkipped) else "failed", "error": str(error)}
             return runs[key]
@@ -466,8 +473,7 @@ def run_experiments(args) -> dict:
         # the contents too, so that an edited config or a re-imported data set trains again.
         settings = {"config": str(row.config), "data": row.data, "data_dir": str(row_data),
                     "source_data": str(data_dir), "smoke": args.smoke, "iters": iters,
-                    "train_args": train_args, "seed": args.seed, "backbone": args.backbone,
-                    "config_sha256": config_digest(config), "annotations_sha256": annotations_digest(row_data)}
+                    "train_args": train_args, "seed": args.seed, "backbone": args.backbone, **contents}
         print(f"[experiments] {comparison} / {row.label}: training {_relative(config)} (log: {work_dir / 'train.log'})",
               flush=True)
         record = run_training(config, row_data, work_dir, settings, args.fresh)
@@ -522,19 +528,20 @@ def per_group_table(title: str, notes: list, train_row, data_dir: Path, out_dir:
 
 
 def copy_paste_data(data_dir: Path, out: Path, seed: int) -> Path:
-    """The offline copy-paste set for the copy_paste comparison, made once per --out."""
+    """The offline copy-paste set for the copy_paste comparison, made once per --out, and again when
+    the source data's annotations change (a data set imported again into the same folder)."""
     from train.copy_paste import CopyPasteError, generate
 
-    report = out / "copy_paste_report.json"
-    if report.is_file():
-        made = json.loads(report.read_text())
-        if made.get("source") == str(data_dir) and made.get("seed") == seed:
-            return out
+    made_from = {"source": str(data_dir), "seed": seed, "source_annotations_sha256": annotations_digest(data_dir)}
+    marker = out / "experiments_made_from.json"
+    if (out / "copy_paste_report.json").is_file() and marker.is_file() and json.loads(marker.read_text()) == made_from:
+        return out
     print(f"[experiments] writing the offline copy-paste data set into {out}", flush=True)
     try:
         generate(data_dir, out, per_image=1, onto="all", lesions=(5, 15), seed=seed, overwrite=True)
     except CopyPasteError as error:
         raise ExperimentError(f"copy-paste data set: {error}") from None
+    marker.write_text(json.dumps(made_from))
     return out
 
 
