@@ -4,17 +4,20 @@ is off by the median amount for that grade. Typical photos, neither its best nor
     python -m train.evaluate --model model_store/trouble.mar --gt data/acne04/valid/annotations.json \
         --out reports/valid_served                                   # writes predictions.json
     python -m bench.example_photos --predictions reports/valid_served/predictions.json \
-        --gt data/acne04/valid/annotations.json --threshold 0.2296
+        --gt data/acne04/valid/annotations.json --threshold 0.2296 --out bench/results/example_photos_valid283.json
 
-Prints, per grade, the chosen photo with its marked and found counts, and the median error; copy
-the photos into space/examples/ and their labels into space/app.py's EXAMPLE_LABELS.
+Prints, per grade, the chosen photo with its marked and found counts, and the median error (and,
+with --out, writes them as JSON); copy the photos into space/examples/ and their labels into
+space/app.py's EXAMPLE_LABELS.
 """
 from __future__ import annotations
 
 import argparse
+import json
 from collections import Counter, defaultdict
+from pathlib import Path
 
-from bench.arguments import existing_file, existing_path, read_predictions, run_main, score
+from bench.arguments import existing_file, existing_path, output_file, parse_checked, read_predictions, run_main, score
 from train.evaluate import load_ground_truth
 
 
@@ -41,7 +44,8 @@ def main(argv=None):
     parser.add_argument("--predictions", required=True, type=existing_file, help="an evaluation's predictions.json")
     parser.add_argument("--gt", required=True, type=existing_path, help="the ground truth it was run on (graded)")
     parser.add_argument("--threshold", required=True, type=score, help="the model's served score threshold")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", type=output_file, help="also write the chosen photos to this JSON file")
+    args = parse_checked(parser, argv)
     gt = load_ground_truth(args.gt)[0]
     chosen = typical_photos(gt, read_predictions(args.predictions, gt, args.gt), args.threshold)
     if not chosen:
@@ -50,6 +54,12 @@ def main(argv=None):
     print("| grade | photo | lesions marked | found | median count error of the grade |\n|---|---|---|---|---|")
     for grade, (name, n_marked, n_found, median) in chosen.items():
         print(f"| {grade} | {name} | {n_marked} | {n_found} | {median} |")
+    if args.out:
+        rows = [{"grade": grade, "photo": name, "lesions_marked": n_marked, "lesions_found": n_found,
+                 "median_count_error_of_the_grade": median} for grade, (name, n_marked, n_found, median) in chosen.items()]
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"predictions": args.predictions, "gt": args.gt,
+                                              "threshold": args.threshold, "photos": rows}, indent=2) + "\n")
     return 0
 
 

@@ -5,7 +5,7 @@ import json
 import math
 import shutil
 
-from tests.conftest import REPO, read_json, run_module
+from tests.conftest import ACNE04_PHOTOS, REPO, read_json, run_module
 
 
 def test_train_speed_runs_on_cpu_with_the_smoke_config(synthetic_data, tmp_path):
@@ -167,10 +167,17 @@ def test_inference_speed_in_process_and_through_torchserve(smoke_mar, tmp_path):
 
 
 def test_inference_speed_without_a_server(smoke_mar, tmp_path):
-    out = tmp_path / "speed.json"
-    run_module(["bench.inference_speed", "--model", str(smoke_mar), "--no-server", "--repeats", "1",
-                "--large-repeats", "1", "--batch-sizes", "1,2", "--out", str(out)], timeout=600)
+    from PIL import Image
+
+    out, photos = tmp_path / "speed.json", tmp_path / "photos"
+    photos.mkdir()
+    Image.open(ACNE04_PHOTOS[0]).resize((800, 600)).save(photos / "wide.jpg")
+    result = run_module(["bench.inference_speed", "--model", str(smoke_mar), "--no-server", "--photos", str(photos),
+                         "--repeats", "1", "--large-repeats", "1", "--batch-sizes", "1,2", "--out", str(out)],
+                        timeout=600)
     report = read_json(out)
+    # The table names the photos' own size, not the 640x640 of the default photos.
+    assert report["photo_size"] == "800x600" and "| 800x600 photo, in process |" in result.stdout
     assert "torchserve" not in report["photo_640"] and "torchserve" not in report["photo_12mp"]
     assert report["photo_12mp"]["by_batch_size"][1]["vs_reference"]["same"]
 
@@ -293,9 +300,13 @@ def test_example_photos_are_the_median_error_photo_of_each_grade(smoke_training,
     assert typical_photos(gt, predictions, 0.5) == {1: ("2.jpg", 2, 0, 2)}
     result = run_module(["bench.example_photos", "--predictions",
                          str(smoke_training["work_dir"] / "eval" / "predictions.json"), "--gt",
-                         str(smoke_training["data"] / "valid" / "annotations.json"), "--threshold", "0.3"],
-                        timeout=300)
+                         str(smoke_training["data"] / "valid" / "annotations.json"), "--threshold", "0.3",
+                         "--out", str(tmp_path / "examples.json")], timeout=300)
     assert result.stdout.startswith("| grade | photo |") and result.stdout.count("\n") >= 3
+    # The JSON holds the rows the table prints.
+    for row in read_json(tmp_path / "examples.json")["photos"]:
+        assert (f"| {row['grade']} | {row['photo']} | {row['lesions_marked']} | {row['lesions_found']} | "
+                f"{row['median_count_error_of_the_grade']} |") in result.stdout
     # Detections made on another split are refused, also where their ids lie within its range: the
     # evaluation report beside them names the ground truth they were made on.
     other_split = smoke_training["data"] / "train" / "annotations.json"
