@@ -94,6 +94,10 @@ logger = logging.getLogger("trouble.app")
 
 MODES = ("auto", "server", "local")
 MAX_UPLOAD_MB = 20
+# Gradio refuses a file above this itself, with a notice that passes; one between MAX_UPLOAD_MB and
+# this is taken in, and refused in the status line, where the message stays (TorchServe's own
+# request limit is 64 MiB).
+UPLOAD_CEILING_MB = 64
 EXAMPLES_DIR = APP_DIR / "examples"
 # By file name: each photo's grade and how many lesions ACNE04 marks on it, to hold the model's count
 # against (examples/README.md says how these typical photos were chosen).
@@ -245,10 +249,9 @@ def analyse(analyzer: Analyzer, photo_path, use_one_threshold, threshold, sliced
 def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta):
     if not photo_path:
         raise AnalysisError("Choose a photo first: upload one, take one with the webcam, or click an example.")
-    size = os.path.getsize(photo_path)
-    if size > MAX_UPLOAD_MB * 1024 * 1024:
-        raise AnalysisError(f"The photo is {size / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. "
-                            f"Send a smaller copy.")
+    too_large = too_large_message(os.path.getsize(photo_path))
+    if too_large:
+        raise AnalysisError(too_large)
     if sliced not in SLICING_VALUES:
         raise AnalysisError(f"Sliced inference must be one of {', '.join(SLICING_VALUES)}; got {sliced!r}.")
     if tta not in TTA_VALUES:
@@ -303,12 +306,22 @@ def _cleared(status: str = "") -> Outputs:
     return Outputs(None, "", [], "", status, None, None)
 
 
+def too_large_message(size: int) -> str:
+    """Why a photo of `size` bytes is refused, or "" when it is not too large."""
+    if size <= MAX_UPLOAD_MB * 1024 * 1024:
+        return ""
+    return f"The photo is {size / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. Send a smaller copy."
+
+
 def photo_problem(photo_path) -> str:
     """A photo just chosen, checked at once as the analysis will read it: "" when it can be analysed,
     else the message (a text file named .jpg showed as a broken picture until the button was pressed)."""
     if not photo_path:
         return ""
     try:
+        too_large = too_large_message(os.path.getsize(photo_path))
+        if too_large:
+            return render.error_markdown(too_large)
         decode_image(Path(photo_path).read_bytes(), max_side=256)  # small: a check, not the analysis
     except BadInput as error:
         return render.error_markdown(str(error))
@@ -477,7 +490,7 @@ def main():
     app.queue(default_concurrency_limit=at_once)
     app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                server_port=server_port(),
-               max_file_size=f"{MAX_UPLOAD_MB}mb", show_error=False, ssr_mode=False,
+               max_file_size=f"{UPLOAD_CEILING_MB}mb", show_error=False, ssr_mode=False,
                footer_links=["api", "gradio"], allowed_paths=[str(EXAMPLES_DIR)], css=PAGE_CSS)
 
 

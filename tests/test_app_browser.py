@@ -142,12 +142,19 @@ def test_server_down_page_says_so(browser, tmp_path):
 
 
 def test_a_file_that_is_no_photo_is_named_as_soon_as_it_is_chosen(smoke_mar, browser, tmp_path):
-    """A text file named .jpg passes the page's image/* filter: the app says what is wrong with it at once,
-    not only after the button is pressed; a real photo chosen next clears the message."""
-    fake = tmp_path / "notes.jpg"
+    """A text file named .jpg passes the page's image/* filter, and a file over the app's limit Gradio's
+    own: the app says what is wrong with each at once, not only after the button is pressed; a real
+    photo chosen next clears the message."""
+    fake, large = tmp_path / "notes.jpg", tmp_path / "scan.png"
     fake.write_text("not a photo")
+    with open(large, "wb") as f:  # over the app's 20 MB, under Gradio's own 64 MB
+        f.truncate(21 * 1024 * 1024)
     with running_app(tmp_path / "app.log", TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar)) as url:
         page = open_page(browser, url)
+        # Too large: said in the status line, where it stays (Gradio's own notice would pass).
+        page.set_input_files("#trouble-photo input[type=file]", str(large))
+        expect(page.locator("#trouble-status")).to_contain_text("The photo is 21.0 MB; the limit is 20 MB",
+                                                                timeout=60_000)
         page.set_input_files("#trouble-photo input[type=file]", str(fake))
         expect(page.locator("#trouble-status")).to_contain_text("not a readable image", timeout=30_000)
         status = page.inner_text("#trouble-status")
