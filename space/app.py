@@ -131,7 +131,7 @@ PAGE_CSS = ("#trouble-run:focus-visible { outline: 3px solid #000; outline-offse
             "#trouble-run { background: #c2410c !important; border-color: #c2410c !important; color: #fff !important; }\n"
             "#trouble-run:hover { background: #9a3412 !important; }\n"
             ".info-text { color: #4b4b55 !important; }\n.dark .info-text { color: #d0d0d8 !important; }")
-BUTTON_LABEL, RUNNING_LABEL = "Find troubles", "Analysing…"  # render's notes say "press Find troubles"
+BUTTON_LABEL, RUNNING_LABEL = render.BUTTON_LABEL, "Analysing…"
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 

@@ -225,12 +225,14 @@ def error_markdown(message: str) -> str:
     return ERROR_PREFIX + message
 
 
-STALE_NOTE = "**Settings changed since this answer: press Find troubles to apply them.** "
+# The analysis button's label: the notes below tell the user to press it.
+BUTTON_LABEL = "Find troubles"
+STALE_NOTE = f"**Settings changed since this answer: press {BUTTON_LABEL} to apply them.** "
 
 
 # Said when an analysis ends after another photo was chosen (its results are not shown for it).
-DROPPED_NOTE = ("*The analysis of the photo before was dropped when this one was chosen: press Find troubles "
-                "to analyse this one.*")
+DROPPED_NOTE = (f"*The analysis of the photo before was dropped when this one was chosen: press {BUTTON_LABEL} "
+                f"to analyse this one.*")
 
 
 def mark_stale(text: str) -> str:

@@ -440,6 +440,7 @@ def run_experiments(args) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     runs = {}  # (config, data) -> record: each distinct training happens once
+    source_annotations = annotations_digest(data_dir)  # read once: every row's settings hold it
 
     def data_for(row: Row, group_split: dict | None) -> Path:
         if row.data == "original":
@@ -465,7 +466,7 @@ def run_experiments(args) -> dict:
                 config = smoke_config(config, out_dir / "smoke_configs" / f"{row.config.stem}.py")
             row_data = data_for(row, group_split)
             contents = {"config_sha256": config_digest(config), "annotations_sha256": annotations_digest(row_data),
-                        "source_annotations_sha256": annotations_digest(data_dir)}
+                        "source_annotations_sha256": source_annotations}
         except ExperimentError as error:
             runs[key] = {"status": "skipped" if isinstance(error, RowSkipped) else "failed", "error": str(error)}
             return runs[key]
