@@ -18,6 +18,7 @@
 #          TOOD row on the ImageNet-pretrained Lite0 backbone for EXPERIMENT_MINUTES (default 2),
 #          evaluated on the carried valid images; EXPERIMENT_ARGS adds options (--smoke for a dry run)
 # DEADLINE (seconds from the start, default 570) keeps the call inside the device's 600 s limit.
+# VAL_INTERVAL (default 300): how often training validates on the carried valid images.
 # INSTALL=0 skips installing the wheels: a dry run here on CPU with python3 pointing at .venv
 # (--amp needs CUDA: TRAIN and X101 then retry in float32). Scratch files go under SCRATCH: /tmp on
 # the (fresh) device machine, a new temporary folder in a dry run, so that runs side by side here
@@ -41,6 +42,9 @@ X101_MINUTES=${X101_MINUTES:-2}
 X101_CONFIG=${X101_CONFIG:-train/configs/tood_x101-64x4d_fpn_acne04.py}
 EXPERIMENTS=${EXPERIMENTS:-} EXPERIMENT_MINUTES=${EXPERIMENT_MINUTES:-2} EXPERIMENT_ARGS=${EXPERIMENT_ARGS:-}
 DEADLINE=${DEADLINE:-570}
+# Validation on the carried valid images every VAL_INTERVAL iterations; the best checkpoint is kept.
+# A large value validates only at the end, which keeps the last checkpoint (few valid images carried).
+VAL_INTERVAL=${VAL_INTERVAL:-300}
 RESULTS=$SCRATCH/results
 rm -rf "$RESULTS"  # a second call on a warm machine brings back its own results only
 mkdir -p "$OUT" "$RESULTS"
@@ -56,6 +60,9 @@ if [ "$INSTALL" = 1 ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$SCRATCH/site" .carry/wheels/*.whl || exit 1
 fi
 export PYTHONPATH=$SCRATCH/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+if [ -f .carry/data.tar ]; then  # prepare_gpu_carry.sh packs the data as one file (the call's size limit)
+  tar -xf .carry/data.tar -C .carry && rm .carry/data.tar || exit 1
+fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || stamp "no nvidia-smi"
 python3 -c "import torch, mmcv, mmdet, mmcv.ops; print('torch', torch.__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 # Evaluation and inference also need SAHI and its dependencies; say which are missing, if any.
@@ -72,7 +79,7 @@ fi
 train() {  # $1: work dir, then train.train's flags
   local work=$1; shift
   python3 -m train.train "$@" --data .carry/data/acne04 --work-dir "$work" \
-    --batch-size 16 --val-interval 300 --fast --no-eval --no-archive
+    --batch-size 16 --val-interval "$VAL_INTERVAL" --fast --no-eval --no-archive
 }
 train_amp_or_fp32() {  # the same as train, with AMP; once more in float32 if that fails
   local work=$1

@@ -189,9 +189,12 @@ def time_setting(args, setting: str, work_dir: str) -> dict:
               "nan_loss_iterations": nan_iterations, "s_per_iter": round(sum(timed) / len(timed), 4),
               "losses": timer.losses}
     if args.stages:
-        stages = iteration_stages(runner, timer.last_batch, args.stages)
-        result["stages_ms"] = stages
-        result["outside_network_share"] = round(sum(stages[s] for s in OUTSIDE_NETWORK) / sum(stages.values()), 3)
+        try:  # like the FLOP count below, a bonus: a failure here must not lose the timing
+            stages = iteration_stages(runner, timer.last_batch, args.stages)
+            result["stages_ms"] = stages
+            result["outside_network_share"] = round(sum(stages[s] for s in OUTSIDE_NETWORK) / sum(stages.values()), 3)
+        except Exception as error:
+            result["stages_error"] = f"{type(error).__name__}: {error}"
     try:
         flops = training_flops(runner, timer.last_batch)
         result["tflop_per_iter"] = round(flops / 1e12, 3)
@@ -250,6 +253,9 @@ def main(argv=None):
         print(f"{result['setting']:<14} {result['images_per_s']:>9.1f} {result['speedup']:>8.2f}x "
               f"{achieved or '-':>8} {share:>7} {result['nan_loss_iterations']:>7}  "
               f"{result['losses'][:5]}")
+    for result in results:
+        if result.get("stages_error"):
+            print(f"{result['setting']}: stage timing failed: {result['stages_error']}")
     staged = [result for result in results if result.get("stages_ms")]
     if staged:
         print(f"\nWhere an iteration's time goes (median ms of {args.stages} iterations, "
