@@ -9,7 +9,8 @@ second after `--warmup` iterations, the loss of every iteration, and the share o
 peak FLOP/s reached (training FLOPs per iteration counted once with torch's FlopCounterMode).
 Settings: fp32 (the baseline), amp (float16 AMP with the head's float32 parts), fast (the same
 plus channels_last and cudnn benchmark), fast-bf16 (fast with bfloat16) and fast-2x-batch (fast
-at twice --batch-size). On a CPU only fp32 runs (AMP needs CUDA); use the smoke config there.
+at twice --batch-size); a setting named twice runs twice, which shows the run-to-run noise.
+On a CPU only fp32 runs (AMP needs CUDA); use the smoke config there.
 Then, with --stages N, N more iterations timed stage by stage (preprocess, backbone+neck, head,
 assign+loss, backward, optimizer): where the time goes that AMP does not speed up.
 """
@@ -176,6 +177,10 @@ def time_setting(args, setting: str, work_dir: str) -> dict:
     cfg.test_dataloader = cfg.test_cfg = cfg.test_evaluator = None
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=10**9, save_last=False)
     cfg.default_hooks.logger = dict(type="LoggerHook", interval=10)
+    # mmengine keeps one visualizer and logger per name for the whole process; mmdet's config names
+    # its visualizer "visualizer", so a second setting's runner got the first one's, which wrote into
+    # that setting's folder, removed by then (H100: every setting after the first failed).
+    cfg.experiment_name = cfg.visualizer.name = Path(work_dir).name
     runner = Runner.from_cfg(cfg)
     if fast and torch.cuda.is_available():
         runner.model.to(memory_format=torch.channels_last)

@@ -12,10 +12,13 @@ def test_train_speed_runs_on_cpu_with_the_smoke_config(synthetic_data, tmp_path)
     out = tmp_path / "train_speed.json"
     result = run_module(["bench.train_speed", "--config", "train/configs/tood_smoke.py", "--data", str(synthetic_data),
                          "--batch-size", "2", "--iters", "6", "--warmup", "2", "--workers", "0",
-                         "--settings", "fp32,fast", "--stages", "2", "--out", str(out)], timeout=300)
+                         "--settings", "fp32,fast,fp32", "--stages", "2", "--out", str(out)], timeout=300)
     report = read_json(out)
     # On a CPU only the float32 baseline runs (AMP needs CUDA), and the run says what it left out.
-    assert [row["setting"] for row in report["results"]] == ["fp32"] and report["speedup_against"] == "fp32"
+    # Named twice, it runs twice in the one process: every setting after the first failed on the
+    # H100 (mmengine's visualizer of the first run, writing into its removed folder).
+    assert [row["setting"] for row in report["results"]] == ["fp32", "fp32"] and report["speedup_against"] == "fp32"
+    assert "setting fp32 failed" not in result.stdout
     assert "left out: fast (they need CUDA)" in result.stdout and "speed-up against fp32" in result.stdout
     row = report["results"][0]
     assert row["images_per_s"] > 0 and row["speedup"] == 1.0
