@@ -5,7 +5,8 @@
 #
 # Jobs, each switched by a variable (1 runs it, 0 skips it), in this order:
 #   BENCH  training speed of TOOD X-101 at batch 16, BENCH_SETTINGS side by side (GPU to itself)
-#   TRAIN  the demo model: TRAIN_CONFIG (TOOD + EfficientNet-Lite0) for TRAIN_MINUTES; "auto" (the
+#   TRAIN  the demo model: TRAIN_CONFIG (TOOD + the EfficientNet-Lite whose ImageNet weights were
+#          carried: Lite0 unless prepare_gpu_carry.sh had BACKBONE=lite2) for TRAIN_MINUTES; "auto" (the
 #          default) trains until DEADLINE leaves room for the rest. It starts where
 #          prepare_gpu_carry.sh's START said: the ImageNet-pretrained backbone (START=imagenet) or the
 #          demo model's own weights, to train it further (START=demo)
@@ -15,7 +16,7 @@
 #   INFER  slices batched against one at a time on a 12 MP photo, on the GPU alone, with the model
 #          TRAIN made (else model_store/trouble.mar), if at least 30 s are left before DEADLINE
 #   EXPERIMENTS  a comma list of train.experiments comparisons (e.g. copy_paste; empty: none), each
-#          TOOD row on the ImageNet-pretrained Lite0 backbone for EXPERIMENT_MINUTES (default 2),
+#          TOOD row on the carried ImageNet-pretrained Lite backbone for EXPERIMENT_MINUTES (default 2),
 #          evaluated on the carried valid images; EXPERIMENT_ARGS adds options (--smoke for a dry run)
 # DEADLINE (seconds from the start, default 570) keeps the call inside the device's 600 s limit.
 # VAL_INTERVAL (default 300): how often training validates on the carried valid images.
@@ -36,7 +37,10 @@ OUT=${OUT:-$SCRATCH/out}
 # X101 and INFER were measured on the H100 (bench/results/h100-2026-11-26): off unless asked for.
 BENCH=${BENCH:-1} TRAIN=${TRAIN:-1} X101=${X101:-0} INFER=${INFER:-0}
 BENCH_SETTINGS=${BENCH_SETTINGS:-fp32,amp,fast,fast-2x-batch}
-TRAIN_CONFIG=${TRAIN_CONFIG:-train/configs/tood_efficientnet-lite0_fpn_acne04.py}
+# The carried ImageNet backbone weights (START=imagenet), and the configs built on that backbone.
+BACKBONE_WEIGHTS=$(ls .carry/weights/efficientnet-lite*-fp16.pth 2>/dev/null | head -n 1)
+case "$BACKBONE_WEIGHTS" in *lite2*) LITE=lite2;; *) LITE=lite0;; esac
+TRAIN_CONFIG=${TRAIN_CONFIG:-train/configs/tood_efficientnet-${LITE}_fpn_acne04.py}
 TRAIN_MINUTES=${TRAIN_MINUTES:-auto}
 X101_MINUTES=${X101_MINUTES:-2}
 X101_CONFIG=${X101_CONFIG:-train/configs/tood_x101-64x4d_fpn_acne04.py}
@@ -122,7 +126,7 @@ if [ "$TRAIN" = 1 ]; then
   if [ -f .carry/weights/demo_start.mar ]; then  # START=demo in prepare_gpu_carry.sh
     start_from=(--weights .carry/weights/demo_start.mar)
   else
-    start_from=(--backbone-weights .carry/weights/efficientnet-lite0-57934424-fp16.pth)
+    start_from=(--backbone-weights "$BACKBONE_WEIGHTS")
   fi
   stamp "training $TRAIN_CONFIG for $minutes min with AMP, starting from ${start_from[*]}"
   train_amp_or_fp32 "$WORK" "$TRAIN_CONFIG" --budget-minutes "$minutes" --workers 8 "${start_from[@]}"
@@ -151,13 +155,13 @@ fi
 if [ -n "$EXPERIMENTS" ] && [ $(( DEADLINE - $(elapsed) )) -lt 60 ]; then
   stamp "EXPERIMENTS skipped: less than 60 s left before the deadline"
 elif [ -n "$EXPERIMENTS" ]; then
-  stamp "the study's comparisons $EXPERIMENTS on the Lite0 backbone, $EXPERIMENT_MINUTES min per row"
+  stamp "the study's comparisons $EXPERIMENTS on the $LITE backbone, $EXPERIMENT_MINUTES min per row"
   amp="--amp"; python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())" || amp=""
   schedule="--budget-minutes $EXPERIMENT_MINUTES"
   case " $EXPERIMENT_ARGS " in *" --smoke "*) schedule="";; esac  # --smoke sets its own iterations
   timeout $(( DEADLINE - $(elapsed) )) python3 -m train.experiments --data .carry/data/acne04 \
-    --out "$RESULTS/experiments" --runs "$EXPERIMENTS" --backbone efficientnet-lite0 $EXPERIMENT_ARGS \
-    --train-args "--batch-size 16 --workers 8 $amp --fast $schedule --backbone-weights .carry/weights/efficientnet-lite0-57934424-fp16.pth" \
+    --out "$RESULTS/experiments" --runs "$EXPERIMENTS" --backbone efficientnet-$LITE $EXPERIMENT_ARGS \
+    --train-args "--batch-size 16 --workers 8 $amp --fast $schedule --backbone-weights $BACKBONE_WEIGHTS" \
     || stamp "experiments did not finish"
   # Only the tables, logs and metrics come back: checkpoints and derived data sets stay behind.
   find "$RESULTS/experiments" -name "*.pth" -delete

@@ -2,7 +2,8 @@
 # Lay out .carry/ for one call on the lent GPU machine (64 MiB in all, tree included):
 # the prebuilt wheels, the starting weights, the whole ACNE04 train split and VALID_IMAGES valid
 # images in the project's COCO layout. See bench/gpu_session.sh.
-# START=imagenet (the default): the float16 EfficientNet-Lite0 ImageNet weights (9.5 MB).
+# START=imagenet (the default): the float16 ImageNet weights of BACKBONE, lite0 (the default, 9.5 MB)
+#   or lite2 (12.4 MB); gpu_session.sh then trains the config of that backbone.
 # START=demo: the demo model's weights, to train it on (DEMO_MAR, default model_store/trouble.mar,
 #   else /tmp/trouble.mar where the recipe moves it) in a copy with its weights as bfloat16,
 #   LZMA-compressed (15 MB; float16 in the .mar takes 19.7 and does not fit beside the train split),
@@ -12,6 +13,8 @@
 set -euo pipefail
 SHARED=${SHARED:-../shared}
 START=${START:-imagenet}
+BACKBONE=${BACKBONE:-lite0}
+case "$BACKBONE" in lite0|lite2) ;; *) echo "BACKBONE must be lite0 or lite2, not '$BACKBONE'" >&2; exit 1;; esac
 VALID_IMAGES=${VALID_IMAGES:-40}
 TRAIN_IMAGES=${TRAIN_IMAGES:-0}   # 0: all of them
 rm -rf .carry && mkdir -p .carry/weights
@@ -19,7 +22,8 @@ cp -r "$SHARED/device/wheels" .carry/wheels
 if [ "$START" = demo ]; then
   # Training alone needs no SAHI (the model is archived here afterwards): its wheels make room for
   # the weights. X101's evaluation, INFER and EXPERIMENTS need them: run those from START=imagenet.
-  rm .carry/wheels/{sahi,shapely,pybboxes,fire}-*.whl
+  # shapely stays: mmdet imports it (H100, 2026-11-27: without it nothing ran).
+  rm .carry/wheels/{sahi,pybboxes,fire}-*.whl
   DEMO_MAR=${DEMO_MAR:-$([ -f model_store/trouble.mar ] && echo model_store/trouble.mar || echo /tmp/trouble.mar)}
   .venv/bin/python - "$DEMO_MAR" <<'PY'
 # A copy of the .mar with what train.train reads from it (weights, config, settings) and the
@@ -39,7 +43,7 @@ with zipfile.ZipFile(source) as archive:
 print("the demo model from", source, "with bfloat16 weights:", copy)
 PY
 else
-  cp "$SHARED/device/weights/efficientnet-lite0-57934424-fp16.pth" .carry/weights/
+  cp "$SHARED"/device/weights/efficientnet-"$BACKBONE"-*-fp16.pth .carry/weights/
 fi
 .venv/bin/python -m train.data import --format voc --src "$SHARED/data/acne04" --out /tmp/acne04_full \
     --single-class acne --grade-from-filename 'levle(\d)_' --symlink --overwrite > /dev/null
@@ -71,7 +75,7 @@ tree=$( { git ls-files -z --cached --others --exclude-standard | xargs -0 -r tar
 carry=$(tar -cf - .carry | wc -c)
 awk -v t="$tree" -v c="$carry" 'BEGIN{printf ".carry %.1f MiB + working tree %.1f MiB = %.1f MiB of 64\n", c/1048576, t/1048576, (t+c)/1048576}'
 if [ $(( tree + carry )) -gt $(( 63 * 1048576 )) ]; then  # a MiB of margin: the tool's count is not known exactly
-  echo "over 64 MiB: move model_store/trouble.mar aside for the call (mv model_store/trouble.mar /tmp/;" \
+  echo "over 63 MiB (64 less a MiB of margin): move model_store/trouble.mar aside for the call (mv model_store/trouble.mar /tmp/;" \
        "git checkout model_store/trouble.mar afterwards), or lower TRAIN_IMAGES / VALID_IMAGES" >&2
   exit 1
 fi

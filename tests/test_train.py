@@ -286,10 +286,15 @@ def test_a_mar_of_another_network_is_refused_with_its_config(smoke_training, syn
     assert "Offline?" not in result.stderr and "Pass another --weights" in result.stderr
 
 
-def test_training_alone_needs_no_sahi(synthetic_data, tmp_path):
-    # A GPU machine that only trains carries no SAHI (bench/prepare_gpu_carry.sh, START=demo).
+def test_training_needs_none_of_the_wheels_a_training_carry_leaves_out(synthetic_data, tmp_path):
+    # A GPU machine that only trains carries no SAHI: bench/prepare_gpu_carry.sh (START=demo) removes
+    # the wheels named below. It once removed shapely too, which mmdet imports: nothing ran (H100).
+    script = (REPO / "bench" / "prepare_gpu_carry.sh").read_text()
+    removed = re.search(r"rm \.carry/wheels/\{([a-z,]+)\}-\*\.whl", script).group(1).split(",")
+    assert "sahi" in removed
     work = tmp_path / "w"
-    code = ("import runpy, sys; sys.modules['sahi'] = None; "  # any `import sahi` now fails
+    blocked = "; ".join(f"sys.modules[{name!r}] = None" for name in removed)  # any such import now fails
+    code = (f"import runpy, sys; {blocked}; "
             f"sys.argv = ['train.train', {SMOKE!r}, '--data', {str(synthetic_data)!r}, '--work-dir', {str(work)!r}, "
             "'--iters', '2', '--no-eval', '--no-archive']; runpy.run_module('train.train', run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
