@@ -280,21 +280,30 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
 
 
 def shown_if_current(answer, status, photo_path, *settings):
-    """`answer` = (photo analysed, its settings, its outputs) → the page's outputs, and None for the
-    answer (it holds an image: not kept in the session once shown). Nothing of it is shown when the
-    page's photo is another one (its change already emptied the outputs): the status line says the
-    analysis was dropped, unless it holds what is wrong with the new photo. The answer is marked as
-    made with the settings before when they were changed while it ran."""
+    """`answer` = (photo analysed, its settings, its outputs) → None for the answer (it holds an
+    image: not kept in the session once shown), the settings of what is shown, and the page's
+    outputs. Nothing of it is shown when the page's photo is another one (its change already
+    emptied the outputs): the status line says the analysis was dropped, unless it holds what is
+    wrong with the new photo. The answer is marked as made with the settings before when they were
+    changed while it ran."""
     if answer is None or answer[0] != photo_path:
         skipped = [gr.skip()] * len(Outputs._fields)
         if answer is not None and photo_path and not status:
             skipped[Outputs._fields.index("status")] = render.DROPPED_NOTE
-        return gr.skip(), *skipped
+        return gr.skip(), gr.skip(), *skipped
     outputs = Outputs(*answer[2])
     if tuple(answer[1]) != settings:
         outputs = outputs._replace(status=render.mark_stale(outputs.status),
                                    severity=render.mark_stale(outputs.severity))
-    return None, *outputs
+    return None, tuple(answer[1]), *outputs
+
+
+def marked_for_settings(shown_with, status, severity, *settings):
+    """The status line and grade text after a setting changed: marked as made with other settings,
+    or unmarked when the settings are back to those the answer shown was made with."""
+    if shown_with is not None and tuple(shown_with) == settings:
+        return render.unmark_stale(status), render.unmark_stale(severity)
+    return render.mark_stale(status), render.mark_stale(severity)
 
 
 def _failure(message: str) -> Outputs:
@@ -449,13 +458,14 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # click made right after an upload, and cancelled the new photo's own analysis).
         # While it runs the button says so and takes no second click (which would queue behind it).
         answer = gr.State()
+        shown_with = gr.State()  # the settings the answer on the page was made with
         analysis = button.click(
             lambda: gr.Button(RUNNING_LABEL, interactive=False), outputs=button, queue=False, api_visibility="private"
         ).then(lambda photo_path, *settings: (photo_path, settings, analyse(analyzer, photo_path, *settings)),
                inputs=inputs, outputs=answer, show_progress_on=[status, annotated], concurrency_id="analysis",
                api_visibility="private")
-        analysis.success(shown_if_current, inputs=[answer, status, *inputs], outputs=[answer, *outputs], queue=False,
-                         api_visibility="private")
+        analysis.success(shown_if_current, inputs=[answer, status, *inputs], outputs=[answer, shown_with, *outputs],
+                         queue=False, api_visibility="private")
         analysis.then(lambda: gr.Button(BUTTON_LABEL, interactive=True), outputs=button, queue=False,
                       api_visibility="private")
         # Another photo (upload, webcam, example, cleared): the last photo's results go at once, and a
@@ -466,9 +476,9 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         gr.Button(visible=False).click(lambda *args: analyse(analyzer, *args), inputs=inputs, outputs=outputs,
                                        concurrency_id="analysis", api_name="analyse")
         # Other settings: the results stay, marked as made with the settings before (the grade too: on a
-        # phone it is a screen away from the status line).
-        for setting in (use_one_threshold, threshold, sliced, slice_size, tta):
-            setting.change(lambda *texts: [render.mark_stale(text) for text in texts], inputs=[status, severity],
+        # phone it is a screen away from the status line); the mark goes when the settings are put back.
+        for setting in inputs[1:]:
+            setting.change(marked_for_settings, inputs=[shown_with, status, severity, *inputs[1:]],
                            outputs=[status, severity], api_visibility="private", queue=False)
     return app
 

@@ -241,3 +241,11 @@ def mark_stale(text: str) -> str:
     if not text or text.startswith((STALE_NOTE, ERROR_PREFIX, DROPPED_NOTE)):
         return text
     return STALE_NOTE + ("\n\n" if text.startswith("#") else "") + text
+
+
+def unmark_stale(text: str) -> str:
+    """The text as it was before mark_stale: the settings are back to those of the answer."""
+    if not text or not text.startswith(STALE_NOTE):
+        return text
+    text = text[len(STALE_NOTE):]
+    return text[2:] if text.startswith("\n\n#") else text

@@ -459,9 +459,12 @@ def test_trust_figures_are_qualified_when_slicing_differs_and_changed_settings_m
     assert render.mark_stale("") == "" and render.mark_stale(render.error_markdown("no")) == render.error_markdown("no")
     severity = render.severity_markdown(response)  # a heading: the note goes on a line of its own before it
     assert render.mark_stale(severity) == render.STALE_NOTE + "\n\n" + severity
+    # Settings put back: the text as it was.
+    for text in (status, severity, "", render.DROPPED_NOTE, render.error_markdown("no")):
+        assert render.unmark_stale(render.mark_stale(text)) == text
 
 
-def test_an_answer_is_shown_only_for_its_photo_and_marked_when_settings_changed_while_it_ran():
+def test_an_answer_is_shown_only_for_its_photo_and_marked_while_its_settings_are_not_the_pages():
     """The step after an analysis (space/app.py shown_if_current): the browser test covers a photo
     changed mid-analysis through the page; here every case of the rule itself."""
     import app
@@ -470,19 +473,28 @@ def test_an_answer_is_shown_only_for_its_photo_and_marked_when_settings_changed_
     outputs = ("image", "legend", [["Total", 3]], "### Severity", "Answered by the local model", "a.json", "a.png")
     answer = ("/uploads/a.jpg", settings, outputs)
     shown = app.shown_if_current(answer, "", "/uploads/a.jpg", *settings)
-    assert shown == (None, *outputs)  # shown, and the answer (it holds an image) not kept in the session
-    changed = app.shown_if_current(answer, "", "/uploads/a.jpg", True, 0.5, "model", 640, "model")
-    assert changed[5].startswith(render.STALE_NOTE) and changed[5].endswith(outputs[4])
-    assert changed[4].startswith(render.STALE_NOTE) and changed[4].endswith(outputs[3])  # the grade too
-    assert changed[1:4] == outputs[:3] and changed[6:] == outputs[5:]
+    # Shown, the answer (it holds an image) not kept in the session, and the settings it was made with.
+    assert shown == (None, settings, *outputs)
+    other = (True, 0.5, "model", 640, "model")
+    changed = app.shown_if_current(answer, "", "/uploads/a.jpg", *other)
+    assert changed[1] == settings  # those of the answer, not the page's
+    assert changed[6].startswith(render.STALE_NOTE) and changed[6].endswith(outputs[4])
+    assert changed[5].startswith(render.STALE_NOTE) and changed[5].endswith(outputs[3])  # the grade too
+    assert changed[2:5] == outputs[:3] and changed[7:] == outputs[5:]
+    # A setting changed afterwards: marked; put back to the answer's settings: the mark goes.
+    status, severity = outputs[4], outputs[3]
+    marked = app.marked_for_settings(settings, status, severity, *other)
+    assert all(text.startswith(render.STALE_NOTE) for text in marked)
+    assert app.marked_for_settings(settings, *marked, *settings) == (status, severity)
+    assert app.marked_for_settings(None, status, severity, *settings)[0].startswith(render.STALE_NOTE)
     skipped = app.gr.skip()
     # Another photo on the page: nothing of the answer, and the status line says it was dropped, unless
     # it names what is wrong with the new photo; no photo (cleared): nothing at all.
     assert app.shown_if_current(answer, "", "/uploads/b.jpg", *settings) == (
-        *(skipped,) * 5, render.DROPPED_NOTE, skipped, skipped)
-    assert app.shown_if_current(answer, "**not a photo**", "/uploads/b.jpg", *settings) == (skipped,) * 8
-    assert app.shown_if_current(answer, "", None, *settings) == (skipped,) * 8
-    assert app.shown_if_current(None, "", "/uploads/a.jpg", *settings) == (skipped,) * 8
+        *(skipped,) * 6, render.DROPPED_NOTE, skipped, skipped)
+    assert app.shown_if_current(answer, "**not a photo**", "/uploads/b.jpg", *settings) == (skipped,) * 9
+    assert app.shown_if_current(answer, "", None, *settings) == (skipped,) * 9
+    assert app.shown_if_current(None, "", "/uploads/a.jpg", *settings) == (skipped,) * 9
 
 
 def test_uploads_and_results_are_removed_when_the_app_is_stopped(smoke_mar, tmp_path):

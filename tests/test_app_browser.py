@@ -97,6 +97,11 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
         expect(page.locator("#trouble-severity")).to_contain_text("Settings changed since this answer",
                                                                   timeout=10_000)
         expect(page.locator("#trouble-status")).to_contain_text("Settings changed since this answer", timeout=10_000)
+        # Put back: the answer is again that of the page's settings.
+        page.locator("#trouble-tta").get_by_text("The model's setting", exact=True).click()
+        expect(page.locator("#trouble-status")).not_to_contain_text("Settings changed", timeout=10_000)
+        expect(page.locator("#trouble-severity")).not_to_contain_text("Settings changed", timeout=10_000)
+        expect(page.locator("#trouble-severity")).to_contain_text("Severity: grade", timeout=10_000)
         # Another photo: the last one's grade and counts must not stay beside it.
         page.get_by_text("ACNE04 photo, grade 0: 1 lesion marked", exact=True).click()
         expect(page.locator("#trouble-severity")).to_have_text("", timeout=30_000)
