@@ -630,3 +630,59 @@ def test_every_example_photo_is_labelled_with_the_lesions_acne04_marks_on_it():
         marked = len(ET.parse(ACNE04_DATA / "valid" / f"{photo.stem}.xml").getroot().findall("object"))
         grade, count = re.fullmatch(r"ACNE04 photo, grade (\d): (\d+) lesions? marked", label).groups()
         assert (int(grade), int(count)) == (int(photo.name[5]), marked), label
+
+
+def test_the_local_model_is_loaded_once_and_analyses_one_photo_at_a_time(smoke_mar):
+    """Several analyses at once (GRADIO_DEFAULT_CONCURRENCY_LIMIT) share one in-process model: two
+    first requests must not load it twice, and its forward passes must not overlap."""
+    import threading
+
+    import backends  # space/backends.py
+
+    backend = backends.LocalBackend(smoke_mar)
+    start = threading.Barrier(3)
+    loaded = []
+
+    def load():
+        start.wait()
+        loaded.append(backend.load())
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(loaded) == 3 and all(detector is loaded[0] for detector in loaded)
+
+    # The real detector's predict, its start and end recorded: the passes of four analyses started
+    # together must follow one another.
+    detector, spans = loaded[0], []
+    real_predict = detector.predict
+
+    def recorded_predict(*args, **kwargs):
+        began = time.monotonic()
+        try:
+            return real_predict(*args, **kwargs)
+        finally:
+            spans.append((began, time.monotonic()))
+
+    detector.predict = recorded_predict
+    from tests.conftest import ACNE04_PHOTOS
+
+    photo = ACNE04_PHOTOS[0].read_bytes()
+    together = threading.Barrier(4)
+    answers = []
+
+    def analyse():
+        together.wait()
+        answers.append(backend.predict(photo, threshold=0.1))
+
+    threads = [threading.Thread(target=analyse) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(answers) == 4 and len({answer["total"] for answer in answers}) == 1  # the same photo, the same answer
+    spans.sort()
+    assert len(spans) == 4
+    assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans
