@@ -39,7 +39,10 @@ BENCH=${BENCH:-1} TRAIN=${TRAIN:-1} X101=${X101:-0} INFER=${INFER:-0}
 BENCH_SETTINGS=${BENCH_SETTINGS:-fp32,amp,fast,fast-2x-batch}
 # The carried ImageNet backbone weights (START=imagenet), and the configs built on that backbone.
 BACKBONE_WEIGHTS=$(ls .carry/weights/efficientnet-lite*-fp16.pth 2>/dev/null | head -n 1)
-case "$BACKBONE_WEIGHTS" in *lite2*) LITE=lite2;; *) LITE=lite0;; esac
+case "$BACKBONE_WEIGHTS" in
+  *lite2*) LITE=lite2;;
+  *) LITE=lite0;;  # also with no weights (START=demo): TRAIN and EXPERIMENTS check below
+esac
 TRAIN_CONFIG=${TRAIN_CONFIG:-train/configs/tood_efficientnet-${LITE}_fpn_acne04.py}
 TRAIN_MINUTES=${TRAIN_MINUTES:-auto}
 X101_MINUTES=${X101_MINUTES:-2}
@@ -64,9 +67,14 @@ if [ "$INSTALL" = 1 ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$SCRATCH/site" .carry/wheels/*.whl || exit 1
 fi
 export PYTHONPATH=$SCRATCH/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-if [ -f .carry/data.tar ]; then  # prepare_gpu_carry.sh packs the data as one file (the call's size limit)
-  tar -xf .carry/data.tar -C .carry && rm .carry/data.tar || exit 1
+# prepare_gpu_carry.sh packs the data as one file (the call's size limit): unpacked into the scratch
+# folder, the tar kept, so that a dry run here leaves .carry as it was for the call.
+DATA=.carry/data/acne04
+if [ -f .carry/data.tar ]; then
+  mkdir -p "$SCRATCH/carried" && tar -xf .carry/data.tar -C "$SCRATCH/carried" || exit 1
+  DATA=$SCRATCH/carried/data/acne04
 fi
+[ -f "$DATA/train/annotations.json" ] || { stamp "no data under .carry: run bench/prepare_gpu_carry.sh"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || stamp "no nvidia-smi"
 python3 -c "import torch, mmcv, mmdet, mmcv.ops; print('torch', torch.__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 # Evaluation and inference also need SAHI and its dependencies; say which are missing, if any.
@@ -75,14 +83,14 @@ python3 -c "import sahi.predict, pycocotools, trouble.inference" || { stamp "SAH
 if [ "$BENCH" = 1 ]; then
   stamp "training-speed benchmark: $BENCH_SETTINGS"
   timeout 260 python3 -m bench.train_speed --config train/configs/tood_x101-64x4d_fpn_acne04.py \
-    --data .carry/data/acne04 --batch-size 16 --iters 30 --warmup 10 --settings "$BENCH_SETTINGS" \
+    --data "$DATA" --batch-size 16 --iters 30 --warmup 10 --settings "$BENCH_SETTINGS" \
     --out "$RESULTS/train_speed.json" || stamp "benchmark did not finish"
   save_results
 fi
 
 train() {  # $1: work dir, then train.train's flags
   local work=$1; shift
-  python3 -m train.train "$@" --data .carry/data/acne04 --work-dir "$work" \
+  python3 -m train.train "$@" --data "$DATA" --work-dir "$work" \
     --batch-size 16 --val-interval "$VAL_INTERVAL" --fast --no-eval --no-archive
 }
 train_amp_or_fp32() {  # the same as train, with AMP; once more in float32 if that fails
@@ -106,7 +114,7 @@ x101_job() {  # runs in the background beside TRAIN; its output goes to x101_ses
   keep_logs "$work" x101
   for sliced in false true; do
     stamp "X101: evaluating on the carried valid images, sliced=$sliced"
-    python3 -m train.evaluate --work-dir "$work" --gt .carry/data/acne04/valid/annotations.json \
+    python3 -m train.evaluate --work-dir "$work" --gt "$DATA/valid/annotations.json" \
       --sliced "$sliced" --slice-size 320 --out "$RESULTS/x101_eval_sliced_$sliced" || stamp "X101: evaluation failed"
   done
   stamp "X101: done"
@@ -125,8 +133,10 @@ if [ "$TRAIN" = 1 ]; then
   fi
   if [ -f .carry/weights/demo_start.mar ]; then  # START=demo in prepare_gpu_carry.sh
     start_from=(--weights .carry/weights/demo_start.mar)
-  else
+  elif [ -n "$BACKBONE_WEIGHTS" ]; then
     start_from=(--backbone-weights "$BACKBONE_WEIGHTS")
+  else
+    stamp "no starting weights under .carry/weights: run bench/prepare_gpu_carry.sh"; exit 1
   fi
   stamp "training $TRAIN_CONFIG for $minutes min with AMP, starting from ${start_from[*]}"
   train_amp_or_fp32 "$WORK" "$TRAIN_CONFIG" --budget-minutes "$minutes" --workers 8 "${start_from[@]}"
@@ -154,12 +164,14 @@ fi
 
 if [ -n "$EXPERIMENTS" ] && [ $(( DEADLINE - $(elapsed) )) -lt 60 ]; then
   stamp "EXPERIMENTS skipped: less than 60 s left before the deadline"
+elif [ -n "$EXPERIMENTS" ] && [ -z "$BACKBONE_WEIGHTS" ]; then
+  stamp "EXPERIMENTS skipped: no ImageNet backbone weights carried (they need START=imagenet)"
 elif [ -n "$EXPERIMENTS" ]; then
   stamp "the study's comparisons $EXPERIMENTS on the $LITE backbone, $EXPERIMENT_MINUTES min per row"
   amp="--amp"; python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())" || amp=""
   schedule="--budget-minutes $EXPERIMENT_MINUTES"
   case " $EXPERIMENT_ARGS " in *" --smoke "*) schedule="";; esac  # --smoke sets its own iterations
-  timeout $(( DEADLINE - $(elapsed) )) python3 -m train.experiments --data .carry/data/acne04 \
+  timeout $(( DEADLINE - $(elapsed) )) python3 -m train.experiments --data "$DATA" \
     --out "$RESULTS/experiments" --runs "$EXPERIMENTS" --backbone efficientnet-$LITE $EXPERIMENT_ARGS \
     --train-args "--batch-size 16 --workers 8 $amp --fast $schedule --backbone-weights $BACKBONE_WEIGHTS" \
     || stamp "experiments did not finish"

@@ -13,6 +13,10 @@
 set -euo pipefail
 SHARED=${SHARED:-../shared}
 START=${START:-imagenet}
+case "$START" in imagenet|demo) ;; *) echo "START must be imagenet or demo, not '$START'" >&2; exit 1;; esac
+if [ "$START" = demo ] && [ -n "${BACKBONE:-}" ]; then
+  echo "BACKBONE goes with START=imagenet: START=demo starts from the demo model's own (Lite0) weights" >&2; exit 1
+fi
 BACKBONE=${BACKBONE:-lite0}
 case "$BACKBONE" in lite0|lite2) ;; *) echo "BACKBONE must be lite0 or lite2, not '$BACKBONE'" >&2; exit 1;; esac
 VALID_IMAGES=${VALID_IMAGES:-40}

@@ -182,6 +182,9 @@ def time_setting(args, setting: str, work_dir: str) -> dict:
     # that setting's folder, removed by then (H100: every setting after the first failed).
     cfg.experiment_name = cfg.visualizer.name = Path(work_dir).name
     runner = Runner.from_cfg(cfg)
+    # mmengine only ever turns cudnn benchmark on, for the whole process: after a fast setting,
+    # a later fp32 or amp would run with it too.
+    torch.backends.cudnn.benchmark = bool(fast)
     if fast and torch.cuda.is_available():
         runner.model.to(memory_format=torch.channels_last)
     timer = iteration_timer()

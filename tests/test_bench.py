@@ -20,15 +20,17 @@ def test_train_speed_runs_on_cpu_with_the_smoke_config(synthetic_data, tmp_path)
     assert [row["setting"] for row in report["results"]] == ["fp32", "fp32"] and report["speedup_against"] == "fp32"
     assert "setting fp32 failed" not in result.stdout
     assert "left out: fast (they need CUDA)" in result.stdout and "speed-up against fp32" in result.stdout
-    row = report["results"][0]
-    assert row["images_per_s"] > 0 and row["speedup"] == 1.0
-    assert len(row["losses"]) == 6 and all(math.isfinite(loss) for loss in row["losses"])
-    assert row["tflop_per_iter"] > 0
+    assert report["results"][0]["speedup"] == 1.0
     assert "fp32" in result.stdout and "images/s" in result.stdout
-    # Then where an iteration's time goes, stage by stage.
-    assert list(row["stages_ms"]) == ["preprocess", "backbone+neck", "head", "assign+loss", "backward", "optimizer"]
-    assert all(ms > 0 for ms in row["stages_ms"].values())
-    assert 0 < row["outside_network_share"] < 1
+    for row in report["results"]:  # the second run as whole as the first
+        assert row["images_per_s"] > 0
+        assert len(row["losses"]) == 6 and all(math.isfinite(loss) for loss in row["losses"])
+        assert row["tflop_per_iter"] > 0 and "flop_count_error" not in row
+        # Then where an iteration's time goes, stage by stage.
+        assert "stages_error" not in row
+        assert list(row["stages_ms"]) == ["preprocess", "backbone+neck", "head", "assign+loss", "backward", "optimizer"]
+        assert all(ms > 0 for ms in row["stages_ms"].values())
+        assert 0 < row["outside_network_share"] < 1
     assert "Where an iteration's time goes" in result.stdout
 
 
