@@ -292,7 +292,7 @@ def shown_if_current(answer, status, photo_path, *settings):
             skipped[Outputs._fields.index("status")] = render.DROPPED_NOTE
         return gr.skip(), gr.skip(), *skipped
     outputs = Outputs(*answer[2])
-    if tuple(answer[1]) != settings:
+    if settings_in_effect(*answer[1]) != settings_in_effect(*settings):
         outputs = outputs._replace(status=render.mark_stale(outputs.status),
                                    severity=render.mark_stale(outputs.severity))
     return None, tuple(answer[1]), *outputs
@@ -301,9 +301,16 @@ def shown_if_current(answer, status, photo_path, *settings):
 def marked_for_settings(shown_with, status, severity, *settings):
     """The status line and grade text after a setting changed: marked as made with other settings,
     or unmarked when the settings are back to those the answer shown was made with."""
-    if shown_with is not None and tuple(shown_with) == settings:
+    if shown_with is not None and settings_in_effect(*shown_with) == settings_in_effect(*settings):
         return render.unmark_stale(status), render.unmark_stale(severity)
     return render.mark_stale(status), render.mark_stale(severity)
+
+
+def settings_in_effect(use_one_threshold, threshold, sliced, slice_size, tta):
+    """The settings as the analysis uses them (_analyse): the threshold counts only when its box is
+    ticked, the slice size only when slicing is on. Moving an unused one changes no answer."""
+    return (use_one_threshold, float(threshold) if use_one_threshold else None, sliced,
+            int(slice_size) if sliced == "on" else None, tta)
 
 
 def _failure(message: str) -> Outputs:

@@ -487,6 +487,15 @@ def test_an_answer_is_shown_only_for_its_photo_and_marked_while_its_settings_are
     assert all(text.startswith(render.STALE_NOTE) for text in marked)
     assert app.marked_for_settings(settings, *marked, *settings) == (status, severity)
     assert app.marked_for_settings(None, status, severity, *settings)[0].startswith(render.STALE_NOTE)
+    # A setting the analysis does not use changes no answer: the threshold with its box unticked, the
+    # slice size with slicing not on.
+    unused_moved = (False, 0.7, "model", 1024, "model")
+    assert app.marked_for_settings(settings, status, severity, *unused_moved) == (status, severity)
+    assert app.shown_if_current(answer, "", "/uploads/a.jpg", *unused_moved) == (None, settings, *outputs)
+    used = (False, 0.3, "on", 640, "model")
+    assert app.marked_for_settings(settings, status, severity, *used)[0].startswith(render.STALE_NOTE)
+    assert app.marked_for_settings(used, status, severity, False, 0.3, "on", 1024, "model")[0].startswith(
+        render.STALE_NOTE)
     skipped = app.gr.skip()
     # Another photo on the page: nothing of the answer, and the status line says it was dropped, unless
     # it names what is wrong with the new photo; no photo (cleared): nothing at all.
@@ -640,14 +649,14 @@ def test_the_local_model_is_loaded_once_and_analyses_one_photo_at_a_time(smoke_m
     import backends  # space/backends.py
 
     backend = backends.LocalBackend(smoke_mar)
-    start = threading.Barrier(3)
+    start = threading.Barrier(3, timeout=120)
     loaded = []
 
     def load():
         start.wait()
         loaded.append(backend.load())
 
-    threads = [threading.Thread(target=load) for _ in range(3)]
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -670,14 +679,14 @@ def test_the_local_model_is_loaded_once_and_analyses_one_photo_at_a_time(smoke_m
     from tests.conftest import ACNE04_PHOTOS
 
     photo = ACNE04_PHOTOS[0].read_bytes()
-    together = threading.Barrier(4)
+    together = threading.Barrier(4, timeout=120)
     answers = []
 
     def analyse():
         together.wait()
         answers.append(backend.predict(photo, threshold=0.1))
 
-    threads = [threading.Thread(target=analyse) for _ in range(4)]
+    threads = [threading.Thread(target=analyse, daemon=True) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
