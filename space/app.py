@@ -257,10 +257,10 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     if tta not in TTA_VALUES:
         raise AnalysisError(f"Test-time augmentation must be one of {', '.join(TTA_VALUES)}; got {tta!r}.")
     image_bytes = Path(photo_path).read_bytes()
+    _, threshold, _, slice_size, _ = settings_in_effect(use_one_threshold, threshold, sliced, slice_size, tta)
     started = time.perf_counter()
     response, answered_by = analyzer.predict(
-        image_bytes, threshold=float(threshold) if use_one_threshold else None,
-        sliced=None if sliced == "model" else sliced == "on", slice_size=int(slice_size) if sliced == "on" else None,
+        image_bytes, threshold=threshold, sliced=None if sliced == "model" else sliced == "on", slice_size=slice_size,
         tta=None if tta == "model" else tta == "on")
     round_trip_ms = (time.perf_counter() - started) * 1000.0
     try:
@@ -307,8 +307,9 @@ def marked_for_settings(shown_with, status, severity, *settings):
 
 
 def settings_in_effect(use_one_threshold, threshold, sliced, slice_size, tta):
-    """The settings as the analysis uses them (_analyse): the threshold counts only when its box is
-    ticked, the slice size only when slicing is on. Moving an unused one changes no answer."""
+    """The settings as the analysis uses them (_analyse reads its threshold and slice size from here):
+    the threshold counts only when its box is ticked, the slice size only when slicing is on. Moving an
+    unused one changes no answer."""
     return (use_one_threshold, float(threshold) if use_one_threshold else None, sliced,
             int(slice_size) if sliced == "on" else None, tta)
 
@@ -484,8 +485,9 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                                        concurrency_id="analysis", api_name="analyse")
         # Other settings: the results stay, marked as made with the settings before (the grade too: on a
         # phone it is a screen away from the status line); the mark goes when the settings are put back.
-        for setting in inputs[1:]:
-            setting.change(marked_for_settings, inputs=[shown_with, status, severity, *inputs[1:]],
+        settings = inputs[1:]
+        for setting in settings:
+            setting.change(marked_for_settings, inputs=[shown_with, status, severity, *settings],
                            outputs=[status, severity], api_visibility="private", queue=False)
     return app
 
