@@ -280,3 +280,40 @@ def test_a_bad_threshold_in_an_archive_can_be_mended_with_train_archive(smoke_ma
     assert mended.returncode == 0, mended.stderr[-1500:]
     with zipfile.ZipFile(tmp_path / "store" / "trouble.mar") as archive:
         assert f"    {typ}: 0.3\n" in archive.read("model-config.yaml").decode()
+
+
+def test_a_model_failure_answers_that_request_500_and_a_cuda_error_ends_the_worker(smoke_mar, tmp_path):
+    """The handler in process, on the smoke model, with the model made to fail: no photo makes it fail
+    on CPU, and a CUDA error cannot happen here at all. An ordinary failure is that request's 500
+    (its batch-mate is answered); a CUDA error is raised on, so that TorchServe replaces the worker
+    whose device it left unusable."""
+    from ts.context import Context, RequestProcessor
+
+    from handler.trouble_handler import TroubleHandler
+
+    model_dir = tmp_path / "model"
+    zipfile.ZipFile(smoke_mar).extractall(model_dir)
+    context = Context("trouble", str(model_dir), {}, 2, None, "0.12.0")
+    context.request_processor = [RequestProcessor({}), RequestProcessor({})]
+    handler = TroubleHandler()
+    handler.initialize(context)
+    handler.context = context
+    working_predict, next_failure = handler.detector.predict, []
+
+    def predict_or_fail(*args, **kwargs):
+        if next_failure:
+            raise next_failure.pop()
+        return working_predict(*args, **kwargs)
+
+    handler.detector.predict = predict_or_fail
+    photo = ACNE04_PHOTOS[0].read_bytes()
+    next_failure.append(ValueError("a shape the model did not expect"))
+    answers = handler.postprocess(handler.inference(handler.preprocess([{"data": photo}, {"data": photo}])))
+    assert answers[0]["code"] == "internal_error" and "Other photos are not affected" in answers[0]["error"]
+    assert "a shape the model did not expect" not in answers[0]["error"]  # details go to the log only
+    assert context.request_processor[0].get_response_status_code() == 500
+    assert "detections" in answers[1] and context.request_processor[1].get_response_status_code() == 200
+
+    next_failure.append(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        handler.inference(handler.preprocess([{"data": photo}]))
