@@ -1,4 +1,4 @@
-"""Choose the app's example photos: for each severity grade, the photo on which the model's count
+r"""Choose the app's example photos: for each severity grade, the photo on which the model's count
 is off by the median amount for that grade. Typical photos, neither its best nor its worst.
 
     python -m train.evaluate --model model_store/trouble.mar --gt data/acne04/valid/annotations.json \
@@ -40,7 +40,8 @@ def typical_photos(gt: dict, predictions: list, threshold: float) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.example_photos", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", required=True, type=existing_file, help="an evaluation's predictions.json")
     parser.add_argument("--gt", required=True, type=existing_path, help="the ground truth it was run on (graded)")
     parser.add_argument("--threshold", required=True, type=score, help="the model's served score threshold")

@@ -1,4 +1,4 @@
-"""Inference speed on this machine, every comparison measured side by side in one run.
+r"""Inference speed on this machine, every comparison measured side by side in one run.
 
     python -m bench.inference_speed --model model_store/trouble.mar --out bench/results/inference_speed.json
 
@@ -238,7 +238,8 @@ def photo_size(path: Path):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.inference_speed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=existing_path,
                         help="a .mar (or, with --no-server, a model folder)")
     parser.add_argument("--photos", default=str(DEFAULT_PHOTOS), type=existing_folder,

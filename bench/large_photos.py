@@ -1,4 +1,4 @@
-"""Does slicing help on large photos? mAP50, F1 and count error, the whole photo against slices.
+r"""Does slicing help on large photos? mAP50, F1 and count error, the whole photo against slices.
 
     python -m bench.large_photos --model model_store/trouble.mar \
         --gt data/acne04/valid/annotations.json --limit 40 --scale 3 --out bench/results/large_photos_x3.json
@@ -70,7 +70,8 @@ def large_ground_truth(gt: dict, image_dir: Path, scale: float, layout: str, out
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.large_photos", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=existing_path, help="a .mar or model folder")
     parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
     parser.add_argument("--limit", type=at_least(1), default=40, help="N images, spread evenly over the file")

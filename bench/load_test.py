@@ -1,4 +1,4 @@
-"""Load test: N concurrent clients post real photos to a TorchServe of our own on loopback.
+r"""Load test: N concurrent clients post real photos to a TorchServe of our own on loopback.
 
     python -m bench.load_test --model model_store/trouble.mar --clients 10,50 --seconds 30 \
         --out bench/results/load_test.json
@@ -190,7 +190,8 @@ def table(phases: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.load_test", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=existing_path, help="a .mar (served under the name 'trouble')")
     parser.add_argument("--clients", default=[10, 50], type=list_of(at_least(1)),
                         help="comma-separated client counts, one phase each")

@@ -1,4 +1,4 @@
-"""Choose the model's NMS IoU threshold from an evaluation's saved detections (no second model run),
+r"""Choose the model's NMS IoU threshold from an evaluation's saved detections (no second model run),
 and see whether suppressing nested boxes (one box mostly inside another) would help.
 
     python -m train.evaluate --model model_store/trouble.mar --gt data/acne04/train/annotations.json \
@@ -80,7 +80,8 @@ def nested_suppression(predictions: list, ios: float) -> list:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.nms_iou", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", required=True, type=existing_file, help="an evaluation's predictions.json")
     parser.add_argument("--gt", required=True, type=existing_path, help="the ground truth it was run on")
     parser.add_argument("--limit", type=at_least(1),

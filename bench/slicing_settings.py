@@ -1,4 +1,4 @@
-"""Choose the inference defaults by measurement: mAP50, mean F1 and count error per setting.
+r"""Choose the inference defaults by measurement: mAP50, mean F1 and count error per setting.
 
     python -m bench.slicing_settings --model model_store/trouble.mar \
         --gt data/acne04/valid/annotations.json --limit 60 --out bench/results/slicing_settings.json
@@ -37,7 +37,8 @@ SETTINGS = [
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.slicing_settings", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=existing_path, help="a .mar or model folder")
     parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
     parser.add_argument("--limit", type=at_least(1), default=60, help="N images, spread evenly over the file")

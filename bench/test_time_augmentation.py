@@ -1,4 +1,4 @@
-"""Which test-time augmentation is worth its passes? mAP50, F1 and count error per set of passes.
+r"""Which test-time augmentation is worth its passes? mAP50, F1 and count error per set of passes.
 
     python -m bench.test_time_augmentation --model model_store/trouble.mar \
         --gt data/acne04/train/annotations.json --limit 150 --sizes 640,720,800 \
@@ -54,7 +54,8 @@ def score_row(gt, predictions, threshold) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.test_time_augmentation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=existing_path, help="a .mar or model folder")
     parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
     parser.add_argument("--limit", type=at_least(1), default=150, help="N images, spread evenly over the file")

@@ -1,4 +1,4 @@
-"""Training throughput: the float32 baseline against the fastest setting, side by side in one run.
+r"""Training throughput: the float32 baseline against the fastest setting, side by side in one run.
 
     python -m bench.train_speed --config train/configs/tood_x101-64x4d_fpn_acne04.py \
         --data data/acne04 --batch-size 16 --iters 30 --warmup 8 --out bench/results/train_speed.json
@@ -37,7 +37,8 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.train_speed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
     parser.add_argument("--data", required=True, help="data set in the project's COCO layout")
     parser.add_argument("--batch-size", type=at_least(1), default=16)

@@ -1,4 +1,4 @@
-"""Batch CLI: run the detector over a folder of photos and write COCO-format results.
+r"""Batch CLI: run the detector over a folder of photos and write COCO-format results.
 
     python -m handler.predict_folder PHOTOS --model model_store/trouble.mar --out results.json
     python -m handler.predict_folder PHOTOS --server http://127.0.0.1:8080 --out results.json --annotated out/ \
@@ -100,7 +100,8 @@ def output_problem(args, paths: list[Path]) -> str | None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m handler.predict_folder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("photos", help="a folder of JPEG/PNG/WebP/HEIC photos")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a .mar or model folder, run in this process")

@@ -709,3 +709,61 @@ def test_rearchive_with_test_time_augmentation_and_its_report(smoke_training, tm
         result = run_module(["train.archive", "--mar", str(mar), "--tta-sizes", sizes, "--out", str(store)],
                             check=False)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_interrupted_rearchive_leaves_its_own_input_whole(tmp_path):
+    """`--mar model_store/trouble.mar --out model_store` rewrites its own input. Ctrl-C (SIGINT to the
+    process group, as a terminal sends it) while it works leaves the old archive or the new one, whole;
+    before, the archiver wrote in place and an interrupt left a truncated zip. The demo archive: its
+    20 MB take long enough to be interrupted at several points."""
+    import os
+    import signal
+    import time
+
+    mar = tmp_path / "trouble.mar"
+    original = (REPO / "model_store" / "trouble.mar").read_bytes()
+    command = [sys.executable, "-m", "train.archive", "--mar", str(mar), "--input-size", "480", "--out", str(tmp_path)]
+
+    def timed(args) -> float:
+        started = time.monotonic()
+        subprocess.run(args, cwd=REPO, capture_output=True, check=True, timeout=300)
+        return time.monotonic() - started
+
+    mar.write_bytes(original)
+    imports_s = timed([sys.executable, "-c", "import train.archive"])
+    working_s = timed(command) - imports_s
+    exit_codes = []
+    for fraction in (0.2, 0.4, 0.6, 0.8):
+        mar.write_bytes(original)
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+        time.sleep(imports_s + fraction * working_s)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+        exit_codes.append(process.returncode)
+        with zipfile.ZipFile(mar) as archive:  # a zip, whole: every member reads back
+            assert archive.testzip() is None
+            input_size = yaml.safe_load(archive.read("model-config.yaml"))["trouble"]["input_size"]
+        unchanged = mar.read_bytes() == original
+        assert unchanged or (input_size == 480 and process.returncode == 0), (process.returncode, stderr[-2000:])
+        if process.returncode == 130:
+            assert "Traceback" not in stderr and f"{mar} is as it was" in stderr, stderr[-2000:]
+        else:  # finished first (0), or was stopped while Python was still importing (-2, nothing begun)
+            assert process.returncode in (0, -signal.SIGINT), stderr[-2000:]
+        assert not list(tmp_path.glob(".trouble.mar.partial-*"))  # no half-copied file left beside it
+    assert 130 in exit_codes, f"no interrupt landed while it worked: exit codes {exit_codes}"
+
+
+def test_two_archive_runs_at_once_each_pack_their_own_model(smoke_mar, tmp_path):
+    """torch-model-archiver stages in $TMPDIR/trouble: two runs at once (two trainings, or one beside
+    the tests) packed each other's settings, or failed, until each run was given its own TMPDIR."""
+    for round_number in range(3):
+        runs = {size: subprocess.Popen([sys.executable, "-m", "train.archive", "--mar", str(smoke_mar),
+                                        "--input-size", str(size), "--out", str(tmp_path / f"{round_number}-{size}")],
+                                       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for size in (416, 480)}
+        for size, process in runs.items():
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr[-2000:]
+            with zipfile.ZipFile(tmp_path / f"{round_number}-{size}" / "trouble.mar") as archive:
+                assert yaml.safe_load(archive.read("model-config.yaml"))["trouble"]["input_size"] == size

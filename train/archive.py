@@ -1,4 +1,4 @@
-"""Package a training work dir as a TorchServe archive: model_store/trouble.mar.
+r"""Package a training work dir as a TorchServe archive: model_store/trouble.mar.
 
     python -m train.archive --work-dir work_dirs/smoke --out model_store
     python -m train.archive --mar model_store/trouble.mar --input-size 800 \
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import shutil
 import subprocess
@@ -239,14 +240,21 @@ STAGED_FILES = ("model.pth", "config.py", "model-config.yaml")  # what build_mar
 
 
 def build_mar(model_dir: Path, export_dir: Path, version: str = "1.0") -> Path:
-    """torch-model-archiver over a staged model dir plus the `trouble` package and the handler."""
+    """torch-model-archiver over a staged model dir plus the `trouble` package and the handler.
+
+    The new archive replaces export_dir/trouble.mar only once it is complete: `--mar
+    model_store/trouble.mar --out model_store` rewrites its own input, which an interrupted run
+    would otherwise leave broken (the only copy, for a model brought back from a GPU)."""
     if message := file_in_place_of_folder("--out", export_dir, "the folder for trouble.mar (e.g. model_store)"):
         raise ArchiveError(message)
     export_dir.mkdir(parents=True, exist_ok=True)
+    mar = export_dir / f"{MODEL_NAME}.mar"
     with tempfile.TemporaryDirectory(prefix="trouble-archive-") as tmp:
-        extra = Path(tmp) / "extra"
+        extra, built, archiver_tmp = Path(tmp) / "extra", Path(tmp) / "built", Path(tmp) / "archiver"
         shutil.copytree(REPO / "trouble", extra / "trouble", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copy2(model_dir / "config.py", extra / "config.py")
+        built.mkdir()
+        archiver_tmp.mkdir()
         command = [
             sys.executable, "-m", "model_archiver.model_packaging",
             "--model-name", MODEL_NAME, "--version", version,
@@ -254,12 +262,19 @@ def build_mar(model_dir: Path, export_dir: Path, version: str = "1.0") -> Path:
             "--handler", str(HANDLER),
             "--extra-files", str(extra),  # a folder's contents land at the archive's root
             "--config-file", str(model_dir / "model-config.yaml"),
-            "--export-path", str(export_dir), "--force",
+            "--export-path", str(built), "--force",
         ]
-        result = subprocess.run(command, capture_output=True, text=True)
+        # The archiver stages in $TMPDIR/<model name>, deleting it first: two archive runs at once
+        # (two trainings, or one beside the tests) would pack each other's files. Each gets its own.
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TMPDIR": str(archiver_tmp)})
         if result.returncode != 0:
             raise ArchiveError(f"torch-model-archiver failed:\n{result.stdout}\n{result.stderr}")
-    mar = export_dir / f"{MODEL_NAME}.mar"
+        partial = export_dir / f".{MODEL_NAME}.mar.partial-{os.getpid()}"
+        try:
+            shutil.copyfile(built / mar.name, partial)  # beside the target: the rename below is atomic
+            os.replace(partial, mar)
+        finally:
+            partial.unlink(missing_ok=True)
     print(f"[archive] wrote {mar} ({mar.stat().st_size / 1e6:.1f} MB)", flush=True)
     return mar
 
@@ -379,7 +394,8 @@ MAR_ONLY_OPTIONS = ("input_size", "thresholds_json", "batch_size", "slice_batch_
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m train.archive", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--work-dir", help="a finished training work dir (or one copied from another machine, "
                                            "its checkpoint beside run_meta.json, e.g. what bench/gpu_session.sh "
@@ -445,6 +461,9 @@ def main(argv=None) -> int:
     except (ArchiveError, EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # build_mar replaces trouble.mar only once the new one is whole
+        print(f"interrupted: {Path(args.out) / 'trouble.mar'} is as it was", file=sys.stderr)
+        return 130
     return 0
 
 

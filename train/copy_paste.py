@@ -1,4 +1,4 @@
-"""Lesion copy-paste, offline: a new data set whose train split has extra images with pasted lesions.
+r"""Lesion copy-paste, offline: a new data set whose train split has extra images with pasted lesions.
 
     python -m train.copy_paste --data data/acne04 --out data/acne04_copy_paste --per-image 1 \
         --onto all --grid reports/copy_paste.png
@@ -243,7 +243,8 @@ def draw_grid(out_dir: Path, generated: list, path: Path, samples: int = 6, tile
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m train.copy_paste", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="source data set in the project's COCO layout")
     parser.add_argument("--out", required=True, help="where the new data set is written")
     parser.add_argument("--per-image", type=int, default=1, help="generated copies per target image (default 1)")

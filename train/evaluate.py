@@ -1,4 +1,4 @@
-"""Evaluate lesion detections against COCO ground truth.
+r"""Evaluate lesion detections against COCO ground truth.
 
 Inputs: a ground-truth file in the project's COCO layout (`OUT/<split>/annotations.json`) and
 predictions in the COCO results format ({image_id, category_id, bbox [x, y, w, h], score}).
@@ -868,7 +868,8 @@ def evaluate_work_dir(work_dir, gt_path, out_dir, limit=None):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gt", required=True, help="COCO ground truth, e.g. data/coco/valid/annotations.json")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", help="JSON list of COCO results {image_id, category_id, bbox, score}")

@@ -1,4 +1,4 @@
-"""Rerun the original study's comparisons and write one table per comparison, in the study's form.
+r"""Rerun the original study's comparisons and write one table per comparison, in the study's form.
 
     python -m train.experiments --data data/acne04 --out reports/experiments \
         --runs copy_paste,background_removal,bbox_loss,cls_loss,detectors,per_group \
@@ -612,7 +612,8 @@ def markdown_report(result: dict) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m train.experiments", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="data set in the project's COCO layout (train/, valid/)")
     parser.add_argument("--out", default="reports/experiments", help="tables, run work dirs and derived data sets")
     parser.add_argument("--runs", default=",".join(COMPARISONS),

@@ -114,7 +114,8 @@ def draw_grid(samples, path: Path, tile: int = 320):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m train.skin_mask", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="data set folder in the project's COCO layout")
     parser.add_argument("--split", default="train")
     parser.add_argument("--limit", type=int, help="check only this many images")

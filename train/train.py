@@ -31,7 +31,8 @@ class TrainError(Exception):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m train.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="an mmdet config under train/configs/")
     parser.add_argument("--data", required=True,
                         help="data set folder in the project's COCO layout (train/ and valid/, see train.data)")
