@@ -476,12 +476,40 @@ def test_tood_head_amp_keeps_boxes_finite_under_float16_autocast():
     assert torch.allclose(boxes["TOODHeadAMP"], boxes["TOODHeadAMP fp32"], rtol=1e-2)
 
 
-def test_diverging_training_stops_with_a_clear_error(synthetic_data, tmp_path):
-    result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path),
+def test_diverging_training_stops_with_a_clear_error(smoke_training, synthetic_data, tmp_path):
+    """In a work dir that holds a finished run (as `make train` reuses work_dirs/<config>): the
+    stopped run leaves no record of the finished one beside its own config, so train.archive
+    refuses the folder instead of packing one run's config with the other's classes and figures."""
+    work = tmp_path / "w"
+    shutil.copytree(smoke_training["work_dir"], work)
+    result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work),
                          "--iters", "30", "--lr", "5", "--no-eval", "--no-archive"], check=False, timeout=300)
     assert result.returncode == 2
     assert "error: training diverged at iteration" in result.stderr and "lower --lr" in result.stderr
     assert "Traceback" not in result.stderr
+    archived = run_module(["train.archive", "--work-dir", str(work), "--out", str(tmp_path / "store")], check=False)
+    assert archived.returncode == 2 and "run_meta.json not found" in archived.stderr, archived.stderr[-2000:]
+    assert "one that stopped early" in archived.stderr and not (tmp_path / "store" / "trouble.mar").exists()
+
+
+def test_ctrl_c_stops_training_with_a_message_and_no_traceback(synthetic_data, tmp_path):
+    import os
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "train.train", SMOKE, "--data", str(synthetic_data),
+                                "--work-dir", str(tmp_path / "w"), "--iters", "1000", "--no-eval", "--no-archive"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    for line in process.stdout:  # the start line: past the imports, into the training
+        if line.startswith("[train] ") and "start:" in line:
+            break
+    time.sleep(5)
+    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted: the checkpoints saved so far" in stderr, stderr[-2000:]
+    assert "--resume" in stderr
 
 
 def test_configs_inherit_mmdet_and_build():

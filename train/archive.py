@@ -66,7 +66,8 @@ class ArchiveError(Exception):
 def read_run_meta(work_dir: Path) -> dict:
     meta_path = work_dir / "run_meta.json"
     if not meta_path.is_file():
-        raise ArchiveError(f"{meta_path} not found: is {work_dir} a finished training work dir?")
+        raise ArchiveError(f"{meta_path} not found: is {work_dir} a finished training work dir? (A run writes it "
+                           f"when it finishes; one that stopped early, or still runs, has none.)")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:  # e.g. cut short in a copy

@@ -315,6 +315,10 @@ def train(args) -> dict:
                              f"file): check --work-dir, or train without --resume")
         cfg.resume = True  # mmengine finds the last checkpoint in work_dir
     work_dir.mkdir(parents=True, exist_ok=True)
+    # The record of a finished run goes now, and this run writes its own only when it finishes: a
+    # run that stops early must not leave the last run's record (classes, checkpoint, figures)
+    # beside its own config, for train.archive to pack the two together.
+    (work_dir / "run_meta.json").unlink(missing_ok=True)
     device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
     print(f"[train] {args.config} on {args.data}: {len(classes)} class(es) {classes}; device {device}; "
           f"start: {pretrained}", flush=True)
@@ -365,6 +369,10 @@ def main(argv=None) -> int:
     except (TrainError, LossNotFinite, EvaluationError, ArchiveError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: the checkpoints saved so far, if any, are in {args.work_dir}; the same command "
+              f"with --resume continues from the last one", file=sys.stderr)
+        return 130
     return 0
 
 
