@@ -710,3 +710,89 @@ def test_an_import_stopped_while_writing_keeps_the_earlier_one_whole(tmp_path, m
         import_dataset("coco", tmp_path / "src", out, overwrite=True)
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in out.iterdir()) == ["import_report.json", "train", "valid"]
+
+
+def test_yolo_labels_without_a_photo_shared_labels_pixels_and_subfolders_are_named(tmp_path):
+    """Each of these lost boxes or gave a photo another photo's boxes, without a word."""
+    truth = make_dataset(tmp_path / "src", n_images=4, fmt="yolo")
+    train = tmp_path / "src" / "train"
+    photos = [Path(image["file_name"]) for image in truth["splits"]["train"]]
+    # A label file whose photo is gone: its boxes are lost, and said so.
+    (train / "images" / photos[1].name).unlink()
+    boxes_lost = len(truth["splits"]["train"][1]["boxes"])
+    # a.jpg and a.png, one a.txt: whose boxes are they?
+    shutil.copy(train / "images" / photos[2].name, train / "images" / "a.jpg")
+    Image.open(train / "images" / photos[2].name).save(train / "images" / "a.png")
+    shutil.copy(train / "labels" / f"{photos[2].stem}.txt", train / "labels" / "a.txt")
+    # Pixels instead of fractions of the image size.
+    (train / "labels" / f"{photos[0].stem}.txt").write_text("0 160 160 20 20\n")
+    # One patient's photos in a subfolder, which the YOLO layout does not read.
+    (train / "images" / "patient_a").mkdir()
+    write_image(train / "images" / "patient_a", "p1.jpg")
+    write_image(train / "images" / "patient_a", "p2.jpg")
+
+    report = import_dataset("yolo", tmp_path / "src", tmp_path / "out")
+
+    problems = report["splits"]["train"]["problems"]
+    assert problems["missing_image"]["files"] == [f"train/labels/{photos[1].stem}.txt (no photo named "
+                                                  f"{photos[1].stem}.*; {boxes_lost} boxes)"]
+    assert problems["shared_label_file"]["files"] == ["train/images/a.jpg (train/labels/a.txt)",
+                                                      "train/images/a.png (train/labels/a.txt)"]
+    assert problems["bad_annotation_file"]["files"][0].startswith(f"train/labels/{photos[0].stem}.txt (line 1: "
+                                                                  f"values above 1")
+    assert "look like pixels" in problems["bad_annotation_file"]["files"][0]
+    assert problems["unread_subfolder"]["files"] == ["train/images/patient_a/ (2 images)"]
+    found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
+    assert sorted(found) == [photos[2].name]  # a.jpg and a.png got no one's boxes
+    printed = run_cli("--src", str(tmp_path / "src"), "--out", str(tmp_path / "out_cli"))
+    assert "not imported: import it on its own" in printed.stdout and "patient_a/ (2 images)" in printed.stdout
+
+    # classes.txt with a blank line inside: line N names class N-1, so dropping it would relabel boxes.
+    (tmp_path / "src" / "data.yaml").unlink()
+    (tmp_path / "src" / "classes.txt").write_text("comedone\n\npapule\npustule\n\n")
+    with pytest.raises(DataError, match=r"classes.txt has blank lines \(2\)"):
+        import_dataset("yolo", tmp_path / "src", tmp_path / "out_blank")
+
+
+def test_voc_difficult_boxes_subfolders_and_the_boxes_of_a_missing_photo_are_counted(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    boxes, labels = write_image(src, "a.jpg", n_lesions=3, seed=1)
+    write_voc_xml(src / "a.xml", "a.jpg", 320, 320, boxes, labels)
+    xml = (src / "a.xml").read_text()
+    (src / "a.xml").write_text(xml.replace("</name>", "</name><difficult>1</difficult>", 1))
+    boxes, labels = write_image(src, "gone.jpg", n_lesions=4, seed=2)
+    write_voc_xml(src / "gone.xml", "gone.jpg", 320, 320, boxes, labels)
+    (src / "gone.jpg").unlink()
+    (src / "patient_b").mkdir()
+    boxes, labels = write_image(src / "patient_b", "b.jpg", seed=3)
+    write_voc_xml(src / "patient_b" / "b.xml", "b.jpg", 320, 320, boxes, labels)
+
+    problems = import_dataset("voc", src, tmp_path / "out", classes=CLASSES)["splits"]["train"]["problems"]
+
+    assert (problems["difficult_box"]["count"], problems["difficult_box"]["files"]) == (1, ["a.jpg"])
+    assert problems["missing_image"]["files"] == ["gone.xml (gone.jpg; 4 boxes)"]
+    assert problems["unread_subfolder"]["files"] == ["patient_b/ (1 image)"]
+    assert len(boxes_by_file(load_coco(tmp_path / "out" / "train"))["a.jpg"]) == 3  # the difficult box is kept
+
+
+def test_a_photo_listed_twice_in_a_coco_file_is_one_image_with_both_entries_boxes(tmp_path):
+    src = tmp_path / "src" / "train"
+    src.mkdir(parents=True)
+    boxes, _ = write_image(src, "face.jpg", n_lesions=2, seed=1)
+    images = [{"id": 3, "file_name": "face.jpg", "width": 320, "height": 320},
+              {"id": 4, "file_name": "face.jpg", "width": 320, "height": 320},
+              {"id": 5, "file_name": "gone.jpg", "width": 320, "height": 320}]
+    annotations = [{"id": 1, "image_id": 3, "category_id": 1, "bbox": boxes[0]},
+                   {"id": 2, "image_id": 4, "category_id": 1, "bbox": boxes[1]},
+                   {"id": 3, "image_id": 5, "category_id": 1, "bbox": boxes[1]}]
+    (src / "annotations.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "papule"}]}))
+
+    problems = import_dataset("coco", tmp_path / "src", tmp_path / "out")["splits"]["train"]["problems"]
+
+    assert problems["image_listed_twice"]["files"] == ["face.jpg (image ids 3 and 4)"]
+    assert problems["missing_image"]["files"] == ["gone.jpg (1 boxes)"]
+    assert "duplicate_name" not in problems
+    found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
+    assert list(found) == ["face.jpg"] and len(found["face.jpg"]) == 2

@@ -62,7 +62,11 @@ NAMES_SHOWN = 10  # file names printed per problem; the JSON report holds them a
 # the others count images or files.
 PROBLEMS = {
     "bad_annotation_file": "annotation file that cannot be parsed (skipped, with its image)",
-    "missing_image": "annotation names an image that is not there (skipped)",
+    "shared_label_file": "YOLO label file that photos of one name share, as a.jpg and a.png (those photos "
+                         "skipped: it cannot say whose boxes it holds)",
+    "missing_image": "annotation names an image that is not there (skipped, with its boxes)",
+    "unread_subfolder": "subfolder with images that this format's layout does not include (not imported: "
+                        "import it on its own, or move its files up)",
     "unreadable_image": "unreadable or truncated image (skipped)",
     "unsupported_format": "image in a format the model cannot be trained and served on (skipped: convert "
                           "it to PNG or JPEG)",
@@ -74,6 +78,8 @@ PROBLEMS = {
     "box_clipped": "box reaching outside the image (clipped to it)",
     "empty_box": "box with zero or negative area after clipping (dropped)",
     "crowd_box": "COCO crowd region (dropped: the project has no crowd regions)",
+    "difficult_box": "VOC box marked difficult (imported as an ordinary box; VOC's scoring leaves these out)",
+    "image_listed_twice": "image listed twice in one COCO file (imported once, with the boxes of both entries)",
     "duplicate_name": "duplicate file name (kept under a unique name)",
     "no_annotation_file": "image without an annotation file (kept as a negative)",
     "no_boxes": "image without boxes (kept as a negative)",
@@ -101,6 +107,17 @@ def note(problems, kind, name, count=1):
 
 def image_files(folder):
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def note_unread_subfolders(folder, src, problems, read_elsewhere=()):
+    """VOC and YOLO read the images of one folder per split; images in its subfolders (say one per
+    patient) would be left out in silence. Each such subfolder is named with its number of images."""
+    if not folder.is_dir():
+        return
+    for subfolder in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in read_elsewhere):
+        count = sum(1 for p in subfolder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if count:
+            note(problems, "unread_subfolder", f"{subfolder.relative_to(src)}/ ({count} image{'s' * (count > 1)})")
 
 
 def new_record(path, source, boxes=(), annotation_size=None, grade=None, group=None):
@@ -206,6 +223,7 @@ def read_voc_split(folder, src):
     else:
         xml_dir = image_dir = folder
     images = image_files(image_dir) if image_dir.is_dir() else []
+    note_unread_subfolders(image_dir, src, problems, read_elsewhere=VOC_LAYOUT_FOLDERS)
     images_by_name = {p.name: p for p in images}
     images_by_stem = {}
     for path in images:
@@ -233,7 +251,8 @@ def read_voc_split(folder, src):
     for _, xml_path, root, image_path in sorted(parsed, key=lambda item: item[:2]):
         xml_source = str(xml_path.relative_to(src))
         if image_path is None:
-            note(problems, "missing_image", f"{xml_source} ({root.findtext('filename')})")
+            note(problems, "missing_image", f"{xml_source} ({root.findtext('filename')}; "
+                                            f"{len(root.findall('object'))} boxes)")
             continue
         if image_path in claimed:
             note(problems, "bad_annotation_file", f"{xml_source} (a second annotation file for {image_path.name})")
@@ -249,6 +268,8 @@ def read_voc_split(folder, src):
             except (TypeError, ValueError):  # tag missing (None) or not a number
                 note(problems, "invalid_box", source)
                 continue
+            if (obj.findtext("difficult") or "").strip() == "1":
+                note(problems, "difficult_box", source)
             boxes.append((xmin - 1, ymin - 1, xmax, ymax, name))  # 1-based inclusive pixels -> edges
         try:
             size = (int(root.findtext("size/width")), int(root.findtext("size/height")))
@@ -263,6 +284,10 @@ def read_voc_split(folder, src):
             records.append(new_record(image_path, source))
     records.sort(key=lambda record: record["source"])
     return records, problems
+
+
+# Folders of the VOC layout itself, beside the images: not subfolders of images left unread.
+VOC_LAYOUT_FOLDERS = ("Annotations", "JPEGImages", "images", "ImageSets", "SegmentationClass", "SegmentationObject")
 
 
 def find_coco_image(file_name, json_path, split):
@@ -333,11 +358,16 @@ def read_coco_split(json_path, src, split):
             continue
         boxes_by_image[image["id"]].append((x, y, x + w, y + h, categories[ann["category_id"]]))
 
-    records = []
+    records, record_of_path = [], {}
     for image_id, image in image_entries.items():
         path = find_coco_image(image["file_name"], json_path, split)
         if path is None:
-            note(problems, "missing_image", image["file_name"])
+            note(problems, "missing_image", f"{image['file_name']} ({len(boxes_by_image[image_id])} boxes)")
+            continue
+        if path in record_of_path:  # two entries, one photo: as two images, each would teach the
+            first_record, first_id = record_of_path[path]  # other's lesions as background
+            first_record["boxes"] += boxes_by_image[image_id]
+            note(problems, "image_listed_twice", f"{image['file_name']} (image ids {first_id} and {image_id})")
             continue
         try:
             size = (int(image["width"]), int(image["height"]))
@@ -347,8 +377,10 @@ def read_coco_split(json_path, src, split):
         if grade is not None and not (isinstance(grade, int) and not isinstance(grade, bool) and 0 <= grade <= 3):
             note(problems, "bad_grade", f"{image['file_name']} (grade {grade!r})")
             grade = None
-        records.append(new_record(path, image["file_name"], boxes_by_image[image_id], annotation_size=size,
-                                  grade=grade, group=image.get("group")))
+        record = new_record(path, image["file_name"], boxes_by_image[image_id], annotation_size=size,
+                            grade=grade, group=image.get("group"))
+        record_of_path[path] = (record, image_id)
+        records.append(record)
     records.sort(key=lambda record: record["source"])
     return records, problems, declared
 
@@ -362,8 +394,14 @@ def read_yolo_names(src, split_dirs):
                 text = (folder / "classes.txt").read_text(encoding="utf-8")
             except UnicodeDecodeError as error:
                 raise DataError(f"{folder / 'classes.txt'} is not UTF-8 text ({error}): save it as UTF-8") from None
-            return check_unique_names([line.strip() for line in text.splitlines() if line.strip()],
-                                      folder / "classes.txt")
+            lines = [line.strip() for line in text.splitlines()]
+            while lines and not lines[-1]:
+                lines.pop()
+            blank = [number for number, line in enumerate(lines, 1) if not line]
+            if blank:  # line N names class N-1: dropping a blank line would shift every class after it
+                raise DataError(f"{folder / 'classes.txt'} has blank lines ({', '.join(map(str, blank[:10]))}): "
+                                f"line N names class index N-1, so remove them or name their classes")
+            return check_unique_names(lines, folder / "classes.txt")
     for folder in folders:
         for yaml_path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
             try:
@@ -403,9 +441,21 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
     """Records and problems of one YOLO split; boxes stay normalised until the image size is known."""
     problems = {}
     records = []
-    for image_path in image_files(images_dir) if images_dir.is_dir() else []:
+    images = image_files(images_dir) if images_dir.is_dir() else []
+    note_unread_subfolders(images_dir, src, problems)
+    photos_of_stem = Counter(image_path.stem for image_path in images)
+    if labels_dir.is_dir():
+        for label_path in sorted(labels_dir.glob("*.txt")):
+            if label_path.name != "classes.txt" and label_path.stem not in photos_of_stem:
+                lines = sum(1 for line in label_path.read_text(errors="replace").splitlines() if line.strip())
+                note(problems, "missing_image", f"{label_path.relative_to(src)} (no photo named "
+                                                f"{label_path.stem}.*; {lines} boxes)")
+    for image_path in images:
         source = str(image_path.relative_to(src))
         label_path = labels_dir / f"{image_path.stem}.txt"
+        if label_path.is_file() and photos_of_stem[image_path.stem] > 1:
+            note(problems, "shared_label_file", f"{source} ({label_path.relative_to(src)})")
+            continue
         if not label_path.is_file():
             note(problems, "no_annotation_file", source)
             records.append(new_record(image_path, source))
@@ -422,6 +472,9 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
                     index, values = int(fields[0]), [float(v) for v in fields[1:]]
                 except ValueError:
                     raise ValueError(f"line {line_number}: not numbers: {line.strip()!r}") from None
+                if max(values) > 1.5:  # a little above 1 is rounding, clipped later; pixels are far above
+                    raise ValueError(f"line {line_number}: values above 1 ({line.strip()!r}): YOLO gives boxes "
+                                     f"as fractions of the image size, and these look like pixels")
                 if names is None:  # no names known: only possible with --single-class
                     boxes.append((*values, single_class))
                 elif 0 <= index < len(names) and names[index] is not None:
