@@ -130,8 +130,19 @@ def main(argv=None) -> int:
               f"there; choose another folder", file=sys.stderr)
         return 2
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    # Only the folder's own photos are analysed: photos in its subfolders (one per patient, say) are
+    # named, not left out in silence.
+    subfolders = {sub.name: sum(1 for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+                  for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".")}
+    subfolders = {name: count for name, count in subfolders.items() if count}
+    if subfolders:
+        shown = ", ".join(f"{name}/ ({count})" for name, count in list(subfolders.items())[:10])
+        more = f" and {len(subfolders) - 10} more" if len(subfolders) > 10 else ""
+        print(f"note: photos in subfolders are not analysed (run the command on each folder): {shown}{more}",
+              file=sys.stderr)
     if not paths:
-        print(f"error: no {', '.join(PHOTO_SUFFIXES)} photos in {folder}", file=sys.stderr)
+        print(f"error: no {', '.join(PHOTO_SUFFIXES)} photos in {folder}"
+              + (" itself, only in its subfolders" if subfolders else ""), file=sys.stderr)
         return 2
     others = sorted(p.name for p in folder.iterdir()
                     if p.is_file() and p.suffix.lower() not in PHOTO_SUFFIXES and not p.name.startswith("."))

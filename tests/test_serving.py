@@ -232,7 +232,8 @@ def test_model_registration_api_is_off(torchserve):
 
 def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar, tmp_path):
     """`handler.predict_folder` on a folder a clinic might have: JPEGs, an iPhone HEIC, a broken
-    file that sorts first (reported and skipped) and a note (not a photo: ignored)."""
+    file that sorts first (reported and skipped), a note (not a photo: ignored) and a subfolder of
+    photos (named, not analysed)."""
     photos = tmp_path / "photos"
     photos.mkdir()
     for photo in ACNE04_PHOTOS[:2]:
@@ -240,6 +241,8 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
     Image.open(ACNE04_PHOTOS[2]).save(photos / "IMG_0003.HEIC", "HEIF", quality=95)
     (photos / "0_broken.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes()[:3000])
     (photos / "notes.txt").write_text("not a photo")
+    (photos / "patient_b").mkdir()  # a subfolder's photos are named, not analysed
+    shutil.copy(ACNE04_PHOTOS[0], photos / "patient_b" / ACNE04_PHOTOS[0].name)
     rows = {}
     for name, source in (("server", ["--server", torchserve["inference"]]), ("model", ["--model", str(smoke_mar)])):
         out = tmp_path / name
@@ -248,6 +251,8 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
                              str(out / "annotated")])
         assert "1 photos skipped" in result.stdout
         assert "note: 1 files left out, not named as photos" in result.stderr and "notes.txt" in result.stderr
+        assert "note: photos in subfolders are not analysed (run the command on each folder): patient_b/ (1)" \
+            in result.stderr
         with (out / "counts.csv").open(newline="") as f:
             rows[name] = list(csv.DictReader(f))
         results = read_json(out / "results.json")
@@ -256,7 +261,13 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
         # --framing reaches the model in both modes (the smoke model's own setting is "none")
         assert {r["settings"]["framing"] for r in results["responses"] if "error" not in r} == {"face"}
         assert sorted(p.name for p in (out / "annotated").iterdir()) == sorted(
-            f"{p.stem}.png" for p in photos.iterdir() if p.name not in ("0_broken.jpg", "notes.txt"))
+            f"{p.stem}.png" for p in photos.iterdir() if p.is_file() and p.name not in ("0_broken.jpg", "notes.txt"))
+    (tmp_path / "photos_only_in_subfolders" / "patient_c").mkdir(parents=True)
+    shutil.copy(ACNE04_PHOTOS[0], tmp_path / "photos_only_in_subfolders" / "patient_c" / "a.jpg")
+    only_subfolders = run_module(["handler.predict_folder", str(tmp_path / "photos_only_in_subfolders"), "--model",
+                                  str(smoke_mar), "--out", str(tmp_path / "none.json")], check=False)
+    assert only_subfolders.returncode == 2 and "photos_only_in_subfolders itself, only in its subfolders" in \
+        only_subfolders.stderr, only_subfolders.stderr[-1000:]
 
     assert [row["file_name"] for row in rows["server"]] == sorted(p.name for p in photos.iterdir())[:4]
     broken = rows["server"][0]
