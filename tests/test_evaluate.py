@@ -451,3 +451,13 @@ def test_limit_takes_images_spread_over_the_file():
     assert spread_sample(images, 4) == [0, 25, 50, 75]
     assert spread_sample(images, None) == images and spread_sample(images, 500) == images
     assert len(set(spread_sample(images, 30))) == 30
+
+
+def test_an_f1_optimal_threshold_is_written_without_float_noise():
+    """Halfway between 0.1075 and 0.1074 is 0.10744999999999999 in floats: written as 0.10745, which
+    still keeps the one and drops the other."""
+    gt = make_coco([[(1, [10, 10, 20, 20])]], types=("acne",))
+    predictions = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.1075},
+                   {"image_id": 1, "category_id": 1, "bbox": [300, 300, 20, 20], "score": 0.1074}]
+    threshold = evaluate(gt, predictions, 0.05)["f1_optimal_thresholds"]["acne"]
+    assert repr(threshold) == "0.10745" and 0.1074 < threshold < 0.1075

@@ -465,7 +465,9 @@ def f1_optimal_thresholds(gt, matches, fallback):
         best = candidates[int(np.argmax(f1[candidates]))]  # first maximum = highest threshold
         lowest_kept = scores[best]
         highest_dropped = scores[best + 1] if best + 1 < len(scores) else 0.0
-        chosen[name] = float((lowest_kept + highest_dropped) / 2)
+        halfway = float((lowest_kept + highest_dropped) / 2)
+        rounded = round(halfway, 6)  # 0.10745, not 0.10744999999999999; unless that would cross a score
+        chosen[name] = rounded if highest_dropped < rounded < lowest_kept else halfway
     return chosen, curves, notes
 
 
