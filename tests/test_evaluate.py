@@ -461,3 +461,17 @@ def test_an_f1_optimal_threshold_is_written_without_float_noise():
                    {"image_id": 1, "category_id": 1, "bbox": [300, 300, 20, 20], "score": 0.1074}]
     threshold = evaluate(gt, predictions, 0.05)["f1_optimal_thresholds"]["acne"]
     assert repr(threshold) == "0.10745" and 0.1074 < threshold < 0.1075
+
+
+def test_crowd_regions_of_a_ground_truth_are_left_out_of_every_figure():
+    """A crowd region (a --gt not made by train.data, which drops them) was ignored by mAP and
+    counted as a missed lesion by recall, F1 and the count: one figure said 1.0, the others 0.5."""
+    gt = make_coco([[(1, [10, 10, 20, 20]), (1, [200, 200, 60, 60])]], types=("acne",))
+    gt["annotations"][1]["iscrowd"] = 1
+    predictions = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}]
+    metrics = evaluate(gt, predictions, 0.5)
+    acne = metrics["at_thresholds"]["per_type"]["acne"]
+    assert metrics["coco"]["mAP50"] == pytest.approx(1.0) and acne["recall"] == 1.0 and acne["f1"] == 1.0
+    assert metrics["at_thresholds"]["count"]["mae"] == 0 and metrics["data"]["gt_boxes"] == 1
+    assert any(note.startswith("1 crowd regions (iscrowd) of the ground truth are left out") for note in metrics["notes"])
+    assert gt["annotations"][1]["iscrowd"] == 1 and len(gt["annotations"]) == 2  # the caller's dict is unchanged

@@ -121,20 +121,24 @@ def load_ground_truth(gt):
         raise EvaluationError(f"{source}: duplicate image ids")
 
     known_images, known_categories = set(image_ids), {c["id"] for c in categories}
-    annotations = []
+    annotations, crowd_regions = [], 0
     for i, ann in enumerate(gt["annotations"]):
         if not (isinstance(ann, dict) and ann.get("image_id") in known_images
                 and ann.get("category_id") in known_categories and _is_box(ann.get("bbox"))):
             raise EvaluationError(
                 f"{source}: annotations[{i}] needs a known image_id, a known category_id and "
                 f"bbox [x, y, w, h] with w, h >= 0; got {ann!r}")
+        if ann.get("iscrowd") in (1, True):  # as train.data does: the project has no crowd regions, and
+            crowd_regions += 1  # mAP would ignore one that recall and the count took for a lesion
+            continue
         ann = dict(ann)
         ann.setdefault("id", i + 1)
         ann.setdefault("area", ann["bbox"][2] * ann["bbox"][3])
         ann.setdefault("iscrowd", 0)
         annotations.append(ann)
 
-    checked = dict(gt, images=images, annotations=annotations, categories=categories)
+    checked = dict(gt, images=images, annotations=annotations, categories=categories,
+                   crowd_regions_left_out=crowd_regions)
     # Some pycocotools versions copy these in loadRes and fail when they are missing.
     checked.setdefault("info", {})
     checked.setdefault("licenses", [])
@@ -501,6 +505,9 @@ def evaluate_checked(gt, gt_source, predictions, score_thresholds, model_info=No
     at_thresholds = threshold_metrics(gt, predictions, matches, thresholds, all_image_ids)
     optimal, f1_curves, optimal_notes = f1_optimal_thresholds(gt, matches, thresholds)
     notes += optimal_notes
+    if gt.get("crowd_regions_left_out"):
+        notes.append(f"{gt['crowd_regions_left_out']} crowd regions (iscrowd) of the ground truth are left out of "
+                     f"every figure, as train.data leaves them out of an import")
     at_optimal = threshold_metrics(gt, predictions, matches, optimal, all_image_ids)
     at_optimal["label"] = OPTIMAL_LABEL
 
