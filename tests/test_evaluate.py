@@ -475,3 +475,10 @@ def test_crowd_regions_of_a_ground_truth_are_left_out_of_every_figure():
     assert metrics["at_thresholds"]["count"]["mae"] == 0 and metrics["data"]["gt_boxes"] == 1
     assert any(note.startswith("1 crowd regions (iscrowd) of the ground truth are left out") for note in metrics["notes"])
     assert gt["annotations"][1]["iscrowd"] == 1 and len(gt["annotations"]) == 2  # the caller's dict is unchanged
+
+
+def test_the_batch_clis_output_given_as_predictions_is_named_with_what_to_run(tmp_path):
+    batch_output = tmp_path / "results.json"
+    batch_output.write_text(json.dumps({"categories": [], "images": [], "results": [], "responses": []}))
+    with pytest.raises(EvaluationError, match="is the batch CLI's output .* run `python -m train.evaluate --model"):
+        evaluate(make_coco([[(1, [10, 10, 20, 20])]]), str(batch_output))

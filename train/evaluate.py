@@ -174,6 +174,10 @@ def load_predictions(predictions, gt, gt_source="ground truth"):
     source = str(predictions) if isinstance(predictions, (str, os.PathLike)) else "predictions (given in memory)"
     if isinstance(predictions, (str, os.PathLike)):
         predictions = _read_json(predictions, "predictions")
+    if isinstance(predictions, dict) and {"results", "responses"} <= set(predictions):
+        raise EvaluationError(f"{source} is the batch CLI's output (handler.predict_folder), whose image ids number "
+                              f"the folder's photos, not the ground truth's: run `python -m train.evaluate --model "
+                              f"MODEL --gt GT`, which analyses the ground truth's own photos")
     if not isinstance(predictions, list):
         raise EvaluationError(f"{source}: expected a JSON list of {{image_id, category_id, bbox, score}} records")
 
