@@ -159,6 +159,9 @@ def main(argv=None) -> int:
     except (ConnectionError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # while the model loads: no photo analysed, nothing written
+        print("interrupted before the first photo: nothing was written", file=sys.stderr)
+        return 130
     images = list(enumerate(paths, 1))
     results, responses, stopped = [], {}, None  # stopped: why the run ended early, if it did
     try:

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -405,6 +406,16 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     same_folder = run_module(["handler.predict_folder", str(photos), "--model", str(smoke_mar), "--out", str(out),
                               "--annotated", str(photos)], check=False)
     assert same_folder.returncode == 2 and "would replace photos" in same_folder.stderr
+
+    # Ctrl-C while the model loads (the imports of torch and mmdet take seconds; the CLI's own 0.3 s).
+    loading = subprocess.Popen([sys.executable, "-m", "handler.predict_folder", str(photos), "--model",
+                                str(smoke_mar), "--out", str(tmp_path / "loading.json")],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    loading.send_signal(signal.SIGINT)
+    _, stderr = loading.communicate(timeout=120)
+    assert loading.returncode == 130 and "interrupted before the first photo: nothing was written" in stderr, stderr
+    assert "Traceback" not in stderr and not (tmp_path / "loading.json").exists()
 
     run = subprocess.Popen([sys.executable, "-m", "handler.predict_folder", str(photos), "--model", str(smoke_mar),
                             "--out", str(out), "--csv", str(tmp_path / "counts.csv")],
