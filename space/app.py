@@ -3,7 +3,8 @@
     python space/app.py          (from the repository root; `make app` does the same)
 
 Where the answers come from, TROUBLE_MODE:
-    server  TorchServe at TROUBLE_API_URL (default http://127.0.0.1:8080); TROUBLE_API_TOKEN, when set,
+    server  TorchServe at TROUBLE_API_URL (default: the inference_address of TS_CONFIG_FILE, which `make`
+            sets to config.properties; without it http://127.0.0.1:8080); TROUBLE_API_TOKEN, when set,
             is sent as "Authorization: Bearer ..."
     local   the inference core in this process (how a Gradio-SDK Space runs: no Java), on TROUBLE_MODEL
             (a .mar or a model folder; default model/trouble.mar beside this file, else the repository's
@@ -163,7 +164,7 @@ class Analyzer:
         mode = (os.environ.get("TROUBLE_MODE") or default).strip().lower()
         if mode not in MODES:
             raise SettingError(f"TROUBLE_MODE must be one of {', '.join(MODES)}, got {mode!r}")
-        url = os.environ.get("TROUBLE_API_URL") or DEFAULT_API_URL
+        url = os.environ.get("TROUBLE_API_URL") or configured_api_url()
         if mode != "local" and not url.startswith(("http://", "https://")):  # local mode never uses it
             raise SettingError(f"TROUBLE_API_URL must start with http:// or https://, got {url!r}")
         server = ServerBackend(url, token=os.environ.get("TROUBLE_API_TOKEN") or None)
@@ -296,6 +297,20 @@ def shown_if_current(answer, status, photo_path, *settings):
         outputs = outputs._replace(status=render.mark_stale(outputs.status),
                                    severity=render.mark_stale(outputs.severity))
     return None, tuple(answer[1]), *outputs
+
+
+def configured_api_url() -> str:
+    """TorchServe's inference_address in the config it is started with (TS_CONFIG_FILE, which `make` and
+    .venv/bin/activate set), else DEFAULT_API_URL: with the ports changed there, the app asked whatever
+    answered on 8080, another person's TorchServe perhaps."""
+    config = os.environ.get("TS_CONFIG_FILE")
+    if not config:  # as in a Space
+        return DEFAULT_API_URL
+    try:
+        from handler.wait_ready import config_value  # the repository's, one folder up
+    except ImportError:
+        return DEFAULT_API_URL
+    return config_value("inference_address", DEFAULT_API_URL, config)
 
 
 def marked_for_settings(shown_with, status, severity, *settings):

@@ -695,3 +695,19 @@ def test_the_local_model_is_loaded_once_and_analyses_one_photo_at_a_time(smoke_m
     spans.sort()
     assert len(spans) == 4
     assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans
+
+
+def test_the_app_asks_the_torchserve_that_config_properties_names(tmp_path):
+    """With the ports changed in config.properties (README: when another TorchServe runs on the machine),
+    `make app` asked whatever answered on 8080. TS_CONFIG_FILE (set by make and .venv/bin/activate)
+    names the address now; TROUBLE_API_URL still wins; without either, 8080."""
+    config = tmp_path / "config.properties"
+    config.write_text((REPO / "config.properties").read_text().replace("127.0.0.1:8080", "127.0.0.1:18080"))
+    probe = "import sys; sys.path.insert(0, 'space'); import app; print(app.Analyzer.from_environment().server.client.url)"
+    for ts_config, api_url, expected in ((str(config), "", "http://127.0.0.1:18080"),
+                                         (str(config), "http://127.0.0.1:9999", "http://127.0.0.1:9999"),
+                                         ("", "", "http://127.0.0.1:8080")):
+        env = {**os.environ, "TS_CONFIG_FILE": ts_config, "TROUBLE_API_URL": api_url, "TROUBLE_MODE": "server"}
+        result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert result.stdout.strip().splitlines()[-1] == expected, result.stderr[-2000:]
