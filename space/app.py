@@ -231,8 +231,9 @@ class Analyzer:
             if self.mode == "server" or self.local_model_source is None:
                 raise
         backend = self.local()
+        # "(in this process, as TorchServe at ... did not answer) in 69.7 s": the time is the local model's.
         return (backend.predict(image_bytes, **options),
-                f"{backend.description}; {self.server.description} did not answer")
+                backend.described_as(f"in this process, as {self.server.description} did not answer"))
 
 
 def analyse(analyzer: Analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta="model"):
@@ -250,9 +251,9 @@ def analyse(analyzer: Analyzer, photo_path, use_one_threshold, threshold, sliced
 def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta):
     if not photo_path:
         raise AnalysisError("Choose a photo first: upload one, take one with the webcam, or click an example.")
-    too_large = too_large_message(os.path.getsize(photo_path))
-    if too_large:
-        raise AnalysisError(too_large)
+    problem = size_problem(os.path.getsize(photo_path))
+    if problem:
+        raise AnalysisError(problem)
     if sliced not in SLICING_VALUES:
         raise AnalysisError(f"Sliced inference must be one of {', '.join(SLICING_VALUES)}; got {sliced!r}.")
     if tta not in TTA_VALUES:
@@ -338,8 +339,11 @@ def _cleared(status: str = "") -> Outputs:
     return Outputs(None, "", [], "", status, None, None)
 
 
-def too_large_message(size: int) -> str:
-    """Why a photo of `size` bytes is refused, or "" when it is not too large."""
+def size_problem(size: int) -> str:
+    """Why a photo of `size` bytes is refused (empty, or too large), or "" when its size is fine."""
+    if size == 0:  # not the server's "the request has no image": the file itself holds nothing
+        return ("The file is empty (0 bytes): choose the photo again (a copy that did not finish, or a "
+                "photo still in the cloud, gives such a file).")
     if size <= MAX_UPLOAD_MB * 1024 * 1024:
         return ""
     return f"The photo is {size / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. Send a smaller copy."
@@ -351,9 +355,9 @@ def photo_problem(photo_path) -> str:
     if not photo_path:
         return ""
     try:
-        too_large = too_large_message(os.path.getsize(photo_path))
-        if too_large:
-            return render.error_markdown(too_large)
+        problem = size_problem(os.path.getsize(photo_path))
+        if problem:
+            return render.error_markdown(problem)
         decode_image(Path(photo_path).read_bytes(), max_side=256)  # small: a check, not the analysis
     except BadInput as error:
         return render.error_markdown(str(error))
@@ -491,6 +495,9 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                          queue=False, api_visibility="private")
         analysis.then(lambda: gr.Button(BUTTON_LABEL, interactive=True), outputs=button, queue=False,
                       api_visibility="private")
+        # The line at the top said "It is up" from the page's load on: asked again after each analysis,
+        # it does not contradict a status line that says the server stopped answering.
+        analysis.then(analyzer.health, outputs=mode_line, api_visibility="private")
         # Another photo (upload, webcam, example, cleared): the last photo's results go at once, and a
         # file that is no usable photo is named right away.
         photo.change(lambda path: _cleared(photo_problem(path)), inputs=photo, outputs=outputs,

@@ -94,7 +94,10 @@ class LocalBackend:
 
     @property
     def description(self) -> str:
-        return f"the local model {self.model_path.name} (in this process)"
+        return self.described_as("in this process")
+
+    def described_as(self, how: str) -> str:
+        return f"the local model {self.model_path.name} ({how})"
 
     def load(self):
         with self._lock:

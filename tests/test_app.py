@@ -235,7 +235,8 @@ def test_auto_mode_falls_back_to_the_local_model(smoke_mar):
     server = ServerBackend(f"http://127.0.0.1:{closed_port()}")
     analyzer = app.Analyzer("auto", server, Path(smoke_mar), None)
     response, answered_by = analyzer.predict(PHOTO.read_bytes(), threshold=LOW_THRESHOLD)
-    assert answered_by.startswith("the local model") and "did not answer" in answered_by
+    # One parenthesis, so that the time after it reads as the local model's, not as TorchServe's wait.
+    assert answered_by == f"the local model {smoke_mar.name} (in this process, as {server.description} did not answer)"
     assert response["total"] == sum(response["counts"].values())
     assert "not answering now" in analyzer.health() and "local model will answer" in analyzer.health()
 
@@ -254,6 +255,12 @@ def test_too_large_upload_is_refused_before_sending(tmp_path):
     assert outputs[0] is None
     # Said as soon as the photo is chosen, in the status line (Gradio's notice passes, and the page empties).
     assert app.photo_problem(str(big)).startswith(render.ERROR_PREFIX + "The photo is 20.0 MB; the limit is 20 MB")
+    # An empty file is named as one, not with the server's "the request has no image".
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    assert app.photo_problem(str(empty)).startswith(render.ERROR_PREFIX + "The file is empty (0 bytes)")
+    assert app.analyse(analyzer, str(empty), False, 0.3, "model", 640)[4].startswith(
+        render.ERROR_PREFIX + "The file is empty")
 
 
 def test_local_mode_without_a_model_says_what_to_set():

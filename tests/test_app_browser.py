@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import expect, sync_playwright
 
 from tests.test_app import PHOTO, STACK_TRACE_WORDS, closed_port, running_app
@@ -239,3 +240,31 @@ def test_an_answer_for_the_previous_photo_is_never_shown_beside_a_new_one(smoke_
     assert "Answered by" not in stale_status and "Total" not in stale_counts and stale_image == 0, stale_status
     assert "The analysis of the photo before was dropped" in stale_status, stale_status  # not an empty page
     assert "Answered by" in status and "levle0_113" in json_name, json_name
+
+
+def test_the_top_line_follows_a_server_that_stops(smoke_mar, browser, tmp_path):
+    """"It is up", asked once when the page loaded, stayed beside a status line saying that the server
+    was not answering: the line is asked again after each analysis."""
+    from tests.conftest import start_torchserve, stop_torchserve, wait_for_model
+
+    server = start_torchserve(smoke_mar.parent, tmp_path / "ts")
+    try:
+        wait_for_model(server)
+        with running_app(tmp_path / "app.log", TROUBLE_MODE="server", TROUBLE_API_URL=server["inference"]) as url:
+            page = open_page(browser, url)
+            expect(page.locator("#trouble-mode")).to_contain_text("It is up", timeout=30_000)
+            stop_torchserve(server)
+            deadline = time.monotonic() + 60  # --stop returns before the server has let go of its port
+            while time.monotonic() < deadline:
+                try:
+                    requests.get(f"{server['inference']}/ping", timeout=2)
+                except requests.ConnectionError:
+                    break
+                time.sleep(0.5)
+            analyse_photo(page, PHOTO)
+            assert "is not answering" in page.inner_text("#trouble-status")
+            expect(page.locator("#trouble-mode")).to_contain_text("not answering", timeout=30_000)
+            assert "It is up" not in page.inner_text("#trouble-mode")
+            page.close()
+    finally:
+        stop_torchserve(server)
