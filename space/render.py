@@ -41,6 +41,11 @@ def counts_rows(response: dict) -> list:
     return rows
 
 
+# Below this share of skin, with no face crop made, the face is likely small in the photo: none of
+# ACNE04's 283 valid close-ups is under it (99 in 100 are over 36% skin; the lowest, 19%).
+SMALL_FACE_SKIN = 0.15
+
+
 def severity_markdown(response: dict, skin_fraction: float | None = None, grey_scale: bool = False) -> str:
     """The grade, its scale, and what to make of it: how far the count may be off, and when it says
     nothing or too little (no skin in the photo; a photo without colour; no lesion left at a threshold
@@ -54,6 +59,10 @@ def severity_markdown(response: dict, skin_fraction: float | None = None, grey_s
     if skin_fraction is not None and skin_fraction < MIN_SKIN_FRACTION:
         text += (f"#### Little of this photo looks like skin ({skin_fraction:.0%})\nIf there is no face in it, "
                  f"this count and grade say nothing.\n\n")
+    elif skin_fraction is not None and skin_fraction < SMALL_FACE_SKIN and not response["settings"].get("face_crop"):
+        text += (f"#### The face looks small in this photo ({skin_fraction:.0%} of it is skin), and no face was "
+                 f"found to crop to\nThe model learnt from close-ups: in a wide photo it sees the lesions too small, "
+                 f"and this count is likely too low. Crop the photo to the face, or take a closer one.\n\n")
     if severity["lesion_count"] == 0 and _threshold_raised(response):
         text += ("#### No lesion was found at a threshold above the model's own\nLower it, or untick "
                  "\"One score threshold\" to use the model's.\n\n")

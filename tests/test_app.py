@@ -436,6 +436,12 @@ def test_legend_counts_table_and_severity_text():
     assert render.severity_markdown(response, skin_fraction=0.01).startswith(
         "#### Little of this photo looks like skin (1%)")  # first: the grade below it says nothing then
     assert "Little of this photo" not in render.severity_markdown(response, skin_fraction=0.4)
+    # Some skin, and no face found to crop to: a small face the framing missed, and a count likely too low.
+    not_cropped = {**response, "settings": {**response["settings"], "face_crop": None}}
+    assert render.severity_markdown(not_cropped, skin_fraction=0.08).startswith(
+        "#### The face looks small in this photo (8% of it is skin), and no face was found to crop to")
+    assert "The face looks small" not in render.severity_markdown(not_cropped, skin_fraction=0.4)
+    assert "The face looks small" not in render.severity_markdown(response, skin_fraction=0.08)  # cropped to it
     assert render.severity_markdown(response, grey_scale=True).startswith("#### A photo without colour")
     assert "without colour" not in render.severity_markdown(response, skin_fraction=0.4)
     assert "one type" not in render.legend_html(response)
