@@ -36,8 +36,14 @@ from trouble.server_client import ServerRefused, ServerUnreachable, TorchServeCl
 def open_predictor(model: str | None = None, server: str | None = None):
     """The local model, or a client of a running TorchServe checked before the first photo."""
     if server:
+        if not server.startswith(("http://", "https://")):  # requests would call it unreachable
+            raise ValueError(f"--server must start with http:// or https://, e.g. http://{server}")
         client = TorchServeClient(server, token=os.environ.get("TROUBLE_API_TOKEN"))
         answer = client.ping()
+        if answer == "no ping":
+            raise ConnectionError(f"{client.url} has no /ping: is it TorchServe's inference address "
+                                  f"(inference_address in config.properties, port 8080 by default) and not "
+                                  f"its management or metrics one?")
         if answer == "unreachable":
             raise ConnectionError(f"TorchServe is not answering at {client.url} (is it running? `make serve`)")
         if answer == "refuses the token":

@@ -132,11 +132,12 @@ def _split_request(row: dict) -> tuple[bytes, dict]:
             others[key] = value
     if not others:
         raise BadInput("empty_body", f"The request has no image: send the bytes of {ACCEPTED}.")
-    photos = sorted(key for key, value in others.items() if _photo_likeness(value)[0])
+    likeness = {key: _photo_likeness(value) for key, value in others.items()}
+    photos = sorted(key for key, (starts_like_an_image, _) in likeness.items() if starts_like_an_image)
     if len(photos) > 1:
         raise BadInput("bad_parameter", f"The request holds {len(photos)} photos (fields {', '.join(photos)}): "
                                         f"send one photo per request.")
-    photo = max(others, key=lambda key: _photo_likeness(others[key]))
+    photo = max(others, key=likeness.get)
     unknown = sorted(set(others) - {photo})
     if unknown:
         raise BadInput("bad_parameter", f"Unknown form field(s) {', '.join(unknown)}: the options are "

@@ -417,3 +417,21 @@ def test_test_time_augmentation_runs_its_passes_with_its_own_thresholds(detector
     assert sliced["settings"]["passes"] == 4 and sliced["settings"]["slices"] > 0  # each slice: 4 passes
     with pytest.raises(BadInput, match="tta must be true or false"):
         detector.resolve_request(tta="sometimes")
+
+
+def test_a_photo_whose_passes_would_run_past_the_time_limit_is_refused_not_left_to_time_out(detector, large_photo):
+    """A 12 MP photo sliced with test-time augmentation (196 passes) was allowed by the pass limit and
+    then killed by TorchServe's 300 s timeout on a busy machine ("Worker died.", the worker restarted).
+    The time of all the passes is projected from the first ones; one that goes over is refused."""
+    limit = detector.settings.max_seconds_per_photo
+    try:  # the limit is the archive's setting (model-config.yaml: trouble.max_seconds_per_photo)
+        detector.settings.max_seconds_per_photo = 1
+        with pytest.raises(BadInput, match=r"This photo would take about \d+ s \(193 model passes, [0-9.]+ s each "
+                                           r"on this server\); it allows 1 s per photo") as error:
+            detector.predict(large_photo, sliced=True, slice_size=128)  # 192 slices and the whole image
+        assert error.value.code == "too_much_work" and error.value.http_status == 400
+        # One pass is never refused: nothing is left to save by refusing it.
+        assert detector.predict(large_photo, sliced=False)["settings"]["slices"] == 0
+    finally:
+        detector.settings.max_seconds_per_photo = limit
+    assert detector.predict(large_photo, sliced=True, slice_size=640)["settings"]["slices"] > 1

@@ -151,6 +151,14 @@ def webp_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def animated_bytes(image_format: str) -> bytes:
+    """Two ACNE04 photos as the frames of an animated WebP or PNG."""
+    frames = [Image.open(photo).convert("RGB") for photo in ACNE04_PHOTOS[:2]]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, image_format, save_all=True, append_images=frames[1:], duration=200)
+    return buffer.getvalue()
+
+
 BAD_INPUTS = {
     "empty body": (b"", {}, 400, "empty_body"),
     "text bytes": (b"this is not a photo", {}, 415, "not_an_image"),
@@ -166,6 +174,8 @@ BAD_INPUTS = {
     "svg": (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', {}, 415,
             "unsupported_format"),
     "pdf": (b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF", {}, 415, "unsupported_format"),
+    "animated webp": (animated_bytes("WEBP"), {}, 415, "unsupported_format"),  # analysed on its first frame
+    "animated png": (animated_bytes("PNG"), {}, 415, "unsupported_format"),
     "decompression bomb": (png_header_only(40000, 40000), {}, 413, "too_many_pixels"),
     "threshold above 1": (None, {"X-Trouble-Threshold": "2"}, 400, "bad_parameter"),
     "threshold not a number": (None, {"X-Trouble-Threshold": "high"}, 400, "bad_parameter"),
@@ -318,6 +328,7 @@ def test_batch_cli_stops_at_a_bad_option_and_says_when_nothing_was_analysed(torc
     (photos / "a.jpg").write_bytes(b"not a photo at all")
     nothing = run_module(command, check=False)
     assert nothing.returncode == 1 and "none of the 1 photos could be analysed" in nothing.stderr
+    assert "1/1 photos" in nothing.stdout  # the progress line counts a skipped last photo too
     assert "not a readable image" in (tmp_path / "results.json").read_text()  # the reason is kept
 
 
@@ -467,3 +478,16 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     run_module(["handler.predict_folder", str(latin1), "--model", str(smoke_mar), "--out", str(latin1 / "r.json"),
                 "--csv", str(latin1 / "counts.csv")])
     assert b"caf\xe9.jpg," in (latin1 / "counts.csv").read_bytes()
+
+
+def test_batch_cli_names_a_server_address_that_cannot_be_the_inference_api(torchserve, tmp_path):
+    """The management address said "unhealthy: its model cannot load", and an address without http://
+    "not answering (is it running?)": both while the server ran well."""
+    inference = torchserve["inference"]
+    for server, message in ((torchserve["management"], "has no /ping: is it TorchServe's inference address"),
+                            (inference.removeprefix("http://"), "--server must start with http:// or https://, "
+                                                                f"e.g. {inference}")):
+        result = run_module(["handler.predict_folder", str(ACNE04_PHOTOS[0].parent), "--server", server,
+                             "--out", str(tmp_path / "results.json")], check=False)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and not (tmp_path / "results.json").exists()

@@ -631,7 +631,8 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     store = tmp_path / "store"
     run_module(["train.archive", "--mar", str(smoke_mar), "--input-size", "480", "--thresholds-json", str(thresholds),
                 "--batch-size", "3", "--slice-batch-size", "8", "--nms-iou", "0.45", "--sliced", "false",
-                "--slice-size", "512", "--framing", "face", "--max-model-passes", "500", "--out", str(store)])
+                "--slice-size", "512", "--framing", "face", "--max-model-passes", "500", "--max-seconds-per-photo",
+                "600", "--out", str(store)])
     with zipfile.ZipFile(smoke_mar) as old, zipfile.ZipFile(store / "trouble.mar") as new:
         assert new.read("model.pth") == old.read("model.pth")  # the weights are untouched
         assert yaml.safe_load(old.read("model-config.yaml"))["batchSize"] == 1  # the default: one request per call
@@ -647,6 +648,7 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     assert after["slicing"]["slice_size"] == 512
     assert before["framing"] == "none" and after["framing"] == "face" and detector.settings.framing == "face"
     assert before["max_model_passes"] == 200 and detector.settings.max_model_passes == 500
+    assert before["max_seconds_per_photo"] == 240 and detector.settings.max_seconds_per_photo == 600
     # Every serving setting is written out in a new archive, to be read and changed there.
     from trouble.settings import ModelSettings
 

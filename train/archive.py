@@ -312,15 +312,16 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   slice_batch_size: int | None = None, nms_iou: float | None = None,
                   report: dict | None = None, sliced: bool | None = None, slice_size: int | None = None,
                   framing: str | None = None, tta: bool | None = None, tta_sizes: list | None = None,
-                  tta_thresholds: dict | None = None, max_model_passes: int | None = None) -> Path:
+                  tta_thresholds: dict | None = None, max_model_passes: int | None = None,
+                  max_seconds_per_photo: int | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
 
     batch_size is TorchServe's batchSize: how many requests one handler call receives;
     slice_batch_size is how many SAHI slices of one photo go through the model at once; sliced and
     slice_size are the slicing a request gets when it does not ask for its own, framing its face
     framing (trouble/framing.py); tta, tta_sizes and tta_thresholds its test-time augmentation
-    (trouble.settings.TestTimeAugmentation); max_model_passes the most model passes one photo may
-    take (trouble.settings.ModelSettings); report is an evaluation's metrics.json of these
+    (trouble.settings.TestTimeAugmentation); max_model_passes and max_seconds_per_photo the most
+    model passes and seconds one photo may take (trouble.settings.ModelSettings); report is an evaluation's metrics.json of these
     settings, summarised in the archive for the app. Every setting is checked as serving reads it."""
     import zipfile
 
@@ -359,6 +360,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             section["nms_iou"] = nms_iou
         if max_model_passes is not None:
             section["max_model_passes"] = max_model_passes
+        if max_seconds_per_photo is not None:
+            section["max_seconds_per_photo"] = max_seconds_per_photo
         section["tta"] = {**asdict(TestTimeAugmentation()), **(section.get("tta") or {})}  # older archives lack it
         if tta is not None:
             section["tta"]["enabled"] = tta
@@ -391,7 +394,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
 
 # The serving settings `--mar` changes (argparse dests).
 MAR_ONLY_OPTIONS = ("input_size", "thresholds_json", "batch_size", "slice_batch_size", "sliced", "slice_size",
-                    "framing", "nms_iou", "tta", "tta_sizes", "tta_thresholds_json", "max_model_passes", "report")
+                    "framing", "nms_iou", "tta", "tta_sizes", "tta_thresholds_json", "max_model_passes",
+                    "max_seconds_per_photo", "report")
 
 
 def main(argv=None) -> int:
@@ -431,6 +435,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-model-passes", type=int, help="with --mar: the most model passes one photo may take "
                                                              "(slices x test-time augmentation passes; 200 suits "
                                                              "2 CPU cores, raise it on a GPU)")
+    parser.add_argument("--max-seconds-per-photo", type=int, help="with --mar: the most seconds one photo's model "
+                                                                  "passes may take (240 suits TorchServe's 300 s "
+                                                                  "responseTimeout; raise both together)")
     parser.add_argument("--report", help="with --mar: train.evaluate's metrics.json of the served settings; its "
                                          "mAP50, count error and grade accuracy travel with the model to the app")
     args = parser.parse_args(argv)
@@ -456,7 +463,8 @@ def main(argv=None) -> int:
                           args.slice_batch_size, args.nms_iou, report,
                           sliced=None if args.sliced is None else args.sliced == "true", slice_size=args.slice_size,
                           framing=args.framing, tta=None if args.tta is None else args.tta == "true",
-                          tta_sizes=tta_sizes, tta_thresholds=tta_thresholds, max_model_passes=args.max_model_passes)
+                          tta_sizes=tta_sizes, tta_thresholds=tta_thresholds, max_model_passes=args.max_model_passes,
+                          max_seconds_per_photo=args.max_seconds_per_photo)
         else:
             archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
     except (ArchiveError, EvaluationError) as error:

@@ -66,6 +66,7 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
                 raise
             code = error_code(error)
             print(f"  {path.name}: skipped: {error}", file=sys.stderr)
+            print_progress(number, len(images))
             yield image_id, {"file_name": path.name, "error": str(error), "code": code}, []
             continue
         response["file_name"] = path.name
@@ -75,9 +76,14 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
 
             annotated_dir.mkdir(parents=True, exist_ok=True)
             annotate_image(photo, response).save(annotated_dir / drawing_names[path])
-        if number % 20 == 0 or number == len(images):
-            print(f"  {number}/{len(images)} photos", flush=True)
+        print_progress(number, len(images))
         yield image_id, response, to_coco_results(response, image_id, ids)
+
+
+def print_progress(number: int, total: int):
+    """Every 20th photo and the last, answered or skipped."""
+    if number % 20 == 0 or number == total:
+        print(f"  {number}/{total} photos", flush=True)
 
 
 def error_code(error: Exception) -> str:

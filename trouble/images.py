@@ -125,6 +125,11 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
     if image_format not in ACCEPTED_FORMATS:
         raise BadInput("unsupported_format",
                          f"{image_format} images are not accepted: send {ACCEPTED}.", 415)
+    # As a GIF is refused: its first frame alone would be analysed without a word. (A camera's MPO
+    # JPEG and a HEIC hold more than one image too, the photo first: those are photos.)
+    if image_format in ("PNG", "WEBP") and getattr(image, "is_animated", False):
+        raise BadInput("unsupported_format", f"This is an animated {image_format} ({image.n_frames} frames), not "
+                                             f"a photo: send one frame as {ACCEPTED}.", 415)
     width, height = image.size
     if width < MIN_SIDE or height < MIN_SIDE:
         raise BadInput("too_small", f"The image is {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} "

@@ -46,6 +46,7 @@ class MMDetSliceModel(DetectionModel):
         # perform_inference the image alone.
         self.passes = [(None, False)]
         self.fuse_iou = 0.55
+        self.clock: PassClock | None = None  # the photo's time limit, likewise set per request
         super().__init__(model=detector, device=device, confidence_threshold=confidence_threshold,
                          category_mapping={str(i): name for i, name in enumerate(self._class_names)},
                          load_at_init=True)
@@ -77,7 +78,11 @@ class MMDetSliceModel(DetectionModel):
 
     def _forward(self, images):
         """RGB arrays → list of (boxes Nx4, scores N, labels N) numpy arrays, one per image."""
-        per_pass = [self.forward_pass(images, size, mirrored) for size, mirrored in self.passes]
+        per_pass = []
+        for size, mirrored in self.passes:
+            per_pass.append(self.forward_pass(images, size, mirrored))
+            if self.clock is not None:
+                self.clock.count(len(images))
         outputs = []
         for index in range(len(images)):
             results = [pass_results[index] for pass_results in per_pass]
@@ -132,6 +137,28 @@ class MMDetSliceModel(DetectionModel):
                     score=float(score), shift_amount=list(shift), full_shape=shape))
             per_image.append(predictions)
         self._object_prediction_list_per_image = per_image
+
+
+class PassClock:
+    """Refuses a photo whose model passes would take longer than the limit: after each pass the time
+    of all of them is projected from those done, so a photo that would run for minutes is refused
+    after its first few passes, not killed by TorchServe's timeout at the end."""
+
+    def __init__(self, passes: int, limit_s: float):
+        self.passes, self.limit_s = passes, limit_s
+        self.done, self.started = 0, time.perf_counter()
+
+    def count(self, passes: int):
+        self.done += passes
+        elapsed = time.perf_counter() - self.started
+        projected = elapsed / self.done * self.passes
+        # The first pass alone also builds the resize pipeline: projected from it only when it ran over.
+        if self.done < self.passes and projected > self.limit_s and (self.done >= 2 or elapsed > self.limit_s):
+            raise BadInput("too_much_work",
+                           f"This photo would take about {projected:.0f} s ({self.passes} model passes, "
+                           f"{elapsed / self.done:.1f} s each on this server); it allows {self.limit_s:.0f} s "
+                           f"per photo. Use a larger slice size, or turn sliced inference or test-time "
+                           f"augmentation off.")
 
 
 RESIZE_TYPES = ("Resize", "mmdet.Resize")
@@ -337,8 +364,12 @@ class TroubleDetector:
         x1, y1, x2, y2 = crop or (0, 0, image.rgb.shape[1], image.rgb.shape[0])
         passes = self.settings.tta.passes() if tta else [(None, False)]
         slices = self._slice_count(y2 - y1, x2 - x1, slicing)
-        self._refuse_too_many_passes(slices, slicing, passes)
-        predictions = self._run_model(image.rgb[y1:y2, x1:x2], slicing, slices, passes, min(thresholds.values()))
+        model_passes = self._refuse_too_many_passes(slices, slicing, passes)
+        self.sahi_model.clock = PassClock(model_passes, self.settings.max_seconds_per_photo)
+        try:
+            predictions = self._run_model(image.rgb[y1:y2, x1:x2], slicing, slices, passes, min(thresholds.values()))
+        finally:
+            self.sahi_model.clock = None
         inferred_at = time.perf_counter()
         response = self._response(image, predictions, thresholds, slicing, slices, framing, crop, passes)
         done = time.perf_counter()
@@ -355,7 +386,8 @@ class TroubleDetector:
         return len(get_slice_bboxes(height, width, slice_height=slicing.slice_size, slice_width=slicing.slice_size,
                                     overlap_height_ratio=slicing.overlap, overlap_width_ratio=slicing.overlap))
 
-    def _refuse_too_many_passes(self, slices: int, slicing: SlicingSettings, passes: list):
+    def _refuse_too_many_passes(self, slices: int, slicing: SlicingSettings, passes: list) -> int:
+        """The photo's model passes, or BadInput when they are more than the archive allows."""
         images = slices + int(slicing.full_image_pass) if slices else 1
         limit = self.settings.max_model_passes
         if images * len(passes) > limit:
@@ -366,6 +398,7 @@ class TroubleDetector:
                            f"This photo would take {images * len(passes)} model passes ({what}{tta}); this server "
                            f"allows {limit} per photo. Use a larger slice size, or turn sliced inference or "
                            f"test-time augmentation off.")
+        return images * len(passes)
 
     def _run_model(self, rgb: np.ndarray, slicing: SlicingSettings, slices: int, passes: list, confidence: float):
         """→ SAHI predictions. slices: how many slices SAHI cuts rgb into (_slice_count), 0 to run it

@@ -102,13 +102,13 @@ def caption_for(response: dict) -> str:
     """What the drawing must not lose once it is saved and shared on its own: the grade, the
     thresholds, slicing or test-time augmentation where they were on, and that it is no diagnosis."""
     severity = response.get("severity") or {}
-    thresholds = thresholds_list((response.get("settings") or {}).get("score_thresholds", {}))
+    settings = response.get("settings") or {}
+    thresholds = thresholds_list(settings.get("score_thresholds", {}))
     parts = []
     if severity:
         parts.append(f"Severity grade {severity['grade']} ({severity['name']}): {lesions(severity['lesion_count'])}.")
     if thresholds:
         parts.append(f"Score thresholds: {thresholds}.")
-    settings = response.get("settings") or {}
     if settings.get("slices"):  # the count depends on it: a drawing must say it was not the whole photo's
         parts.append(f"Sliced: {settings['slices']} slices of {settings.get('slice_size')} px.")
     if (settings.get("passes") or 1) > 1:

@@ -71,7 +71,8 @@ class TorchServeClient:
 
     def ping(self) -> str:
         """"up" (GET /ping says Healthy; its model may still be loading), "refuses the token"
-        (TorchServe's token authorisation wants /ping's key too), "unhealthy" or "unreachable"."""
+        (TorchServe's token authorisation wants /ping's key too), "no ping" (a server without
+        /ping: TorchServe's management address, say), "unhealthy" or "unreachable"."""
         try:
             reply = requests.get(f"{self.url}/ping", headers=self.headers, timeout=3)
         except requests.RequestException:
@@ -82,6 +83,8 @@ class TorchServeClient:
             return "unhealthy"
         if refuses_the_key(reply.status_code, body):
             return "refuses the token"
+        if reply.status_code == 404:
+            return "no ping"
         healthy = reply.status_code == 200 and isinstance(body, dict) and body.get("status") == "Healthy"
         return "up" if healthy else "unhealthy"
 

@@ -103,6 +103,12 @@ class ModelSettings:
     # bench/results/inference_speed.json), within TorchServe's 300 s; a 12 MP photo in 640 px
     # slices with test-time augmentation takes 196. Raise it on a GPU.
     max_model_passes: int = 200
+    # Seconds one photo's model passes may take. The core projects the time of all of a photo's
+    # passes from those done so far and refuses the photo once that goes over (or the time itself
+    # does): past TorchServe's responseTimeout (300 s) the worker would be killed and restarted, and
+    # the client told only "Worker died." (a 12 MP photo, sliced with test-time augmentation, 196
+    # passes, on a busy 2-core machine: 1.6 s a pass). Raise it with responseTimeout.
+    max_seconds_per_photo: int = 240
     # The side each image (or slice) is resized to for the model; None keeps the config's test
     # Resize. Upscaling makes small lesions bigger for the model (docs/FIGURES.md).
     input_size: int | None = None
@@ -159,7 +165,7 @@ class ModelSettings:
             check_framing(self.framing)
             check_score_thresholds(self.score_thresholds, "score_thresholds", self.classes)
             check_score_thresholds(self.tta.score_thresholds, "tta.score_thresholds", self.classes)
-            for name in ("max_model_passes", "max_side", "max_pixels"):
+            for name in ("max_model_passes", "max_seconds_per_photo", "max_side", "max_pixels"):
                 value = getattr(self, name)
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(f"{name} must be a whole number, 1 or more, got {value!r}")
