@@ -48,6 +48,14 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def ended_by_ctrl_c(returncode: int, stderr: str, message: str) -> bool:
+    """A CLI that caught Ctrl-C said `message`, with no traceback, and exited 130, or died of the SIGINT,
+    which a shell reports as 130 too: a KeyboardInterrupt that passed through Python code a C extension
+    ran (torch's imports) makes Python kill itself with SIGINT at exit even once it was caught. Seen in a
+    fresh clone's CI run, not reproduced elsewhere."""
+    return message in stderr and "Traceback" not in stderr and returncode in (130, -signal.SIGINT)
+
+
 def run_module(args, timeout=600, env=None, check=True):
     """python -m ... from the repo root; returns the CompletedProcess (output captured)."""
     result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
