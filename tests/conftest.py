@@ -50,9 +50,10 @@ def free_port() -> int:
 
 def ended_by_ctrl_c(returncode: int, stderr: str, message: str) -> bool:
     """A CLI that caught Ctrl-C said `message`, with no traceback, and exited 130, or died of the SIGINT,
-    which a shell reports as 130 too: a KeyboardInterrupt that passed through Python code a C extension
-    ran (torch's imports) makes Python kill itself with SIGINT at exit even once it was caught. Seen in a
-    fresh clone's CI run, not reproduced elsewhere."""
+    which a shell reports as 130 too. Seen once, in a fresh clone's CI run (the message printed, then
+    exit -2), not reproduced elsewhere. The likely cause: CPython flags a KeyboardInterrupt that leaves
+    code run through its C API (as during torch's imports) as unhandled, and ends by SIGINT at exit
+    even when Python code caught it afterwards."""
     return message in stderr and "Traceback" not in stderr and returncode in (130, -signal.SIGINT)
 
 
