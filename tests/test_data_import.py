@@ -796,3 +796,15 @@ def test_a_photo_listed_twice_in_a_coco_file_is_one_image_with_both_entries_boxe
     assert "duplicate_name" not in problems
     found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
     assert list(found) == ["face.jpg"] and len(found["face.jpg"]) == 2
+
+
+def test_class_names_that_differ_only_in_case_are_refused_not_made_two_types(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, label in (("a.jpg", "papule"), ("b.jpg", "Papule")):
+        boxes, _ = write_image(src, name, n_lesions=1, seed=len(label))
+        write_voc_xml(src / name.replace(".jpg", ".xml"), name, 320, 320, boxes, [label])
+    with pytest.raises(DataError, match="differ only in case would be separate types: Papule and papule"):
+        import_dataset("voc", src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert import_dataset("voc", src, tmp_path / "one", single_class="acne")["splits"]["train"]["boxes"] == 2

@@ -785,6 +785,13 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     elif classes is None:  # every name met, in every split: the category list is the same everywhere
         classes = sorted(declared_names | {box[4] for records, _ in read.values() for r in records
                                            for box in r["boxes"] if box[4]})
+    spellings = {}
+    for name in classes:
+        spellings.setdefault(name.casefold(), []).append(name)
+    clashing = [" and ".join(names) for names in spellings.values() if len(names) > 1]
+    if clashing and not single_class:  # "Papule" and "papule" as two types: a typo, never two kinds of lesion
+        raise DataError(f"class names that differ only in case would be separate types: {'; '.join(clashing)}. "
+                        f"Spell each alike in the annotations (or map them all to one with --single-class)")
 
     report = {"format": fmt, "src": str(src), "out": None, "categories": classes, "splits": {},
               "options": {"split": split, "single_class": single_class, "grade_from_filename": grade_from_filename,
