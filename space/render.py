@@ -48,8 +48,8 @@ SMALL_FACE_SKIN = 0.15
 
 def severity_markdown(response: dict, skin_fraction: float | None = None, grey_scale: bool = False) -> str:
     """The grade, its scale, and what to make of it: how far the count may be off, and when it says
-    nothing or too little (no skin in the photo; a photo without colour; no lesion left at a threshold
-    raised above the model's)."""
+    nothing or too little (no skin in the photo; a small face not found to crop to; a photo without
+    colour; no lesion left at a threshold raised above the model's)."""
     severity = response["severity"]
     # What makes the grade say nothing comes first, above the grade's heading, not paragraphs below it.
     text = ""

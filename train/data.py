@@ -109,6 +109,10 @@ def image_files(folder):
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+# Folders of the VOC layout itself, beside the images: not subfolders of images left unread.
+VOC_LAYOUT_FOLDERS = ("Annotations", "JPEGImages", "images", "ImageSets", "SegmentationClass", "SegmentationObject")
+
+
 def note_unread_subfolders(folder, src, problems, read_elsewhere=()):
     """VOC and YOLO read the images of one folder per split; images in its subfolders (say one per
     patient) would be left out in silence. Each such subfolder is named with its number of images."""
@@ -284,10 +288,6 @@ def read_voc_split(folder, src):
             records.append(new_record(image_path, source))
     records.sort(key=lambda record: record["source"])
     return records, problems
-
-
-# Folders of the VOC layout itself, beside the images: not subfolders of images left unread.
-VOC_LAYOUT_FOLDERS = ("Annotations", "JPEGImages", "images", "ImageSets", "SegmentationClass", "SegmentationObject")
 
 
 def find_coco_image(file_name, json_path, split):
