@@ -294,10 +294,8 @@ def shown_if_current(answer, status, photo_path, *settings):
             skipped[Outputs._fields.index("status")] = render.DROPPED_NOTE
         return gr.skip(), gr.skip(), *skipped
     outputs = Outputs(*answer[2])
-    if settings_in_effect(*answer[1]) != settings_in_effect(*settings):
-        outputs = outputs._replace(status=render.mark_stale(outputs.status),
-                                   severity=render.mark_stale(outputs.severity))
-    return None, tuple(answer[1]), *outputs
+    status, severity = marked_for_settings(answer[1], outputs.status, outputs.severity, *settings)
+    return None, tuple(answer[1]), *outputs._replace(status=status, severity=severity)
 
 
 def configured_api_url() -> str:

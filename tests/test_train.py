@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -493,10 +496,6 @@ def test_diverging_training_stops_with_a_clear_error(smoke_training, synthetic_d
 
 
 def test_ctrl_c_stops_training_with_a_message_and_no_traceback(synthetic_data, tmp_path):
-    import os
-    import signal
-    import time
-
     process = subprocess.Popen([sys.executable, "-m", "train.train", SMOKE, "--data", str(synthetic_data),
                                 "--work-dir", str(tmp_path / "w"), "--iters", "1000", "--no-eval", "--no-archive"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -746,10 +745,6 @@ def test_an_interrupted_rearchive_leaves_its_own_input_whole(tmp_path):
     process group, as a terminal sends it) while it works leaves the old archive or the new one, whole;
     before, the archiver wrote in place and an interrupt left a truncated zip. The demo archive: its
     20 MB take long enough to be interrupted at several points."""
-    import os
-    import signal
-    import time
-
     mar = tmp_path / "trouble.mar"
     original = (REPO / "model_store" / "trouble.mar").read_bytes()
     command = [sys.executable, "-m", "train.archive", "--mar", str(mar), "--input-size", "480", "--out", str(tmp_path)]
