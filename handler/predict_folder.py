@@ -65,14 +65,16 @@ def write_counts_csv(path: Path, classes: list, responses: list):
     # surrogateescape: a file name that is not UTF-8 (unzipped from a Windows archive) keeps its bytes.
     with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
-        writer.writerow(["file_name", *classes, "total", "grade", "grade_name", "error"])
+        writer.writerow(["file_name", *classes, "total", "grade", "grade_name", "warnings", "error"])
         for response in responses:
             if "error" in response:
-                writer.writerow([response["file_name"], *[""] * len(classes), "", "", "", response["error"]])
+                writer.writerow([response["file_name"], *[""] * len(classes), "", "", "", "", response["error"]])
                 continue
             severity = response["severity"]
+            # The codes of what makes the count say little (no_colour, little_skin, small_face).
+            warnings = "; ".join(warning["code"] for warning in response.get("warnings", []))
             writer.writerow([response["file_name"], *[response["counts"][name] for name in classes],
-                             response["total"], severity["grade"], severity["name"], ""])
+                             response["total"], severity["grade"], severity["name"], warnings, ""])
 
 
 def output_problem(args, paths: list[Path]) -> str | None:

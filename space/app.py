@@ -89,6 +89,7 @@ import render  # noqa: E402
 from backends import (DEFAULT_API_URL, AnalysisError, LocalBackend, ServerBackend,  # noqa: E402
                       ServerUnreachable, download_model, find_model_file)
 from trouble.images import BadInput, decode_image  # noqa: E402
+from trouble.photo_checks import photo_warnings  # noqa: E402
 from trouble.skin import skin_fraction  # noqa: E402
 
 logger = logging.getLogger("trouble.app")
@@ -270,8 +271,9 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     except BadInput as error:  # the server accepted it, so this is unlikely; say so all the same
         raise AnalysisError(str(error)) from None
     annotated = render.draw_detections(Image.fromarray(shown.rgb), response)
-    skin = skin_fraction(shown.rgb)  # None: a photo without colour
-    shown_text = {"severity": render.severity_markdown(response, skin, grey_scale=skin is None),
+    if "warnings" not in response:  # from an archive made before answers carried them: judged here alike
+        response["warnings"] = photo_warnings(skin_fraction(shown.rgb), bool(response["settings"].get("face_crop")))
+    shown_text = {"severity": render.severity_markdown(response),
                   "status": render.status_markdown(response, answered_by, round_trip_ms)}
     json_path, png_path = _save_downloads(response, answered_by, annotated, Path(photo_path).name, shown_text)
     # Sizes, not the file's name: a name may be a patient's.

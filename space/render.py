@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 
 from trouble.severity import GRADE_NAMES, grade_from_count, lesions, scale_text
-from trouble.skin import MIN_SKIN_FRACTION
 # The drawing itself is shared with the batch CLI: trouble/render.py (the app draws through here).
 from trouble.render import DISPLAY_MAX_SIDE, draw_detections, palette_for, thresholds_list  # noqa: F401
 
@@ -41,33 +40,18 @@ def counts_rows(response: dict) -> list:
     return rows
 
 
-# Below this share of skin, with no face crop made, the face is likely small in the photo: none of
-# ACNE04's 283 valid close-ups is under it (99 in 100 are over 36% skin; the lowest, 19%).
-SMALL_FACE_SKIN = 0.15
-
-
-def severity_markdown(response: dict, skin_fraction: float | None = None, grey_scale: bool = False) -> str:
+def severity_markdown(response: dict) -> str:
     """The grade, its scale, and what to make of it: how far the count may be off, and when it says
-    nothing or too little (no skin in the photo; a small face not found to crop to; a photo without
-    colour; no lesion left at a threshold raised above the model's)."""
+    nothing or too little (the answer's warnings: no skin in the photo, a small face not found to
+    crop to, a photo without colour; no lesion left at a threshold raised above the model's)."""
     severity = response["severity"]
     # What makes the grade say nothing comes first, above the grade's heading, not paragraphs below it.
-    text = ""
-    if grey_scale:  # measured: docs/FIGURES.md, "Photos without colour"
-        text += ("#### A photo without colour\nThe model learnt from colour photos and finds far fewer lesions "
-                 "without colour: this count is likely too low.\n\n")
-    if skin_fraction is not None and skin_fraction < MIN_SKIN_FRACTION:
-        text += (f"#### Little of this photo looks like skin ({skin_fraction:.0%})\nIf there is no face in it, "
-                 f"this count and grade say nothing.\n\n")
-    elif skin_fraction is not None and skin_fraction < SMALL_FACE_SKIN and not response["settings"].get("face_crop"):
-        text += (f"#### The face looks small in this photo ({skin_fraction:.0%} of it is skin), and no face was "
-                 f"found to crop to\nThe model learnt from close-ups: in a wide photo it sees the lesions too small, "
-                 f"and this count is likely too low. Crop the photo to the face, or take a closer one.\n\n")
+    text = "".join(f"#### {warning['title']}\n{warning['detail']}\n\n" for warning in response["warnings"])
     if severity["lesion_count"] == 0 and _threshold_raised(response):
         text += ("#### No lesion was found at a threshold above the model's own\nLower it, or untick "
                  "\"One score threshold\" to use the model's.\n\n")
     text += (f"### Severity: grade {severity['grade']} ({severity['name']})\n"
-             f"{lesions(severity['lesion_count'])} found{count_range_text(response, grey_scale)}. "
+             f"{lesions(severity['lesion_count'])} found{count_range_text(response)}. "
              f"Scale: {scale_text()}: "
              f"Hayashi's lesion counts, applied here to every lesion the model sees in this photo (Hayashi "
              f"counts inflammatory lesions on half the face).\n\n"
@@ -75,7 +59,7 @@ def severity_markdown(response: dict, skin_fraction: float | None = None, grey_s
     return text + validation_text(response)
 
 
-def count_range_text(response: dict, grey_scale: bool = False) -> str:
+def count_range_text(response: dict) -> str:
     """How far this count may be off, only for an answer made with the settings the figures were
     measured at, on a colour photo (the figures are of colour photos). From the validation photos on
     which the model's count fell in the same grade (the error grows with the count): "; on the 49
@@ -84,6 +68,7 @@ def count_range_text(response: dict, grey_scale: bool = False) -> str:
     10 moderate, 25 severe, 14 very severe". From the average error of all of them where the archive
     has no figures by grade (archived before them)."""
     validation = response["model"].get("validation") or {}
+    grey_scale = any(warning["code"] == "no_colour" for warning in response["warnings"])
     if not validation or grey_scale or not _validated_settings(response):
         return ""
     count = response["severity"]["lesion_count"]

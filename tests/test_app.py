@@ -24,6 +24,7 @@ sys.path.insert(0, str(SPACE))
 
 import render  # noqa: E402  (space/render.py)
 from trouble import render as drawing  # noqa: E402  (the drawing itself, shared with the batch CLI)
+from trouble.photo_checks import photo_warnings  # noqa: E402
 
 PHOTO = REPO / "tests/fixtures/acne04/levle1_106_jpg.rf.f3705976fe65284ed9c00222facdb23e.jpg"
 # The smoke model's scores are low: a low threshold gives it boxes to count.
@@ -294,7 +295,7 @@ def fake_response(classes=("comedone", "papule"), width=400, height=300, detecti
                       "score_thresholds": {name: 0.3 for name in classes}},
             "image": {"width": width, "height": height, "working_width": width, "working_height": height},
             "detections": list(detections), "counts": counts, "total": len(detections),
-            "severity": describe_grade(len(detections)),
+            "severity": describe_grade(len(detections)), "warnings": [],
             "settings": {"score_thresholds": {name: 0.3 for name in classes}, "sliced": False, "slice_size": 640},
             "timings_ms": {"decode": 1.0, "inference": 20.0, "postprocess": 1.0, "total": 22.0}}
 
@@ -422,7 +423,7 @@ def test_legend_counts_table_and_severity_text():
             in render.severity_markdown(graded))
     # A photo without colour: the figures are of colour photos, and the count is likely too low.
     by_grade[1] = {"images": 12, "mae": 3.3, "marked_minus_found": [-2, 6], "labels": [1, 9, 2, 0]}
-    assert "is typical" not in render.severity_markdown(graded, grey_scale=True)
+    assert "is typical" not in render.severity_markdown({**graded, "warnings": photo_warnings(None, False)})
     # Figures without a count error or grade accuracy still make a sentence.
     only_map = {**response, "model": {**response["model"], "validation": {"data": "x/valid/_annotations.coco.json",
                                                                           "images": 9, "mAP50": 0.8}}}
@@ -432,18 +433,11 @@ def test_legend_counts_table_and_severity_text():
     assert "model's own settings" not in render.severity_markdown(response)
     response["model"]["validation"]["thresholds_chosen_on_these_photos"] = True
     assert "chosen on those same photos, so these figures flatter it" in render.severity_markdown(response)
-    # Hardly any skin in the photo (a test pattern from a webcam): the grade says nothing, and the page says so.
-    assert render.severity_markdown(response, skin_fraction=0.01).startswith(
-        "#### Little of this photo looks like skin (1%)")  # first: the grade below it says nothing then
-    assert "Little of this photo" not in render.severity_markdown(response, skin_fraction=0.4)
-    # Some skin, and no face found to crop to: a small face the framing missed, and a count likely too low.
-    not_cropped = {**response, "settings": {**response["settings"], "face_crop": None}}
-    assert render.severity_markdown(not_cropped, skin_fraction=0.08).startswith(
-        "#### The face looks small in this photo (8% of it is skin), and no face was found to crop to")
-    assert "The face looks small" not in render.severity_markdown(not_cropped, skin_fraction=0.4)
-    assert "The face looks small" not in render.severity_markdown(response, skin_fraction=0.08)  # cropped to it
-    assert render.severity_markdown(response, grey_scale=True).startswith("#### A photo without colour")
-    assert "without colour" not in render.severity_markdown(response, skin_fraction=0.4)
+    # What makes the count say little comes first, above the grade's heading: the grade below says nothing then.
+    little_skin = {**response, "warnings": photo_warnings(0.01, face_cropped=False)}
+    assert render.severity_markdown(little_skin).startswith(
+        "#### Little of this photo looks like skin (1%)\nIf there is no face in it, this count and grade say nothing.")
+    assert "Little of this photo" not in render.severity_markdown(response)
     assert "one type" not in render.legend_html(response)
     assert "this model has one type, acne" in render.legend_html(fake_response(classes=("acne",)))
     # Figures measured at the model's settings are qualified when the answer used others.
@@ -626,6 +620,9 @@ def test_no_lesion_at_a_raised_threshold_is_explained_and_the_drawing_keeps_its_
     run_otherwise = {**response, "settings": {**response["settings"], "slices": 48, "slice_size": 640, "passes": 4}}
     assert ("Score thresholds: comedone 0.30, papule 0.30. Sliced: 48 slices of 640 px. Test-time augmentation: "
             "4 passes. Counted by") in drawing.caption_for(run_otherwise)
+    # So does what makes the count say little (the answer's warnings), right after the grade.
+    assert drawing.caption_for({**response, "warnings": photo_warnings(None, False)}).startswith(
+        "Severity grade 1 (moderate): 7 lesions. A photo without colour: The model learnt from colour photos")
     plain = drawing.draw_detections(Image.new("RGB", (400, 300), (200, 160, 140)), response)
     # The legend row, then the caption wrapped over more rows at 400 px: the strip is taller than one row.
     font_size = max(14, 400 // 45)

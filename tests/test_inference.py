@@ -72,9 +72,31 @@ def test_face_framing_crops_a_small_face_and_keeps_boxes_in_photo_pixels(detecto
     # The model ran on the crop: the crop's own detections, moved to the photo's pixels.
     crop = detector.predict(np.ascontiguousarray(canvas[y1:y2, x1:x2]), score_threshold=0.05, sliced=False)
     np.testing.assert_allclose(boxes - [x1, y1, x1, y1], [d["box"] for d in crop["detections"]], atol=0.5)
-    assert detector.predict(canvas, sliced=False, framing="none")["settings"]["face_crop"] is None
+    not_framed = detector.predict(canvas, sliced=False, framing="none")
+    assert not_framed["settings"]["face_crop"] is None
     close_up = detector.predict(photo, sliced=False, framing="face")
     assert close_up["settings"]["framing"] == "face" and close_up["settings"]["face_crop"] is None
+    # Every answer says when the face is small in what the model saw: the count is likely too low then.
+    assert [w["code"] for w in not_framed["warnings"]] == ["small_face"]
+    assert not_framed["image"]["skin_fraction"] < 0.15 < close_up["image"]["skin_fraction"]
+    assert framed["warnings"] == [] and close_up["warnings"] == []
+
+
+def test_photo_warnings_name_what_makes_a_count_say_little():
+    """No colour to judge by, hardly any skin, or a small face the model was not run on a crop of;
+    nothing for a close-up. The app, the API and the batch CLI all show these."""
+    from trouble.photo_checks import photo_warnings
+
+    def codes(skin, cropped=False):
+        return [warning["code"] for warning in photo_warnings(skin, cropped)]
+
+    assert codes(None) == ["no_colour"] and codes(None, cropped=True) == ["no_colour"]
+    assert codes(0.04) == ["little_skin"] and codes(0.04, cropped=True) == ["little_skin"]
+    assert codes(0.05) == ["small_face"] and codes(0.149) == ["small_face"] and codes(0.1, cropped=True) == []
+    assert codes(0.15) == [] and codes(0.9) == []
+    small = photo_warnings(0.08, False)[0]
+    assert small["title"].startswith("The face looks small in this photo (8% of it is skin)")
+    assert "likely too low" in small["detail"]
 
 
 def test_boxes_are_in_original_pixels_when_the_photo_is_downscaled(detector, large_photo):

@@ -143,6 +143,9 @@ def test_image_modes_and_exif(torchserve, detector):
         assert reply.status_code == 200, (name, reply.text)
         size = (reply.json()["image"]["width"], reply.json()["image"]["height"])
         assert size == ((200, 300) if name.endswith("rotated") else (300, 200)), name
+        # The API answer says what the app says: a photo without colour gets a count likely too low.
+        no_colour = [w for w in reply.json()["warnings"] if w["code"] == "no_colour"]
+        assert bool(no_colour) == (name in ("grayscale", "16-bit")), (name, reply.json()["warnings"])
 
 
 def webp_bytes(image: Image.Image) -> bytes:
@@ -249,7 +252,8 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
     photos.mkdir()
     for photo in ACNE04_PHOTOS[:2]:
         shutil.copy(photo, photos / photo.name)
-    Image.open(ACNE04_PHOTOS[2]).save(photos / "IMG_0003.HEIC", "HEIF", quality=95)
+    # Grey-scale: its row warns that the count is likely too low (no colour).
+    Image.open(ACNE04_PHOTOS[2]).convert("L").convert("RGB").save(photos / "IMG_0003.HEIC", "HEIF", quality=95)
     (photos / "0_broken.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes()[:3000])
     (photos / "notes.txt").write_text("not a photo")
     (photos / "patient_b").mkdir()  # a subfolder's photos are named, not analysed
@@ -289,6 +293,8 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
             counts = [int(server_row[name]) for name in ("comedone", "papule", "pustule")]
             assert sum(counts) == int(server_row["total"]) > 0
             assert server_row["grade_name"] in ("mild", "moderate", "severe", "very severe")
+    assert {row["file_name"]: row["warnings"] for row in rows["server"] if row["warnings"]} == {
+        "IMG_0003.HEIC": "no_colour"}
 
 
 def test_no_two_photos_get_one_drawing_name():

@@ -30,8 +30,10 @@ from sahi.slicing import get_slice_bboxes
 from trouble.framing import face_crop
 from trouble.fusion import fuse_passes
 from trouble.images import BadInput, DecodedImage, decode_image
+from trouble.photo_checks import photo_warnings
 from trouble.settings import MODEL_CONFIG_FILE, ModelSettings, SlicingSettings, check_framing
 from trouble.severity import describe_grade
+from trouble.skin import skin_fraction
 
 
 class MMDetSliceModel(DetectionModel):
@@ -438,17 +440,21 @@ class TroubleDetector:
             detections.append({"type": name, "score": round(float(prediction.score.value), 4),
                                "box": [round(v, 1) for v in box]})
         detections.sort(key=lambda d: (-d["score"], d["box"]))  # deterministic order for equal scores
+        skin = skin_fraction(image.rgb)
         counts = {name: 0 for name in self.classes}
         for detection in detections:
             counts[detection["type"]] += 1
         return {
             "model": self.model_info(),
             "image": {"width": image.original_width, "height": image.original_height,
-                      "working_width": int(image.rgb.shape[1]), "working_height": int(image.rgb.shape[0])},
+                      "working_width": int(image.rgb.shape[1]), "working_height": int(image.rgb.shape[0]),
+                      "skin_fraction": None if skin is None else round(skin, 3)},
             "detections": detections,
             "counts": counts,
             "total": len(detections),
             "severity": describe_grade(len(detections)),
+            # What about the photo makes this count say little (no colour, no face, a small one).
+            "warnings": photo_warnings(skin, face_cropped=crop is not None),
             "settings": {"score_thresholds": thresholds, "input_size": self.input_size, "nms_iou": self.nms_iou,
                          "sliced": slicing.enabled, "slice_size": slicing.slice_size, "slices": slices,
                          "overlap": slicing.overlap,

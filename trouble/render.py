@@ -99,14 +99,16 @@ def draw_detections(image: Image.Image, response: dict) -> Image.Image:
 
 
 def caption_for(response: dict) -> str:
-    """What the drawing must not lose once it is saved and shared on its own: the grade, the
-    thresholds, slicing or test-time augmentation where they were on, and that it is no diagnosis."""
+    """What the drawing must not lose once it is saved and shared on its own: the grade, what makes
+    the count say little (the answer's warnings), the thresholds, slicing or test-time augmentation
+    where they were on, and that it is no diagnosis."""
     severity = response.get("severity") or {}
     settings = response.get("settings") or {}
     thresholds = thresholds_list(settings.get("score_thresholds", {}))
     parts = []
     if severity:
         parts.append(f"Severity grade {severity['grade']} ({severity['name']}): {lesions(severity['lesion_count'])}.")
+    parts += [f"{warning['title']}: {warning['detail']}" for warning in response.get("warnings", [])]
     if thresholds:
         parts.append(f"Score thresholds: {thresholds}.")
     if settings.get("slices"):  # the count depends on it: a drawing must say it was not the whole photo's
