@@ -82,6 +82,8 @@ class TroubleHandler(BaseHandler):
     def postprocess(self, data):
         responses = []
         for index, item in enumerate(data):
+            # The body is JSON (TorchServe serialises the dict); say so, as clients look at the header.
+            self.context.set_response_content_type(index, "application/json")
             if isinstance(item, BadInput):
                 self.context.set_response_status(code=item.http_status, phrase=item.code, idx=index)
                 responses.append({"error": str(item), "code": item.code})

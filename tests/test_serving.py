@@ -77,6 +77,7 @@ def test_real_photo_schema_and_parity(torchserve, detector, photo):
     data = photo.read_bytes()
     reply = post(torchserve, data, {"X-Trouble-Threshold": LOW})
     assert reply.status_code == 200, reply.text
+    assert reply.headers["Content-Type"].startswith("application/json")  # it had none
     body = reply.json()
     check_schema(body, 640, 640, detector.classes)
     assert body["total"] > 0, "the smoke model should find something at a 0.05 threshold"
@@ -203,6 +204,7 @@ def test_bad_input_gets_a_clear_4xx_and_the_worker_stays_up(torchserve, case):
     before = worker_state(torchserve)
     reply = post(torchserve, ACNE04_PHOTOS[0].read_bytes() if body is None else body, headers)
     assert reply.status_code == status, reply.text
+    assert reply.headers["Content-Type"].startswith("application/json")
     error = reply.json()
     assert error["code"] == code
     assert len(error["error"]) > 20 and "Traceback" not in error["error"]

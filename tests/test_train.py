@@ -3,6 +3,7 @@ and the project's own mmdet parts (EfficientNet-Lite backbone, float32 focal los
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -575,9 +576,23 @@ def test_archive_a_staged_model_folder(smoke_mar, tmp_path):
     with zipfile.ZipFile(smoke_mar) as mar:
         for name in ("model.pth", "config.py", "model-config.yaml"):
             mar.extract(name, staged)
-    run_module(["train.archive", "--model-dir", str(staged), "--out", str(tmp_path / "store")])
-    assert TroubleDetector.from_path(tmp_path / "store" / "trouble.mar", device="cpu").classes == [
-        "comedone", "papule", "pustule"]
+    run_module(["train.archive", "--model-dir", str(staged), "--out", str(tmp_path / "store"), "--version", "2.1"])
+    detector = TroubleDetector.from_path(tmp_path / "store" / "trouble.mar", device="cpu")
+    assert detector.classes == ["comedone", "papule", "pustule"]
+    # Every answer names the archive: its version, when it was made, and its weights' hash.
+    model = detector.predict(np.zeros((64, 64, 3), np.uint8))["model"]
+    assert model["version"] == "2.1" and model["archived"].startswith(time.strftime("%Y-", time.gmtime()))
+    assert model["weights_sha256"] == hashlib.sha256((staged / "model.pth").read_bytes()).hexdigest()[:16]
+    with zipfile.ZipFile(tmp_path / "store" / "trouble.mar") as mar:
+        assert json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]["modelVersion"] == "2.1"
+    result = run_module(["train.archive", "--model-dir", str(staged), "--out", str(tmp_path / "store"), "--version",
+                         "2.1/../x"], check=False)
+    assert result.returncode == 2 and "--version must be" in result.stderr and "Traceback" not in result.stderr
+    settings = (staged / "model-config.yaml").read_text()
+    (staged / "model-config.yaml").write_text(settings.replace("trouble:", "troubles:"))  # edited by hand, badly
+    result = run_module(["train.archive", "--model-dir", str(staged), "--out", str(tmp_path / "store")], check=False)
+    assert result.returncode == 2 and "has no trouble.classes" in result.stderr and "Traceback" not in result.stderr
+    (staged / "model-config.yaml").write_text(settings)
     (staged / "config.py").unlink()
     result = run_module(["train.archive", "--model-dir", str(staged), "--out", str(tmp_path / "store")], check=False)
     assert result.returncode == 2 and "lacks config.py" in result.stderr and "Traceback" not in result.stderr

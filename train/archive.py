@@ -21,14 +21,17 @@ per-type score thresholds and SAHI settings, the `trouble` package, and the hand
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -240,8 +243,30 @@ def stage_model_dir(work_dir: Path, out_dir: Path, with_evaluation: bool = True,
 STAGED_FILES = ("model.pth", "config.py", "model-config.yaml")  # what build_mar packs besides the code
 
 
-def build_mar(model_dir: Path, export_dir: Path, version: str = "1.0") -> Path:
+def stamped_config(model_dir: Path, out: Path, version: str | None) -> str:
+    """Write model_dir's model-config.yaml to `out` with what tells this archive apart from another
+    of the same version (answers carry both): when it was made, and its weights' hash. version: the
+    model's version, or None to keep the one it has (1.0 for a new model). → the version written."""
+    settings = yaml.safe_load((model_dir / "model-config.yaml").read_text())
+    section = settings["trouble"]
+    if version is not None:
+        section["model_version"] = version
+    section["archived"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    section["weights_sha256"] = hashlib.sha256((model_dir / "model.pth").read_bytes()).hexdigest()[:16]
+    out.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return str(section.get("model_version", "1.0"))
+
+
+def check_version(version: str):
+    """TorchServe puts the version in URLs (/models/trouble/<version>): letters, digits, '.', '_', '-'."""
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._-]{0,31}", version):
+        raise ArchiveError(f"--version must be up to 32 letters, digits, '.', '_' or '-', starting with a letter "
+                           f"or digit (e.g. 2.1 or 2026-11-27), got {version!r}")
+
+
+def build_mar(model_dir: Path, export_dir: Path, version: str | None = None) -> Path:
     """torch-model-archiver over a staged model dir plus the `trouble` package and the handler.
+    version: the model's version (answers carry it), or None for the one model-config.yaml has.
 
     The new archive replaces export_dir/trouble.mar only once it is complete: `--mar
     model_store/trouble.mar --out model_store` rewrites its own input, which an interrupted run
@@ -254,6 +279,8 @@ def build_mar(model_dir: Path, export_dir: Path, version: str = "1.0") -> Path:
         extra, built, archiver_tmp = Path(tmp) / "extra", Path(tmp) / "built", Path(tmp) / "archiver"
         shutil.copytree(REPO / "trouble", extra / "trouble", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copy2(model_dir / "config.py", extra / "config.py")
+        config_yaml = Path(tmp) / "model-config.yaml"
+        version = stamped_config(model_dir, config_yaml, version)
         built.mkdir()
         archiver_tmp.mkdir()
         command = [
@@ -262,7 +289,7 @@ def build_mar(model_dir: Path, export_dir: Path, version: str = "1.0") -> Path:
             "--serialized-file", str(model_dir / "model.pth"),
             "--handler", str(HANDLER),
             "--extra-files", str(extra),  # a folder's contents land at the archive's root
-            "--config-file", str(model_dir / "model-config.yaml"),
+            "--config-file", str(config_yaml),
             "--export-path", str(built), "--force",
         ]
         # The archiver stages in $TMPDIR/<model name>, deleting it first: two archive runs at once
@@ -280,18 +307,22 @@ def build_mar(model_dir: Path, export_dir: Path, version: str = "1.0") -> Path:
     return mar
 
 
-def archive_work_dir(work_dir: Path, export_dir: Path, half: bool = False) -> Path:
+def archive_work_dir(work_dir: Path, export_dir: Path, half: bool = False, version: str | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="trouble-stage-") as tmp:
         model_dir = stage_model_dir(Path(work_dir), Path(tmp), half=half)
-        return build_mar(model_dir, Path(export_dir))
+        return build_mar(model_dir, Path(export_dir), version)
 
 
-def archive_model_dir(model_dir: Path, export_dir: Path) -> Path:
+def archive_model_dir(model_dir: Path, export_dir: Path, version: str | None = None) -> Path:
     missing = [name for name in STAGED_FILES if not (model_dir / name).is_file()]
     if missing:
         raise ArchiveError(f"{model_dir} lacks {', '.join(missing)}: a staged model folder holds "
                            f"{', '.join(STAGED_FILES)}")
-    return build_mar(model_dir, export_dir)
+    try:  # edited by hand, perhaps: checked as serving will read it, not found out when TorchServe loads it
+        ModelSettings.from_yaml(model_dir / "model-config.yaml").validate()
+    except ValueError as error:
+        raise ArchiveError(str(error)) from None
+    return build_mar(model_dir, export_dir, version)
 
 
 def settings_of_the_figures(section: dict) -> dict:
@@ -313,7 +344,7 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   report: dict | None = None, sliced: bool | None = None, slice_size: int | None = None,
                   framing: str | None = None, tta: bool | None = None, tta_sizes: list | None = None,
                   tta_thresholds: dict | None = None, max_model_passes: int | None = None,
-                  max_seconds_per_photo: int | None = None) -> Path:
+                  max_seconds_per_photo: int | None = None, version: str | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
 
     batch_size is TorchServe's batchSize: how many requests one handler call receives;
@@ -389,7 +420,7 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                       f"{' and '.join(changed)}. Evaluate at the new settings and pass --report to carry them.",
                       flush=True)
         config_yaml.write_text(yaml.safe_dump(settings, sort_keys=False))
-        return build_mar(model_dir, export_dir, version=str(section.get("model_version", "1.0")))
+        return build_mar(model_dir, export_dir, version)
 
 
 # The serving settings `--mar` changes (argparse dests).
@@ -409,6 +440,9 @@ def main(argv=None) -> int:
     source.add_argument("--model-dir", help="a staged model folder (model.pth, config.py, model-config.yaml), "
                                             "e.g. one unpacked from a .mar and edited")
     parser.add_argument("--out", default="model_store", help="folder for trouble.mar")
+    parser.add_argument("--version", help="the model's version, which every answer carries (default: the .mar's "
+                                          "or the staged folder's own, else 1.0); each archive also records when "
+                                          "it was made and its weights' hash")
     parser.add_argument("--half", action="store_true", help="with --work-dir: store the weights as float16 (half "
                                                             "the size)")
     parser.add_argument("--input-size", type=int, help="with --mar: the side images are resized to for the model")
@@ -449,8 +483,10 @@ def main(argv=None) -> int:
         parser.error(f"{', '.join(mar_only)} work with --mar only: archive first, then archive that .mar again "
                      f"with them")
     try:
+        if args.version is not None:
+            check_version(args.version)
         if args.model_dir:
-            archive_model_dir(Path(args.model_dir), Path(args.out))
+            archive_model_dir(Path(args.model_dir), Path(args.out), args.version)
         elif args.mar:
             thresholds = load_thresholds_json(args.thresholds_json) if args.thresholds_json else None
             report = read_report(Path(args.report)) if args.report else None
@@ -464,9 +500,9 @@ def main(argv=None) -> int:
                           sliced=None if args.sliced is None else args.sliced == "true", slice_size=args.slice_size,
                           framing=args.framing, tta=None if args.tta is None else args.tta == "true",
                           tta_sizes=tta_sizes, tta_thresholds=tta_thresholds, max_model_passes=args.max_model_passes,
-                          max_seconds_per_photo=args.max_seconds_per_photo)
+                          max_seconds_per_photo=args.max_seconds_per_photo, version=args.version)
         else:
-            archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half)
+            archive_work_dir(Path(args.work_dir), Path(args.out), half=args.half, version=args.version)
     except (ArchiveError, EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

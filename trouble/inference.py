@@ -317,6 +317,7 @@ class TroubleDetector:
 
     def model_info(self) -> dict:
         return {"name": self.settings.model_name, "version": str(self.settings.model_version),
+                "archived": self.settings.archived, "weights_sha256": self.settings.weights_sha256,
                 "classes": self.classes, "pretrained": self.settings.pretrained,
                 "score_thresholds": self.thresholds, "tta_score_thresholds": self.tta_thresholds,
                 "validation": self.settings.validation}

@@ -91,6 +91,10 @@ class ModelSettings:
     score_thresholds: dict
     model_name: str = "trouble"
     model_version: str = "1.0"
+    # Written by train.archive: when the archive was made (UTC) and the first 16 hex digits of its
+    # model.pth's SHA-256. Two archives of one version are told apart by them.
+    archived: str | None = None
+    weights_sha256: str | None = None
     config: str = "config.py"
     checkpoint: str = "model.pth"
     pretrained: str = "unknown"
