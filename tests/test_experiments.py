@@ -542,11 +542,23 @@ def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path
     again = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke",
                         "--runs", "background_removal"], timeout=300)
     assert again.stdout.count("done (reused)") == 2
+    # The comparison not rerun stays in the report, marked as kept (it was dropped from it).
+    kept = read_json(out / "comparison.json")
+    assert list(kept["comparisons"]) == ["background_removal", "per_group"] and kept["this_run"] == [
+        "background_removal"]
+    assert kept["comparisons"]["per_group"]["rows"] == per_group
+    assert "## Per-group models" in (out / "comparison.md").read_text()
+    assert "Kept from an earlier run into this folder" in (out / "comparison.md").read_text()
     assert "--seed 0" in (out / "runs" / "tood_x101_background_removal" / "train.log").read_text().splitlines()[0]
     # Other settings (here more iterations) never delete the finished runs: the rows say so.
     other = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke", "--iters", "3",
                         "--runs", "background_removal"], check=False, timeout=300)
     assert other.returncode == 1 and other.stdout.count("holds a finished run with other settings (iters)") == 2
+    assert "tood_x101_background_removal holds a finished run" in other.stderr  # each failed row, with why
+    # The report keeps the finished table, not the failed rerun's, and says the rerun failed.
+    report = read_json(out / "comparison.json")["comparisons"]["background_removal"]
+    assert [row["status"] for row in report["rows"]] == ["done", "done"] and report["settings"]["iterations"] == 2
+    assert "Not replaced: the last rerun failed on without (failed:" in (out / "comparison.md").read_text()
     assert (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").is_file()
     # Nor are runs on other annotations reused (a data set imported again into the same folder).
     valid = read_json(data / "valid" / "annotations.json")
@@ -629,10 +641,21 @@ def test_experiments_refuses_unknown_comparisons_and_missing_data(tmp_path):
     result = run_module(["train.experiments", "--data", str(tmp_path), "--out", str(tmp_path / "a_file")],
                         check=False, timeout=120)
     assert result.returncode == 2 and "is a file: give a folder" in result.stderr
-    for train_args, message in (("--budget-minutes 1", "exclude each other"), ('"--x', "No closing quotation")):
-        result = run_module(["train.experiments", "--data", str(tmp_path), "--smoke", "--train-args", train_args],
+    for train_args, message in (("--budget-minutes 1", "exclude each other"), ('"--x', "No closing quotation"),
+                                ("--data=/elsewhere", "--data is set by the experiment runner itself")):
+        result = run_module(["train.experiments", "--data", str(tmp_path), "--smoke", f"--train-args={train_args}"],
                             check=False, timeout=120)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_per_group_with_a_key_no_image_carries_stops_before_any_training(synthetic_data, tmp_path):
+    """It trained every other row first, then skipped the table and exited 0."""
+    out = tmp_path / "experiments"
+    result = run_module(["train.experiments", "--data", str(synthetic_data), "--out", str(out), "--smoke",
+                         "--runs", "bbox_loss,per_group", "--group-key", "gruop"], check=False, timeout=120)
+    assert result.returncode == 2 and "no image in" in result.stderr and "carries 'gruop'" in result.stderr
+    assert "grade, group" in result.stderr and "choose another --group-key" in result.stderr
+    assert "training" not in result.stdout and not (out / "runs").exists()
 
 
 def test_offline_copy_paste_set_for_the_runner_is_made_once(synthetic_data, tmp_path):

@@ -269,6 +269,18 @@ def _group_value(image: dict, key: str):
     return None if value is None else str(value)
 
 
+def check_group_key(train: dict, path: Path, key: str):
+    """ExperimentError when no train image carries `key`, naming the fields they do carry."""
+    if any(_group_value(im, key) is not None for im in train["images"]):
+        return
+    fields = sorted({name for im in train["images"] for name, value in im.items() if value is not None}
+                    - {"id", "file_name", "width", "height"})
+    hint = ("import the data with --group-from-filename or --group-csv (train.data), or pass "
+            "--group-key grade" if key == "group" else "choose another --group-key")
+    raise ExperimentError(f"no image in {path} carries '{key}' (they carry: {', '.join(fields) or 'nothing more'}): "
+                          f"{hint}")
+
+
 def split_by_group(data_dir: Path, out_dir: Path, key: str = "group") -> dict:
     """Write one data set per image group (train and valid), and return what was written.
 
@@ -284,10 +296,7 @@ def split_by_group(data_dir: Path, out_dir: Path, key: str = "group") -> dict:
         if not path.is_file():
             raise ExperimentError(f"{path} not found: per-group training needs train/ and valid/ splits")
         splits[split] = json.loads(path.read_text())
-    if not any(_group_value(im, key) is not None for im in splits["train"]["images"]):
-        hint = ("import the data with --group-from-filename or --group-csv (train.data), or pass "
-                "--group-key grade" if key == "group" else "choose another --group-key")
-        raise ExperimentError(f"no image in {data_dir / 'train' / 'annotations.json'} carries '{key}': {hint}")
+    check_group_key(splits["train"], data_dir / "train" / "annotations.json", key)
 
     names = sorted({_group_value(im, key) for s in splits.values() for im in s["images"]} - {None})
     slugs = {}
@@ -428,6 +437,7 @@ def _read_results(work_dir: Path) -> dict:
 # --------------------------------------------------------------------------------------------
 
 def run_experiments(args) -> dict:
+    """Train and evaluate the rows of args.runs, write the report → this run's tables."""
     data_dir, out_dir = Path(args.data).resolve(), Path(args.out).resolve()
     for split in ("train", "valid"):
         if not (data_dir / split / "annotations.json").is_file():
@@ -437,6 +447,9 @@ def run_experiments(args) -> dict:
     if args.smoke:
         train_args += ["--workers", "0"]
     iters = args.iters or (SMOKE_ITERS if args.smoke else None)
+    if "per_group" in args.runs:  # before any training: hours of rows, then "skipped", help no one
+        train_path = data_dir / "train" / "annotations.json"
+        check_group_key(json.loads(train_path.read_text()), train_path, args.group_key)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     runs = {}  # (config, data) -> record: each distinct training happens once
@@ -496,11 +509,45 @@ def run_experiments(args) -> dict:
                                  data=row.data) for row in rows]
         tables[comparison] = {"title": title, "rows": table_rows, "notes": notes}
 
-    result = {"data": str(data_dir), "smoke": args.smoke, "iterations": iters, "train_args": train_args,
-              "backbone": args.backbone, "comparisons": tables}
+    settings = {"data": str(data_dir), "smoke": args.smoke, "iterations": iters, "train_args": train_args,
+                "backbone": args.backbone}
+    for table in tables.values():
+        table["settings"] = settings
+    result = {**settings, "comparisons": merged_with_earlier(out_dir / "comparison.json", tables),
+              "this_run": list(tables)}
     (out_dir / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "comparison.md").write_text(markdown_report(result))
-    return result
+    return tables
+
+
+SETTINGS_KEYS = ("data", "smoke", "iterations", "train_args", "backbone")
+
+
+def merged_with_earlier(report: Path, tables: dict) -> dict:
+    """This run's tables, with the earlier report's other comparisons kept: rerunning one comparison
+    into the same --out dropped every other table from the report. An earlier table is also kept
+    in place of this run's where one of this run's rows failed (a smoke run beside a GPU run's
+    results, a training that crashed): the failure is noted under it, and printed."""
+    try:
+        earlier = json.loads(report.read_text())
+        earlier_tables = earlier["comparisons"]
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not a report: nothing to keep
+        return tables
+    merged = {}
+    for name in COMPARISONS:
+        new, old = tables.get(name), earlier_tables.get(name)
+        if old is not None:  # a report written before tables carried their settings: the run's were theirs
+            old.setdefault("settings", {key: earlier.get(key) for key in SETTINGS_KEYS})
+        failed = [row for row in (new or {}).get("rows", []) if row["status"] == "failed"]
+        if new is not None and (old is None or not failed):
+            merged[name] = new
+        elif old is not None:
+            if failed:
+                old["notes"] = [note for note in old["notes"] if not note.startswith("Not replaced: ")] + [
+                    "Not replaced: the last rerun failed on "
+                    + "; ".join(f"{row['row']} ({row['run']})" for row in failed)]
+            merged[name] = old
+    return merged
 
 
 def per_group_table(title: str, notes: list, train_row, data_dir: Path, out_dir: Path, args, iters) -> dict:
@@ -574,8 +621,23 @@ def _fmt(value) -> str:
 
 def markdown_report(result: dict) -> str:
     lines = ["# The original study's comparisons, rerun", "",
-             f"Data: `{result['data']}`. mAP50 (COCO, IoU 0.5) and mean F1 (at the model's score "
-             f"thresholds, 0.3 unless set) on the valid split; the study's mAP50 beside them for reference.", ""]
+             "mAP50 (COCO, IoU 0.5) and mean F1 (at the model's score thresholds, 0.3 unless set) on the valid "
+             "split; the study's mAP50 beside them for reference.", ""]
+    lines += settings_lines(result)
+    for name, table in result["comparisons"].items():
+        lines += [f"## {table['title']} (`{name}`)", ""]
+        if name not in result.get("this_run", [name]):
+            lines += ["*Kept from an earlier run into this folder (not rerun this time).*", ""]
+        if table["settings"] != {key: result[key] for key in SETTINGS_KEYS}:
+            lines += ["These figures were made with other settings than the header's:", ""]
+            lines += settings_lines(table["settings"])
+        lines += table_lines(name, table)
+    return "\n".join(lines)
+
+
+def settings_lines(result: dict) -> list:
+    """What a table's figures were made with: the data, a smoke run, the backbone, train.train's options."""
+    lines = [f"Data: `{result['data']}`.", ""]
     if result["smoke"]:
         lines += [f"**SMOKE RUN: toy-sized models with random weights, {result['iterations']} training "
                   f"iteration(s) on a CPU. These numbers mean nothing; they only show that every row builds, "
@@ -589,26 +651,23 @@ def markdown_report(result: dict) -> str:
                   f"with each other, not with the study's column.", ""]
     if result["train_args"]:
         lines += [f"train.train options: `{shlex.join(result['train_args'])}`", ""]
-    for name, table in result["comparisons"].items():
-        lines += [f"## {table['title']} (`{name}`)", ""]
-        if table.get("skipped"):
-            lines += [f"Not run: {table['skipped']}", ""]
-            continue
-        per_group = name == "per_group"
-        header = (["row"] + (["valid images"] if per_group else [])
-                  + ["mAP50", "mean F1", "study mAP50", "run", "config"])
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for row in table["rows"]:
-            cells = [row["row"]] + ([str(row.get("valid_images", ""))] if per_group else []) + [
-                _fmt(row["mAP50"]), _fmt(row["mean_f1"]),
-                _fmt(row["study_mAP50"]) if row["study_mAP50"] is not None else "—",
-                row["run"].replace("|", "/"),
-                f"`{row['config']}`" + ("" if row["data"] == "original" else f" on {row['data']}")]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-        lines += [f"- {note}" for note in table["notes"]]
-        lines.append("")
-    return "\n".join(lines)
+    return lines
+
+
+def table_lines(name: str, table: dict) -> list:
+    if table.get("skipped"):
+        return [f"Not run: {table['skipped']}", ""]
+    per_group = name == "per_group"
+    header = ["row"] + (["valid images"] if per_group else []) + ["mAP50", "mean F1", "study mAP50", "run", "config"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table["rows"]:
+        cells = [row["row"]] + ([str(row.get("valid_images", ""))] if per_group else []) + [
+            _fmt(row["mAP50"]), _fmt(row["mean_f1"]),
+            _fmt(row["study_mAP50"]) if row["study_mAP50"] is not None else "—",
+            row["run"].replace("|", "/"),
+            f"`{row['config']}`" + ("" if row["data"] == "original" else f" on {row['data']}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""] + [f"- {note}" for note in table["notes"]] + [""]
 
 
 def parse_args(argv=None):
@@ -652,7 +711,7 @@ def parse_args(argv=None):
     except ValueError as error:  # e.g. an unclosed quote
         parser.error(f"--train-args {args.train_args!r}: {error}")
     for owned in ("--no-eval", "--data", "--work-dir", "--iters", "--seed"):
-        if owned in given:
+        if any(option == owned or option.startswith(owned + "=") for option in given):
             parser.error(f"--train-args: {owned} is set by the experiment runner itself")
     return args
 
@@ -660,20 +719,21 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        result = run_experiments(args)
+        tables = run_experiments(args)
     except ExperimentError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # each row's run is kept whole or not at all; the report is not rewritten
-        print(f"interrupted: the rows that finished are kept in {args.out}/runs and reused by the same command",
-              file=sys.stderr)
+        print(f"interrupted: the rows that finished are kept in {args.out}/runs"
+              + ("" if args.fresh else " and reused by the same command"), file=sys.stderr)
         return 130
     out = Path(args.out)
     print(f"[experiments] wrote {out / 'comparison.md'} and {out / 'comparison.json'}")
-    failed = [row["row"] for table in result["comparisons"].values() for row in table["rows"]
-              if row["status"] == "failed"]
+    failed = [row for table in tables.values() for row in table["rows"] if row["status"] == "failed"]
     if failed:
-        print(f"[experiments] {len(failed)} row(s) failed: {failed}; see their train.log", file=sys.stderr)
+        print(f"[experiments] {len(failed)} row(s) failed:", file=sys.stderr)
+        for row in failed:
+            print(f"  {row['row']}: {row['run']}", file=sys.stderr)
         return 1
     return 0
 
