@@ -14,14 +14,19 @@ INPUT_OPTIONS = ("model", "gt", "predictions", "photos", "data", "config")
 
 
 def parse_checked(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """parser.parse_args, then refuse an --out that is one of the inputs: the results would
-    replace it (a predictions.json takes a whole model run to make again)."""
+    """parser.parse_args (every benchmark has an --out, so --overwrite is added here), then refuse an --out that is
+    one of the inputs (a predictions.json takes a whole model run to make again), or that exists
+    without --overwrite (the committed figures in bench/results were replaced without a word)."""
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     out = getattr(args, "out", None)
     for name in INPUT_OPTIONS if out else ():
         value = getattr(args, name, None)
         if isinstance(value, str) and Path(value).resolve() == Path(out).resolve():
             parser.error(f"--out {out} is the --{name} file: the results would replace it; give another --out")
+    if out and Path(out).exists() and not args.overwrite:
+        parser.error(f"--out {out} exists (an earlier run's results): give another --out, or pass --overwrite "
+                     f"to replace it")
     return args
 
 

@@ -202,6 +202,14 @@ def test_nms_iou_rows_from_an_evaluations_saved_detections(smoke_training, tmp_p
     assert all(0.0 <= row["mAP50"] <= 1.0 and row["count_mae"] >= 0 for row in rows)
     assert all(set(row["f1_optimal_thresholds"]) == {"comedone", "papule", "pustule"} for row in rows)
     assert "| NMS IoU 0.3 |" in result.stdout
+    # An earlier run's results (the committed ones in bench/results) are replaced only when asked.
+    command = ["bench.nms_iou", "--predictions", str(work / "eval" / "predictions.json"), "--gt",
+               str(smoke_training["data"] / "valid" / "annotations.json"), "--ious", "0.5", "--out", str(out)]
+    again = run_module(command, check=False, timeout=300)
+    assert again.returncode == 2 and "exists (an earlier run's results)" in again.stderr and "--overwrite" in again.stderr
+    assert len(read_json(out)["rows"]) == 5
+    run_module([*command, "--overwrite"], timeout=300)
+    assert [row.get("nms_iou") for row in read_json(out)["rows"]] == [0.5]
 
 
 def test_nested_suppression_drops_a_box_inside_another_of_its_type():
