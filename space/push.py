@@ -25,6 +25,7 @@ import argparse
 import fnmatch
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -51,8 +52,28 @@ def python_files(folder: Path) -> list[Path]:
 
 
 def example_files() -> list[Path]:
+    """The example photos the app shows (examples/*.jpg) and their README (credits): nothing else
+    in the folder, such as a photo dropped there that the app would never show, yet make public."""
     folder = SPACE_DIR / "examples"
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_file() and (p.suffix == ".jpg" or p.name == "README.md"))
+
+
+def without_untracked(files: dict) -> tuple[dict, list]:
+    """files without the library's and the examples' files that git does not track (a scratch file,
+    a patient's photo), and the paths left out. Everything is kept outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--", "trouble", "space/examples"],
+                                capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return files, []
+    tracked = {REPO / name for name in listed.decode().split("\0") if name}
+
+    def untracked(source) -> bool:
+        return (isinstance(source, Path) and source not in tracked
+                and (source.is_relative_to(REPO / "trouble") or source.parent == SPACE_DIR / "examples"))
+
+    left_out = sorted(path_in_repo for path_in_repo, source in files.items() if untracked(source))
+    return {name: source for name, source in files.items() if name not in left_out}, left_out
 
 
 def gradio_space_files(model: Path | None, mmcv_wheel: str | None, space: str, endpoint: str) -> dict:
@@ -164,16 +185,29 @@ def main(argv=None) -> int:
     if args.sdk == "docker" and args.mmcv_wheel:
         parser.error("--mmcv-wheel is for the Gradio Space: the Docker image compiles mmcv itself")
 
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     if args.space.count("/") != 1 or not all(args.space.split("/")):
         parser.error(f"--space must look like user/name, got {args.space!r}")
+    try:  # the Hub's own rule, checked before a dry run says all is well
+        validate_repo_id(args.space)
+    except HFValidationError as error:
+        parser.error(f"--space {args.space!r}: {error}")
     endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-    token = os.environ.get("HF_TOKEN") or None
+    token = os.environ.get("HF_TOKEN") or get_token()  # else the one `hf auth login` saved
+    if token is None and not args.dry_run:
+        print("error: no Hugging Face token: set HF_TOKEN to a write token (https://huggingface.co/settings/tokens) "
+              "or run `hf auth login`", file=sys.stderr)
+        return 2
     model = Path(args.model) if args.model else None
     try:
         if args.sdk == "docker":
             files = docker_space_files(model)
         else:
             files = gradio_space_files(model, args.mmcv_wheel, args.space, endpoint)
+        files, left_out = without_untracked(files)
         check_files(files, token)
     except PushError as error:  # what was asked cannot be uploaded: exit 2, as for a bad option
         print(f"error: {error}", file=sys.stderr)
@@ -183,6 +217,9 @@ def main(argv=None) -> int:
           f"{args.space} at {endpoint}:")
     for path_in_repo in sorted(files):
         print(f"  {path_in_repo}  ({size_of(files[path_in_repo])} bytes)")
+    if left_out:
+        print(f"note: left out, not tracked by git (commit them to upload them): {', '.join(left_out)}",
+              file=sys.stderr)
     if args.sdk == "gradio" and not args.mmcv_wheel:
         print("warning: no --mmcv-wheel: the Space's build will stop at mmcv, which pip cannot compile "
               "there (see space/requirements.txt)", file=sys.stderr)

@@ -138,7 +138,8 @@ def listed_files(stdout: str) -> set:
 def expected_gradio_files(wheel_name: str) -> set:
     trouble = {f"trouble/{p.relative_to(REPO / 'trouble').as_posix()}" for p in (REPO / "trouble").rglob("*.py")
                if "__pycache__" not in p.parts}
-    examples = {f"examples/{p.name}" for p in (SPACE / "examples").iterdir()}
+    examples = {f"examples/{p.name}" for p in (SPACE / "examples").iterdir() if p.suffix == ".jpg"} | {
+        "examples/README.md"}
     return ({"README.md", "app.py", "backends.py", "render.py", "requirements.txt", "model/trouble.mar",
              f"wheels/{wheel_name}"} | trouble | examples)
 
@@ -152,11 +153,22 @@ def test_push_creates_the_space_and_uploads_exactly_the_listed_files(fake_hub, m
     wheel.write_bytes(b"PK\x03\x04 a stand-in wheel")
     args = ("--space", SPACE_ID, "--model", str(model_file), "--mmcv-wheel", str(wheel))
 
-    dry = run_push(*args, "--dry-run", endpoint=fake_hub.base)
+    # Files git does not track (a patient's photo dropped into examples/, a scratch module) stay here.
+    strays = [SPACE / "examples" / "patient_private.png", SPACE / "examples" / "patient.jpg",
+              REPO / "trouble" / "scratch_notes.py"]
+    try:
+        for stray in strays:
+            stray.write_bytes(b"not for the public")
+        dry = run_push(*args, "--dry-run", endpoint=fake_hub.base)
+    finally:
+        for stray in strays:
+            stray.unlink()
     assert dry.returncode == 0, dry.stderr
     assert fake_hub.requests == [], "the dry run must not contact the Hub"
     planned = listed_files(dry.stdout)
     assert planned == expected_gradio_files(wheel.name)
+    assert "left out, not tracked by git (commit them to upload them): examples/patient.jpg, " \
+           "trouble/scratch_notes.py" in dry.stderr
 
     result = run_push(*args, endpoint=fake_hub.base)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -263,6 +275,12 @@ def test_push_refuses_secrets_and_bad_tokens(fake_hub, model_file):
     wrong = run_push("--space", SPACE_ID, "--model", str(not_a_mar), "--dry-run")
     assert wrong.returncode == 2 and "is not a .mar archive" in wrong.stderr
     assert run_push("--space", "just-a-name", "--dry-run").returncode == 2  # as every bad option
+    bad_name = run_push("--space", "me/bad name!", "--dry-run")  # the Hub's rule: it had crashed the real push
+    assert bad_name.returncode == 2 and "Repo id must use alphanumeric chars" in bad_name.stderr
+    # No token at all: said before anything is sent (the Hub's 401 came after the upload began).
+    no_token = run_push("--space", SPACE_ID, "--model", str(model_file), endpoint=fake_hub.base, token=None)
+    assert no_token.returncode == 2 and "no Hugging Face token: set HF_TOKEN" in no_token.stderr
+    assert fake_hub.committed == {} and "Traceback" not in no_token.stderr
 
     from tests.conftest import free_port
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
