@@ -71,6 +71,12 @@ serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
 	@mkdir -p logs
 	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar > logs/torchserve.out 2>&1 \
 	    || grep -q "already running" logs/torchserve.out || { cat logs/torchserve.out; exit 1; }
+	@# "Already running" may be another checkout's server (same TMPDIR): it serves that checkout's model.
+	@pid=$$(cat "$${TMPDIR:-/tmp}/.model_server.pid" 2>/dev/null); where=$$(readlink "/proc/$$pid/cwd" 2>/dev/null); \
+	    if grep -q "already running" logs/torchserve.out && [ -n "$$where" ] && [ "$$where" != "$(CURDIR)" ]; then \
+	        echo "A TorchServe started in $$where is already running (pid $$pid): it serves that folder's model," \
+	             "not this one's. Stop it there (make stop), or give this one another TMPDIR and other ports" \
+	             "(README: Serving)."; exit 1; fi
 	@# A server TorchServe gave up on (exit 3) would be taken as "already running" by the next serve:
 	@# stop it. Not after other failures: the server may be another's, or still loading.
 	$(BIN)/python -m handler.wait_ready; status=$$?; \
@@ -84,7 +90,8 @@ app: setup  ## start the Gradio app against the local TorchServe
 	$(BIN)/python space/app.py
 
 demo: serve  ## TorchServe plus the app on model_store/trouble.mar (Ctrl-C stops both)
-	trap '$(BIN)/torchserve --stop' EXIT; $(BIN)/python space/app.py
+	@# Stops only a server this serve started: one that was running before stays up.
+	trap 'grep -q "already running" logs/torchserve.out || $(BIN)/torchserve --stop' EXIT; $(BIN)/python space/app.py
 
 space: setup  ## create/update the Hugging Face Space SPACE=user/name (token: HF_TOKEN; MMCV_WHEEL=prebuilt mmcv wheel)
 	@test -n "$(SPACE)" || { echo "usage: make space SPACE=user/name [MMCV_WHEEL=path/or/url.whl]"; exit 2; }

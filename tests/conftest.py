@@ -111,7 +111,7 @@ def start_torchserve(model_store: Path, workdir: Path, mar_name: str = "trouble.
     for line in config.splitlines():
         key = line.split("=", 1)[0].strip()
         if key in ("inference_address", "management_address", "metrics_address", "model_store", "load_models",
-                   "grpc_inference_port", "grpc_management_port"):
+                   "grpc_inference_port", "grpc_management_port", "initial_worker_port"):
             continue
         lines.append(line)
     lines += [f"inference_address=http://127.0.0.1:{ports['inference']}",

@@ -89,6 +89,19 @@ def test_make_serve_says_when_no_torchserve_answers_at_its_config_addresses():
     assert error.value.reason == "no answer"  # not "gave up": `make serve` leaves that server alone
 
 
+def test_make_serve_refuses_a_server_started_in_another_folder(torchserve):
+    """Another checkout's TorchServe, with the same TMPDIR (its pid file), made `torchserve --start`
+    say "already running", which `make serve` took for its own server: the app then showed that
+    folder's model, and `make demo`'s Ctrl-C stopped it."""
+    env = {**os.environ, "TMPDIR": str(torchserve["workdir"])}  # where the test server keeps its pid file
+    result = subprocess.run(["make", "-o", ".venv/.setup-done", "serve"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0, result.stdout
+    assert f"A TorchServe started in {torchserve['workdir']} is already running" in result.stdout, result.stdout
+    assert "make stop" in result.stdout
+    assert worker_state(torchserve)  # still up, untouched
+
+
 def test_cli_says_clearly_that_torchserve_is_not_running(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: a stopped TorchServe
     result = predict_folder(ACNE04_PHOTOS[0].parent, "--server", url, "--out", tmp_path / "results.json")
