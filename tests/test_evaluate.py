@@ -328,7 +328,8 @@ def test_cli_end_to_end(tmp_path):
                      "--model-info", str(model_path))
     assert result.returncode == 0, result.stderr
     assert "| mAP50 | mean F1 | " + " | ".join(f"F1 {name}" for name in LESION_TYPES) + " |" in result.stdout
-    for name in ("metrics.json", "metrics.md", "curves.png"):
+    assert "scored at 0.3 for every type" in result.stdout  # no report beside these predictions
+    for name in ("metrics.json", "metrics.md", "curves.png", "thresholds.json"):
         assert (tmp_path / "valid" / name).is_file()
     saved = json.loads((tmp_path / "valid" / "metrics.json").read_text())
     assert saved["model"] == {"config": "generated", "pretrained": "none (trained from scratch)",

@@ -81,6 +81,12 @@ def test_saved_predictions_rescore_to_the_same_metrics(smoke_training, tmp_path)
     again = read_json(tmp_path / "again" / "metrics.json")
     assert again["coco"]["mAP50"] == pytest.approx(first["coco"]["mAP50"])
     assert again["at_thresholds"] == first["at_thresholds"]
+    # Without thresholds: those of the report beside the predictions, not 0.3 (other figures than the run's).
+    plain = run_module(["train.evaluate", "--predictions", str(work / "eval" / "predictions.json"),
+                        "--gt", str(smoke_training["data"] / "valid" / "annotations.json"), "--out", str(tmp_path / "plain")])
+    assert "scored at the thresholds of the report beside the predictions" in plain.stdout
+    assert read_json(tmp_path / "plain" / "metrics.json")["at_thresholds"] == first["at_thresholds"]
+    assert read_json(tmp_path / "plain" / "thresholds.json") == first["f1_optimal_thresholds"]
 
 
 def test_evaluating_a_model_at_a_given_threshold(smoke_training, tmp_path):

@@ -709,16 +709,33 @@ def write_curves(metrics, path):
 
 
 def write_report(metrics, out_dir):
-    """Write metrics.json, metrics.md and curves.png into out_dir; return their paths."""
+    """Write metrics.json, metrics.md, curves.png and thresholds.json (the F1-optimal ones, for
+    train.archive) into out_dir; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = {name: os.path.join(out_dir, name) for name in ("metrics.json", "metrics.md", "curves.png")}
+    paths = {name: os.path.join(out_dir, name) for name in ("metrics.json", "metrics.md", "curves.png",
+                                                               "thresholds.json")}
     with open(paths["metrics.json"], "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2)
         f.write("\n")
     with open(paths["metrics.md"], "w", encoding="utf-8") as f:
         f.write(markdown_report(metrics))
     write_curves(metrics, paths["curves.png"])
+    with open(paths["thresholds.json"], "w", encoding="utf-8") as f:
+        json.dump(metrics["f1_optimal_thresholds"], f, indent=2)
     return paths
+
+
+def thresholds_of_the_run(predictions_path) -> tuple:
+    """The thresholds to score saved predictions at when none are given → (thresholds, note): those
+    of the report beside them (the model run that saved them, at its model's own thresholds), else
+    0.3 for every type. Scoring a model's predictions.json again gave other figures than its run,
+    at 0.3 instead of the model's thresholds."""
+    beside = Path(predictions_path).with_name("metrics.json")
+    try:
+        thresholds = json.loads(beside.read_text())["at_thresholds"]["thresholds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.3, "no --score-threshold or --thresholds-json: scored at 0.3 for every type"
+    return thresholds, f"scored at the thresholds of the report beside the predictions ({beside}): {thresholds}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -859,10 +876,6 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         metrics["notes"].append(f"{len(unread)} image(s) could not be read and are left out of every figure: "
                                 f"{'; '.join(unread[:5])}{' ...' if len(unread) > 5 else ''}")
     paths = write_report(metrics, out_dir)
-    thresholds_path = os.path.join(out_dir, "thresholds.json")
-    with open(thresholds_path, "w", encoding="utf-8") as f:
-        json.dump(metrics["f1_optimal_thresholds"], f, indent=2)
-    paths["thresholds.json"] = thresholds_path
     # Running the model is the slow part: keep its output so that other thresholds or a subset
     # can be scored again with --predictions, in seconds.
     predictions_path = os.path.join(out_dir, "predictions.json")
@@ -906,7 +919,8 @@ def parse_args(argv=None):
                                                      "(and, with --model/--work-dir, predictions.json)")
     thresholds = parser.add_mutually_exclusive_group()
     thresholds.add_argument("--score-threshold", type=float,
-                            help="one threshold for every type (default: a model's own; 0.3 for --predictions)")
+                            help="one threshold for every type (default: a model's own; for --predictions, those of "
+                                 "the report beside them, else 0.3)")
     thresholds.add_argument("--thresholds-json", help="{type: threshold} as JSON text (e.g. '{\"acne\": 0.23}') "
                                                      "or a file, or a metrics.json whose F1-optimal thresholds to use")
     parser.add_argument("--model-info", help="JSON file describing the model (config, checkpoint, pretrained); shown at the top of the report")
@@ -954,8 +968,10 @@ def main(argv=None):
                 gt = sample_ground_truth(gt, args.limit)
                 kept = {image["id"] for image in gt["images"]}
                 predictions = [p for p in predictions if p["image_id"] in kept]
-            metrics = evaluate_checked(gt, args.gt, predictions, 0.3 if score_thresholds is None else score_thresholds,
-                                       model_info)
+            if score_thresholds is None:
+                score_thresholds, note = thresholds_of_the_run(args.predictions)
+                print("note:", note)
+            metrics = evaluate_checked(gt, args.gt, predictions, score_thresholds, model_info)
             paths = write_report(metrics, args.out)
         else:
             gt = None  # evaluate_model reads it (after loading the model) unless the thresholds need it first
