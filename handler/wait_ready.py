@@ -6,6 +6,7 @@ TorchServe wrote in this folder. Exits 1 with the log's last lines if the model 
 time, or at once when TorchServe gives up on it (exit code 3: `make serve` then stops that server),
 so `make serve` never reports success over a crash-looping worker.
 """
+import argparse
 import json
 import os
 import sys
@@ -98,7 +99,12 @@ def wait_until_ready(management_url: str, inference_url: str, timeout_s: float =
                    reason="timeout")
 
 
-def main(timeout_s: float = 180) -> int:
+def main(argv=None) -> int:
+    # Options only so that --help answers (it waited a minute for TorchServe, then failed).
+    parser = argparse.ArgumentParser(prog="python -m handler.wait_ready", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the model (default 180)")
+    timeout_s = parser.parse_args(argv).timeout
     management = config_value("management_address", "http://127.0.0.1:8081")
     inference = config_value("inference_address", "http://127.0.0.1:8080")
     try:

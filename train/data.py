@@ -1,6 +1,6 @@
 r"""Import a detection data set (COCO JSON, Pascal VOC XML or YOLO txt) into the project's COCO layout.
 
-    python -m train.data import --format voc --src /work/shared/data/acne04 --out data/acne04 \
+    python -m train.data import --format voc --src ../shared/data/acne04 --out data/acne04 \
         --single-class acne --grade-from-filename 'levle(\d)_' --symlink
 
 Output, the layout every other part of the project reads:
