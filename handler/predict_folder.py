@@ -29,7 +29,7 @@ if not __package__:  # run as `python handler/predict_folder.py`: the shared lib
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trouble.batch import annotated_names, model_category_ids, predict_each
-from trouble.images import PHOTO_SUFFIXES, BadInput
+from trouble.images import PHOTO_SUFFIXES, BadInput, photos_in_subfolders
 from trouble.server_client import ServerRefused, ServerUnreachable, TorchServeClient
 
 
@@ -140,9 +140,7 @@ def main(argv=None) -> int:
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     # Only the folder's own photos are analysed: photos in its subfolders (one per patient, say) are
     # named, not left out in silence.
-    subfolders = {sub.name: sum(1 for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
-                  for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.name.startswith(".")}
-    subfolders = {name: count for name, count in subfolders.items() if count}
+    subfolders = photos_in_subfolders(folder)
     if subfolders:
         shown = ", ".join(f"{name}/ ({count})" for name, count in list(subfolders.items())[:10])
         more = f" and {len(subfolders) - 10} more" if len(subfolders) > 10 else ""

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from trouble.images import ACCEPTED_FORMATS, PHOTO_SUFFIXES
+from trouble.images import ACCEPTED_FORMATS, PHOTO_SUFFIXES, photos_in_subfolders
 
 # Files looked at as images. Those of other formats than TRAINABLE_FORMATS are named and skipped
 # rather than passed over in silence.
@@ -118,10 +118,8 @@ def note_unread_subfolders(folder, src, problems, read_elsewhere=()):
     patient) would be left out in silence. Each such subfolder is named with its number of images."""
     if not folder.is_dir():
         return
-    for subfolder in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in read_elsewhere):
-        count = sum(1 for p in subfolder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if count:
-            note(problems, "unread_subfolder", f"{subfolder.relative_to(src)}/ ({count} image{'s' * (count > 1)})")
+    for name, count in photos_in_subfolders(folder, IMAGE_EXTENSIONS, skip=read_elsewhere).items():
+        note(problems, "unread_subfolder", f"{(folder / name).relative_to(src)}/ ({count} image{'s' * (count > 1)})")
 
 
 def new_record(path, source, boxes=(), annotation_size=None, grade=None, group=None):

@@ -12,6 +12,7 @@ import struct
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
@@ -61,6 +62,16 @@ def unreadable_image(error: Exception) -> BadInput:
                                              f"accepted (over {PngImagePlugin.MAX_TEXT_CHUNK / 2**20:g} MB "
                                              f"unpacked): save it again without metadata, or as a JPEG.", 413)
     return BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).")
+
+
+def photos_in_subfolders(folder, suffixes=PHOTO_SUFFIXES, skip=()) -> dict:
+    """{subfolder name: how many files with these suffixes it holds, at any depth}, for each
+    subfolder (not hidden, not in `skip`) that holds any: the photos a command reading one folder
+    (the batch CLI, a VOC or YOLO import) would otherwise leave out in silence."""
+    counts = {sub.name: sum(1 for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+              for sub in sorted(Path(folder).iterdir())
+              if sub.is_dir() and not sub.name.startswith(".") and sub.name not in skip}
+    return {name: count for name, count in counts.items() if count}
 
 
 @dataclass
