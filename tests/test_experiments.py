@@ -96,6 +96,12 @@ def test_offline_copy_paste_data_set(synthetic_data, tmp_path):
     assert read_json(out / "valid" / "annotations.json") == read_json(synthetic_data / "valid" / "annotations.json")
     assert all((out / "train" / im["file_name"]).is_file() for im in result["images"])
     assert Image.open(grid).size[0] > 320
+    # A legend on top says what the colours mean (only the code had said so).
+    legend = np.asarray(Image.open(grid).convert("RGB"))[:32]
+    from train.copy_paste import ORIGINAL_COLOUR, PASTED_COLOUR
+    for colour in (ORIGINAL_COLOUR, PASTED_COLOUR):
+        assert (legend == colour).all(axis=2).sum() > 30
+    assert (legend < 60).all(axis=2).sum() > 200  # black text
 
     # Bad input: clear errors, exit code 2, and the source is never touched.
     only_annotated = tmp_path / "only_annotated"

@@ -14,7 +14,7 @@ Other splits are linked unchanged: patches come from train only, so nothing leak
 The same pasting runs inside training as the `LesionCopyPaste` pipeline transform
 (trouble/models/transforms.py; variant train/configs/variants/tood_x101_copy_paste.py).
 `--grid` draws generated images with the original boxes in green and the pasted ones in magenta,
-and zoomed crops of pasted lesions, for a look by eye.
+and zoomed crops of pasted lesions, under a legend of the colours, for a look by eye.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from train import file_in_place_of_folder
 from train.data import is_inside, swap_in
@@ -211,15 +211,31 @@ def write_copy_paste(out_dir: Path, data_dir: Path, train: dict, targets: list, 
     return {"counts": counts, "generated": generated}
 
 
+LEGEND_HEIGHT = 32
+
+
+def draw_legend(draw: ImageDraw.ImageDraw):
+    """What the colours mean, at the grid's top: the grid is looked at without this code beside it."""
+    font = ImageFont.load_default(size=16)
+    x = 8
+    for colour, text in ((ORIGINAL_COLOUR, "boxes of the original photo"),
+                         (PASTED_COLOUR, "pasted lesions (to the right: some of them, zoomed)")):
+        draw.rectangle([x, 8, x + 16, 24], outline=colour, width=3)
+        draw.text((x + 24, 7), text, fill=(0, 0, 0), font=font)
+        x += 24 + round(draw.textlength(text, font=font)) + 24
+
+
 def draw_grid(out_dir: Path, generated: list, path: Path, samples: int = 6, tile: int = 320, zoom: int = 320):
     """One row per generated image: the image with its boxes, then up to 4 zoomed pasted lesions."""
     chosen = [g for g in generated if g["pasted_boxes"]][:samples]
     if not chosen:
         raise CopyPasteError("no generated image has a pasted lesion: nothing to draw")
     crops_per_row = 4
-    grid = Image.new("RGB", (tile + crops_per_row * zoom, max(tile, zoom) * len(chosen)), (255, 255, 255))
+    width = tile + crops_per_row * zoom
+    grid = Image.new("RGB", (width, LEGEND_HEIGHT + max(tile, zoom) * len(chosen)), (255, 255, 255))
+    draw_legend(ImageDraw.Draw(grid))
     for row, item in enumerate(chosen):
-        top_of_row = row * max(tile, zoom)
+        top_of_row = LEGEND_HEIGHT + row * max(tile, zoom)
         with Image.open(out_dir / "train" / item["file_name"]) as opened:
             picture = opened.convert("RGB")
         scale = tile / max(picture.size)
