@@ -330,6 +330,20 @@ def test_group_scores_from_an_evaluation(synthetic_data):
     assert group_scores(metrics, "nose") == (None, None)
 
 
+def test_a_group_whose_valid_images_mark_no_lesion_is_explained(synthetic_data, tmp_path):
+    """Its rows read mAP50 n/a: the table says why (nothing to find), as it did not."""
+    from argparse import Namespace
+
+    from train.experiments import per_group_table
+
+    untrained = {"status": "skipped", "error": "not trained in this test: only the table is built"}
+    table = per_group_table("Per-group models", [], lambda row, split: untrained, synthetic_data, tmp_path,
+                            Namespace(group_key="group", smoke=True), 2)
+    explained = [note for note in table["notes"] if "mark no lesion" in note]
+    assert explained == ["group 'cheek': its 1 valid image(s) mark no lesion, so there is nothing to find and its "
+                         "mAP50 is n/a"]
+
+
 # --------------------------------------------------------------------------------------------
 # Variant configs
 # --------------------------------------------------------------------------------------------
@@ -621,6 +635,7 @@ def test_experiments_with_a_lite_backbone_skip_other_detectors(synthetic_data, t
     assert result["backbone"] == "efficientnet-lite0"
     tood, atss, centernet = result["comparisons"]["detectors"]["rows"]
     assert tood["status"] == "done" and 0.0 <= tood["mAP50"] <= 1.0
+    assert tood["row"] == "TOOD efficientnet-lite0"  # not "TOOD X-101"
     assert (atss["status"], centernet["status"]) == ("skipped", "skipped")
     assert "is for TOOD rows" in atss["run"]
     trained = _read_config(out / "runs" / "tood_x101-64x4d_fpn_acne04" / "resolved_config.py")

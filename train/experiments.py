@@ -505,8 +505,10 @@ def run_experiments(args) -> dict:
             tables[comparison] = per_group_table(title, notes, lambda row, groups: train_row(comparison, row, groups),
                                                  data_dir, out_dir, args, iters)
             continue
-        table_rows = [_table_row(row.label, row.config, row.study, train_row(comparison, row), args.smoke, iters,
-                                 data=row.data) for row in rows]
+        # "TOOD X-101" trained with another backbone is named by it (the study's figure stays beside it).
+        table_rows = [_table_row(row.label.replace("X-101", args.backbone) if args.backbone else row.label,
+                                 row.config, row.study, train_row(comparison, row), args.smoke, iters, data=row.data)
+                      for row in rows]
         tables[comparison] = {"title": title, "rows": table_rows, "notes": notes}
 
     settings = {"data": str(data_dir), "smoke": args.smoke, "iterations": iters, "train_args": train_args,
@@ -560,6 +562,10 @@ def per_group_table(title: str, notes: list, train_row, data_dir: Path, out_dir:
         return {"title": title, "rows": [], "notes": notes, "skipped": str(error)}
     for group, reason in group_split["skipped"].items():
         notes.append(f"group '{group}' left out: {reason}")
+    for group, entry in group_split["groups"].items():
+        if not entry["valid_boxes"]:  # its rows read n/a: say why
+            notes.append(f"group '{group}': its {entry['valid_images']} valid image(s) mark no lesion, so there is "
+                         f"nothing to find and its mAP50 is n/a")
     all_groups = Row("all groups", BASE, None, data="original" if args.group_key == "group" else "regrouped")
     all_record = train_row(all_groups, group_split)
     table_rows = []
