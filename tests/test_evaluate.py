@@ -290,9 +290,10 @@ def test_report_files(tmp_path):
     metrics = evaluate(gt, gt_as_predictions(gt, 0.8), 0.3, model)
     paths = write_report(metrics, tmp_path / "report")
 
-    for name in ("metrics.json", "metrics.md", "curves.png"):
+    for name in ("metrics.json", "metrics.md", "curves.png", "thresholds.json"):
         assert os.path.getsize(tmp_path / "report" / name) > 0
-    assert set(paths) == {"metrics.json", "metrics.md", "curves.png"}
+    assert set(paths) == {"metrics.json", "metrics.md", "curves.png", "thresholds.json"}
+    assert json.loads((tmp_path / "report" / "thresholds.json").read_text()) == metrics["f1_optimal_thresholds"]
     with open(tmp_path / "report" / "curves.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with open(tmp_path / "report" / "metrics.json") as f:
