@@ -128,10 +128,13 @@ TTA_HELP = ("Runs the model several times on each photo (at two sizes, and mirro
 # discussions: a patient's face), no "download" (it saves "image.png"; the named downloads are below).
 PHOTO_BUTTONS = ["fullscreen"]
 # A visible keyboard focus on the button, its white text on a darker orange (5.2:1; Gradio's is 3.6:1,
-# under WCAG's 4.5:1), and help text dark enough to read (Gradio's grey is 1.9:1).
+# under WCAG's 4.5:1) and a darker one still while it runs, and help text dark enough to read
+# (Gradio's grey is 1.9:1).
 PAGE_CSS = ("#trouble-run:focus-visible { outline: 3px solid #000; outline-offset: 2px; }\n"
             "#trouble-run { background: #c2410c !important; border-color: #c2410c !important; color: #fff !important; }\n"
             "#trouble-run:hover { background: #9a3412 !important; }\n"
+            # While it runs ("Analysing…"): Gradio fades a disabled button to 2.5:1; this stays 9:1.
+            "#trouble-run:disabled { background: #7c2d12 !important; opacity: 1 !important; }\n"
             ".info-text { color: #4b4b55 !important; }\n.dark .info-text { color: #d0d0d8 !important; }")
 BUTTON_LABEL, RUNNING_LABEL = render.BUTTON_LABEL, "Analysing…"
 # Results files are kept this long for the download buttons, then removed.
@@ -274,7 +277,7 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     if "warnings" not in response:  # from an archive made before answers carried them: judged here alike
         response["warnings"] = photo_warnings(skin_fraction(shown.rgb), bool(response["settings"].get("face_crop")))
     shown_text = {"severity": render.severity_markdown(response),
-                  "status": render.status_markdown(response, answered_by, round_trip_ms)}
+                  "status": render.status_markdown(response, answered_by, round_trip_ms, Path(photo_path).name)}
     json_path, png_path = _save_downloads(response, answered_by, annotated, Path(photo_path).name, shown_text)
     # Sizes, not the file's name: a name may be a patient's.
     logger.info("analysed a %dx%d photo: %d troubles in %.0f ms (%s)", response["image"]["width"],
@@ -438,9 +441,16 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                                     sources=["upload", "webcam"], height=420, elem_id="trouble-photo")
                 # Right under the photo, so that on a phone they are not a screen below the button.
                 if examples:
-                    gr.Examples(examples=[[str(path)] for path in examples], inputs=[photo],
-                                example_labels=[EXAMPLE_LABELS.get(p.name.split("_jpg")[0], p.stem) for p in examples],
-                                label="Example photos", cache_examples=False)
+                    # A Dataset whose click sets the photo's value, not gr.Examples: its click sends the
+                    # field's settings too, and Gradio then replaces the page's photo field with a plain
+                    # gr.Image for the session, without photo_input's reading (a file that is no photo
+                    # then gave a bare "Error" everywhere).
+                    example_photos = gr.Dataset(
+                        components=[photo], samples=[[str(path)] for path in examples], type="index",
+                        sample_labels=[EXAMPLE_LABELS.get(p.name.split("_jpg")[0], p.stem) for p in examples],
+                        label="Example photos")
+                    example_photos.click(lambda index: str(examples[index]), inputs=example_photos, outputs=photo,
+                                         queue=False, api_visibility="private")
                     gr.Markdown(EXAMPLES_CREDIT)
                 # Above the settings, which are optional: on a phone it was two screens below the photo.
                 button = gr.Button(BUTTON_LABEL, variant="primary", elem_id="trouble-run")

@@ -50,7 +50,11 @@ def severity_markdown(response: dict) -> str:
     if severity["lesion_count"] == 0 and _threshold_raised(response):
         text += ("#### No lesion was found at a threshold above the model's own\nLower it, or untick "
                  "\"One score threshold\" to use the model's.\n\n")
-    text += (f"### Severity: grade {severity['grade']} ({severity['name']})\n"
+    # The heading, read alone, must not stand as if the warnings above it did not apply to it.
+    codes = {warning["code"] for warning in response["warnings"]}
+    qualifier = (": likely higher, as the count is likely too low" if codes & {"no_colour", "small_face"}
+                 else ": it says nothing if there is no face in the photo" if "little_skin" in codes else "")
+    text += (f"### Severity: grade {severity['grade']} ({severity['name']}){qualifier}\n"
              f"{lesions(severity['lesion_count'])} found{count_range_text(response)}. "
              f"Scale: {scale_text()}: "
              f"Hayashi's lesion counts, applied here to every lesion the model sees in this photo (Hayashi "
@@ -61,15 +65,15 @@ def severity_markdown(response: dict) -> str:
 
 def count_range_text(response: dict) -> str:
     """How far this count may be off, only for an answer made with the settings the figures were
-    measured at, on a colour photo (the figures are of colour photos). From the validation photos on
+    measured at, on a photo without warnings (the figures are of colour close-ups). From the validation photos on
     which the model's count fell in the same grade (the error grows with the count): "; on the 49
     validation photos where its count was severe too, the marked count was within -14 to +23 of its
     own for 8 in 10 of them: 15-52 (moderate to very severe) is typical; the labels of those photos:
     10 moderate, 25 severe, 14 very severe". From the average error of all of them where the archive
     has no figures by grade (archived before them)."""
     validation = response["model"].get("validation") or {}
-    grey_scale = any(warning["code"] == "no_colour" for warning in response["warnings"])
-    if not validation or grey_scale or not _validated_settings(response):
+    # The figures are of colour close-ups: a photo with a warning is not one.
+    if not validation or response["warnings"] or not _validated_settings(response):
         return ""
     count = response["severity"]["lesion_count"]
     grade = grade_from_count(count)
@@ -201,14 +205,19 @@ def slicing_text(settings: dict) -> str:
     return f"{prefix}{whole} in one pass ({why})"
 
 
-def status_markdown(response: dict, answered_by: str, round_trip_ms: float) -> str:
-    """Who answered, how long it took, and with which settings."""
+def status_markdown(response: dict, answered_by: str, round_trip_ms: float, photo_name: str = "") -> str:
+    """Which photo, who answered with which model (its version, and the day it was archived), how
+    long it took, and with which settings."""
     timings = response.get("timings_ms", {})
     settings = response["settings"]
     slicing = slicing_text(settings)
     image = response["image"]
-    return (f"Answered by **{answered_by}** in {round_trip_ms / 1000:.2f} s "
-            f"(model {timings.get('inference', 0) / 1000:.2f} s). "
+    model = response["model"]
+    which = f"`{photo_name.replace('`', '')}`: " if photo_name else ""
+    archived = f", archived {model['archived'][:10]}" if model.get("archived") else ""
+    return (f"{which}Answered by **{answered_by}** in {round_trip_ms / 1000:.2f} s "
+            f"(model {timings.get('inference', 0) / 1000:.2f} s), with the model {model['name']} "
+            f"{model['version']}{archived}. "
             f"Photo {image['width']}x{image['height']} px, {slicing}; {thresholds_text(response)}.")
 
 

@@ -374,6 +374,11 @@ def test_legend_counts_table_and_severity_text():
     status = render.status_markdown(response, "TorchServe at http://x", 250.0)
     assert "TorchServe at http://x" in status and "0.25 s" in status and "the model's defaults" in status
     assert "whole photo in one pass (slicing off)" in status
+    # Which photo the answer is of, and which model (its version; the day it was archived, when known).
+    assert render.status_markdown(response, "x", 1.0, "IMG_0003.HEIC").startswith("`IMG_0003.HEIC`: Answered by")
+    assert "with the model trouble 1" in status and "archived" not in status
+    response["model"]["archived"] = "2026-11-27T21:22:17+00:00"
+    assert "with the model trouble 1, archived 2026-11-27." in render.status_markdown(response, "x", 1.0)
     # The status says what the model was run on, not only what was asked for.
     response["settings"].update(sliced=True, slices=0)
     assert "whole photo in one pass (no larger than a 640 px slice)" in render.status_markdown(response, "x", 1.0)
@@ -436,8 +441,16 @@ def test_legend_counts_table_and_severity_text():
     # What makes the count say little comes first, above the grade's heading: the grade below says nothing then.
     little_skin = {**response, "warnings": photo_warnings(0.01, face_cropped=False)}
     assert render.severity_markdown(little_skin).startswith(
-        "#### Little of this photo looks like skin (1%)\nIf there is no face in it, this count and grade say nothing.")
+        "#### Little of this photo looks like skin (1%)\nIf there is no face in it, this count and grade say nothing")
     assert "Little of this photo" not in render.severity_markdown(response)
+    # The heading read alone says so too, and no typical range is given: its figures are of colour close-ups.
+    assert "### Severity: grade 1 (moderate): it says nothing if there is no face in the photo\n" in \
+        render.severity_markdown(little_skin)
+    small_face = {**response, "warnings": photo_warnings(0.08, face_cropped=False)}
+    assert "### Severity: grade 1 (moderate): likely higher, as the count is likely too low\n" in \
+        render.severity_markdown(small_face)
+    assert "is typical" in render.severity_markdown(response)
+    assert "is typical" not in render.severity_markdown(small_face) + render.severity_markdown(little_skin)
     assert "one type" not in render.legend_html(response)
     assert "this model has one type, acne" in render.legend_html(fake_response(classes=("acne",)))
     # Figures measured at the model's settings are qualified when the answer used others.

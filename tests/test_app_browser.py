@@ -85,6 +85,11 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
         page.wait_for_timeout(1000)
         button_colours = page.eval_on_selector(
             "#trouble-run", "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+        # While it runs it is disabled: Gradio faded it to 2.5:1 ("Analysing…" was hard to read).
+        running_colours = page.eval_on_selector("#trouble-run", """async e => { e.disabled = true;
+            await new Promise(done => setTimeout(done, 1000));  // after the colour's transition
+            const style = getComputedStyle(e), colours = [style.color, style.backgroundColor, style.opacity];
+            e.disabled = false; return colours; }""")
         # The button under the photo and its examples, above the settings (on a phone, screens nearer).
         button_above_settings = (page.locator("#trouble-run").bounding_box()["y"]
                                  < page.locator("#trouble-one-threshold").bounding_box()["y"])
@@ -122,6 +127,10 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
     assert info_colour == "rgb(75, 75, 85)", info_colour
     assert focus_outline == "3px", focus_outline
     assert button_colours == ["rgb(255, 255, 255)", "rgb(194, 65, 12)"], button_colours  # 5.2:1, not 3.6:1
+    assert running_colours == ["rgb(255, 255, 255)", "rgb(124, 45, 18)", "1"], running_colours  # 9:1
+    # Which photo, and which model: its version and the day it was archived.
+    assert PHOTO.name in status
+    assert "with the model trouble 1.0, archived 20" in status, status
     assert button_above_settings
     complete, natural_width, natural_height, shown_width = image_size
     assert complete and natural_width == 640 and natural_height > 640 and shown_width > 200
@@ -166,9 +175,14 @@ def test_a_file_that_is_no_photo_is_named_as_soon_as_it_is_chosen(smoke_mar, bro
         status = page.inner_text("#trouble-status")
         page.get_by_text("ACNE04 photo, grade 0: 1 lesion marked", exact=True).click()
         expect(page.locator("#trouble-status")).to_have_text("", timeout=30_000)
+        # After an example, the same file is named too: Gradio's example click had replaced the
+        # page's photo field with a plain one, whose own reading gave a bare "Error" everywhere.
+        page.set_input_files("#trouble-photo input[type=file]", str(fake))
+        expect(page.locator("#trouble-status")).to_contain_text("not a readable image", timeout=30_000)
         page.close()
     assert status.startswith("Could not analyse the photo.")
     assert not any(word in status for word in STACK_TRACE_WORDS)
+    assert "UnidentifiedImageError" not in (tmp_path / "app.log").read_text()
 
 
 def test_heic_upload_from_an_iphone_is_analysed(smoke_mar, browser, tmp_path):

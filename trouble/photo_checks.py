@@ -22,7 +22,8 @@ def photo_warnings(skin_fraction: float | None, face_cropped: bool) -> list[dict
                            "this count is likely too low."}]
     if skin_fraction < MIN_SKIN_FRACTION:
         return [{"code": "little_skin", "title": f"Little of this photo looks like skin ({skin_fraction:.0%})",
-                 "detail": "If there is no face in it, this count and grade say nothing."}]
+                 "detail": "If there is no face in it, this count and grade say nothing; if there is one, it is "
+                           "too small in the photo for the model to see its lesions: crop the photo to the face."}]
     if skin_fraction < SMALL_FACE_SKIN and not face_cropped:
         return [{"code": "small_face",
                  "title": f"The face looks small in this photo ({skin_fraction:.0%} of it is skin), and no face "
