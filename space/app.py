@@ -137,6 +137,17 @@ PAGE_CSS = ("#trouble-run:focus-visible { outline: 3px solid #000; outline-offse
             "#trouble-run:disabled { background: #7c2d12 !important; opacity: 1 !important; }\n"
             ".info-text { color: #4b4b55 !important; }\n.dark .info-text { color: #d0d0d8 !important; }")
 BUTTON_LABEL, RUNNING_LABEL = render.BUTTON_LABEL, "Analysing…"
+# After an answer, or a photo refused as soon as it is chosen: the status line takes the keyboard
+# focus (the button it came from is disabled while it runs: focus fell to the page) and, on a phone,
+# comes into view (it sits below the settings, a screen under the button). role=status, set when
+# the page loads, has screen readers read what it says.
+STATUS_ROLE_JS = "() => document.querySelector('#trouble-status')?.setAttribute('role', 'status')"
+SHOW_STATUS_JS = """() => { const status = document.querySelector('#trouble-status');
+    if (!status || !status.innerText.trim()) return;
+    status.setAttribute('tabindex', '-1');
+    status.focus({preventScroll: true});
+    const box = status.getBoundingClientRect();
+    if (box.top < 0 || box.top > window.innerHeight - 80) status.scrollIntoView({block: 'start'}); }"""
 # Results files are kept this long for the download buttons, then removed.
 RESULTS_MAX_AGE_S = 3600
 
@@ -484,6 +495,7 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                     annotated_png = gr.File(label="Annotated photo (PNG, at most 2048 px; boxes in the JSON are "
                                                   "in the photo's own pixels)", elem_id="trouble-png")
         app.load(analyzer.health, outputs=mode_line, api_visibility="private")
+        app.load(None, js=STATUS_ROLE_JS)
         # Moving the slider means the user wants that threshold: tick the box for them.
         threshold.input(lambda: True, outputs=use_one_threshold, api_visibility="private")
         outputs = list(Outputs(annotated=annotated, legend=legend, counts=counts, severity=severity, status=status,
@@ -502,7 +514,7 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                inputs=inputs, outputs=answer, show_progress_on=[status, annotated], concurrency_id="analysis",
                api_visibility="private")
         analysis.success(shown_if_current, inputs=[answer, status, *inputs], outputs=[answer, shown_with, *outputs],
-                         queue=False, api_visibility="private")
+                         queue=False, api_visibility="private").then(None, js=SHOW_STATUS_JS)
         analysis.then(lambda: gr.Button(BUTTON_LABEL, interactive=True), outputs=button, queue=False,
                       api_visibility="private")
         # The line at the top said "It is up" from the page's load on: asked again after each analysis,
@@ -511,7 +523,7 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # Another photo (upload, webcam, example, cleared): the last photo's results go at once, and a
         # file that is no usable photo is named right away.
         photo.change(lambda path: _cleared(photo_problem(path)), inputs=photo, outputs=outputs,
-                     api_visibility="private", queue=False)
+                     api_visibility="private", queue=False).then(None, js=SHOW_STATUS_JS)
         # For programs (gradio_client, "Use via API"): the same analysis, its outputs in one call.
         gr.Button(visible=False).click(lambda *args: analyse(analyzer, *args), inputs=inputs, outputs=outputs,
                                        concurrency_id="analysis", api_name="analyse")

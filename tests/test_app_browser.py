@@ -137,6 +137,29 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
     assert not any(word in status + counts + severity for word in STACK_TRACE_WORDS)
 
 
+def test_on_a_phone_the_answer_and_a_refused_file_come_into_view_and_take_the_focus(smoke_mar, browser, tmp_path):
+    """On a phone the status line sits a screen below the button: after an answer, or a file refused
+    as soon as it was chosen, nothing new was in view, and the keyboard focus fell to the page."""
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not a photo")
+    with running_app(tmp_path / "app.log", TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar)) as url:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(url)
+        page.wait_for_selector("#trouble-photo input[type=file]", state="attached", timeout=30_000)
+        expect(page.locator("#trouble-status")).to_have_attribute("role", "status", timeout=30_000)
+        in_view = """() => { const box = document.querySelector('#trouble-status').getBoundingClientRect();
+                             return box.top >= 0 && box.top < window.innerHeight; }"""
+        assert not page.evaluate(in_view)  # below the settings, out of view, before anything is shown
+        analyse_photo(page, "ACNE04 photo, grade 0: 1 lesion marked")
+        page.wait_for_function(in_view, timeout=10_000)
+        page.wait_for_function("() => document.activeElement?.id === 'trouble-status'", timeout=10_000)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.set_input_files("#trouble-photo input[type=file]", str(fake))
+        expect(page.locator("#trouble-status")).to_contain_text("not a readable image", timeout=30_000)
+        page.wait_for_function(in_view, timeout=10_000)
+        page.close()
+
+
 def test_server_down_page_says_so(browser, tmp_path):
     api_url = f"http://127.0.0.1:{closed_port()}"
     with running_app(tmp_path / "app.log", TROUBLE_MODE="server", TROUBLE_API_URL=api_url) as url:
