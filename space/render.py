@@ -65,12 +65,13 @@ def severity_markdown(response: dict) -> str:
 
 def count_range_text(response: dict) -> str:
     """How far this count may be off, only for an answer made with the settings the figures were
-    measured at, on a photo without warnings (the figures are of colour close-ups). From the validation photos on
-    which the model's count fell in the same grade (the error grows with the count): "; on the 49
-    validation photos where its count was severe too, the marked count was within -14 to +23 of its
-    own for 8 in 10 of them: 15-52 (moderate to very severe) is typical; the labels of those photos:
-    10 moderate, 25 severe, 14 very severe". From the average error of all of them where the archive
-    has no figures by grade (archived before them)."""
+    measured at, on a photo without warnings (the figures are of colour close-ups). From the
+    validation photos on which the model's count fell in the same grade (the error grows with the count): "; the marked
+    count on such a photo is typically 15-52 (moderate to very severe): on the 49 validation photos
+    where the model's count was severe too, ACNE04's marked count was within -14 to +23 of the
+    model's for 8 in 10 of them; the labels of those photos: 10 moderate, 25 severe, 14 very
+    severe". From the average error of all of them where the archive has no figures by grade
+    (archived before them)."""
     validation = response["model"].get("validation") or {}
     # The figures are of colour close-ups: a photo with a warning is not one.
     if not validation or response["warnings"] or not _validated_settings(response):
@@ -90,9 +91,10 @@ def count_range_text(response: dict) -> str:
             below, above = same_grade["marked_minus_found"]
             low, high = max(0, count + below), max(0, count + above)
             share = "8 in 10" if photos >= 10 else "most"
-            text = (f"; on the {photos} validation photos where its count was {name} too, the marked count was "
-                    f"within {below:+d} to {above:+d} of its own for {share} of them: {low}-{high} "
-                    f"({_grades_spanned(low, high)}) is typical")
+            # The range first: it is what a reader looks for; how it was found comes after.
+            text = (f"; the marked count on such a photo is typically {low}-{high} ({_grades_spanned(low, high)}): "
+                    f"on the {photos} validation photos where the model's count was {name} too, ACNE04's marked "
+                    f"count was within {below:+d} to {above:+d} of the model's for {share} of them")
         if labels:
             graded = sum(labels)
             which = "those photos" if graded == photos else f"the {graded} of them that carry one"
@@ -102,8 +104,8 @@ def count_range_text(response: dict) -> str:
     if error is None:
         return ""
     low, high = max(0, round(count - error)), round(count + error)
-    return (f"; its counts were off by {error:.1f} on average in validation (more on some photos): "
-            f"{low}-{high} ({_grades_spanned(low, high)}) is typical")
+    return (f"; the marked count on such a photo is typically {low}-{high} ({_grades_spanned(low, high)}): the "
+            f"model's counts were off by {error:.1f} on average in validation (more on some photos)")
 
 
 def _grades_spanned(low: int, high: int) -> str:

@@ -404,21 +404,23 @@ def test_legend_counts_table_and_severity_text():
     assert "This is a weak model" in render.severity_markdown(response)  # mAP50 under 0.5
     assert "flatter it" not in render.severity_markdown(response)  # not known of this archive's thresholds
     # 7 lesions, off by 4.3 on average: 3 to 11, mild to moderate; said only of the validated settings
-    assert ("7 lesions found; its counts were off by 4.3 on average in validation (more on some photos): 3-11 "
-            "(mild to moderate) is typical") in render.severity_markdown(response)
+    assert ("7 lesions found; the marked count on such a photo is typically 3-11 (mild to moderate): the model's "
+            "counts were off by 4.3 on average in validation (more on some photos)") in render.severity_markdown(response)
     other = {**response, "settings": {**response["settings"], "score_thresholds": {"comedone": 0.5, "papule": 0.5}}}
-    assert "is typical" not in render.severity_markdown(other)
+    assert "is typically" not in render.severity_markdown(other)
     # With the error by the grade of the count found (archives since it), the range is that grade's:
     # a moderate count here, its photos' marked counts -2 to +6 of the model's for 8 in 10.
     by_grade = [{"images": 120, "mae": 1.5, "marked_minus_found": [-2, 4], "labels": [100, 20, 0, 0]},
                 {"images": 12, "mae": 3.3, "marked_minus_found": [-2, 6], "labels": [1, 9, 2, 0]}, None, None]
     graded = {**response, "model": {**response["model"],
                                     "validation": {**response["model"]["validation"], "by_found_grade": by_grade}}}
-    assert ("7 lesions found; on the 12 validation photos where its count was moderate too, the marked count was "
-            "within -2 to +6 of its own for 8 in 10 of them: 5-13 (mild to moderate) is typical; the labels of "
-            "those photos: 1 mild, 9 moderate, 2 severe") in render.severity_markdown(graded)
+    assert ("7 lesions found; the marked count on such a photo is typically 5-13 (mild to moderate): on the 12 "
+            "validation photos where the model's count was moderate too, ACNE04's marked count was within -2 to +6 "
+            "of the model's for 8 in 10 of them; the labels of those photos: 1 mild, 9 moderate, 2 severe"
+            ) in render.severity_markdown(graded)
     by_grade[1] = {"images": 7, "mae": 3.3, "marked_minus_found": [-2, 6], "labels": [1, 5, 0, 0]}  # 6 of 7 graded
-    assert ("was within -2 to +6 of its own for most of them: 5-13 (mild to moderate) is typical; the labels of "
+    assert ("typically 5-13 (mild to moderate): on the 7 validation photos where the model's count was moderate "
+            "too, ACNE04's marked count was within -2 to +6 of the model's for most of them; the labels of "
             "the 6 of them that carry one: 1 mild, 5 moderate") in render.severity_markdown(graded)
     by_grade[1] = {"images": 2, "mae": 3.0, "marked_minus_found": [-3, -3], "labels": [0, 2, 0, 0]}
     assert ("7 lesions found; only 2 validation photos had a moderate count: too few for a typical range; the "
@@ -428,7 +430,7 @@ def test_legend_counts_table_and_severity_text():
             in render.severity_markdown(graded))
     # A photo without colour: the figures are of colour photos, and the count is likely too low.
     by_grade[1] = {"images": 12, "mae": 3.3, "marked_minus_found": [-2, 6], "labels": [1, 9, 2, 0]}
-    assert "is typical" not in render.severity_markdown({**graded, "warnings": photo_warnings(None, False)})
+    assert "is typically" not in render.severity_markdown({**graded, "warnings": photo_warnings(None, False)})
     # Figures without a count error or grade accuracy still make a sentence.
     only_map = {**response, "model": {**response["model"], "validation": {"data": "x/valid/_annotations.coco.json",
                                                                           "images": 9, "mAP50": 0.8}}}
@@ -449,8 +451,8 @@ def test_legend_counts_table_and_severity_text():
     small_face = {**response, "warnings": photo_warnings(0.08, face_cropped=False)}
     assert "### Severity: grade 1 (moderate): likely higher, as the count is likely too low\n" in \
         render.severity_markdown(small_face)
-    assert "is typical" in render.severity_markdown(response)
-    assert "is typical" not in render.severity_markdown(small_face) + render.severity_markdown(little_skin)
+    assert "is typically" in render.severity_markdown(response)
+    assert "is typically" not in render.severity_markdown(small_face) + render.severity_markdown(little_skin)
     assert "one type" not in render.legend_html(response)
     assert "this model has one type, acne" in render.legend_html(fake_response(classes=("acne",)))
     # Figures measured at the model's settings are qualified when the answer used others.
