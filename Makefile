@@ -71,12 +71,15 @@ serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
 	@mkdir -p logs
 	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar > logs/torchserve.out 2>&1 \
 	    || grep -q "already running" logs/torchserve.out || { cat logs/torchserve.out; exit 1; }
-	@# "Already running" may be another checkout's server (same TMPDIR): it serves that checkout's model.
-	@pid=$$(cat "$${TMPDIR:-/tmp}/.model_server.pid" 2>/dev/null); where=$$(readlink "/proc/$$pid/cwd" 2>/dev/null); \
-	    if grep -q "already running" logs/torchserve.out && [ -n "$$where" ] && [ "$$where" != "$(CURDIR)" ]; then \
-	        echo "A TorchServe started in $$where is already running (pid $$pid): it serves that folder's model," \
-	             "not this one's. Stop it there (make stop), or give this one another TMPDIR and other ports" \
-	             "(README: Serving)."; exit 1; fi
+	@# "Already running" may be another checkout's server (the same temp folder, where TorchServe keeps
+	@# its pid file): it serves that checkout's model. Its folder is the server's working directory.
+	@if grep -q "already running" logs/torchserve.out; then \
+	    tmp=$$($(BIN)/python -c 'import tempfile; print(tempfile.gettempdir())'); \
+	    pid=$$(cat "$$tmp/.model_server.pid" 2>/dev/null); where=$$(readlink "/proc/$$pid/cwd" 2>/dev/null); \
+	    if [ "$$where" != "$(CURDIR)" ]; then \
+	        echo "A TorchServe started in $${where:-a folder not readable here} is already running (pid $$pid):" \
+	             "it serves that folder's model, not this one's. Stop it there (make stop), or give this one" \
+	             "another TMPDIR and other ports (README: Serving)."; exit 1; fi; fi
 	@# A server TorchServe gave up on (exit 3) would be taken as "already running" by the next serve:
 	@# stop it. Not after other failures: the server may be another's, or still loading.
 	$(BIN)/python -m handler.wait_ready; status=$$?; \

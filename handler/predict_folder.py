@@ -71,8 +71,10 @@ def write_counts_csv(path: Path, classes: list, responses: list):
                 writer.writerow([response["file_name"], *[""] * len(classes), "", "", "", "", response["error"]])
                 continue
             severity = response["severity"]
-            # The codes of what makes the count say little (no_colour, little_skin, small_face).
-            warnings = "; ".join(warning["code"] for warning in response.get("warnings", []))
+            # The codes of what makes the count say little (no_colour, little_skin, small_face); an
+            # archive made before answers carried them is not taken for "nothing to say".
+            warnings = ("; ".join(warning["code"] for warning in response["warnings"]) if "warnings" in response
+                        else "not given (an archive older than warnings)")
             writer.writerow([response["file_name"], *[response["counts"][name] for name in classes],
                              response["total"], severity["grade"], severity["name"], warnings, ""])
 

@@ -284,9 +284,10 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
         shown = decode_image(image_bytes, max_side=render.DISPLAY_MAX_SIDE)
     except BadInput as error:  # the server accepted it, so this is unlikely; say so all the same
         raise AnalysisError(str(error)) from None
-    annotated = render.draw_detections(Image.fromarray(shown.rgb), response)
     if "warnings" not in response:  # from an archive made before answers carried them: judged here alike
-        response["warnings"] = photo_warnings(skin_fraction(shown.rgb), bool(response["settings"].get("face_crop")))
+        response["warnings"] = photo_warnings(skin_fraction(shown.rgb), response["settings"].get("framing", "none"),
+                                              face_cropped=bool(response["settings"].get("face_crop")))
+    annotated = render.draw_detections(Image.fromarray(shown.rgb), response)  # its caption carries them too
     shown_text = {"severity": render.severity_markdown(response),
                   "status": render.status_markdown(response, answered_by, round_trip_ms, Path(photo_path).name)}
     json_path, png_path = _save_downloads(response, answered_by, annotated, Path(photo_path).name, shown_text)

@@ -58,22 +58,25 @@ def example_files() -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and (p.suffix == ".jpg" or p.name == "README.md"))
 
 
-def without_untracked(files: dict) -> tuple[dict, list]:
+def without_untracked(files: dict) -> tuple[dict, list, str]:
     """files without the library's and the examples' files that git does not track (a scratch file,
-    a patient's photo), and the paths left out. Everything is kept outside a git checkout."""
+    a patient's photo), the paths left out, and why git could not tell ("" when it could; then
+    everything is kept, and the caller says so)."""
     try:
         listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--", "trouble", "space/examples"],
                                 capture_output=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return files, []
-    tracked = {REPO / name for name in listed.decode().split("\0") if name}
+    except OSError as error:  # no git on this machine
+        return files, [], str(error)
+    except subprocess.CalledProcessError as error:  # not a checkout, or one git will not read
+        return files, [], error.stderr.decode(errors="replace").strip() or f"git exited with {error.returncode}"
+    tracked = {REPO / name for name in listed.decode(errors="surrogateescape").split("\0") if name}
 
     def untracked(source) -> bool:
         return (isinstance(source, Path) and source not in tracked
                 and (source.is_relative_to(REPO / "trouble") or source.parent == SPACE_DIR / "examples"))
 
     left_out = sorted(path_in_repo for path_in_repo, source in files.items() if untracked(source))
-    return {name: source for name, source in files.items() if name not in left_out}, left_out
+    return {name: source for name, source in files.items() if name not in left_out}, left_out, ""
 
 
 def gradio_space_files(model: Path | None, mmcv_wheel: str | None, space: str, endpoint: str) -> dict:
@@ -207,7 +210,7 @@ def main(argv=None) -> int:
             files = docker_space_files(model)
         else:
             files = gradio_space_files(model, args.mmcv_wheel, args.space, endpoint)
-        files, left_out = without_untracked(files)
+        files, left_out, untold = without_untracked(files)
         check_files(files, token)
     except PushError as error:  # what was asked cannot be uploaded: exit 2, as for a bad option
         print(f"error: {error}", file=sys.stderr)
@@ -220,6 +223,9 @@ def main(argv=None) -> int:
     if left_out:
         print(f"note: left out, not tracked by git (commit them to upload them): {', '.join(left_out)}",
               file=sys.stderr)
+    if untold:  # a copy without git: what is in trouble/ and examples/ goes up as it is
+        print(f"warning: git cannot say which files it tracks ({untold}): every file listed above goes up; "
+              f"check that no photo in space/examples/ is one to keep private", file=sys.stderr)
     if args.sdk == "gradio" and not args.mmcv_wheel:
         print("warning: no --mmcv-wheel: the Space's build will stop at mmcv, which pip cannot compile "
               "there (see space/requirements.txt)", file=sys.stderr)

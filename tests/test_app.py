@@ -430,7 +430,7 @@ def test_legend_counts_table_and_severity_text():
             in render.severity_markdown(graded))
     # A photo without colour: the figures are of colour photos, and the count is likely too low.
     by_grade[1] = {"images": 12, "mae": 3.3, "marked_minus_found": [-2, 6], "labels": [1, 9, 2, 0]}
-    assert "is typically" not in render.severity_markdown({**graded, "warnings": photo_warnings(None, False)})
+    assert "is typically" not in render.severity_markdown({**graded, "warnings": photo_warnings(None, "face", False)})
     # Figures without a count error or grade accuracy still make a sentence.
     only_map = {**response, "model": {**response["model"], "validation": {"data": "x/valid/_annotations.coco.json",
                                                                           "images": 9, "mAP50": 0.8}}}
@@ -441,14 +441,14 @@ def test_legend_counts_table_and_severity_text():
     response["model"]["validation"]["thresholds_chosen_on_these_photos"] = True
     assert "chosen on those same photos, so these figures flatter it" in render.severity_markdown(response)
     # What makes the count say little comes first, above the grade's heading: the grade below says nothing then.
-    little_skin = {**response, "warnings": photo_warnings(0.01, face_cropped=False)}
+    little_skin = {**response, "warnings": photo_warnings(0.01, "face", face_cropped=False)}
     assert render.severity_markdown(little_skin).startswith(
         "#### Little of this photo looks like skin (1%)\nIf there is no face in it, this count and grade say nothing")
     assert "Little of this photo" not in render.severity_markdown(response)
     # The heading read alone says so too, and no typical range is given: its figures are of colour close-ups.
     assert "### Severity: grade 1 (moderate): it says nothing if there is no face in the photo\n" in \
         render.severity_markdown(little_skin)
-    small_face = {**response, "warnings": photo_warnings(0.08, face_cropped=False)}
+    small_face = {**response, "warnings": photo_warnings(0.08, "face", face_cropped=False)}
     assert "### Severity: grade 1 (moderate): likely higher, as the count is likely too low\n" in \
         render.severity_markdown(small_face)
     assert "is typically" in render.severity_markdown(response)
@@ -636,7 +636,7 @@ def test_no_lesion_at_a_raised_threshold_is_explained_and_the_drawing_keeps_its_
     assert ("Score thresholds: comedone 0.30, papule 0.30. Sliced: 48 slices of 640 px. Test-time augmentation: "
             "4 passes. Counted by") in drawing.caption_for(run_otherwise)
     # So does what makes the count say little (the answer's warnings), right after the grade.
-    assert drawing.caption_for({**response, "warnings": photo_warnings(None, False)}).startswith(
+    assert drawing.caption_for({**response, "warnings": photo_warnings(None, "face", False)}).startswith(
         "Severity grade 1 (moderate): 7 lesions. A photo without colour: The model learnt from colour photos")
     plain = drawing.draw_detections(Image.new("RGB", (400, 300), (200, 160, 140)), response)
     # The legend row, then the caption wrapped over more rows at 400 px: the strip is taller than one row.

@@ -575,10 +575,12 @@ def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path
                         "--runs", "background_removal"], check=False, timeout=300)
     assert other.returncode == 1 and other.stdout.count("holds a finished run with other settings (iters)") == 2
     assert "tood_x101_background_removal holds a finished run" in other.stderr  # each failed row, with why
-    # The report keeps the finished table, not the failed rerun's, and says the rerun failed.
+    # The report keeps the finished rows, not the failed rerun's, and says the rerun failed.
     report = read_json(out / "comparison.json")["comparisons"]["background_removal"]
-    assert [row["status"] for row in report["rows"]] == ["done", "done"] and report["settings"]["iterations"] == 2
-    assert "Not replaced: the last rerun failed on without (failed:" in (out / "comparison.md").read_text()
+    assert [(row["status"], row.get("kept")) for row in report["rows"]] == [("done", True), ("done", True)]
+    assert report["rows"][0]["run"].startswith("smoke (CPU, 2 iterations: numbers mean nothing) (kept from an "
+                                               "earlier run into this folder: this rerun failed: failed:")
+    assert "this rerun failed" in (out / "comparison.md").read_text()
     assert (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").is_file()
     # Nor are runs on other annotations reused (a data set imported again into the same folder).
     valid = read_json(data / "valid" / "annotations.json")

@@ -78,6 +78,7 @@ def test_face_framing_crops_a_small_face_and_keeps_boxes_in_photo_pixels(detecto
     assert close_up["settings"]["framing"] == "face" and close_up["settings"]["face_crop"] is None
     # Every answer says when the face is small in what the model saw: the count is likely too low then.
     assert [w["code"] for w in not_framed["warnings"]] == ["small_face"]
+    assert not_framed["warnings"][0]["title"].endswith("face framing was off")  # no face was looked for
     assert not_framed["image"]["skin_fraction"] < 0.15 < close_up["image"]["skin_fraction"]
     assert framed["warnings"] == [] and close_up["warnings"] == []
 
@@ -88,15 +89,18 @@ def test_photo_warnings_name_what_makes_a_count_say_little():
     from trouble.photo_checks import photo_warnings
 
     def codes(skin, cropped=False):
-        return [warning["code"] for warning in photo_warnings(skin, cropped)]
+        return [warning["code"] for warning in photo_warnings(skin, "face", cropped)]
 
     assert codes(None) == ["no_colour"] and codes(None, cropped=True) == ["no_colour"]
     assert codes(0.04) == ["little_skin"] and codes(0.04, cropped=True) == ["little_skin"]
     assert codes(0.05) == ["small_face"] and codes(0.149) == ["small_face"] and codes(0.1, cropped=True) == []
     assert codes(0.15) == [] and codes(0.9) == []
-    small = photo_warnings(0.08, False)[0]
-    assert small["title"].startswith("The face looks small in this photo (8% of it is skin)")
-    assert "likely too low" in small["detail"]
+    small = photo_warnings(0.08, "face", False)[0]
+    assert small["title"] == "The face looks small in this photo (8% of it is skin), and no face was found to crop to"
+    assert "likely too low" in small["detail"] and "framing" not in small["detail"]
+    # With face framing off no face was looked for: the warning says so, and how to turn it on.
+    unframed = photo_warnings(0.08, "none", False)[0]
+    assert unframed["title"].endswith("and face framing was off") and "turn face framing on" in unframed["detail"]
 
 
 def test_boxes_are_in_original_pixels_when_the_photo_is_downscaled(detector, large_photo):

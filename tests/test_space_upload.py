@@ -7,6 +7,7 @@ The Docker variant cannot be built here (no Docker): its files are checked stati
 import base64
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -287,3 +288,17 @@ def test_push_refuses_secrets_and_bad_tokens(fake_hub, model_file):
     unreachable = run_push("--space", SPACE_ID, "--model", str(model_file), endpoint=closed)
     assert unreachable.returncode == 1 and f"could not reach the Hub at {closed}" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
+
+
+def test_a_copy_without_git_pushes_what_it_lists_and_says_so(model_file, tmp_path):
+    """Outside a git checkout nothing can say which files are committed: the push says so, naming
+    why, instead of uploading every file of examples/ without a word."""
+    copy = tmp_path / "copy"
+    for folder in ("space", "trouble"):
+        shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    result = subprocess.run([sys.executable, str(copy / "space" / "push.py"), "--space", SPACE_ID, "--model",
+                             str(model_file), "--dry-run"], cwd=copy, capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "warning: git cannot say which files it tracks (" in result.stderr and "not a git repository" in result.stderr
+    assert "examples/README.md" in result.stdout

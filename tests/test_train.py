@@ -87,6 +87,12 @@ def test_saved_predictions_rescore_to_the_same_metrics(smoke_training, tmp_path)
     assert "scored at the thresholds of the report beside the predictions" in plain.stdout
     assert read_json(tmp_path / "plain" / "metrics.json")["at_thresholds"] == first["at_thresholds"]
     assert read_json(tmp_path / "plain" / "thresholds.json") == first["f1_optimal_thresholds"]
+    # Scored into the predictions' own folder, the model run's report would be replaced: refused.
+    into_run = run_module(["train.evaluate", "--predictions", str(work / "eval" / "predictions.json"), "--gt",
+                           str(smoke_training["data"] / "valid" / "annotations.json"), "--score-threshold", "0.5",
+                           "--out", str(work / "eval")], check=False)
+    assert into_run.returncode == 2 and "is the folder of --predictions" in into_run.stderr
+    assert read_json(work / "eval" / "metrics.json") == first
 
 
 def test_evaluating_a_model_at_a_given_threshold(smoke_training, tmp_path):

@@ -145,25 +145,32 @@ def load_ground_truth(gt):
     return checked, source
 
 
+def report_beside(predictions_path) -> dict:
+    """The evaluation report (metrics.json) beside a predictions.json, as a dict; {} where there is
+    none, or it is no JSON object."""
+    try:
+        report = json.loads(Path(predictions_path).with_name("metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
 def check_made_on(predictions_path, gt_path):
     """EvaluationError when the evaluation report beside an evaluation's predictions.json (its
     metrics.json) says they were made on another ground truth than gt_path: valid's image ids also
     lie within train's, so they would be scored against the wrong photos without a word. Compared by
     content where the recorded file is at hand, else by split folder and file name (a report made on
     another machine records its paths)."""
-    report = Path(predictions_path).with_name("metrics.json")
-    try:
-        made_on = json.loads(report.read_text())["data"]["gt"] if report.is_file() else None
-    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError):
-        return  # not an evaluation report: nothing to compare
+    report = report_beside(predictions_path)
+    made_on = report.get("data", {}).get("gt") if isinstance(report.get("data"), dict) else None
     if not isinstance(made_on, str):
-        return
+        return  # no evaluation report beside them: nothing to compare
     recorded, given = Path(made_on), Path(gt_path)
     same = (recorded.read_bytes() == given.read_bytes() if recorded.is_file() and given.is_file()
             else recorded.parts[-2:] == given.parts[-2:])
     if not same:
-        raise EvaluationError(f"{predictions_path} holds detections made on {made_on} (its {report.name} says so), "
-                              f"not on {gt_path}; if that report is wrong, move it away")
+        raise EvaluationError(f"{predictions_path} holds detections made on {made_on} (the metrics.json beside it "
+                              f"says so), not on {gt_path}; if that report is wrong, move it away")
 
 
 def load_predictions(predictions, gt, gt_source="ground truth"):
@@ -730,11 +737,11 @@ def thresholds_of_the_run(predictions_path) -> tuple:
     of the report beside them (the model run that saved them, at its model's own thresholds), else
     0.3 for every type. Scoring a model's predictions.json again gave other figures than its run,
     at 0.3 instead of the model's thresholds."""
-    beside = Path(predictions_path).with_name("metrics.json")
-    try:
-        thresholds = json.loads(beside.read_text())["at_thresholds"]["thresholds"]
-    except (OSError, ValueError, KeyError, TypeError):
+    at_thresholds = report_beside(predictions_path).get("at_thresholds")
+    thresholds = at_thresholds.get("thresholds") if isinstance(at_thresholds, dict) else None
+    if thresholds is None:
         return 0.3, "no --score-threshold or --thresholds-json: scored at 0.3 for every type"
+    beside = Path(predictions_path).with_name("metrics.json")
     return thresholds, f"scored at the thresholds of the report beside the predictions ({beside}): {thresholds}"
 
 
@@ -937,6 +944,10 @@ def parse_args(argv=None):
     if args.predictions and run_options:
         parser.error(f"{', '.join(run_options)}: only with --model or --work-dir (saved predictions are not run "
                      f"again)")
+    if args.predictions and Path(args.out).resolve() == Path(args.predictions).resolve().parent:
+        # The model run's own report sits there: replaced, the run's figures and thresholds are gone.
+        parser.error(f"--out {args.out} is the folder of --predictions, whose report (metrics.json) is the model "
+                     f"run's: give another --out")
     if args.model_info and not args.predictions:
         parser.error("--model-info: only with --predictions (with --model or --work-dir the report describes "
                      "the model itself)")

@@ -527,28 +527,42 @@ SETTINGS_KEYS = ("data", "smoke", "iterations", "train_args", "backbone")
 
 def merged_with_earlier(report: Path, tables: dict) -> dict:
     """This run's tables, with the earlier report's other comparisons kept: rerunning one comparison
-    into the same --out dropped every other table from the report. An earlier table is also kept
-    in place of this run's where one of this run's rows failed (a smoke run beside a GPU run's
-    results, a training that crashed): the failure is noted under it, and printed."""
+    into the same --out dropped every other table from the report. Where a row of this run failed
+    (a smoke run beside a GPU run's results, a training that crashed) and the earlier table has that
+    row finished, the earlier row is kept, marked so: its run is still the one in runs/ (a failed
+    run never replaces a finished one there)."""
     try:
         earlier = json.loads(report.read_text())
         earlier_tables = earlier["comparisons"]
+        if not isinstance(earlier_tables, dict):
+            raise TypeError
     except (OSError, ValueError, KeyError, TypeError):  # none yet, or not a report: nothing to keep
         return tables
+    dropped = sorted(set(earlier_tables) - set(COMPARISONS))
+    if dropped:
+        print(f"[experiments] the earlier report's {', '.join(dropped)} are no comparison of this runner: left out",
+              flush=True)
     merged = {}
     for name in COMPARISONS:
         new, old = tables.get(name), earlier_tables.get(name)
-        if old is not None:  # a report written before tables carried their settings: the run's were theirs
+        if isinstance(old, dict):  # a report written before tables carried their settings: the run's were theirs
             old.setdefault("settings", {key: earlier.get(key) for key in SETTINGS_KEYS})
-        failed = [row for row in (new or {}).get("rows", []) if row["status"] == "failed"]
-        if new is not None and (old is None or not failed):
-            merged[name] = new
-        elif old is not None:
-            if failed:
-                old["notes"] = [note for note in old["notes"] if not note.startswith("Not replaced: ")] + [
-                    "Not replaced: the last rerun failed on "
-                    + "; ".join(f"{row['row']} ({row['run']})" for row in failed)]
-            merged[name] = old
+            old.setdefault("notes", [])
+        else:
+            old = None
+        if new is None:
+            if old is not None:
+                merged[name] = old
+            continue
+        finished = {row["row"]: row for row in (old or {}).get("rows", []) if row.get("status") == "done"}
+        rows = []
+        for row in new.get("rows", []):
+            earlier_row = finished.get(row["row"]) if row["status"] == "failed" else None
+            if earlier_row:
+                row = dict(earlier_row, kept=True, run=f"{earlier_row['run']} (kept from an earlier run into this "
+                                                       f"folder: this rerun failed: {row['run']})")
+            rows.append(row)
+        merged[name] = dict(new, rows=rows)
     return merged
 
 

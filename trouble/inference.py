@@ -455,7 +455,7 @@ class TroubleDetector:
             "total": len(detections),
             "severity": describe_grade(len(detections)),
             # What about the photo makes this count say little (no colour, no face, a small one).
-            "warnings": photo_warnings(skin, face_cropped=crop is not None),
+            "warnings": photo_warnings(skin, framing, face_cropped=crop is not None),
             "settings": {"score_thresholds": thresholds, "input_size": self.input_size, "nms_iou": self.nms_iou,
                          "sliced": slicing.enabled, "slice_size": slicing.slice_size, "slices": slices,
                          "overlap": slicing.overlap,

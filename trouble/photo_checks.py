@@ -12,8 +12,9 @@ from trouble.skin import MIN_SKIN_FRACTION
 SMALL_FACE_SKIN = 0.15
 
 
-def photo_warnings(skin_fraction: float | None, face_cropped: bool) -> list[dict]:
+def photo_warnings(skin_fraction: float | None, framing: str, face_cropped: bool) -> list[dict]:
     """skin_fraction: trouble.skin.skin_fraction of the photo, None for a photo without colour;
+    framing: the answer's face framing ("face": a face was looked for, "none": it was not);
     face_cropped: whether the model was run on a crop to the face (then the face is not small in
     what it saw)."""
     if skin_fraction is None:  # measured: docs/FIGURES.md, "Photos without colour"
@@ -25,9 +26,11 @@ def photo_warnings(skin_fraction: float | None, face_cropped: bool) -> list[dict
                  "detail": "If there is no face in it, this count and grade say nothing; if there is one, it is "
                            "too small in the photo for the model to see its lesions: crop the photo to the face."}]
     if skin_fraction < SMALL_FACE_SKIN and not face_cropped:
+        looked = framing == "face"  # with face framing off, no face was looked for
         return [{"code": "small_face",
-                 "title": f"The face looks small in this photo ({skin_fraction:.0%} of it is skin), and no face "
-                          f"was found to crop to",
+                 "title": f"The face looks small in this photo ({skin_fraction:.0%} of it is skin), and "
+                          + ("no face was found to crop to" if looked else "face framing was off"),
                  "detail": "The model learnt from close-ups: in a wide photo it sees the lesions too small, and "
-                           "this count is likely too low. Crop the photo to the face, or take a closer one."}]
+                           "this count is likely too low. Crop the photo to the face"
+                           + ("" if looked else ", turn face framing on") + ", or take a closer one."}]
     return []
