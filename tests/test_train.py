@@ -599,7 +599,8 @@ def test_archive_a_staged_model_folder(smoke_mar, tmp_path):
         assert json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]["modelVersion"] == "2.1"
     result = run_module(["train.archive", "--model-dir", str(staged), "--out", str(tmp_path / "store"), "--version",
                          "2.1/../x"], check=False)
-    assert result.returncode == 2 and "--version must be" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "version (--version, or model_version in model-config.yaml) must be" in \
+        result.stderr and "Traceback" not in result.stderr
     settings = (staged / "model-config.yaml").read_text()
     (staged / "model-config.yaml").write_text(settings.replace("trouble:", "troubles:"))  # edited by hand, badly
     result = run_module(["train.archive", "--model-dir", str(staged), "--out", str(tmp_path / "store")], check=False)

@@ -251,17 +251,21 @@ def stamped_config(model_dir: Path, out: Path, version: str | None) -> str:
     section = settings["trouble"]
     if version is not None:
         section["model_version"] = version
+    version = str(section.get("model_version", "1.0"))
+    check_version(version)  # also one written by hand in a staged folder's model-config.yaml
     section["archived"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    section["weights_sha256"] = hashlib.sha256((model_dir / "model.pth").read_bytes()).hexdigest()[:16]
+    with open(model_dir / "model.pth", "rb") as weights:  # in chunks: an X-101 checkpoint is 350 MB
+        section["weights_sha256"] = hashlib.file_digest(weights, "sha256").hexdigest()[:16]
     out.write_text(yaml.safe_dump(settings, sort_keys=False))
-    return str(section.get("model_version", "1.0"))
+    return version
 
 
 def check_version(version: str):
     """TorchServe puts the version in URLs (/models/trouble/<version>): letters, digits, '.', '_', '-'."""
     if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._-]{0,31}", version):
-        raise ArchiveError(f"--version must be up to 32 letters, digits, '.', '_' or '-', starting with a letter "
-                           f"or digit (e.g. 2.1 or 2026-11-27), got {version!r}")
+        raise ArchiveError(f"the model's version (--version, or model_version in model-config.yaml) must be up to "
+                           f"32 letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. 2.1 or "
+                           f"2026-11-27), got {version!r}")
 
 
 def build_mar(model_dir: Path, export_dir: Path, version: str | None = None) -> Path:
