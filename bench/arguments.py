@@ -14,9 +14,10 @@ INPUT_OPTIONS = ("model", "gt", "predictions", "photos", "data", "config")
 
 
 def parse_checked(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """parser.parse_args (every benchmark has an --out, so --overwrite is added here), then refuse an --out that is
-    one of the inputs (a predictions.json takes a whole model run to make again), or that exists
-    without --overwrite (the committed figures in bench/results were replaced without a word)."""
+    """parser.parse_args (every benchmark has an --out, so --overwrite is added here), then refuse
+    an --out that is one of the inputs (a predictions.json takes a whole model run to make again),
+    or that exists without --overwrite (the committed figures in bench/results were replaced
+    without a word)."""
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     out = getattr(args, "out", None)

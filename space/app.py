@@ -288,9 +288,10 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
         response["warnings"] = photo_warnings(skin_fraction(shown.rgb), response["settings"].get("framing", "none"),
                                               face_cropped=bool(response["settings"].get("face_crop")))
     annotated = render.draw_detections(Image.fromarray(shown.rgb), response)  # its caption carries them too
+    photo_name = Path(photo_path).name
     shown_text = {"severity": render.severity_markdown(response),
-                  "status": render.status_markdown(response, answered_by, round_trip_ms, Path(photo_path).name)}
-    json_path, png_path = _save_downloads(response, answered_by, annotated, Path(photo_path).name, shown_text)
+                  "status": render.status_markdown(response, answered_by, round_trip_ms, photo_name)}
+    json_path, png_path = _save_downloads(response, answered_by, annotated, photo_name, shown_text)
     # Sizes, not the file's name: a name may be a patient's.
     logger.info("analysed a %dx%d photo: %d troubles in %.0f ms (%s)", response["image"]["width"],
                 response["image"]["height"], response["total"], round_trip_ms, answered_by)

@@ -66,12 +66,12 @@ def severity_markdown(response: dict) -> str:
 def count_range_text(response: dict) -> str:
     """How far this count may be off, only for an answer made with the settings the figures were
     measured at, on a photo without warnings (the figures are of colour close-ups). From the
-    validation photos on which the model's count fell in the same grade (the error grows with the count): "; the marked
-    count on such a photo is typically 15-52 (moderate to very severe): on the 49 validation photos
-    where the model's count was severe too, ACNE04's marked count was within -14 to +23 of the
-    model's for 8 in 10 of them; the labels of those photos: 10 moderate, 25 severe, 14 very
-    severe". From the average error of all of them where the archive has no figures by grade
-    (archived before them)."""
+    validation photos on which the model's count fell in the same grade (the error grows with the
+    count): "; the marked count on such a photo is typically 15-52 (moderate to very severe): on
+    the 49 validation photos where the model's count was severe too, ACNE04's marked count was
+    within -14 to +23 of the model's for 8 in 10 of them; the labels of those photos: 10 moderate,
+    25 severe, 14 very severe". From the average error of all of them where the archive has no
+    figures by grade (archived before them)."""
     validation = response["model"].get("validation") or {}
     # The figures are of colour close-ups: a photo with a warning is not one.
     if not validation or response["warnings"] or not _validated_settings(response):

@@ -162,7 +162,7 @@ def check_made_on(predictions_path, gt_path):
     content where the recorded file is at hand, else by split folder and file name (a report made on
     another machine records its paths)."""
     report = report_beside(predictions_path)
-    made_on = report.get("data", {}).get("gt") if isinstance(report.get("data"), dict) else None
+    made_on = report["data"].get("gt") if isinstance(report.get("data"), dict) else None
     if not isinstance(made_on, str):
         return  # no evaluation report beside them: nothing to compare
     recorded, given = Path(made_on), Path(gt_path)
