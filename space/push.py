@@ -5,9 +5,9 @@
     python space/push.py --space user/name --model model_store/trouble.mar --sdk docker
 
 Token: HF_TOKEN (else the one `hf auth login` saved). Hub address: HF_ENDPOINT (default the public Hub).
-The Space is created if missing (create_repo with exist_ok), then the files are uploaded in one
-upload_folder call from a staging folder that holds exactly the listed files, so nothing else
-(caches, __pycache__, keys, .env files) can go up.
+The Space is created if missing (create_repo with exist_ok) and, with --private, made private; then
+the files are uploaded in one upload_folder call from a staging folder that holds exactly the listed
+files, so nothing else (caches, __pycache__, keys, .env files) can go up.
 
 Gradio-SDK Space (default; the app runs the model in process, "local mode"):
     README.md, app.py, backends.py, render.py, requirements.txt, examples/  from space/
@@ -182,7 +182,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mmcv-wheel", help="a prebuilt mmcv 2.1.0 wheel (cp311, torch 2.13 CPU) to upload, or the "
                                              "https address of one; the Gradio Space's requirements point at it")
     parser.add_argument("--sdk", choices=("gradio", "docker"), default="gradio")
-    parser.add_argument("--private", action="store_true", help="create the Space private (only when it is new)")
+    parser.add_argument("--private", action="store_true",
+                        help="make the Space private, a new one or one that exists, before anything is uploaded")
     parser.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded; upload nothing")
     args = parser.parse_args(argv)
     if args.sdk == "docker" and args.mmcv_wheel:
@@ -244,6 +245,9 @@ def main(argv=None) -> int:
         try:
             url = api.create_repo(args.space, repo_type="space", space_sdk=args.sdk, exist_ok=True,
                                   private=args.private or None)
+            if args.private:  # create_repo leaves an existing Space's visibility as it was
+                api.update_repo_settings(args.space, repo_type="space", private=True)
+                print("The Space is private.")
             commit = api.upload_folder(repo_id=args.space, repo_type="space", folder_path=staging,
                                        commit_message="Update the app (space/push.py)")
         except HfHubHTTPError as error:

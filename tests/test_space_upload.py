@@ -1,7 +1,7 @@
 """space/push.py against a fake Hugging Face Hub on 127.0.0.1 (no other network), and the Space's files.
 
-The fake Hub answers the three calls that create_repo and upload_folder make (repo creation,
-"preupload", commit) and records every request, so the test sees exactly what would reach the Hub.
+The fake Hub answers the calls that create_repo, update_repo_settings and upload_folder make (repo
+creation, settings, "preupload", commit) and records every request, so the test sees exactly what would reach the Hub.
 The Docker variant cannot be built here (no Docker): its files are checked statically.
 """
 import base64
@@ -38,6 +38,7 @@ class FakeHub(ThreadingHTTPServer):
         self.requests = []   # (method, path, headers dict, body bytes)
         self.committed = {}  # path in repo → bytes
         self.validated_readmes = []
+        self.existing = {}   # Space id → its visibility, for Spaces made before the push
         self.base = f"http://127.0.0.1:{self.server_address[1]}"
 
 
@@ -58,6 +59,9 @@ class FakeHubHandler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path == "/api/repos/create":
             request = json.loads(body)
+            if f"{request['organization']}/{request['name']}" in hub.existing:  # the Hub's 409 names the url too
+                return self._answer(409, {"error": "You already created this space repo",
+                                          "url": f"{hub.base}/spaces/{request['organization']}/{request['name']}"})
             return self._answer(200, {"url": f"{hub.base}/spaces/{request['organization']}/{request['name']}",
                                       "name": f"{request['organization']}/{request['name']}"})
         if path == "/api/validate-yaml":  # upload_folder has the README's header checked first
@@ -85,6 +89,18 @@ class FakeHubHandler(BaseHTTPRequestHandler):
             oid = "0" * 40
             return self._answer(200, {"commitUrl": f"{hub.base}/spaces/{match.group(1)}/commit/{oid}",
                                       "commitOid": oid})
+        self._answer(404, {"error": "not faked"})
+
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._record(body)
+        hub = self.server
+        if self.headers.get("Authorization") != f"Bearer {hub.accepted_token}":
+            return self._answer(401, {"error": "Invalid credentials in Authorization header"})
+        match = re.fullmatch(r"/api/spaces/([^/]+/[^/]+)/settings", self.path)
+        if match and match.group(1) in hub.existing:
+            hub.existing[match.group(1)] = json.loads(body)["visibility"]
+            return self._answer(200, {})
         self._answer(404, {"error": "not faked"})
 
     def _record(self, body):
@@ -205,6 +221,28 @@ def test_push_creates_the_space_and_uploads_exactly_the_listed_files(fake_hub, m
     assert wanted in requirements and "mmcv==2.1.0" not in requirements
     packages = [line for line in requirements if line and not line.startswith(("#", "--", "mmcv @"))]
     assert packages and all("==" in line for line in packages), packages
+
+
+def test_private_makes_an_existing_public_space_private_before_uploading(fake_hub, model_file):
+    """--private on a Space that exists: create_repo leaves its visibility as it is, so the push sets
+    it, before any file goes up (the examples and the model would have gone to a public Space)."""
+    fake_hub.existing[SPACE_ID] = "public"
+    result = run_push("--space", SPACE_ID, "--model", str(model_file), "--private", endpoint=fake_hub.base)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fake_hub.existing[SPACE_ID] == "private"
+    calls = [(method, path.split("?")[0]) for method, path, _, _ in fake_hub.requests]
+    settings_call = calls.index(("PUT", f"/api/spaces/{SPACE_ID}/settings"))
+    assert settings_call < calls.index(("POST", f"/api/spaces/{SPACE_ID}/commit/main"))
+    assert "The Space is private" in result.stdout
+    assert "model/trouble.mar" in fake_hub.committed
+
+    # Without --private an existing Space keeps its visibility: nothing asks to change it.
+    fake_hub.requests.clear()
+    fake_hub.existing[SPACE_ID] = "public"
+    again = run_push("--space", SPACE_ID, "--model", str(model_file), endpoint=fake_hub.base)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert fake_hub.existing[SPACE_ID] == "public"
+    assert not [path for method, path, _, _ in fake_hub.requests if method == "PUT"]
 
 
 def test_readme_header_is_a_valid_gradio_space_card():
