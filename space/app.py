@@ -254,13 +254,26 @@ class Analyzer:
 def analyse(analyzer: Analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta="model"):
     """The page's one action → its Outputs. Never raises: a problem becomes a message in the status
     line, and the other outputs are emptied."""
+    return analysed(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta)[0]
+
+
+def analysed_for_the_page(analyzer: Analyzer, photo_path, *settings):
+    """The button's analysis, tagged for shown_if_current: (the photo, (its settings, what the model's
+    settings meant in the answer), its Outputs)."""
+    outputs, response = analysed(analyzer, photo_path, *settings)
+    sliced, tta = settings[2], settings[4]
+    return photo_path, (settings, model_settings_of(response, sliced, tta)), outputs
+
+
+def analysed(analyzer: Analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta="model"):
+    """→ (Outputs, the answer, or None when there is none)."""
     try:
         return _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta)
     except AnalysisError as error:
-        return _failure(str(error))
+        return _failure(str(error)), None
     except Exception:  # a bug: the details go to the log, never to the page
         logger.exception("analysis failed")
-        return _failure("Something went wrong inside the app; its log has the details.")
+        return _failure("Something went wrong inside the app; its log has the details."), None
 
 
 def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_size, tta):
@@ -296,16 +309,16 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     logger.info("analysed a %dx%d photo: %d troubles in %.0f ms (%s)", response["image"]["width"],
                 response["image"]["height"], response["total"], round_trip_ms, answered_by)
     return Outputs(annotated, render.legend_html(response), render.counts_rows(response), shown_text["severity"],
-                   shown_text["status"], str(json_path), str(png_path))
+                   shown_text["status"], str(json_path), str(png_path)), response
 
 
 def shown_if_current(answer, status, photo_path, *settings):
-    """`answer` = (photo analysed, its settings, its outputs) → None for the answer (it holds an
-    image: not kept in the session once shown), the settings of what is shown, and the page's
-    outputs. Nothing of it is shown when the page's photo is another one (its change already
-    emptied the outputs): the status line says the analysis was dropped, unless it holds what is
-    wrong with the new photo. The answer is marked as made with the settings before when they were
-    changed while it ran."""
+    """`answer` = (photo analysed, its settings as marked_for_settings takes them, its outputs) → None
+    for the answer (it holds an image: not kept in the session once shown), the settings of what is
+    shown, and the page's outputs. Nothing of it is shown when the page's photo is another one (its
+    change already emptied the outputs): the status line says the analysis was dropped, unless it
+    holds what is wrong with the new photo. The answer is marked as made with the settings before
+    when they were changed while it ran."""
     if answer is None or answer[0] != photo_path:
         skipped = [gr.skip()] * len(Outputs._fields)
         if answer is not None and photo_path and not status:
@@ -332,18 +345,39 @@ def configured_api_url() -> str:
 
 def marked_for_settings(shown_with, status, severity, *settings):
     """The status line and grade text after a setting changed: marked as made with other settings,
-    or unmarked when the settings are back to those the answer shown was made with."""
-    if shown_with is not None and settings_in_effect(*shown_with) == settings_in_effect(*settings):
-        return render.unmark_stale(status), render.unmark_stale(severity)
+    or unmarked when the settings make the same analysis as the one shown. `shown_with` = (the
+    settings it was made with, what "The model's setting" meant in it: model_settings_of)."""
+    if shown_with is not None:
+        made_with, model_settings = shown_with
+        if settings_in_effect(*made_with, model=model_settings) == settings_in_effect(*settings, model=model_settings):
+            return render.unmark_stale(status), render.unmark_stale(severity)
     return render.mark_stale(status), render.mark_stale(severity)
 
 
-def settings_in_effect(use_one_threshold, threshold, sliced, slice_size, tta):
+def settings_in_effect(use_one_threshold, threshold, sliced, slice_size, tta, model=None):
     """The settings as the analysis uses them (_analyse reads its threshold and slice size from here):
     the threshold counts only when its box is ticked, the slice size only when slicing is on. Moving an
-    unused one changes no answer."""
+    unused one changes no answer. With `model` (model_settings_of), "model" becomes what the model's
+    setting was: "Off" after an answer made with the model's TTA, which is off, is the same analysis."""
+    model = model or {}
+    if sliced == "model" and "sliced" in model:
+        sliced, slice_size = model["sliced"]
+    if tta == "model" and "tta" in model:
+        tta = model["tta"]
     return (use_one_threshold, float(threshold) if use_one_threshold else None, sliced,
             int(slice_size) if sliced == "on" else None, tta)
+
+
+def model_settings_of(response, sliced, tta) -> dict:
+    """What "The model's setting" meant in an answer (its `settings`), for the settings left at it:
+    {"sliced": ("on", slice size) or ("off", None), "tta": "on" or "off"}; {} for a failure."""
+    used = (response or {}).get("settings", {})
+    model = {}
+    if sliced == "model" and "sliced" in used:
+        model["sliced"] = ("on", used.get("slice_size")) if used["sliced"] else ("off", None)
+    if tta == "model" and "tta" in used:
+        model["tta"] = "on" if used["tta"] else "off"
+    return model
 
 
 def _failure(message: str) -> Outputs:
@@ -509,10 +543,10 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # click made right after an upload, and cancelled the new photo's own analysis).
         # While it runs the button says so and takes no second click (which would queue behind it).
         answer = gr.State()
-        shown_with = gr.State()  # the settings the answer on the page was made with
+        shown_with = gr.State()  # the settings the answer on the page was made with (marked_for_settings)
         analysis = button.click(
             lambda: gr.Button(RUNNING_LABEL, interactive=False), outputs=button, queue=False, api_visibility="private"
-        ).then(lambda photo_path, *settings: (photo_path, settings, analyse(analyzer, photo_path, *settings)),
+        ).then(lambda photo_path, *settings: analysed_for_the_page(analyzer, photo_path, *settings),
                inputs=inputs, outputs=answer, show_progress_on=[status, annotated], concurrency_id="analysis",
                api_visibility="private")
         analysis.success(shown_if_current, inputs=[answer, status, *inputs], outputs=[answer, shown_with, *outputs],

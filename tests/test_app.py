@@ -492,31 +492,32 @@ def test_an_answer_is_shown_only_for_its_photo_and_marked_while_its_settings_are
     import app
 
     settings = (False, 0.3, "model", 640, "model")
+    made_with = (settings, {})  # what the model's settings meant is not known (say, an old answer)
     outputs = ("image", "legend", [["Total", 3]], "### Severity", "Answered by the local model", "a.json", "a.png")
-    answer = ("/uploads/a.jpg", settings, outputs)
+    answer = ("/uploads/a.jpg", made_with, outputs)
     shown = app.shown_if_current(answer, "", "/uploads/a.jpg", *settings)
     # Shown, the answer (it holds an image) not kept in the session, and the settings it was made with.
-    assert shown == (None, settings, *outputs)
+    assert shown == (None, made_with, *outputs)
     other = (True, 0.5, "model", 640, "model")
     changed = app.shown_if_current(answer, "", "/uploads/a.jpg", *other)
-    assert changed[1] == settings  # those of the answer, not the page's
+    assert changed[1] == made_with  # those of the answer, not the page's
     assert changed[6].startswith(render.STALE_NOTE) and changed[6].endswith(outputs[4])
     assert changed[5].startswith(render.STALE_NOTE) and changed[5].endswith(outputs[3])  # the grade too
     assert changed[2:5] == outputs[:3] and changed[7:] == outputs[5:]
     # A setting changed afterwards: marked; put back to the answer's settings: the mark goes.
     status, severity = outputs[4], outputs[3]
-    marked = app.marked_for_settings(settings, status, severity, *other)
+    marked = app.marked_for_settings(made_with, status, severity, *other)
     assert all(text.startswith(render.STALE_NOTE) for text in marked)
-    assert app.marked_for_settings(settings, *marked, *settings) == (status, severity)
+    assert app.marked_for_settings(made_with, *marked, *settings) == (status, severity)
     assert app.marked_for_settings(None, status, severity, *settings)[0].startswith(render.STALE_NOTE)
     # A setting the analysis does not use changes no answer: the threshold with its box unticked, the
     # slice size with slicing not on.
     unused_moved = (False, 0.7, "model", 1024, "model")
-    assert app.marked_for_settings(settings, status, severity, *unused_moved) == (status, severity)
-    assert app.shown_if_current(answer, "", "/uploads/a.jpg", *unused_moved) == (None, settings, *outputs)
+    assert app.marked_for_settings(made_with, status, severity, *unused_moved) == (status, severity)
+    assert app.shown_if_current(answer, "", "/uploads/a.jpg", *unused_moved) == (None, made_with, *outputs)
     used = (False, 0.3, "on", 640, "model")
-    assert app.marked_for_settings(settings, status, severity, *used)[0].startswith(render.STALE_NOTE)
-    assert app.marked_for_settings(used, status, severity, False, 0.3, "on", 1024, "model")[0].startswith(
+    assert app.marked_for_settings(made_with, status, severity, *used)[0].startswith(render.STALE_NOTE)
+    assert app.marked_for_settings((used, {}), status, severity, False, 0.3, "on", 1024, "model")[0].startswith(
         render.STALE_NOTE)
     skipped = app.gr.skip()
     # Another photo on the page: nothing of the answer, and the status line says it was dropped, unless
@@ -526,6 +527,39 @@ def test_an_answer_is_shown_only_for_its_photo_and_marked_while_its_settings_are
     assert app.shown_if_current(answer, "**not a photo**", "/uploads/b.jpg", *settings) == (skipped,) * 9
     assert app.shown_if_current(answer, "", None, *settings) == (skipped,) * 9
     assert app.shown_if_current(None, "", "/uploads/a.jpg", *settings) == (skipped,) * 9
+
+
+def test_the_models_own_setting_and_the_same_setting_by_hand_are_one_analysis():
+    """An answer made with "The model's setting" knows what that was (its `settings`): choosing the
+    same by hand afterwards is the same analysis, and is not marked as made with other settings."""
+    import app
+
+    status, severity = "Answered by the local model", "### Severity"
+    # The demo model's own settings: one pass, no slicing.
+    settings = (False, 0.3, "model", 640, "model")
+    answer_settings = {"sliced": False, "slice_size": 640, "tta": False, "passes": 1}
+    made_with = (settings, app.model_settings_of({"settings": answer_settings}, "model", "model"))
+    assert made_with[1] == {"sliced": ("off", None), "tta": "off"}
+    assert app.marked_for_settings(made_with, status, severity, False, 0.3, "off", 640, "off") == (status, severity)
+    assert app.marked_for_settings(made_with, status, severity, False, 0.3, "model", 640, "off") == (status, severity)
+    assert app.marked_for_settings(made_with, status, severity, False, 0.3, "model", 640, "on")[0].startswith(
+        render.STALE_NOTE)
+    assert app.marked_for_settings(made_with, status, severity, False, 0.3, "on", 640, "model")[0].startswith(
+        render.STALE_NOTE)
+    # A model that slices at 512: "On" by hand at 512 is the same, at 640 it is not.
+    sliced_at_512 = {"sliced": True, "slice_size": 512, "tta": False}
+    made_with = (settings, app.model_settings_of({"settings": sliced_at_512}, "model", "model"))
+    assert app.marked_for_settings(made_with, status, severity, False, 0.3, "on", 512, "model") == (status, severity)
+    assert app.marked_for_settings(made_with, status, severity, False, 0.3, "on", 640, "model")[0].startswith(
+        render.STALE_NOTE)
+    # Only a setting left at the model's tells what the model's is: an answer made with TTA "Off" by
+    # hand says nothing of the model's own, so "The model's setting" afterwards is marked.
+    by_hand = (False, 0.3, "model", 640, "off")
+    made_with = (by_hand, app.model_settings_of({"settings": answer_settings}, "model", "off"))
+    assert made_with[1] == {"sliced": ("off", None)}
+    assert app.marked_for_settings(made_with, status, severity, False, 0.3, "model", 640, "model")[0].startswith(
+        render.STALE_NOTE)
+    assert app.model_settings_of(None, "model", "model") == {}  # a failed analysis
 
 
 def test_uploads_and_results_are_removed_when_the_app_is_stopped(smoke_mar, tmp_path):

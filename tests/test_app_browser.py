@@ -108,6 +108,11 @@ def test_upload_shows_boxes_counts_and_grade(smoke_mar, browser, tmp_path):
         expect(page.locator("#trouble-status")).not_to_contain_text("Settings changed", timeout=10_000)
         expect(page.locator("#trouble-severity")).not_to_contain_text("Settings changed", timeout=10_000)
         expect(page.locator("#trouble-severity")).to_contain_text("Severity: grade", timeout=10_000)
+        # "Off" by hand is what the model's setting was (the answer says so): the same analysis, unmarked.
+        page.locator("#trouble-tta").get_by_text("On", exact=True).click()
+        expect(page.locator("#trouble-status")).to_contain_text("Settings changed since this answer", timeout=10_000)
+        page.locator("#trouble-tta").get_by_text("Off", exact=True).click()
+        expect(page.locator("#trouble-status")).not_to_contain_text("Settings changed", timeout=10_000)
         # Another photo: the last one's grade and counts must not stay beside it.
         page.get_by_text("ACNE04 photo, grade 0: 1 lesion marked", exact=True).click()
         expect(page.locator("#trouble-severity")).to_have_text("", timeout=30_000)
