@@ -599,6 +599,17 @@ def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path
     assert (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").read_bytes() == before
     assert "--lr must be a number" in (out / "runs" / "tood_x101_background_removal.failed.log").read_text()
     assert not list((out / "runs").glob(".*"))  # nothing half-written left
+    # A run stopped after training (its evaluation crashed) keeps its weights: a rerun without --fresh
+    # refuses to replace it (it was deleted as "an unfinished run").
+    stopped = out / "runs" / "tood_x101_background_removal"
+    (stopped / "eval" / "metrics.json").unlink()
+    weights = sorted(stopped.rglob("*.pth"))
+    assert weights
+    refused = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke",
+                          "--runs", "background_removal"], check=False, timeout=300)
+    assert refused.returncode == 1 and "tood_x101_background_removal holds an unfinished run with weights" in \
+        refused.stderr and "pass --fresh to replace it" in refused.stderr
+    assert sorted(stopped.rglob("*.pth")) == weights
 
 
 TOOD_ROWS = [BASE] + [p for p in VARIANTS if p.name.startswith("tood_")]
@@ -664,6 +675,10 @@ def test_experiments_refuses_unknown_comparisons_and_missing_data(tmp_path):
     result = run_module(["train.experiments", "--data", str(tmp_path), "--out", str(tmp_path / "a_file")],
                         check=False, timeout=120)
     assert result.returncode == 2 and "is a file: give a folder" in result.stderr
+    for inside_data in (tmp_path, tmp_path / "reports"):  # the runs would go in among the photos
+        result = run_module(["train.experiments", "--data", str(tmp_path), "--out", str(inside_data), "--smoke"],
+                            check=False, timeout=120)
+        assert result.returncode == 2 and "is, or is inside, --data" in result.stderr
     for train_args, message in (("--budget-minutes 1", "exclude each other"), ('"--x', "No closing quotation"),
                                 ("--data=/elsewhere", "--data is set by the experiment runner itself")):
         result = run_module(["train.experiments", "--data", str(tmp_path), "--smoke", f"--train-args={train_args}"],

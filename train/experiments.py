@@ -376,6 +376,12 @@ def run_training(config: Path, data_dir: Path, work_dir: Path, settings: dict, f
         return {"status": "failed", "log": str(work_dir / "train.log"),
                 "error": f"{work_dir} holds a finished run with other settings ({', '.join(changed)}{older}): "
                          f"choose another --out, or pass --fresh to replace it"}
+    checkpoints = sorted(work_dir.rglob("*.pth")) if work_dir.is_dir() else []
+    if not fresh and checkpoints and not metrics_path.is_file():
+        # A run stopped after training (its evaluation crashed, Ctrl-C): its weights took the training's time.
+        return {"status": "failed", "log": str(work_dir / "train.log"),
+                "error": f"{work_dir} holds an unfinished run with weights ({checkpoints[0].relative_to(work_dir)}): "
+                         f"choose another --out, or pass --fresh to replace it"}
     # A finished run that --fresh replaces is moved aside, and deleted only once the new run has
     # finished: stopped partway (Ctrl-C, a crash), the earlier run is put back.
     earlier = work_dir.with_name(f".{work_dir.name}.replaced")
@@ -383,7 +389,7 @@ def run_training(config: Path, data_dir: Path, work_dir: Path, settings: dict, f
     if marker.is_file() and metrics_path.is_file():
         work_dir.rename(earlier)
     elif work_dir.exists():
-        shutil.rmtree(work_dir)  # an unfinished run
+        shutil.rmtree(work_dir)  # an unfinished run without weights (a failed start: its log), or --fresh
     work_dir.mkdir(parents=True)
     try:
         record = _train_and_evaluate(config, data_dir, work_dir, settings, marker, metrics_path)
@@ -724,6 +730,9 @@ def parse_args(argv=None):
         parser.error("--iters must be at least 1")
     if message := file_in_place_of_folder("--out", args.out):
         parser.error(message)
+    out, data = Path(args.out).resolve(), Path(args.data).resolve()
+    if out == data or data in out.parents:  # its runs/ and reports would go in among the photos
+        parser.error(f"--out {args.out} is, or is inside, --data {args.data}: give a folder of its own")
     if (args.iters or args.smoke) and "--budget-minutes" in args.train_args:
         parser.error("--iters (or --smoke, which sets it) and --budget-minutes (in --train-args) exclude each other")
     try:
