@@ -89,6 +89,8 @@ def output_problem(args, paths: list[Path]) -> str | None:
     for path in outputs:
         if path.resolve() in photos:  # --overwrite or not: a photo is never replaced by results
             return f"{path} is one of the photos: write the results elsewhere"
+        if args.model and path.resolve() == Path(args.model).resolve():  # --overwrite or not
+            return f"{path} is the --model: write the results elsewhere"
     for path in outputs:
         if path.is_dir():
             return f"{path} is a folder; --out and --csv name files"
@@ -98,6 +100,11 @@ def output_problem(args, paths: list[Path]) -> str | None:
         blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
         if blocking is not None:  # found only when writing, after every photo: all results lost
             return f"{blocking} is a file, so {path.parent} cannot be made; choose other output paths"
+    for path in outputs + ([Path(args.annotated) / "x"] if args.annotated else []):
+        # Found only when writing, after every photo: all results lost.
+        nearest = path if path.exists() else next(folder for folder in path.parents if folder.exists())
+        if not os.access(nearest, os.W_OK):
+            return f"no permission to write {path} ({nearest} is not writable); choose other output paths"
     existing = [str(path) for path in outputs if path.exists()]
     if args.annotated:
         folder = Path(args.annotated)
@@ -198,10 +205,14 @@ def main(argv=None) -> int:
     output = {"categories": [{"id": i, "name": n} for n, i in category_ids.items()],
               "images": [{"id": i, "file_name": p.name} for i, p in images],
               "results": results, "responses": [responses[i] for i, _ in images]}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(output, indent=1))
-    if args.csv:
-        write_counts_csv(Path(args.csv), classes, output["responses"])
+    try:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(output, indent=1))
+        if args.csv:
+            write_counts_csv(Path(args.csv), classes, output["responses"])
+    except OSError as error:  # checked before the run, so a disk that filled up meanwhile
+        print(f"error: could not write the results: {error}", file=sys.stderr)
+        return 1
     failed = len(paths) - len(answered)
     print(f"wrote {args.out}: {len(results)} detections in {len(paths) - failed} photos"
           + (f"; {failed} photos skipped (see 'responses')" if failed else ""))

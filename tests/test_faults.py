@@ -330,3 +330,51 @@ def test_a_model_failure_answers_that_request_500_and_a_cuda_error_ends_the_work
     next_failure.append(RuntimeError("CUDA error: an illegal memory access was encountered"))
     with pytest.raises(RuntimeError, match="CUDA error"):
         handler.inference(handler.preprocess([{"data": photo}]))
+
+
+def run_as_nobody(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    """A command as the user nobody: root may write anywhere, so only another user meets a folder
+    it may not write in."""
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={"PATH": os.environ["PATH"], "HOME": str(home), "MPLCONFIGDIR": str(home)})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the commands as another user")
+def test_outputs_that_cannot_be_written_are_refused_before_any_photo(tmp_path):
+    """The batch CLI and the evaluation had run over every photo and then failed with a
+    PermissionError traceback, the results lost. The batch CLI never writes over its --model."""
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="unwritable-", dir="/tmp"))  # pytest's tmp_path is root's alone
+    try:
+        shared.chmod(0o755)
+        photos = shared / "photos"
+        photos.mkdir()
+        (photos / "face.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes())
+        locked = shared / "locked"
+        locked.mkdir(mode=0o555)
+        home = shared / "home"
+        home.mkdir(mode=0o777)
+        batch = run_as_nobody(["-m", "handler.predict_folder", str(photos), "--model", str(shared / "m.mar"),
+                               "--out", str(locked / "results.json")], home)
+        assert batch.returncode == 2, batch.stderr
+        assert f"no permission to write {locked / 'results.json'}" in batch.stderr and "Traceback" not in batch.stderr
+        evaluation = run_as_nobody(["-m", "train.evaluate", "--model", str(shared / "m.mar"), "--gt",
+                                    str(photos / "annotations.json"), "--out", str(locked / "eval")], home)
+        assert evaluation.returncode == 2, evaluation.stderr
+        assert f"--out {locked / 'eval'}: no permission to write in {locked}" in evaluation.stderr
+    finally:
+        subprocess.run(["rm", "-rf", str(shared)], check=False)
+
+    model = tmp_path / "trouble.mar"
+    model.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: the bytes must stay as they are
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "face.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes())
+    for option in ("--out", "--csv"):
+        outputs = {"--out": str(tmp_path / "r.json"), option: str(model)}
+        result = subprocess.run([sys.executable, "-m", "handler.predict_folder", str(tmp_path / "photos"), "--model",
+                                 str(model), *[part for pair in outputs.items() for part in pair], "--overwrite"],
+                                cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and f"{model} is the --model: write the results elsewhere" in result.stderr
+        assert model.read_bytes() == b"PK\x05\x06" + bytes(18)

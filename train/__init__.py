@@ -1,5 +1,6 @@
 """Training side of the pipeline: data import, training, evaluation, archiving."""
 
+import os
 from pathlib import Path
 
 
@@ -13,4 +14,7 @@ def file_in_place_of_folder(flag: str, path, what: str = "a folder") -> str | No
     blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
     if blocking is not None:  # found only when the folder is made, at the end of the work
         return f"{flag} {path} cannot be made: {blocking} is a file"
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):  # likewise: a PermissionError after the whole run
+        return f"{flag} {path}: no permission to write in {existing}"
     return None
