@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --out, --csv or drawing (without it such a run stops at once)")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(errors="backslashreplace")  # a file name that is not UTF-8, printed: escaped
 
     folder = Path(args.photos)
     if not folder.is_dir():

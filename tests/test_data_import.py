@@ -156,6 +156,9 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
     data = (src / "truncated.jpg").read_bytes()
     (src / "truncated.jpg").write_bytes(data[: len(data) // 2])
     write_image(src, "noxml.jpg", seed=7)
+    (src / "broken_noxml.jpg").write_bytes(data[:100])  # skipped: not also counted as a negative kept
+    Image.new("RGB", (8, 8), (200, 150, 130)).save(src / "tiny.png")  # the model server refuses it
+    write_voc_xml(src / "tiny.xml", "tiny.png", 8, 8, [], [])
     write_image(src, "noobjects.jpg", seed=8)
     write_voc_xml(src / "noobjects.xml", "noobjects.jpg", 320, 320, [], [])
     write_image(src, "unparsable.jpg", seed=9)
@@ -173,8 +176,9 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
               for kind, problem in problems.items()}
     assert counts == {
         "bad_annotation_file": (1, ["unparsable.xml"]),
-        "unreadable_image": (1, ["truncated.jpg"]),
+        "unreadable_image": (2, ["broken_noxml.jpg", "truncated.jpg"]),
         "unsupported_format": (3, ["bitmap.bmp", "moving.jpg", "scan.tif"]),
+        "too_small": (1, ["tiny.png"]),
         "size_mismatch": (1, ["badsize.jpg"]),
         "unknown_class": (1, ["unknown.jpg"]),
         "box_clipped": (1, ["outside.jpg"]),
@@ -414,11 +418,12 @@ def test_infinite_coordinates_thin_photos_and_a_stray_json(tmp_path):
     boxes, labels = write_image(src, "a.jpg")
     write_voc_xml(src / "a.xml", "a.jpg", 320, 320, boxes + [[float("nan"), 5, 10, 10], [5, 5, float("inf"), 10]],
                   labels + ["papule", "papule"])
-    Image.new("RGB", (7, 300)).save(src / "thin.jpg")  # under 8 px: JPEG draft mode once divided by zero
-    report = import_dataset("voc", src, tmp_path / "out", classes=CLASSES)
+    Image.new("RGB", (7, 300)).save(src / "thin.jpg")  # under 8 px JPEG draft mode once divided by zero; under 16,
+    report = import_dataset("voc", src, tmp_path / "out", classes=CLASSES)  # the model server refuses it
     train = report["splits"]["train"]
     assert train["problems"]["invalid_box"]["count"] == 2 and "box_clipped" not in train["problems"]
-    assert train["boxes"] == len(boxes) and train["images"] == 2
+    assert train["boxes"] == len(boxes) and train["images"] == 1
+    assert train["problems"]["too_small"]["files"] == ["thin.jpg (size 7x300)"]
 
     yolo = tmp_path / "yolo"
     make_dataset(yolo, n_images=2, fmt="yolo")
@@ -649,6 +654,28 @@ def test_ids_of_the_wrong_kind_are_refused_boxes_not_a_traceback(tmp_path):
     assert problems["unknown_class"]["count"] == 1 and problems["orphan_box"]["count"] == 1
 
 
+@pytest.mark.parametrize("categories, message", [
+    ([{"id": 1, "name": "acne"}, {"id": 1, "name": "papule"}], "category id 1 is used twice ('acne' and 'papule')"),
+    ([{"id": 1, "name": ""}], "category 1 has no name"),
+    ([{"id": 1, "name": None}], "category 1 has no name"),
+    (["acne"], "a category needs an id (a number) and a name: 'acne'"),
+])
+def test_coco_categories_that_would_relabel_boxes_are_named(tmp_path, categories, message):
+    """A repeated category id gave every box of the first name the second one, in silence; an empty
+    or null name made a class called "" or "None"."""
+    make_dataset(tmp_path / "src", n_images=4, fmt="coco")
+    path = tmp_path / "src" / "train" / "annotations.json"
+    coco = json.loads(path.read_text())
+    coco["categories"] = categories
+    path.write_text(json.dumps(coco))
+    with pytest.raises(DataError, match="no usable image"):
+        import_dataset("coco", tmp_path / "src", tmp_path / "out")
+    result = subprocess.run([sys.executable, "-m", "train.data", "import", "--format", "coco", "--src",
+                             str(tmp_path / "src"), "--out", str(tmp_path / "out")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
 def test_odd_coco_values_and_contradicting_options_are_named(tmp_path):
     make_dataset(tmp_path / "src", n_images=4, fmt="coco")
     path = tmp_path / "src" / "train" / "annotations.json"
@@ -656,10 +683,11 @@ def test_odd_coco_values_and_contradicting_options_are_named(tmp_path):
     coco["annotations"][0]["bbox"] = "1234"  # read as 1, 2, 3, 4
     coco["annotations"][1]["iscrowd"] = "0"  # dropped as a crowd region
     coco["annotations"][2]["image_id"] = 999  # filed as a box with bad coordinates
+    coco["annotations"][3]["bbox"] = [1, 2, 10 ** 400, 4]  # too large for a float: an OverflowError traceback
     path.write_text(json.dumps(coco))
     report = import_dataset("coco", tmp_path / "src", tmp_path / "out")
     problems = report["splits"]["train"]["problems"]
-    assert problems["invalid_box"]["count"] == 1 and problems["orphan_box"]["count"] == 1
+    assert problems["invalid_box"]["count"] == 2 and problems["orphan_box"]["count"] == 1
     assert "crowd_box" not in problems
     for options, message in (({"single_class": " "}, "--single-class needs a class name"),
                              ({"single_class": "acne", "classes": "a,b"}, "contradict each other")):
@@ -808,3 +836,20 @@ def test_class_names_that_differ_only_in_case_are_refused_not_made_two_types(tmp
         import_dataset("voc", src, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert import_dataset("voc", src, tmp_path / "one", single_class="acne")["splits"]["train"]["boxes"] == 2
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_escaped_not_a_traceback(tmp_path):
+    """A latin-1 name ("negé.jpg" from an old camera or a Windows share) printed to a terminal that
+    takes only UTF-8 (a desktop's en_US.UTF-8) was a UnicodeEncodeError after the data was written."""
+    import os
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (64, 64), (200, 150, 130)).save(src / "a.jpg")
+    os.rename(src / "a.jpg", os.path.join(os.fsencode(src), b"neg\xe9.jpg"))
+    (src / "classes.txt").write_text("acne\n")
+    result = subprocess.run([sys.executable, "-m", "train.data", "import", "--format", "yolo", "--src", str(src),
+                             "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "neg\\udce9.jpg" in result.stdout

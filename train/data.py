@@ -42,7 +42,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from trouble.images import ACCEPTED_FORMATS, PHOTO_SUFFIXES, photos_in_subfolders
+from trouble.images import ACCEPTED_FORMATS, MIN_SIDE, PHOTO_SUFFIXES, photos_in_subfolders
 
 # Files looked at as images. Those of other formats than TRAINABLE_FORMATS are named and skipped
 # rather than passed over in silence.
@@ -70,6 +70,7 @@ PROBLEMS = {
     "unreadable_image": "unreadable or truncated image (skipped)",
     "unsupported_format": "image in a format the model cannot be trained and served on (skipped: convert "
                           "it to PNG or JPEG)",
+    "too_small": f"image under {MIN_SIDE}x{MIN_SIDE} pixels, which the model server refuses (skipped)",
     "size_mismatch": "image size differs from the annotation (the real size is used)",
     "exif_rotated": "image carries an EXIF rotation (size and boxes written for the photo as displayed; check them)",
     "unknown_class": "box of an unknown class (dropped)",
@@ -282,8 +283,7 @@ def read_voc_split(folder, src):
     for image_path in images:
         if image_path not in claimed:
             source = str(image_path.relative_to(src))
-            note(problems, "no_annotation_file", source)
-            records.append(new_record(image_path, source))
+            records.append(dict(new_record(image_path, source), no_annotation_file=True))  # noted if it is kept
     records.sort(key=lambda record: record["source"])
     return records, problems
 
@@ -299,6 +299,23 @@ def find_coco_image(file_name, json_path, split):
     return None
 
 
+def coco_categories(entries: list) -> dict:
+    """{id: name} of a COCO file's categories; ValueError naming an entry without a usable id or name,
+    or an id used twice (the second name took the first one's boxes, in silence)."""
+    categories = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), (int, str)) or isinstance(
+                entry.get("id"), bool):
+            raise ValueError(f"a category needs an id (a number) and a name: {entry!r:.200}")
+        name = entry.get("name")
+        if not isinstance(name, (str, int)) or isinstance(name, bool) or not str(name).strip():
+            raise ValueError(f"category {entry['id']} has no name: {entry!r:.200}")
+        if entry["id"] in categories:
+            raise ValueError(f"category id {entry['id']} is used twice ({categories[entry['id']]!r} and {name!r})")
+        categories[entry["id"]] = str(name)
+    return categories
+
+
 def read_coco_split(json_path, src, split):
     """Records, problems and the category names the file declares."""
     problems = {}
@@ -312,7 +329,7 @@ def read_coco_split(json_path, src, split):
         images, annotations = data["images"], data.get("annotations") or []  # null: no boxes
         if not all(isinstance(value, list) for value in (images, annotations, data["categories"])):
             raise ValueError("images, annotations and categories must each be a list")
-        categories = {c["id"]: str(c["name"]) for c in data["categories"]}
+        categories = coco_categories(data["categories"])
         incomplete = [image for image in images
                       if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str)]
         if incomplete:
@@ -348,7 +365,7 @@ def read_coco_split(json_path, src, split):
             if not isinstance(ann["bbox"], (list, tuple)):  # a string "1234" would read as 1, 2, 3, 4
                 raise TypeError("bbox is not a list")
             x, y, w, h = (float(v) for v in ann["bbox"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: 10**400 in the JSON
             note(problems, "invalid_box", name)
             continue
         if not isinstance(ann.get("category_id"), Hashable) or ann.get("category_id") not in categories:
@@ -455,8 +472,7 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
             note(problems, "shared_label_file", f"{source} ({label_path.relative_to(src)})")
             continue
         if not label_path.is_file():
-            note(problems, "no_annotation_file", source)
-            records.append(new_record(image_path, source))
+            records.append(dict(new_record(image_path, source), no_annotation_file=True))  # noted if it is kept
             continue
         boxes = []
         try:
@@ -492,12 +508,15 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
 
 def read_image_size(path):
     """Decode the whole image and return (stored width, stored height, exif orientation), or an error text
-    (starting with "format" for a readable image in a format outside TRAINABLE_FORMATS)."""
+    (starting with "format" for a readable image in a format outside TRAINABLE_FORMATS, "size" for one
+    too small to serve)."""
     try:
         with Image.open(path) as image:
             if image.format not in TRAINABLE_FORMATS:
                 return f"format {image.format}"
             width, height = image.size
+            if min(width, height) < MIN_SIDE:
+                return f"size {width}x{height}"
             orientation = image.getexif().get(0x0112, 1)
             # JPEG: decode at 1/8 scale, which still reads every byte
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
@@ -532,9 +551,11 @@ def check_split(records, problems, classes, options):
     kept, used_names = [], set()
     for record, size in zip(records, sizes):
         if isinstance(size, str):
-            note(problems, "unsupported_format" if size.startswith("format ") else "unreadable_image",
-                 f"{record['source']} ({size})")
+            kind = {"format": "unsupported_format", "size": "too_small"}.get(size.split()[0], "unreadable_image")
+            note(problems, kind, f"{record['source']} ({size})")
             continue
+        if record.get("no_annotation_file"):  # an image that is kept, not one skipped above
+            note(problems, "no_annotation_file", record["source"])
         width, height, turn = displayed_size(record, size, problems)
         boxes = checked_boxes(record, width, height, turn, class_set, options["single_class"], problems)
         grade = grade_of(record, options["grade_regex"], problems)
@@ -1027,6 +1048,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # A file name that is not UTF-8 (a latin-1 "negé.jpg") printed to a UTF-8 terminal: escaped, not a
+    # UnicodeEncodeError after the data was written.
+    sys.stdout.reconfigure(errors="backslashreplace")
     try:
         import_dataset(args.format, args.src, args.out, split=args.split, classes=args.classes,
                        single_class=args.single_class, grade_from_filename=args.grade_from_filename,

@@ -74,7 +74,12 @@ def _read_json(path, what):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (10**400 in the JSON)
+        return False
 
 
 def _is_box(value):
