@@ -244,7 +244,7 @@ def test_coco_duplicate_names_kept_apart_and_an_unusable_split_refused(tmp_path)
     # JSON of the wrong shape: named as such, never a traceback.
     for wrong, message in (({"images": {"a": 1}, "annotations": [], "categories": []}, "must each be a list"),
                            ({"images": [{"id": 2, "file_name": None}], "annotations": [], "categories": []},
-                            "no id or file_name")):
+                            "needs an id (a number) and a file_name")):
         (src / "valid" / "annotations.json").write_text(json.dumps(wrong))
         with pytest.raises(DataError) as refused:
             import_dataset("coco", src, tmp_path / "out2")
@@ -628,6 +628,21 @@ def test_yolo_names_given_by_index_keep_their_index(tmp_path):
     (tmp_path / "src" / "data.yaml").write_text("names: {0: a, one: b}\n")
     with pytest.raises(DataError, match="mapping of class index to name"):
         import_dataset("yolo", tmp_path / "src", tmp_path / "out2")
+    # A data.yaml whose names are one word, or that is a list: named (it was "put data.yaml (names:)
+    # there", and "'list' object has no attribute 'get'").
+    (tmp_path / "src" / "data.yaml").write_text("names: acne\n")
+    with pytest.raises(DataError, match=r"data.yaml: names must be a list, or a mapping .*got 'acne'"):
+        import_dataset("yolo", tmp_path / "src", tmp_path / "out2")
+    (tmp_path / "src" / "data.yaml").write_text("- acne\n")
+    with pytest.raises(DataError, match="no class names for the YOLO labels"):  # another YAML file, not names
+        import_dataset("yolo", tmp_path / "src", tmp_path / "out2")
+    # A class index written "0.0" is class 0; an infinite value is named as such (it was "these look like pixels").
+    (tmp_path / "src" / "data.yaml").write_text("names: {0: comedone, 2: pustule}\n")
+    label = sorted((tmp_path / "src" / "train" / "labels").glob("*.txt"))[0]
+    label.write_text("0.0 0.5 0.5 0.1 0.1\n2 0.5 0.5 inf 0.1\n")
+    problems = import_dataset("yolo", tmp_path / "src", tmp_path / "out3")["splits"]["train"]["problems"]
+    assert problems["bad_annotation_file"]["files"] == [
+        f"train/labels/{label.name} (line 2: a value that is not a finite number: '2 0.5 0.5 inf 0.1')"]
 
 
 def test_a_split_whose_every_box_is_refused_is_an_error_not_negatives(tmp_path):
@@ -853,3 +868,17 @@ def test_a_file_name_that_is_not_utf8_is_printed_escaped_not_a_traceback(tmp_pat
                             env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "neg\\udce9.jpg" in result.stdout
+
+
+def test_a_coco_image_id_of_the_wrong_kind_is_named(tmp_path):
+    make_dataset(tmp_path / "src", n_images=4, fmt="coco")
+    path = tmp_path / "src" / "train" / "annotations.json"
+    coco = json.loads(path.read_text())
+    coco["images"][0]["id"] = [1]  # was "unhashable type: 'list'"
+    path.write_text(json.dumps(coco))
+    with pytest.raises(DataError):
+        import_dataset("coco", tmp_path / "src", tmp_path / "out")
+    result = subprocess.run([sys.executable, "-m", "train.data", "import", "--format", "coco", "--src",
+                             str(tmp_path / "src"), "--out", str(tmp_path / "out")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert "an image entry needs an id (a number) and a file_name: {'id': [1]" in result.stdout + result.stderr

@@ -331,9 +331,10 @@ def read_coco_split(json_path, src, split):
             raise ValueError("images, annotations and categories must each be a list")
         categories = coco_categories(data["categories"])
         incomplete = [image for image in images
-                      if not isinstance(image, dict) or "id" not in image or not isinstance(image.get("file_name"), str)]
+                      if not isinstance(image, dict) or not isinstance(image.get("id"), (int, str))
+                      or isinstance(image.get("id"), bool) or not isinstance(image.get("file_name"), str)]
         if incomplete:
-            raise ValueError(f"an image entry has no id or file_name: {incomplete[0]!r:.200}")
+            raise ValueError(f"an image entry needs an id (a number) and a file_name: {incomplete[0]!r:.200}")
         image_entries = {image["id"]: image for image in images}
         if len(image_entries) != len(images):
             repeated = [i for i, n in Counter(image["id"] for image in images).items() if n > 1]
@@ -421,13 +422,18 @@ def read_yolo_names(src, split_dirs):
         for yaml_path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
             try:
                 import yaml  # PyYAML comes with mmengine
-                names = (yaml.safe_load(yaml_path.read_text()) or {}).get("names")
+                content = yaml.safe_load(yaml_path.read_text()) or {}
             except Exception as error:  # any YAML or import problem: say which file
                 raise DataError(f"cannot read class names from {yaml_path}: {error}") from None
+            if not isinstance(content, dict) or "names" not in content:  # some other YAML file
+                continue
+            names = content["names"]
             if isinstance(names, dict):
                 names = yolo_names_by_index(names, yaml_path)
-            if isinstance(names, list):
-                return check_unique_names([None if n is None else str(n) for n in names], yaml_path)
+            if not isinstance(names, list):  # found, but unusable: said, not "put data.yaml (names:) there"
+                raise DataError(f"{yaml_path}: names must be a list, or a mapping of class index to name; "
+                                f"got {names!r:.100}")
+            return check_unique_names([None if n is None else str(n) for n in names], yaml_path)
     return None
 
 
@@ -483,9 +489,14 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
                 if len(fields) != 5:
                     raise ValueError(f"line {line_number}: {len(fields)} values, expected 'class cx cy w h'")
                 try:
-                    index, values = int(fields[0]), [float(v) for v in fields[1:]]
-                except ValueError:
-                    raise ValueError(f"line {line_number}: not numbers: {line.strip()!r}") from None
+                    index, values = int(float(fields[0])), [float(v) for v in fields[1:]]  # "0.0": class 0
+                    if index != float(fields[0]):
+                        raise ValueError
+                except (ValueError, OverflowError):
+                    raise ValueError(f"line {line_number}: not a class index and four numbers: "
+                                     f"{line.strip()!r}") from None
+                if not all(math.isfinite(v) for v in values):
+                    raise ValueError(f"line {line_number}: a value that is not a finite number: {line.strip()!r}")
                 if max(values) > 1.5:  # a little above 1 is rounding, clipped later; pixels are far above
                     raise ValueError(f"line {line_number}: values above 1 ({line.strip()!r}): YOLO gives boxes "
                                      f"as fractions of the image size, and these look like pixels")
