@@ -24,6 +24,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 if not __package__:  # run as `python handler/predict_folder.py`: the shared library is one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,6 +39,13 @@ def open_predictor(model: str | None = None, server: str | None = None):
     if server:
         if not server.startswith(("http://", "https://")):  # requests would call it unreachable
             raise ValueError(f"--server must start with http:// or https://, e.g. http://{server}")
+        try:  # likewise a mistyped one: "TorchServe is not answering" sent people to look at the server
+            parts = urlsplit(server)
+            parts.port  # noqa: B018  (reading it checks it)
+        except ValueError as error:
+            raise ValueError(f"--server {server} is not a valid address ({error})") from None
+        if not parts.hostname:
+            raise ValueError(f"--server {server} names no host, e.g. http://127.0.0.1:8080")
         client = TorchServeClient(server, token=os.environ.get("TROUBLE_API_TOKEN"))
         answer = client.ping()
         if answer == "no ping":

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import html
 
+from trouble.photo_checks import COUNT_TOO_LOW
 from trouble.severity import GRADE_NAMES, grade_from_count, lesions, scale_text
 # The drawing itself is shared with the batch CLI: trouble/render.py (the app draws through here).
-from trouble.render import DISPLAY_MAX_SIDE, draw_detections, palette_for, thresholds_list  # noqa: F401
+from trouble.render import (DISPLAY_MAX_SIDE, draw_detections, of_working_copy, palette_for,  # noqa: F401
+                            thresholds_list)
 
 # Fewer validation photos than this with a count of the answer's grade give no typical range.
 MIN_PHOTOS_FOR_A_RANGE = 5
@@ -43,7 +45,7 @@ def counts_rows(response: dict) -> list:
 def severity_markdown(response: dict) -> str:
     """The grade, its scale, and what to make of it: how far the count may be off, and when it says
     nothing or too little (the answer's warnings: no skin in the photo, a small face not found to
-    crop to, a photo without colour; no lesion left at a threshold raised above the model's)."""
+    crop to, a photo without colour, a dark or small one; no lesion left at a threshold raised above the model's)."""
     severity = response["severity"]
     # What makes the grade say nothing comes first, above the grade's heading, not paragraphs below it.
     text = "".join(f"#### {warning['title']}\n{warning['detail']}\n\n" for warning in response["warnings"])
@@ -52,7 +54,7 @@ def severity_markdown(response: dict) -> str:
                  "\"One score threshold\" to use the model's.\n\n")
     # The heading, read alone, must not stand as if the warnings above it did not apply to it.
     codes = {warning["code"] for warning in response["warnings"]}
-    qualifier = (": likely higher, as the count is likely too low" if codes & {"no_colour", "small_face"}
+    qualifier = (": likely higher, as the count is likely too low" if codes & set(COUNT_TOO_LOW)
                  else ": it says nothing if there is no face in the photo" if "little_skin" in codes else "")
     text += (f"### Severity: grade {severity['grade']} ({severity['name']}){qualifier}\n"
              f"{lesions(severity['lesion_count'])} found{count_range_text(response)}. "
@@ -186,9 +188,10 @@ def thresholds_text(response: dict) -> str:
     return f"score thresholds: {parts} ({origin})"
 
 
-def slicing_text(settings: dict) -> str:
+def slicing_text(settings: dict, image: dict | None = None) -> str:
     """What the model was run on: the whole photo (or the face's crop), or how many slices, and
-    how many passes over each (test-time augmentation)."""
+    how many passes over each (test-time augmentation). image: the answer's `image`, whose working
+    copy the slices are cut from (a photo over 4096 px is decoded smaller)."""
     crop, prefix, extra_pass, whole = settings.get("face_crop"), "", "the whole photo", "whole photo"
     if crop:
         x1, y1, x2, y2 = (round(v) for v in crop)
@@ -200,7 +203,8 @@ def slicing_text(settings: dict) -> str:
     if slices:
         plus_whole = f" plus {extra_pass}" if settings.get("full_image_pass") else ""
         each = f", each {augmented}" if passes > 1 else ""
-        return f"{prefix}sliced: {slices} slices of {settings['slice_size']} px{plus_whole}{each}"
+        size = f"{settings['slice_size']} px{of_working_copy(image)}"
+        return f"{prefix}sliced: {slices} slices of {size}{plus_whole}{each}"
     why = f"no larger than a {settings['slice_size']} px slice" if settings.get("sliced") else "slicing off"
     if passes > 1:
         return f"{prefix}{whole} ({why}), {augmented}"
@@ -212,8 +216,8 @@ def status_markdown(response: dict, answered_by: str, round_trip_ms: float, phot
     long it took, and with which settings."""
     timings = response.get("timings_ms", {})
     settings = response["settings"]
-    slicing = slicing_text(settings)
     image = response["image"]
+    slicing = slicing_text(settings, image)
     model = response["model"]
     which = f"`{photo_name.replace('`', '')}`: " if photo_name else ""
     archived = f", archived {model['archived'][:10]}" if model.get("archived") else ""

@@ -143,7 +143,7 @@ def test_the_low_skin_warning_is_given_for_a_test_pattern_not_for_a_grey_scale_f
     assert skin_fraction(bars) < 0.05
     grey_severity = call_app(local_app, grey, tmp_path / "grey")["severity"]
     # No skin warning; the warning of a photo without colour instead (the model finds far fewer lesions).
-    assert "looks like skin" not in grey_severity and grey_severity.startswith("#### A photo without colour")
+    assert "looks like skin" not in grey_severity and grey_severity.startswith("#### A photo with little or no colour")
     bars_severity = call_app(local_app, pattern, tmp_path / "bars")["severity"]
     assert "Little of this photo looks like skin (0%)" in bars_severity and "without colour" not in bars_severity
 
@@ -384,6 +384,12 @@ def test_legend_counts_table_and_severity_text():
     assert "whole photo in one pass (no larger than a 640 px slice)" in render.status_markdown(response, "x", 1.0)
     response["settings"].update(slices=48, full_image_pass=True)
     assert "sliced: 48 slices of 640 px plus the whole photo" in render.status_markdown(response, "x", 1.0)
+    # A photo over 4096 px is sliced in its working copy's pixels: said, not left to read as the photo's.
+    large = {**response, "image": {**response["image"], "width": 8000, "height": 6000, "working_width": 4096,
+                                   "working_height": 3072}}
+    assert ("Photo 8000x6000 px, sliced: 48 slices of 640 px of its 4096x3072 px working copy plus the whole photo"
+            in render.status_markdown(large, "x", 1.0))
+    assert "Sliced: 48 slices of 640 px of its 4096x3072 px working copy." in drawing.caption_for(large)
     response["settings"].update(sliced=False, slices=0, face_crop=[600.4, 580.0, 1240.4, 1220.0])
     assert ("cropped to the face (640x640 px at 600,580), the crop in one pass (slicing off)"
             in render.status_markdown(response, "x", 1.0))
@@ -453,6 +459,10 @@ def test_legend_counts_table_and_severity_text():
         render.severity_markdown(small_face)
     assert "is typically" in render.severity_markdown(response)
     assert "is typically" not in render.severity_markdown(small_face) + render.severity_markdown(little_skin)
+    for dark_or_small in (photo_warnings(0.6, "face", False, brightness=40),
+                          photo_warnings(0.6, "face", False, analysed_size=(120, 120))):
+        assert "### Severity: grade 1 (moderate): likely higher, as the count is likely too low\n" in \
+            render.severity_markdown({**response, "warnings": dark_or_small})
     assert "one type" not in render.legend_html(response)
     assert "this model has one type, acne" in render.legend_html(fake_response(classes=("acne",)))
     # Figures measured at the model's settings are qualified when the answer used others.
@@ -671,7 +681,8 @@ def test_no_lesion_at_a_raised_threshold_is_explained_and_the_drawing_keeps_its_
             "4 passes. Counted by") in drawing.caption_for(run_otherwise)
     # So does what makes the count say little (the answer's warnings), right after the grade.
     assert drawing.caption_for({**response, "warnings": photo_warnings(None, "face", False)}).startswith(
-        "Severity grade 1 (moderate): 7 lesions. A photo without colour: The model learnt from colour photos")
+        "Severity grade 1 (moderate): 7 lesions. A photo with little or no colour (grey-scale, sepia, a filter): "
+        "The model learnt from colour photos")
     plain = drawing.draw_detections(Image.new("RGB", (400, 300), (200, 160, 140)), response)
     # The legend row, then the caption wrapped over more rows at 400 px: the strip is taller than one row.
     font_size = max(14, 400 // 45)

@@ -327,3 +327,22 @@ def test_example_photos_are_the_median_error_photo_of_each_grade(smoke_training,
         result = run_module([module, "--predictions", str(smoke_training["work_dir"] / "eval" / "predictions.json"),
                              "--gt", str(other_split), "--threshold", "0.3", *out], check=False, timeout=300)
         assert result.returncode == 2 and f"not on {other_split}" in result.stderr, result.stderr[-1500:]
+
+
+def test_photo_conditions_rows_say_what_the_answers_warned_of(smoke_mar, synthetic_data, tmp_path):
+    out = tmp_path / "conditions.json"
+    result = run_module(["bench.photo_conditions", "--model", str(smoke_mar), "--gt",
+                         str(synthetic_data / "valid" / "annotations.json"), "--limit", "2",
+                         "--conditions", "as it is,grey,light at 30%,small: 64 px", "--out", str(out)], timeout=600)
+    report = read_json(out)
+    rows = {row["condition"]: row for row in report["rows"]}
+    assert list(rows) == ["as it is", "grey", "light at 30%", "small: 64 px"] and report["images"] == 2
+    assert rows["grey"]["warnings"] == {"no_colour": 2} and rows["grey"]["warned"] == 1.0
+    assert rows["light at 30%"]["warnings"] == {"dark": 2}
+    assert rows["small: 64 px"]["warnings"] == {"small_photo": 2}
+    assert all(0.0 <= row["mAP50"] <= 1.0 and row["found"] >= 0 for row in rows.values())
+    assert "| small: 64 px |" in result.stdout
+    refused = run_module(["bench.photo_conditions", "--model", str(smoke_mar), "--gt",
+                          str(synthetic_data / "valid" / "annotations.json"), "--conditions", "purple",
+                          "--out", str(tmp_path / "x.json")], check=False, timeout=120)
+    assert refused.returncode == 2 and "--conditions: unknown ['purple']" in refused.stderr

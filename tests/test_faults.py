@@ -109,6 +109,12 @@ def test_cli_says_clearly_that_torchserve_is_not_running(tmp_path):
     assert "not answering" in result.stderr and url in result.stderr and "make serve" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "results.json").exists()
+    # A mistyped address is named as such, not as a server that does not answer.
+    for mistyped, message in (("http://[::1", "is not a valid address (Invalid IPv6 URL)"),
+                              ("http://127.0.0.1:99999", "is not a valid address (Port out of range"),
+                              ("http://", "names no host")):
+        result = predict_folder(ACNE04_PHOTOS[0].parent, "--server", mistyped, "--out", tmp_path / "results.json")
+        assert result.returncode == 2 and message in result.stderr and "not answering" not in result.stderr
 
 
 def damaged_checkpoint(case: str, real: bytes) -> bytes | None:
@@ -234,6 +240,21 @@ def test_cli_with_a_mar_damaged_in_transit_exits_2_naming_it(smoke_mar, tmp_path
     result = predict_folder(ACNE04_PHOTOS[0].parent, "--model", damaged, "--out", tmp_path / "results.json")
     assert result.returncode == 2 and f"{damaged} is damaged" in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not (tmp_path / "results.json").exists()
+    # Archiving it again (new settings) names it too: it was a BadZipFile traceback.
+    again = subprocess.run([sys.executable, "-m", "train.archive", "--mar", str(damaged), "--sliced", "false",
+                            "--out", str(tmp_path / "store")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and f"{damaged} is damaged" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_mar_cut_off_by_a_copy_that_did_not_finish_is_named_so(smoke_mar, tmp_path):
+    """It was called "not a .mar archive (a zip file)", which sends a user looking for another file."""
+    cut = tmp_path / "trouble.mar"
+    cut.write_bytes(smoke_mar.read_bytes()[:smoke_mar.stat().st_size // 2])
+    result = predict_folder(ACNE04_PHOTOS[0].parent, "--model", cut, "--out", tmp_path / "results.json")
+    assert result.returncode == 2 and f"{cut} is damaged: it is cut off" in result.stderr, result.stderr[-2000:]
+    again = subprocess.run([sys.executable, "-m", "train.archive", "--mar", str(cut), "--sliced", "false",
+                            "--out", str(tmp_path / "store")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and f"{cut} is damaged: it is cut off" in again.stderr
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -298,7 +298,7 @@ def test_a_mar_of_another_network_is_refused_with_its_config(smoke_training, syn
     result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
                          "--weights", str(not_an_archive)], check=False, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{not_an_archive} is not a model archive (not a zip file)" in result.stderr
+    assert f"{not_an_archive} is not a .mar archive (a zip file)" in result.stderr
     assert "Offline?" not in result.stderr and "Pass another --weights" in result.stderr
 
 
@@ -798,7 +798,9 @@ def test_an_interrupted_rearchive_leaves_its_own_input_whole(tmp_path):
             assert archive.testzip() is None
             input_size = yaml.safe_load(archive.read("model-config.yaml"))["trouble"]["input_size"]
         unchanged = mar.read_bytes() == original
-        assert unchanged or (input_size == 480 and process.returncode == 0), (process.returncode, stderr[-2000:])
+        # The new archive with -2: the interrupt landed after it was in place, as Python was exiting.
+        assert unchanged or (input_size == 480 and process.returncode in (0, -signal.SIGINT)), (
+            process.returncode, stderr[-2000:])
         if process.returncode == 130:
             assert "Traceback" not in stderr and f"{mar} is as it was" in stderr, stderr[-2000:]
         else:  # finished first (0), or was stopped while Python was still importing (-2, nothing begun)

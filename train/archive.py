@@ -39,6 +39,7 @@ import yaml
 from train import file_in_place_of_folder
 from train.evaluate import EvaluationError, load_thresholds_json
 from trouble.framing import FRAMINGS
+from trouble.mar import check_mar, extract_mar
 from trouble.settings import ModelSettings, TestTimeAugmentation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -358,18 +359,20 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
     (trouble.settings.TestTimeAugmentation); max_model_passes and max_seconds_per_photo the most
     model passes and seconds one photo may take (trouble.settings.ModelSettings); report is an evaluation's metrics.json of these
     settings, summarised in the archive for the app. Every setting is checked as serving reads it."""
-    import zipfile
-
     if not Path(mar).is_file():
         raise ArchiveError(f"{mar} not found")
-    if not zipfile.is_zipfile(mar):
-        raise ArchiveError(f"{mar} is not a .mar archive")
+    try:
+        check_mar(mar)
+    except ValueError as error:
+        raise ArchiveError(str(error)) from None
     if batch_size is not None and not 1 <= batch_size <= 64:  # TorchServe's; the others are checked below
         raise ArchiveError(f"batch size must be between 1 and 64, got {batch_size}")
     with tempfile.TemporaryDirectory(prefix="trouble-rearchive-") as tmp:
         model_dir = Path(tmp)
-        with zipfile.ZipFile(mar) as archive:
-            archive.extractall(model_dir)
+        try:
+            extract_mar(mar, model_dir)
+        except ValueError as error:  # a member's CRC or compression
+            raise ArchiveError(str(error)) from None
         config_yaml = model_dir / "model-config.yaml"
         try:  # its shape, before anything is changed; the values are checked once changed (a bad
             ModelSettings.from_yaml(config_yaml)  # threshold may be what --thresholds-json mends)

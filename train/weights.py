@@ -66,13 +66,12 @@ def weights_from_archive(mar: Path) -> str:
 
 
 def _read_from_archive(mar: Path, name: str) -> bytes:
-    import zipfile
+    from trouble.mar import read_member
 
     try:
-        with zipfile.ZipFile(mar) as archive:
-            return archive.read(name)
-    except zipfile.BadZipFile:
-        raise WeightsUnavailable(f"{mar} is not a model archive (not a zip file)") from None
+        return read_member(mar, name)
+    except ValueError as error:  # not a zip file, or a damaged one
+        raise WeightsUnavailable(str(error)) from None
     except KeyError:
         raise WeightsUnavailable(f"{mar} is not a model archive made by train.archive (no {name} inside)") from None
 

@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from trouble.images import BadInput
 from trouble.server_client import ServerRefused, ServerTimeout, ServerUnreachable
 
 
@@ -58,6 +59,9 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
     for number, (image_id, path) in enumerate(images, 1):
         try:
             photo = path.read_bytes()  # read once: the model and the drawing take the same bytes
+            if not photo:  # not the server's "the request has no image": the file itself holds nothing
+                raise BadInput("empty_file", "the file is empty (0 bytes): a copy that did not finish, or a photo "
+                                             "still in the cloud?")
             response = predictor.predict(photo, score_threshold, sliced, slice_size, framing=framing, tta=tta)
         except (ServerRefused, ServerUnreachable):  # every photo would fail alike
             raise

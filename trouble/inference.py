@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-import zipfile
-import zlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,10 +28,11 @@ from sahi.slicing import get_slice_bboxes
 from trouble.framing import face_crop
 from trouble.fusion import fuse_passes
 from trouble.images import BadInput, DecodedImage, decode_image
+from trouble.mar import extract_mar
 from trouble.photo_checks import photo_warnings
 from trouble.settings import MODEL_CONFIG_FILE, ModelSettings, SlicingSettings, check_framing
 from trouble.severity import describe_grade
-from trouble.skin import skin_fraction
+from trouble.skin import brightness, skin_fraction
 
 
 class MMDetSliceModel(DetectionModel):
@@ -283,6 +282,7 @@ class TroubleDetector:
         detector = load_mmdet_model(self.model_dir, self.settings, self.device)
         self.input_size = config_input_size(detector.cfg)
         self.nms_iou = model_nms(detector.cfg).get("iou_threshold")  # what the model applies
+        self.max_per_pass = (detector.cfg.model.get("test_cfg") or {}).get("max_per_img")  # boxes a pass keeps
         self.sahi_model = MMDetSliceModel(detector, self.classes, self.device,
                                           confidence_threshold=min(self.thresholds.values()))
 
@@ -298,16 +298,9 @@ class TroubleDetector:
             return cls(path, device, input_size, nms_iou)
         if not path.is_file():
             raise FileNotFoundError(f"model {path} not found (build one with `make train` or `make archive`)")
-        if not zipfile.is_zipfile(path):
-            raise ValueError(f"{path} is not a .mar archive (a zip file)")
         # Everything is read into memory while loading, so the unpacked copy goes right after.
         with tempfile.TemporaryDirectory(prefix="trouble-mar-") as unpacked:
-            try:
-                with zipfile.ZipFile(path) as archive:
-                    archive.extractall(unpacked)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a damaged copy: CRC, deflate, cut off
-                raise ValueError(f"{path} is damaged ({error}): copy it again, or rebuild it with "
-                                 f"`make archive`") from None
+            extract_mar(path, Path(unpacked))
             try:
                 return cls(Path(unpacked), device, input_size, nms_iou)
             except FileNotFoundError as error:  # name the archive, not the temporary copy
@@ -442,6 +435,7 @@ class TroubleDetector:
                                "box": [round(v, 1) for v in box]})
         detections.sort(key=lambda d: (-d["score"], d["box"]))  # deterministic order for equal scores
         skin = skin_fraction(image.rgb)
+        analysed_size = (round((right - left) * scale), round((bottom - top) * scale))  # the photo's own pixels
         counts = {name: 0 for name in self.classes}
         for detection in detections:
             counts[detection["type"]] += 1
@@ -454,8 +448,9 @@ class TroubleDetector:
             "counts": counts,
             "total": len(detections),
             "severity": describe_grade(len(detections)),
-            # What about the photo makes this count say little (no colour, no face, a small one).
-            "warnings": photo_warnings(skin, framing, face_cropped=crop is not None),
+            # What about the photo makes this count say little (no colour, dark, small, no face, a small one).
+            "warnings": photo_warnings(skin, framing, face_cropped=crop is not None, brightness=brightness(image.rgb),
+                                       analysed_size=analysed_size) + self._cap_warning(len(detections)),
             "settings": {"score_thresholds": thresholds, "input_size": self.input_size, "nms_iou": self.nms_iou,
                          "sliced": slicing.enabled, "slice_size": slicing.slice_size, "slices": slices,
                          "overlap": slicing.overlap,
@@ -466,6 +461,16 @@ class TroubleDetector:
                          # The part of the photo the model was run on (original pixels), or None for all of it.
                          "face_crop": [round(v * scale, 1) for v in crop] if crop else None},
         }
+
+    def _cap_warning(self, total: int) -> list[dict]:
+        """A count as large as the boxes one model pass keeps may have been cut there (a threshold
+        near 0 reaches it): said, not passed off as the count."""
+        if not self.max_per_pass or total < self.max_per_pass:
+            return []
+        return [{"code": "count_capped", "title": f"The count reached the model's limit ({self.max_per_pass} boxes "
+                                                  f"per pass)",
+                 "detail": "The photo may hold more of what the model finds at this threshold; most of these boxes "
+                           "are likely not lesions. Raise the threshold."}]
 
 
 def _as_bool(value, name: str) -> bool:

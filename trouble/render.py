@@ -112,7 +112,8 @@ def caption_for(response: dict) -> str:
     if thresholds:
         parts.append(f"Score thresholds: {thresholds}.")
     if settings.get("slices"):  # the count depends on it: a drawing must say it was not the whole photo's
-        parts.append(f"Sliced: {settings['slices']} slices of {settings.get('slice_size')} px.")
+        parts.append(f"Sliced: {settings['slices']} slices of {settings.get('slice_size')} px"
+                     f"{of_working_copy(response.get('image'))}.")
     if (settings.get("passes") or 1) > 1:
         parts.append(f"Test-time augmentation: {settings['passes']} passes.")
     model = response.get("model") or {}
@@ -187,3 +188,12 @@ def load_photo(image) -> Image.Image:
 def annotate_image(image, response: dict) -> Image.Image:
     """`draw_detections` on a photo given as bytes, a path, an array or a PIL image."""
     return draw_detections(load_photo(image), response)
+
+
+def of_working_copy(image: dict | None) -> str:
+    """" of its WxH px working copy" when the photo was decoded smaller than it is (over 4096 px):
+    slice sizes are in the working copy's pixels, not the photo's."""
+    if not image or "working_width" not in image:
+        return ""
+    working = (image["working_width"], image["working_height"])
+    return "" if working == (image["width"], image["height"]) else f" of its {working[0]}x{working[1]} px working copy"

@@ -19,9 +19,14 @@ CLOSE_FRACTION = 0.06      # closing kernel as a fraction of the long side: swal
 MARGIN_FRACTION = 0.02     # final dilation, so that lesions on the face's outline stay inside
 MIN_SKIN_FRACTION = 0.05   # below this, the mask is not trusted and nothing is removed
 STRICT_MIN_BRIGHTNESS = 0.65  # strict mask: luma at least this share of the skin's median luma
-# Chroma (|Cr - 128| + |Cb - 128|) that nearly all pixels of a grey-scale photo stay under, JPEG
-# noise included: such a photo has no colour to tell skin by.
-GREY_MAX_CHROMA = 6
+# Below this colour variety (see colour_variety) a photo has no colour to tell skin by: grey-scale,
+# sepia, a tint or a filter that fades colour. Every one of ACNE04's 991 train photos is at 5 or
+# more (so is each in the middle of a plain canvas 3x its size); grey and sepia copies of a tenth
+# of them, saved as JPEG, at 1 or less, with a red logo or a blue caption bar too.
+MIN_COLOUR_VARIETY = 3
+# ... unless its colours are vivid (median chroma over this): flat colour graphics, a test pattern,
+# are not photos without colour. A strong orange tint of a face photo has a median of 60 to 70.
+TINT_MAX_CHROMA = 100
 
 
 def skin_mask(rgb: np.ndarray, min_skin_fraction: float = MIN_SKIN_FRACTION, strict: bool = False) -> np.ndarray:
@@ -66,13 +71,41 @@ def skin_mask(rgb: np.ndarray, min_skin_fraction: float = MIN_SKIN_FRACTION, str
 
 def skin_fraction(rgb: np.ndarray) -> float | None:
     """The share of the photo that looks like skin (the default mask, with no fallback), or None
-    for a photo without colour (grey-scale), where a colour mask cannot tell."""
+    for a photo without colour (grey-scale, sepia, a tint), where a colour mask cannot tell."""
     small = working_copy(rgb)  # the mask's own working size: the same answer, without scaling it back
-    ycrcb = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2YCrCb).astype(np.int16)
-    chroma = np.abs(ycrcb[..., 1] - 128) + np.abs(ycrcb[..., 2] - 128)
-    if np.percentile(chroma, 99) <= GREY_MAX_CHROMA:
-        return None
+    if colour_variety(small) < MIN_COLOUR_VARIETY:
+        ycrcb = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2YCrCb).astype(np.int16)
+        if np.median(np.abs(ycrcb[..., 1] - 128) + np.abs(ycrcb[..., 2] - 128)) <= TINT_MAX_CHROMA:
+            return None
     return float(skin_mask(small, min_skin_fraction=0.0).mean())
+
+
+def colour_variety(rgb: np.ndarray) -> float:
+    """How much colour varies between pixels of the same brightness. At each of 32 brightness levels
+    (those with at least 0.1% of the pixels), the 90th percentile of the pixels' chroma distance
+    (|Cr| + |Cb|) from the level's median chroma; the median of that over the levels. In a grey,
+    sepia or tinted photo colour follows brightness, and this is 0 to 2; in a colour photo of a face,
+    skin, lesions, lips and hair of one brightness differ in colour. Over the levels, not the pixels:
+    a plain wall around a small face is one level, as is a coloured logo or caption on a grey photo."""
+    small = working_copy(rgb)
+    ycrcb = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    luma, cr, cb = ycrcb[..., 0], ycrcb[..., 1], ycrcb[..., 2]
+    level = (luma // 8).astype(np.int16)
+    per_level = []
+    for value in np.unique(level):
+        here = level == value
+        if here.mean() < 0.001:
+            continue
+        distance = np.abs(cr[here] - np.median(cr[here])) + np.abs(cb[here] - np.median(cb[here]))
+        per_level.append(np.percentile(distance, 90))
+    return float(np.median(per_level))
+
+
+def brightness(rgb: np.ndarray) -> float:
+    """The 75th percentile of luma (0-255): the brightness of the photo's brighter quarter, which
+    is the face in a close-up, even one on a dark background."""
+    luma = cv2.cvtColor(np.ascontiguousarray(working_copy(rgb)), cv2.COLOR_RGB2GRAY)
+    return float(np.percentile(luma, 75))
 
 
 def working_copy(rgb: np.ndarray) -> np.ndarray:
