@@ -773,12 +773,17 @@ def test_yolo_labels_without_a_photo_shared_labels_pixels_and_subfolders_are_nam
     (train / "images" / "patient_a").mkdir()
     write_image(train / "images" / "patient_a", "p1.jpg")
     write_image(train / "images" / "patient_a", "p2.jpg")
+    # A label "file" without a photo that cannot be read (here a folder; unreadable files alike): it had
+    # ended the whole import with a bare "[Errno 13]".
+    (train / "labels" / "zz_ghost.txt").mkdir()
 
     report = import_dataset("yolo", tmp_path / "src", tmp_path / "out")
 
     problems = report["splits"]["train"]["problems"]
     assert problems["missing_image"]["files"] == [f"train/labels/{photos[1].stem}.txt (no photo named "
-                                                  f"{photos[1].stem}.*; {boxes_lost} boxes)"]
+                                                  f"{photos[1].stem}.*; {boxes_lost} boxes)",
+                                                  "train/labels/zz_ghost.txt (no photo named zz_ghost.*; "
+                                                  "unreadable: Is a directory)"]
     assert problems["shared_label_file"]["files"] == ["train/images/a.jpg (train/labels/a.txt)",
                                                       "train/images/a.png (train/labels/a.txt)"]
     assert problems["bad_annotation_file"]["files"][0].startswith(f"train/labels/{photos[0].stem}.txt (line 1: "

@@ -417,6 +417,7 @@ def test_cli_thresholds_outside_0_1_and_a_zero_limit_are_refused_before_any_mode
     gt_path.write_text(json.dumps(make_coco([[(1, [10, 10, 20, 20])]])))
     never_opened = tmp_path / "model.mar"  # the refusals come first: it does not even exist
     for options, message in ((["--score-threshold", "2"], "score thresholds must be in [0, 1], got {'papule': 2.0"),
+                             (["--score-threshold", "nan"], "score thresholds must be a number in [0, 1] or a dict"),
                              (["--limit", "0"], "--limit must be at least 1, got 0")):
         result = run_cli("--gt", str(gt_path), "--model", str(never_opened), "--out", str(tmp_path / "out"), *options)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

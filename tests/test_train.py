@@ -761,7 +761,7 @@ def test_rearchive_with_test_time_augmentation_and_its_report(smoke_training, tm
     result = run_module(["train.archive", "--mar", str(mar), "--report", str(tmp_path / "eval" / "metrics.json"),
                          "--out", str(tmp_path / "refused")], check=False)
     assert result.returncode == 2 and "the report was made with test-time augmentation" in result.stderr
-    for sizes, message in (("64", "input_size must be between 128 and 2048, got 64"),
+    for sizes, message in (("64", "--tta-sizes must each be between 128 and 2048 px, got '64'"),
                            ("big", "--tta-sizes must be comma-separated integers, got 'big'")):
         result = run_module(["train.archive", "--mar", str(mar), "--tta-sizes", sizes, "--out", str(store)],
                             check=False)

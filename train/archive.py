@@ -40,7 +40,7 @@ from train import file_in_place_of_folder
 from train.evaluate import EvaluationError, load_thresholds_json
 from trouble.framing import FRAMINGS
 from trouble.mar import check_mar, extract_mar
-from trouble.settings import ModelSettings, TestTimeAugmentation
+from trouble.settings import MAX_SLICE, MIN_SLICE, ModelSettings, TestTimeAugmentation
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handler" / "trouble_handler.py"
@@ -502,6 +502,9 @@ def main(argv=None) -> int:
                 tta_sizes = [int(size) for size in args.tta_sizes.split(",")] if args.tta_sizes else None
             except ValueError:
                 raise ArchiveError(f"--tta-sizes must be comma-separated integers, got {args.tta_sizes!r}") from None
+            if tta_sizes and not all(MIN_SLICE <= size <= MAX_SLICE for size in tta_sizes):  # not "input_size ..."
+                raise ArchiveError(f"--tta-sizes must each be between {MIN_SLICE} and {MAX_SLICE} px, got "
+                                   f"{args.tta_sizes!r}")
             rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds, args.batch_size,
                           args.slice_batch_size, args.nms_iou, report,
                           sliced=None if args.sliced is None else args.sliced == "true", slice_size=args.slice_size,

@@ -468,9 +468,13 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
     if labels_dir.is_dir():
         for label_path in sorted(labels_dir.glob("*.txt")):
             if label_path.name != "classes.txt" and label_path.stem not in photos_of_stem:
-                lines = sum(1 for line in label_path.read_text(errors="replace").splitlines() if line.strip())
+                try:
+                    lines = sum(1 for line in label_path.read_text(errors="replace").splitlines() if line.strip())
+                    boxes = f"{lines} boxes"
+                except OSError as error:  # named with the photo it lacks, not the end of the import
+                    boxes = f"unreadable: {error.strerror or error}"
                 note(problems, "missing_image", f"{label_path.relative_to(src)} (no photo named "
-                                                f"{label_path.stem}.*; {lines} boxes)")
+                                                f"{label_path.stem}.*; {boxes})")
     for image_path in images:
         source = str(image_path.relative_to(src))
         label_path = labels_dir / f"{image_path.stem}.txt"

@@ -229,7 +229,8 @@ def resolve_thresholds(score_thresholds, type_names):
     if _is_number(score_thresholds):
         return _in_unit_range({name: float(score_thresholds) for name in type_names})
     if not isinstance(score_thresholds, dict):
-        raise ThresholdError(f"score thresholds must be a number or a dict type -> number, got {score_thresholds!r}")
+        raise ThresholdError(f"score thresholds must be a number in [0, 1] or a dict type -> number, got "
+                             f"{score_thresholds!r}")
     unknown = sorted(set(score_thresholds) - set(type_names))
     missing = [name for name in type_names if name not in score_thresholds]
     if unknown or missing:
