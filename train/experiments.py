@@ -377,7 +377,7 @@ def run_training(config: Path, data_dir: Path, work_dir: Path, settings: dict, f
                 "error": f"{work_dir} holds a finished run with other settings ({', '.join(changed)}{older}): "
                          f"choose another --out, or pass --fresh to replace it"}
     checkpoints = sorted(work_dir.rglob("*.pth")) if work_dir.is_dir() else []
-    if not fresh and checkpoints and not metrics_path.is_file():
+    if not fresh and checkpoints:  # (a finished run has been dealt with above)
         # A run stopped after training (its evaluation crashed, Ctrl-C): its weights took the training's time.
         return {"status": "failed", "log": str(work_dir / "train.log"),
                 "error": f"{work_dir} holds an unfinished run with weights ({checkpoints[0].relative_to(work_dir)}): "
