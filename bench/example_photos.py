@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
+
+if not __package__:  # run as `python bench/example_photos.py`: the repository is one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import existing_file, existing_path, output_file, parse_checked, read_predictions, run_main, score
 from train.evaluate import load_ground_truth

@@ -32,8 +32,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import sys
 import torch
 from mmcv.ops import nms
+
+if not __package__:  # run as `python bench/nms_iou.py`: the repository is one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import (at_least, existing_file, existing_path, list_of, output_file, parse_checked,
                              read_predictions, run_main, score, unit_fraction)

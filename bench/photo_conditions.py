@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -27,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
+
+if not __package__:  # run as `python bench/photo_conditions.py`: the repository is one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import at_least, existing_path, list_of, output_file, parse_checked, run_main
 from train.evaluate import EVAL_SCORE_FLOOR, evaluate, load_ground_truth, sample_ground_truth
@@ -109,7 +113,8 @@ def main(argv=None):
     parser.add_argument("--most-lesions", action="store_true",
                         help="the N images with the most lesions marked instead (where a small photo merges most)")
     parser.add_argument("--conditions", type=list_of(str), default=CONDITION_NAMES,
-                        help=f"comma-separated names of the rows to run (default: all): {', '.join(CONDITION_NAMES)}")
+                        help=f"comma-separated names of the rows to run (default: all): "
+                             f"{', '.join(CONDITION_NAMES)}".replace("%", "%%"))  # argparse formats help with %
     parser.add_argument("--out", required=True, type=output_file)
     args = parse_checked(parser, argv)
     unknown = [name for name in args.conditions if name not in CONDITION_NAMES]

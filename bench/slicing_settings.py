@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+if not __package__:  # run as `python bench/slicing_settings.py`: the repository is one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import at_least, existing_path, output_file, parse_checked, run_main
 from train.evaluate import evaluate, predict_ground_truth_images

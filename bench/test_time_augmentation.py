@@ -20,11 +20,15 @@ import contextlib
 import io
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+if not __package__:  # run as `python bench/test_time_augmentation.py`: the repository is one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked,
                              pixels, run_main, unit_fraction)

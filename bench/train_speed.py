@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+if not __package__:  # run as `python bench/train_speed.py`: the repository is one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import at_least, output_file, parse_checked, run_main
 

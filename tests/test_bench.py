@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 
 from tests.conftest import ACNE04_PHOTOS, REPO, read_json, run_module
 
@@ -346,3 +348,15 @@ def test_photo_conditions_rows_say_what_the_answers_warned_of(smoke_mar, synthet
                           str(synthetic_data / "valid" / "annotations.json"), "--conditions", "purple",
                           "--out", str(tmp_path / "x.json")], check=False, timeout=120)
     assert refused.returncode == 2 and "--conditions: unknown ['purple']" in refused.stderr
+
+
+def test_every_benchmark_prints_its_help_run_by_path_or_as_a_module():
+    """Six of them ended in "No module named 'bench'" when run as `python bench/x.py`, and the photo
+    conditions' help in a formatting error (a % in it)."""
+    for script in sorted((REPO / "bench").glob("*.py")):
+        if script.name == "arguments.py":  # shared argument types, not a benchmark
+            continue
+        for command in ([sys.executable, str(script), "--help"],
+                        [sys.executable, "-m", f"bench.{script.stem}", "--help"]):
+            result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0 and "usage:" in result.stdout, (command, result.stderr[-1000:])
