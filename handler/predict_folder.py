@@ -105,11 +105,10 @@ def output_problem(args, paths: list[Path]) -> str | None:
     if args.annotated and Path(args.annotated).exists() and not Path(args.annotated).is_dir():
         return f"--annotated {args.annotated} is a file; give a folder for the drawings"
     for path in outputs + ([Path(args.annotated) / "x"] if args.annotated else []):
+        # Each found only when writing, after every photo: all results lost.
         blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
-        if blocking is not None:  # found only when writing, after every photo: all results lost
+        if blocking is not None:
             return f"{blocking} is a file, so {path.parent} cannot be made; choose other output paths"
-    for path in outputs + ([Path(args.annotated) / "x"] if args.annotated else []):
-        # Found only when writing, after every photo: all results lost.
         nearest = path if path.exists() else next(folder for folder in path.parents if folder.exists())
         if not os.access(nearest, os.W_OK):
             return f"no permission to write {path} ({nearest} is not writable); choose other output paths"

@@ -89,8 +89,7 @@ import render  # noqa: E402
 from backends import (DEFAULT_API_URL, AnalysisError, LocalBackend, ServerBackend,  # noqa: E402
                       ServerUnreachable, download_model, find_model_file)
 from trouble.images import BadInput, decode_image  # noqa: E402
-from trouble.photo_checks import photo_warnings  # noqa: E402
-from trouble.skin import brightness, skin_fraction  # noqa: E402
+from trouble.photo_checks import judge_photo  # noqa: E402
 
 logger = logging.getLogger("trouble.app")
 
@@ -298,12 +297,9 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     except BadInput as error:  # the server accepted it, so this is unlikely; say so all the same
         raise AnalysisError(str(error)) from None
     if "warnings" not in response:  # from an archive made before answers carried them: judged here alike
-        crop = response["settings"].get("face_crop")
-        analysed_size = ((round(crop[2] - crop[0]), round(crop[3] - crop[1])) if crop
-                         else (response["image"]["width"], response["image"]["height"]))
-        response["warnings"] = photo_warnings(skin_fraction(shown.rgb), response["settings"].get("framing", "none"),
-                                              face_cropped=bool(crop), brightness=brightness(shown.rgb),
-                                              analysed_size=analysed_size)
+        _, response["warnings"] = judge_photo(shown.rgb, response["settings"].get("framing", "none"),
+                                              response["settings"].get("face_crop") or None,
+                                              (response["image"]["width"], response["image"]["height"]))
     annotated = render.draw_detections(Image.fromarray(shown.rgb), response)  # its caption carries them too
     photo_name = Path(photo_path).name
     shown_text = {"severity": render.severity_markdown(response),

@@ -39,7 +39,7 @@ import yaml
 from train import file_in_place_of_folder
 from train.evaluate import EvaluationError, load_thresholds_json
 from trouble.framing import FRAMINGS
-from trouble.mar import check_mar, extract_mar
+from trouble.mar import extract_mar
 from trouble.settings import MAX_SLICE, MIN_SLICE, ModelSettings, TestTimeAugmentation
 
 REPO = Path(__file__).resolve().parent.parent
@@ -361,17 +361,13 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
     settings, summarised in the archive for the app. Every setting is checked as serving reads it."""
     if not Path(mar).is_file():
         raise ArchiveError(f"{mar} not found")
-    try:
-        check_mar(mar)
-    except ValueError as error:
-        raise ArchiveError(str(error)) from None
     if batch_size is not None and not 1 <= batch_size <= 64:  # TorchServe's; the others are checked below
         raise ArchiveError(f"batch size must be between 1 and 64, got {batch_size}")
     with tempfile.TemporaryDirectory(prefix="trouble-rearchive-") as tmp:
         model_dir = Path(tmp)
         try:
             extract_mar(mar, model_dir)
-        except ValueError as error:  # a member's CRC or compression
+        except ValueError as error:  # not a zip file, one cut off, a member's CRC or compression
             raise ArchiveError(str(error)) from None
         config_yaml = model_dir / "model-config.yaml"
         try:  # its shape, before anything is changed; the values are checked once changed (a bad

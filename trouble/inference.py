@@ -29,10 +29,9 @@ from trouble.framing import face_crop
 from trouble.fusion import fuse_passes
 from trouble.images import BadInput, DecodedImage, decode_image
 from trouble.mar import extract_mar
-from trouble.photo_checks import photo_warnings
+from trouble.photo_checks import judge_photo
 from trouble.settings import MODEL_CONFIG_FILE, ModelSettings, SlicingSettings, check_framing
 from trouble.severity import describe_grade
-from trouble.skin import brightness, skin_fraction
 
 
 class MMDetSliceModel(DetectionModel):
@@ -434,8 +433,8 @@ class TroubleDetector:
             detections.append({"type": name, "score": round(float(prediction.score.value), 4),
                                "box": [round(v, 1) for v in box]})
         detections.sort(key=lambda d: (-d["score"], d["box"]))  # deterministic order for equal scores
-        skin = skin_fraction(image.rgb)
-        analysed_size = (round((right - left) * scale), round((bottom - top) * scale))  # the photo's own pixels
+        skin, warnings = judge_photo(image.rgb, framing, [v * scale for v in crop] if crop else None,
+                                     (image.original_width, image.original_height))
         counts = {name: 0 for name in self.classes}
         for detection in detections:
             counts[detection["type"]] += 1
@@ -449,8 +448,7 @@ class TroubleDetector:
             "total": len(detections),
             "severity": describe_grade(len(detections)),
             # What about the photo makes this count say little (no colour, dark, small, no face, a small one).
-            "warnings": photo_warnings(skin, framing, face_cropped=crop is not None, brightness=brightness(image.rgb),
-                                       analysed_size=analysed_size) + self._cap_warning(len(detections)),
+            "warnings": warnings + self._cap_warning(len(detections)),
             "settings": {"score_thresholds": thresholds, "input_size": self.input_size, "nms_iou": self.nms_iou,
                          "sliced": slicing.enabled, "slice_size": slicing.slice_size, "slices": slices,
                          "overlap": slicing.overlap,

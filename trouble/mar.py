@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 ZIP_START = b"PK\x03\x04"  # a zip file's first bytes: a file that has them but no end was cut off
@@ -23,21 +24,24 @@ def check_mar(path) -> None:
     raise ValueError(f"{path} is not a .mar archive (a zip file)")
 
 
-def extract_mar(path, folder: Path) -> None:
-    """Unpack the archive into `folder`; ValueError naming a damaged one."""
+@contextmanager
+def opened_mar(path):
+    """The archive as a zipfile.ZipFile; ValueError naming a damaged one, when opened or read."""
     check_mar(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            archive.extractall(folder)
+            yield archive
     except DAMAGED as error:
         raise ValueError(f"{path} is damaged ({error}): copy it again, or rebuild it with `make archive`") from None
+
+
+def extract_mar(path, folder: Path) -> None:
+    """Unpack the archive into `folder`; ValueError naming a damaged one."""
+    with opened_mar(path) as archive:
+        archive.extractall(folder)
 
 
 def read_member(path, name: str) -> bytes:
     """One file of the archive; ValueError naming a damaged archive, KeyError when it has no `name`."""
-    check_mar(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.read(name)
-    except DAMAGED as error:
-        raise ValueError(f"{path} is damaged ({error}): copy it again, or rebuild it with `make archive`") from None
+    with opened_mar(path) as archive:
+        return archive.read(name)

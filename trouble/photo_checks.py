@@ -7,7 +7,7 @@ Each threshold was chosen on ACNE04's train photos and copies of them made grey,
 """
 from __future__ import annotations
 
-from trouble.skin import MIN_SKIN_FRACTION
+from trouble.skin import MIN_SKIN_FRACTION, brightness, skin_fraction, working_copy
 
 # Below this share of skin, with no face crop made, the face is likely small in the photo: none of
 # ACNE04's 283 valid close-ups is under it (99 in 100 are over 36% skin; the lowest, 19%).
@@ -23,6 +23,18 @@ DARK_BRIGHTNESS = 90
 SMALL_PHOTO_SIDE = 160
 # Codes of the warnings that say the count is likely too low (the others: it may say nothing).
 COUNT_TOO_LOW = ("no_colour", "dark", "small_photo", "small_face")
+
+
+def judge_photo(rgb, framing: str, face_crop, photo_size: tuple[int, int]) -> tuple[float | None, list[dict]]:
+    """(trouble.skin.skin_fraction, photo_warnings) of a photo (an RGB array, whole, at any size) whose
+    answer ran with `framing`, on `face_crop` (x1, y1, x2, y2 in the photo's own pixels) or, None, on
+    the whole photo of `photo_size` (width, height): the inference core's and, for an archive older
+    than warnings, the app's."""
+    small = working_copy(rgb)  # measured once, at the size the measures work at
+    skin = skin_fraction(small)
+    x1, y1, x2, y2 = face_crop or (0, 0, *photo_size)
+    return skin, photo_warnings(skin, framing, face_cropped=face_crop is not None, brightness=brightness(small),
+                                analysed_size=(round(x2 - x1), round(y2 - y1)))
 
 
 def photo_warnings(skin_fraction: float | None, framing: str, face_cropped: bool, *,
