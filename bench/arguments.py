@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from trouble.output_paths import write_problem
 
 # Options that name a benchmark's inputs: --out may be none of them.
 INPUT_OPTIONS = ("model", "gt", "predictions", "photos", "data", "config")
@@ -98,13 +99,12 @@ def torch_device(text: str) -> str:
 
 
 def output_file(text: str) -> str:
-    """A file to write the results to: refused now if it is a folder, or cannot be made (a file
-    where a folder of its path should be), not after the whole run."""
+    """A file to write the results to: refused now if it is a folder, or cannot be written
+    (trouble.output_paths), not after the whole run."""
     if Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder: give a file name, e.g. {Path(text) / 'results.json'}")
-    blocking = next((parent for parent in Path(text).parents if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        raise argparse.ArgumentTypeError(f"{text} cannot be written: {blocking} is a file")
+    if problem := write_problem(text):
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
@@ -124,8 +124,9 @@ def read_predictions(path, gt: dict, gt_path) -> list:
 
     try:
         predictions = json.loads(Path(path).read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not JSON ({error})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise ValueError(f"{path} is not JSON ({'nested too deeply' if isinstance(error, RecursionError) else error})") \
+            from None
     if not isinstance(predictions, list) or not all(
             isinstance(p, dict) and {"image_id", "category_id", "bbox", "score"} <= set(p) for p in predictions):
         raise ValueError(f"{path} is not a list of COCO results (an evaluation's predictions.json)")

@@ -5,6 +5,9 @@ r"""How much do a photo's colour, light and size change the count, and does the 
     python -m bench.photo_conditions --model model_store/trouble.mar --gt data/acne04/train/annotations.json \
         --limit 12 --most-lesions --conditions "as it is,small: 320 px,small: 200 px,small: 128 px,small: 96 px" \
         --out bench/results/photo_conditions_train_most_lesions12.json
+    python -m bench.photo_conditions --model model_store/trouble.mar --gt data/acne04/train/annotations.json \
+        --limit 26 --darkest --conditions "as it is" --brighten-dark false \
+        --out bench/results/photo_conditions_train_darkest26_unbrightened.json
 
 Each of `--limit` annotated photos (spread evenly over the file) is changed as a phone, an app or a
 filter would change it: turned grey or sepia, its colour faded, darkened, given a warm or cool cast,
@@ -13,8 +16,12 @@ untouched row too) and run through the shared inference core at the model's own 
 table gives mAP50, the count error against the lesions marked (the photos' own boxes, scaled with
 the photo), the grade accuracy, and the share of copies whose answer carried a warning, by code.
 
-Run on train photos, not valid ones: the warnings' thresholds (trouble/photo_checks.py) are chosen
-from this table.
+`--brighten-dark false` runs the model on dark photos as they are, not brightened as it is by default
+(the archive's brighten_dark): the two tables side by side show what brightening does. `--darkest`
+takes the darkest photos of the file, as they are the real dark photos the rule was chosen on.
+
+Run on train photos, not valid ones: the warnings' thresholds and the brightening
+(trouble/photo_checks.py) are chosen from this table.
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ from train.evaluate import EVAL_SCORE_FLOOR, evaluate, load_ground_truth, sample
 from trouble.batch import predict_images
 from trouble.images import upright_rgb
 from trouble.inference import TroubleDetector
+from trouble.skin import brightness
 
 
 def times(rgb_factors):
@@ -96,12 +104,25 @@ def changed_ground_truth(gt: dict, image_dir: Path, change, out_dir: Path) -> Pa
     return path
 
 
-def most_lesions(gt: dict, limit: int) -> dict:
-    """The ground truth of the `limit` images with the most boxes (ties: the first in the file)."""
-    boxes = Counter(a["image_id"] for a in gt["annotations"])
-    kept = {image["id"] for image in sorted(gt["images"], key=lambda image: -boxes[image["id"]])[:limit]}
+def first_by(gt: dict, limit: int, key) -> dict:
+    """The ground truth of the `limit` images first by key(image) (ties: the first in the file)."""
+    kept = {image["id"] for image in sorted(gt["images"], key=key)[:limit]}
     return dict(gt, images=[image for image in gt["images"] if image["id"] in kept],
                 annotations=[a for a in gt["annotations"] if a["image_id"] in kept])
+
+
+def most_lesions(gt: dict, limit: int) -> dict:
+    """The ground truth of the `limit` images with the most boxes."""
+    boxes = Counter(a["image_id"] for a in gt["annotations"])
+    return first_by(gt, limit, lambda image: -boxes[image["id"]])
+
+
+def darkest(gt: dict, image_dir: Path, limit: int) -> dict:
+    """The ground truth of the `limit` darkest images (trouble.skin.brightness), as they are."""
+    def light(image):
+        with Image.open(image_dir / image["file_name"]) as photo:
+            return brightness(np.asarray(upright_rgb(photo)))
+    return first_by(gt, limit, light)
 
 
 def main(argv=None):
@@ -110,11 +131,15 @@ def main(argv=None):
     parser.add_argument("--model", required=True, type=existing_path, help="a .mar or model folder")
     parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
     parser.add_argument("--limit", type=at_least(1), default=40, help="N images, spread evenly over the file")
-    parser.add_argument("--most-lesions", action="store_true",
+    sample = parser.add_mutually_exclusive_group()
+    sample.add_argument("--most-lesions", action="store_true",
                         help="the N images with the most lesions marked instead (where a small photo merges most)")
+    sample.add_argument("--darkest", action="store_true", help="the N darkest images instead")
     parser.add_argument("--conditions", type=list_of(str), default=CONDITION_NAMES,
                         help=f"comma-separated names of the rows to run (default: all): "
                              f"{', '.join(CONDITION_NAMES)}".replace("%", "%%"))  # argparse formats help with %
+    parser.add_argument("--brighten-dark", choices=["true", "false"],
+                        help="brighten dark photos for the model or not (default: the model's setting)")
     parser.add_argument("--out", required=True, type=output_file)
     args = parse_checked(parser, argv)
     unknown = [name for name in args.conditions if name not in CONDITION_NAMES]
@@ -122,8 +147,15 @@ def main(argv=None):
         parser.error(f"--conditions: unknown {unknown}; choose from {', '.join(CONDITION_NAMES)}")
 
     detector = TroubleDetector.from_path(args.model, device="cpu")
+    if args.brighten_dark is not None:
+        detector.settings.brighten_dark = args.brighten_dark == "true"
     gt = load_ground_truth(args.gt)[0]
-    gt = most_lesions(gt, args.limit) if args.most_lesions else sample_ground_truth(gt, args.limit)
+    if args.most_lesions:
+        gt = most_lesions(gt, args.limit)
+    elif args.darkest:
+        gt = darkest(gt, Path(args.gt).parent, args.limit)
+    else:
+        gt = sample_ground_truth(gt, args.limit)
     category_ids = {c["name"]: c["id"] for c in gt["categories"]}
     rows = []
     for name, change in [(name, change) for name, change in CONDITIONS if name in args.conditions]:
@@ -155,8 +187,9 @@ def main(argv=None):
         print(f"[photo conditions] {name}: mAP50 {rows[-1]['mAP50']:.3f}, warned {rows[-1]['warned']:.0%}", flush=True)
 
     marked = len(gt["annotations"])
+    light = "dark photos brightened" if detector.settings.brighten_dark else "dark photos not brightened"
     print(f"\n{len(gt['images'])} photos of {args.gt} ({marked} lesions marked), each changed and saved as JPEG "
-          f"quality 90 (CPU, the model's own settings, thresholds {detector.thresholds})")
+          f"quality 90 (CPU, the model's own settings, thresholds {detector.thresholds}; {light})")
     print("| photo | mAP50 | lesions found | count MAE (bias) | grade acc. | warned (codes) |")
     print("|---|---|---|---|---|---|")
     for row in rows:
@@ -168,7 +201,8 @@ def main(argv=None):
     Path(args.out).write_text(json.dumps({
         "model": str(args.model), "model_info": detector.model_info(), "gt": args.gt, "images": len(gt["images"]),
         "lesions_marked": marked, "jpeg_quality": 90,
-        "sample": "the most lesions marked" if args.most_lesions else "spread evenly over the file",
+        "sample": "the most lesions marked" if args.most_lesions else "the darkest" if args.darkest
+        else "spread evenly over the file", "brighten_dark": detector.settings.brighten_dark,
         "thresholds": detector.thresholds, "rows": rows}, indent=2))
     print(f"wrote {args.out}")
 

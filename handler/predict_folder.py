@@ -24,28 +24,22 @@ import json
 import os
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 if not __package__:  # run as `python handler/predict_folder.py`: the shared library is one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trouble.batch import annotated_names, model_category_ids, predict_each
 from trouble.images import PHOTO_SUFFIXES, BadInput, photos_in_subfolders
-from trouble.server_client import ServerRefused, ServerUnreachable, TorchServeClient
+from trouble.output_paths import write_problem
+from trouble.server_client import ServerRefused, ServerUnreachable, TorchServeClient, address_problem
 
 
 def open_predictor(model: str | None = None, server: str | None = None):
     """The local model, or a client of a running TorchServe checked before the first photo."""
     if server:
-        if not server.startswith(("http://", "https://")):  # requests would call it unreachable
-            raise ValueError(f"--server must start with http:// or https://, e.g. http://{server}")
-        try:  # likewise a mistyped one: "TorchServe is not answering" sent people to look at the server
-            parts = urlsplit(server)
-            parts.port  # noqa: B018  (reading it checks it)
-        except ValueError as error:
-            raise ValueError(f"--server {server} is not a valid address ({error})") from None
-        if not parts.hostname:
-            raise ValueError(f"--server {server} names no host, e.g. http://127.0.0.1:8080")
+        problem = address_problem(server)
+        if problem:
+            raise ValueError(f"--server {problem}")
         client = TorchServeClient(server, token=os.environ.get("TROUBLE_API_TOKEN"))
         answer = client.ping()
         if answer == "no ping":
@@ -104,14 +98,10 @@ def output_problem(args, paths: list[Path]) -> str | None:
             return f"{path} is a folder; --out and --csv name files"
     if args.annotated and Path(args.annotated).exists() and not Path(args.annotated).is_dir():
         return f"--annotated {args.annotated} is a file; give a folder for the drawings"
-    for path in outputs + ([Path(args.annotated) / "x"] if args.annotated else []):
+    for path in outputs + ([Path(args.annotated)] if args.annotated else []):
         # Each found only when writing, after every photo: all results lost.
-        blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
-        if blocking is not None:
-            return f"{blocking} is a file, so {path.parent} cannot be made; choose other output paths"
-        nearest = path if path.exists() else next(folder for folder in path.parents if folder.exists())
-        if not os.access(nearest, os.W_OK):
-            return f"no permission to write {path} ({nearest} is not writable); choose other output paths"
+        if problem := write_problem(path):
+            return f"{path}: {problem}; choose other output paths"
     existing = [str(path) for path in outputs if path.exists()]
     if args.annotated:
         folder = Path(args.annotated)
@@ -159,13 +149,14 @@ def main(argv=None) -> int:
     # named, not left out in silence.
     subfolders = photos_in_subfolders(folder)
     if subfolders:
-        shown = ", ".join(f"{name}/ ({count})" for name, count in list(subfolders.items())[:10])
+        shown = ", ".join(f"{name}/ ({'cannot be read' if count is None else count})"
+                          for name, count in list(subfolders.items())[:10])
         more = f" and {len(subfolders) - 10} more" if len(subfolders) > 10 else ""
         print(f"note: photos in subfolders are not analysed (run the command on each folder): {shown}{more}",
               file=sys.stderr)
     if not paths:
         print(f"error: no {', '.join(PHOTO_SUFFIXES)} photos in {folder}"
-              + (" itself, only in its subfolders" if subfolders else ""), file=sys.stderr)
+              + (" itself, only in its subfolders" if any(subfolders.values()) else ""), file=sys.stderr)
         return 2
     others = sorted(p.name for p in folder.iterdir()
                     if p.is_file() and p.suffix.lower() not in PHOTO_SUFFIXES and not p.name.startswith("."))

@@ -90,6 +90,7 @@ from backends import (DEFAULT_API_URL, AnalysisError, LocalBackend, ServerBacken
                       ServerUnreachable, download_model, find_model_file)
 from trouble.images import BadInput, decode_image  # noqa: E402
 from trouble.photo_checks import judge_photo  # noqa: E402
+from trouble.server_client import address_problem  # noqa: E402
 
 logger = logging.getLogger("trouble.app")
 
@@ -179,8 +180,9 @@ class Analyzer:
         if mode not in MODES:
             raise SettingError(f"TROUBLE_MODE must be one of {', '.join(MODES)}, got {mode!r}")
         url = os.environ.get("TROUBLE_API_URL") or configured_api_url()
-        if mode != "local" and not url.startswith(("http://", "https://")):  # local mode never uses it
-            raise SettingError(f"TROUBLE_API_URL must start with http:// or https://, got {url!r}")
+        problem = address_problem(url) if mode != "local" else None  # local mode never uses it
+        if problem:
+            raise SettingError(f"TROUBLE_API_URL {problem}")
         server = ServerBackend(url, token=os.environ.get("TROUBLE_API_TOKEN") or None)
         return cls(mode, server, find_model_file(APP_DIR), os.environ.get("TROUBLE_MODEL_REPO") or None)
 
@@ -297,9 +299,9 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
     except BadInput as error:  # the server accepted it, so this is unlikely; say so all the same
         raise AnalysisError(str(error)) from None
     if "warnings" not in response:  # from an archive made before answers carried them: judged here alike
-        _, response["warnings"] = judge_photo(shown.rgb, response["settings"].get("framing", "none"),
-                                              response["settings"].get("face_crop") or None,
-                                              (response["image"]["width"], response["image"]["height"]))
+        response["warnings"] = judge_photo(shown.rgb, response["settings"].get("framing", "none"),
+                                           response["settings"].get("face_crop") or None,
+                                           (response["image"]["width"], response["image"]["height"])).warnings
     annotated = render.draw_detections(Image.fromarray(shown.rgb), response)  # its caption carries them too
     photo_name = Path(photo_path).name
     shown_text = {"severity": render.severity_markdown(response),
@@ -587,10 +589,15 @@ def main():
             logger.error("%s", error)  # the page shows it again on each request
     app = build_app(analyzer)
     app.queue(default_concurrency_limit=at_once)
-    app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-               server_port=server_port(),
-               max_file_size=f"{UPLOAD_CEILING_MB}mb", show_error=False, ssr_mode=False,
-               footer_links=["api", "gradio"], allowed_paths=[str(EXAMPLES_DIR)], css=PAGE_CSS)
+    host, port = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), server_port()
+    try:
+        app.launch(server_name=host, server_port=port,
+                   max_file_size=f"{UPLOAD_CEILING_MB}mb", show_error=False, ssr_mode=False,
+                   footer_links=["api", "gradio"], allowed_paths=[str(EXAMPLES_DIR)], css=PAGE_CSS)
+    except OSError as error:  # a port in use (another app, an earlier one still running), a host not here
+        print(f"error: the app cannot listen on {host}:{port} (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT): {error}",
+              file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

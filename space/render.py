@@ -54,7 +54,11 @@ def severity_markdown(response: dict) -> str:
                  "\"One score threshold\" to use the model's.\n\n")
     # The heading, read alone, must not stand as if the warnings above it did not apply to it.
     codes = {warning["code"] for warning in response["warnings"]}
-    qualifier = (": likely higher, as the count is likely too low" if codes & set(COUNT_TOO_LOW)
+    too_low = set(COUNT_TOO_LOW)
+    if response["image"].get("brightened_by"):  # a dark photo brightened for the model: off either way
+        too_low.discard("dark")
+    qualifier = (": likely higher, as the count is likely too low" if codes & too_low
+                 else ": less sure, as the photo is dark" if "dark" in codes
                  else ": it says nothing if there is no face in the photo" if "little_skin" in codes else "")
     text += (f"### Severity: grade {severity['grade']} ({severity['name']}){qualifier}\n"
              f"{lesions(severity['lesion_count'])} found{count_range_text(response)}. "

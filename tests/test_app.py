@@ -463,6 +463,11 @@ def test_legend_counts_table_and_severity_text():
                           photo_warnings(0.6, "face", False, analysed_size=(120, 120))):
         assert "### Severity: grade 1 (moderate): likely higher, as the count is likely too low\n" in \
             render.severity_markdown({**response, "warnings": dark_or_small})
+    # A dark photo brightened for the model may be counted off either way: the heading does not say "higher".
+    brightened = {**response, "image": {**response["image"], "brightened_by": 2.75},
+                  "warnings": photo_warnings(0.6, "face", False, brightness=40, brightened_by=2.75)}
+    assert "### Severity: grade 1 (moderate): less sure, as the photo is dark\n" in render.severity_markdown(brightened)
+    assert "#### A dark photo, brightened 2.8x for the model\n" in render.severity_markdown(brightened)
     assert "one type" not in render.legend_html(response)
     assert "this model has one type, acne" in render.legend_html(fake_response(classes=("acne",)))
     # Figures measured at the model's settings are qualified when the answer used others.
@@ -650,6 +655,8 @@ def test_the_app_refuses_to_start_on_a_bad_setting_with_one_line(tmp_path):
     (gradio itself reads GRADIO_SERVER_PORT as it is imported, with a traceback for a bad value)."""
     for name, value, message in (("TROUBLE_MODE", "bogus", "TROUBLE_MODE must be one of auto, server, local"),
                                  ("TROUBLE_API_URL", "localhost:8080", "TROUBLE_API_URL must start with http://"),
+                                 # Checked as the batch CLI checks --server: it had been "not answering" on the page.
+                                 ("TROUBLE_API_URL", "http://:8080", "TROUBLE_API_URL http://:8080 names no host"),
                                  ("GRADIO_SERVER_PORT", "abc", "GRADIO_SERVER_PORT must be a port number"),
                                  ("GRADIO_SERVER_PORT", "70000", "GRADIO_SERVER_PORT must be a port number"),
                                  ("GRADIO_DEFAULT_CONCURRENCY_LIMIT", "none",
@@ -659,6 +666,17 @@ def test_the_app_refuses_to_start_on_a_bad_setting_with_one_line(tmp_path):
                                 text=True, timeout=120)
         assert result.returncode == 2 and message in result.stderr, (name, value, result.stderr[-2000:])
         assert not any(word in result.stderr for word in STACK_TRACE_WORDS), result.stderr[-2000:]
+    # A port in use (an app still running from before): it was Gradio's OSError traceback and exit 1.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "TROUBLE_MODE": "server", "TMPDIR": str(tmp_path), "GRADIO_SERVER_PORT": str(port)}
+        result = subprocess.run([sys.executable, str(SPACE / "app.py")], cwd=REPO, env=env, capture_output=True,
+                                text=True, timeout=120)
+    assert result.returncode == 2 and f"error: the app cannot listen on 127.0.0.1:{port}" in result.stderr, \
+        result.stderr[-2000:]
+    assert not any(word in result.stderr for word in STACK_TRACE_WORDS), result.stderr[-2000:]
     assert list(tmp_path.iterdir()) == [], "the app's temporary folder was left behind"
 
 

@@ -115,7 +115,7 @@ def test_benchmarks_refuse_values_that_mean_nothing(smoke_mar, tmp_path):
             (["bench.train_speed", "--config", str(config), "--data", "x", "--out", str(config)],
              "is the --config file"),  # it replaced the config with its JSON
             (["bench.nms_iou", "--predictions", str(predictions), "--gt", str(gt), "--out",
-              str(tmp_path / "afile" / "x.json")], "cannot be written: " + str(tmp_path / "afile") + " is a file"),
+              str(tmp_path / "afile" / "x.json")], str(tmp_path / "afile") + " is a file, so "),
             (["bench.nms_iou", "--predictions", str(tmp_path), "--gt", str(gt), "--out", str(tmp_path / "x.json")],
              "is a folder: give a file in it"),
             (["bench.nms_iou", "--predictions", str(gt), "--gt", str(small_gt), "--out", str(tmp_path / "x.json")],
@@ -343,7 +343,14 @@ def test_photo_conditions_rows_say_what_the_answers_warned_of(smoke_mar, synthet
     assert rows["light at 30%"]["warnings"] == {"dark": 2}
     assert rows["small: 64 px"]["warnings"] == {"small_photo": 2}
     assert all(0.0 <= row["mAP50"] <= 1.0 and row["found"] >= 0 for row in rows.values())
-    assert "| small: 64 px |" in result.stdout
+    assert "| small: 64 px |" in result.stdout and report["brighten_dark"] is True  # the smoke model's own setting
+    darkest = run_module(["bench.photo_conditions", "--model", str(smoke_mar), "--gt",
+                          str(synthetic_data / "valid" / "annotations.json"), "--limit", "1", "--darkest",
+                          "--conditions", "as it is", "--brighten-dark", "false", "--out", str(out), "--overwrite"],
+                         timeout=600)
+    report = read_json(out)
+    assert (report["sample"], report["images"], report["brighten_dark"]) == ("the darkest", 1, False)
+    assert "dark photos not brightened" in darkest.stdout
     refused = run_module(["bench.photo_conditions", "--model", str(smoke_mar), "--gt",
                           str(synthetic_data / "valid" / "annotations.json"), "--conditions", "purple",
                           "--out", str(tmp_path / "x.json")], check=False, timeout=120)

@@ -244,8 +244,9 @@ def test_coco_duplicate_names_kept_apart_and_an_unusable_split_refused(tmp_path)
     # JSON of the wrong shape: named as such, never a traceback.
     for wrong, message in (({"images": {"a": 1}, "annotations": [], "categories": []}, "must each be a list"),
                            ({"images": [{"id": 2, "file_name": None}], "annotations": [], "categories": []},
-                            "needs an id (a number) and a file_name")):
-        (src / "valid" / "annotations.json").write_text(json.dumps(wrong))
+                            "needs an id (a number) and a file_name"),
+                           ("[" * 100_000 + "]" * 100_000, "nested too deeply")):  # was a RecursionError
+        (src / "valid" / "annotations.json").write_text(wrong if isinstance(wrong, str) else json.dumps(wrong))
         with pytest.raises(DataError) as refused:
             import_dataset("coco", src, tmp_path / "out2")
         assert message in refused.value.report["splits"]["valid"]["problems"]["bad_annotation_file"]["files"][0]

@@ -360,7 +360,10 @@ def test_cli_bad_predictions_give_a_clear_error(tmp_path):
     out_of_range.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 7}]))
     huge = tmp_path / "huge.json"  # an integer too large for a float: it was an OverflowError traceback
     huge.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 10 ** 400, 4], "score": 0.5}]))
-    for path, message in ((broken, "is not valid JSON"), (wrong_split, "image ids not in"),
+    deep = tmp_path / "deep.json"  # it was a RecursionError traceback
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    for path, message in ((broken, "is not valid JSON"), (deep, "is not valid JSON: nested too deeply"),
+                          (wrong_split, "image ids not in"),
                           (out_of_range, "a score in [0, 1]"), (huge, "bbox [x, y, w, h]"),
                           (tmp_path / "missing.json", "cannot read predictions file")):
         result = run_cli("--gt", str(gt_path), "--predictions", str(path), "--out", str(tmp_path / "out"))

@@ -364,7 +364,8 @@ def run_as_nobody(args: list[str], home: Path) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run the commands as another user")
 def test_outputs_that_cannot_be_written_are_refused_before_any_photo(tmp_path):
     """The batch CLI and the evaluation had run over every photo and then failed with a
-    PermissionError traceback, the results lost. The batch CLI never writes over its --model."""
+    PermissionError traceback, the results lost. The batch CLI never writes over its --model. A
+    subfolder that cannot be listed had been passed over in silence by the batch CLI and the import."""
     import tempfile
 
     shared = Path(tempfile.mkdtemp(prefix="unwritable-", dir="/tmp"))  # pytest's tmp_path is root's alone
@@ -373,6 +374,9 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_photo(tmp_path):
         photos = shared / "photos"
         photos.mkdir()
         (photos / "face.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes())
+        # A patient's folder this user may not list: whether it holds photos is unknown, which is said.
+        (photos / "patient_x").mkdir(mode=0o700)
+        (photos / "patient_x" / "face.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes())
         locked = shared / "locked"
         locked.mkdir(mode=0o555)
         home = shared / "home"
@@ -380,7 +384,21 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_photo(tmp_path):
         batch = run_as_nobody(["-m", "handler.predict_folder", str(photos), "--model", str(shared / "m.mar"),
                                "--out", str(locked / "results.json")], home)
         assert batch.returncode == 2, batch.stderr
-        assert f"no permission to write {locked / 'results.json'}" in batch.stderr and "Traceback" not in batch.stderr
+        assert f"{locked / 'results.json'}: no permission to write in {locked}" in batch.stderr and "Traceback" not in batch.stderr
+        assert "not analysed (run the command on each folder): patient_x/ (cannot be read)" in batch.stderr
+        (photos / "face.xml").write_text("<annotation><filename>face.jpg</filename><size><width>640</width>"
+                                         "<height>640</height></size><object><name>acne</name><bndbox><xmin>10</xmin>"
+                                         "<ymin>10</ymin><xmax>30</xmax><ymax>30</ymax></bndbox></object></annotation>")
+        voc = run_as_nobody(["-m", "train.data", "import", "--format", "voc", "--src", str(photos), "--out",
+                             str(locked / "imported")], home)
+        assert voc.returncode == 2 and f"--out {locked / 'imported'}: no permission to write in {locked}" \
+            in voc.stderr and "split" not in voc.stdout, voc.stdout + voc.stderr  # before reading, not after
+        (shared / "out").mkdir(mode=0o777)
+        (shared / "out").chmod(0o777)  # mkdir's mode is cut by the umask
+        voc = run_as_nobody(["-m", "train.data", "import", "--format", "voc", "--src", str(photos), "--out",
+                             str(shared / "out" / "imported")], home)
+        assert voc.returncode == 0, voc.stderr
+        assert "patient_x/" in voc.stdout and "subfolder that cannot be read" in voc.stdout, voc.stdout
         evaluation = run_as_nobody(["-m", "train.evaluate", "--model", str(shared / "m.mar"), "--gt",
                                     str(photos / "annotations.json"), "--out", str(locked / "eval")], home)
         assert evaluation.returncode == 2, evaluation.stderr

@@ -162,6 +162,36 @@ def test_photo_warnings_for_dark_and_small_photos():
     assert codes(size=(SMALL_PHOTO_SIDE, 2000)) == [] and codes(size=(2000, SMALL_PHOTO_SIDE - 1)) == ["small_photo"]
     crop = photo_warnings(0.5, "face", True, analysed_size=(150, 150))[0]
     assert crop["title"] == "The face's part of this photo is only 150x150 px" and "full size" in crop["detail"]
+    brightened = photo_warnings(0.5, "face", False, brightness=40, brightened_by=2.75)[0]
+    assert brightened["title"] == "A dark photo, brightened 2.8x for the model" and "less sure" in brightened["detail"]
+    assert "likely too low" in photo_warnings(0.5, "face", False, brightness=40)[0]["detail"]
+
+
+def test_a_dark_photo_is_brightened_for_the_model_and_the_answer_says_so(detector):
+    """The model found half the lesions at half the light (docs/FIGURES.md, "Photo conditions"): a dark
+    photo reaches it brightened, the answer says by how much, and the boxes are of the photo sent."""
+    from trouble.photo_checks import BRIGHTEN_TO, DARK_BRIGHTNESS, brightened, brightening_gain
+    from trouble.skin import brightness
+
+    photo = Image.open(ACNE04_PHOTOS[1]).convert("RGB")
+    dark = jpeg_copy(Image.fromarray((np.asarray(photo) * 0.4).astype(np.uint8)))
+    gain = brightening_gain(brightness(dark))
+    assert 1 < gain <= 4 and abs(brightness(brightened(dark, gain)) - BRIGHTEN_TO) < 3
+    assert brightening_gain(DARK_BRIGHTNESS) == 1 and brightening_gain(0) == 4  # at most 4x: noise grows with it
+    answer = detector.predict(dark, score_threshold=0.05, sliced=False)
+    assert answer["image"]["brightened_by"] == gain and answer["image"]["brightness"] < DARK_BRIGHTNESS
+    assert answer["warnings"][0]["title"] == f"A dark photo, brightened {gain:.1f}x for the model"
+    # The model saw what brightened() makes: the same boxes as the brightened copy sent with brightening off.
+    try:
+        detector.settings.brighten_dark = False
+        unbrightened = detector.predict(dark, score_threshold=0.05, sliced=False)
+        as_if_brightened = detector.predict(brightened(dark, gain), score_threshold=0.05, sliced=False)
+    finally:
+        detector.settings.brighten_dark = True
+    assert unbrightened["image"]["brightened_by"] is None and unbrightened["warnings"][0]["title"] == "A dark photo"
+    assert answer["detections"] == as_if_brightened["detections"] != unbrightened["detections"]
+    # A photo in ordinary light is not touched.
+    assert detector.predict(jpeg_copy(photo), sliced=False)["image"]["brightened_by"] is None
 
 
 def test_boxes_are_in_original_pixels_when_the_photo_is_downscaled(detector, large_photo):

@@ -645,6 +645,7 @@ def test_rearchive_with_the_report_of_its_settings(smoke_training, tmp_path):
     for options, named in ((["--input-size", "480"], "input size"), (["--nms-iou", "0.7"], "NMS IoU"),
                            (["--thresholds-json", '{"papule": 0.9}'], "score thresholds"),
                            (["--framing", "face"], "framing"),
+                           (["--brighten-dark", "false"], "brightening of dark photos"),
                            (["--slice-size", "480"], "slice size")):  # validated sliced (its report says so)
         dropped, result = validation_after(*options)
         assert dropped is None and f"measured with another {named}" in result.stdout, (options, result.stdout)
@@ -659,7 +660,7 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     run_module(["train.archive", "--mar", str(smoke_mar), "--input-size", "480", "--thresholds-json", str(thresholds),
                 "--batch-size", "3", "--slice-batch-size", "8", "--nms-iou", "0.45", "--sliced", "false",
                 "--slice-size", "512", "--framing", "face", "--max-model-passes", "500", "--max-seconds-per-photo",
-                "600", "--out", str(store)])
+                "600", "--brighten-dark", "false", "--out", str(store)])
     with zipfile.ZipFile(smoke_mar) as old, zipfile.ZipFile(store / "trouble.mar") as new:
         assert new.read("model.pth") == old.read("model.pth")  # the weights are untouched
         assert yaml.safe_load(old.read("model-config.yaml"))["batchSize"] == 1  # the default: one request per call
@@ -676,6 +677,7 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     assert before["framing"] == "none" and after["framing"] == "face" and detector.settings.framing == "face"
     assert before["max_model_passes"] == 200 and detector.settings.max_model_passes == 500
     assert before["max_seconds_per_photo"] == 240 and detector.settings.max_seconds_per_photo == 600
+    assert before["brighten_dark"] is True and detector.settings.brighten_dark is False
     # Every serving setting is written out in a new archive, to be read and changed there.
     from trouble.settings import ModelSettings
 

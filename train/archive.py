@@ -8,7 +8,7 @@ r"""Package a training work dir as a TorchServe archive: model_store/trouble.mar
 The second form re-archives a .mar with other serving settings (the weights are unchanged):
 `--input-size` (the side images and slices are resized to for the model), score thresholds,
 `--batch-size` (TorchServe's batchSize), `--slice-batch-size` (slices per forward pass) and
-`--nms-iou` (the model's own NMS), `--sliced`/`--slice-size`, `--framing`, and test-time
+`--nms-iou` (the model's own NMS), `--sliced`/`--slice-size`, `--framing`, `--brighten-dark`, and test-time
 augmentation (`--tta`, `--tta-sizes`, `--tta-thresholds-json`).
 The third packs a staged model folder (model.pth, config.py, model-config.yaml), such as the
 float16 weights and settings bench/gpu_session.sh brings back from a GPU.
@@ -145,7 +145,7 @@ def validation_summary(report: dict, section: dict) -> dict:
     if evaluated is not None and list(evaluated) != list(section["classes"]):  # another model's evaluation
         raise ArchiveError(f"the report evaluated a model of the types {list(evaluated)}, the archive's are "
                            f"{list(section['classes'])}: evaluate this model (train.evaluate --model)")
-    for key in ("input_size", "nms_iou", "framing"):
+    for key in ("input_size", "nms_iou", "framing", "brighten_dark"):
         if section.get(key) is not None and report["model"].get(key) not in (None, section[key]):
             raise ArchiveError(f"the report was made with {key} {report['model'][key]}, the archive serves "
                                f"{section[key]}: evaluate it with the archive's settings")
@@ -337,6 +337,8 @@ def settings_of_the_figures(section: dict) -> dict:
     validation, tta = section.get("validation") or {}, section.get("tta") or {}
     return {"input size": section.get("input_size"), "NMS IoU": section.get("nms_iou"),
             "framing": section.get("framing"), "score thresholds": dict(section["score_thresholds"]),
+            # Changes only dark photos' answers; an archive without the setting brightens them.
+            "brightening of dark photos": section.get("brighten_dark", True),
             "slice size": section["slicing"].get("slice_size") if validation.get("sliced") else None,
             "test-time augmentation sizes": list(tta.get("sizes") or []) if validation.get("tta") else None,
             "test-time augmentation thresholds": dict(tta.get("score_thresholds") or {})
@@ -347,7 +349,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
                   thresholds: dict | None = None, batch_size: int | None = None,
                   slice_batch_size: int | None = None, nms_iou: float | None = None,
                   report: dict | None = None, sliced: bool | None = None, slice_size: int | None = None,
-                  framing: str | None = None, tta: bool | None = None, tta_sizes: list | None = None,
+                  framing: str | None = None, brighten_dark: bool | None = None, tta: bool | None = None,
+                  tta_sizes: list | None = None,
                   tta_thresholds: dict | None = None, max_model_passes: int | None = None,
                   max_seconds_per_photo: int | None = None, version: str | None = None) -> Path:
     """Unpack a .mar, change its serving settings in model-config.yaml, and archive it again.
@@ -355,7 +358,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
     batch_size is TorchServe's batchSize: how many requests one handler call receives;
     slice_batch_size is how many SAHI slices of one photo go through the model at once; sliced and
     slice_size are the slicing a request gets when it does not ask for its own, framing its face
-    framing (trouble/framing.py); tta, tta_sizes and tta_thresholds its test-time augmentation
+    framing (trouble/framing.py), brighten_dark whether a dark photo is brightened for the model
+    (trouble/photo_checks.py); tta, tta_sizes and tta_thresholds its test-time augmentation
     (trouble.settings.TestTimeAugmentation); max_model_passes and max_seconds_per_photo the most
     model passes and seconds one photo may take (trouble.settings.ModelSettings); report is an evaluation's metrics.json of these
     settings, summarised in the archive for the app. Every setting is checked as serving reads it."""
@@ -390,6 +394,8 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
             section["slicing"]["slice_size"] = slice_size
         if framing is not None:
             section["framing"] = framing
+        if brighten_dark is not None:
+            section["brighten_dark"] = brighten_dark
         if nms_iou is not None:
             section["nms_iou"] = nms_iou
         if max_model_passes is not None:
@@ -428,7 +434,7 @@ def rearchive_mar(mar: Path, export_dir: Path, input_size: int | None = None,
 
 # The serving settings `--mar` changes (argparse dests).
 MAR_ONLY_OPTIONS = ("input_size", "thresholds_json", "batch_size", "slice_batch_size", "sliced", "slice_size",
-                    "framing", "nms_iou", "tta", "tta_sizes", "tta_thresholds_json", "max_model_passes",
+                    "framing", "brighten_dark", "nms_iou", "tta", "tta_sizes", "tta_thresholds_json", "max_model_passes",
                     "max_seconds_per_photo", "report")
 
 
@@ -461,6 +467,9 @@ def main(argv=None) -> int:
     parser.add_argument("--slice-size", type=int, help="with --mar: the default slice size in pixels")
     parser.add_argument("--framing", choices=FRAMINGS, help="with --mar: 'face' crops a photo to the face when the "
                                                             "face is small in it (trouble/framing.py)")
+    parser.add_argument("--brighten-dark", choices=["true", "false"], help="with --mar: whether a dark photo is "
+                                                                           "brightened for the model (default: "
+                                                                           "true; trouble/photo_checks.py)")
     parser.add_argument("--nms-iou", type=float, help="with --mar: IoU above which the model's NMS keeps only the "
                                                       "higher-scoring box (default: the config's)")
     parser.add_argument("--tta", choices=["true", "false"], help="with --mar: test-time augmentation (several "
@@ -504,7 +513,9 @@ def main(argv=None) -> int:
             rearchive_mar(Path(args.mar), Path(args.out), args.input_size, thresholds, args.batch_size,
                           args.slice_batch_size, args.nms_iou, report,
                           sliced=None if args.sliced is None else args.sliced == "true", slice_size=args.slice_size,
-                          framing=args.framing, tta=None if args.tta is None else args.tta == "true",
+                          framing=args.framing,
+                          brighten_dark=None if args.brighten_dark is None else args.brighten_dark == "true",
+                          tta=None if args.tta is None else args.tta == "true",
                           tta_sizes=tta_sizes, tta_thresholds=tta_thresholds, max_model_passes=args.max_model_passes,
                           max_seconds_per_photo=args.max_seconds_per_photo, version=args.version)
         else:

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from train import file_in_place_of_folder
 from trouble.images import ACCEPTED_FORMATS, MIN_SIDE, PHOTO_SUFFIXES, photos_in_subfolders
 
 # Files looked at as images. Those of other formats than TRAINABLE_FORMATS are named and skipped
@@ -67,6 +68,7 @@ PROBLEMS = {
     "missing_image": "annotation names an image that is not there (skipped, with its boxes)",
     "unread_subfolder": "subfolder with images that this format's layout does not include (not imported: "
                         "import it on its own, or move its files up)",
+    "unreadable_subfolder": "subfolder that cannot be read (no permission: any images in it are not imported)",
     "unreadable_image": "unreadable or truncated image (skipped)",
     "unsupported_format": "image in a format the model cannot be trained and served on (skipped: convert "
                           "it to PNG or JPEG)",
@@ -120,7 +122,11 @@ def note_unread_subfolders(folder, src, problems, read_elsewhere=()):
     if not folder.is_dir():
         return
     for name, count in photos_in_subfolders(folder, IMAGE_EXTENSIONS, skip=read_elsewhere).items():
-        note(problems, "unread_subfolder", f"{(folder / name).relative_to(src)}/ ({count} image{'s' * (count > 1)})")
+        where = f"{(folder / name).relative_to(src)}/"
+        if count is None:
+            note(problems, "unreadable_subfolder", where)
+        else:
+            note(problems, "unread_subfolder", f"{where} ({count} image{'s' * (count > 1)})")
 
 
 def new_record(path, source, boxes=(), annotation_size=None, grade=None, group=None):
@@ -339,8 +345,9 @@ def read_coco_split(json_path, src, split):
         if len(image_entries) != len(images):
             repeated = [i for i, n in Counter(image["id"] for image in images).items() if n > 1]
             raise ValueError(f"image ids {repeated[:10]} are used by more than one image")
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
-        reason = f"missing key {error}" if isinstance(error, KeyError) else str(error)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError) as error:
+        reason = (f"missing key {error}" if isinstance(error, KeyError)
+                  else "nested too deeply to be a COCO file" if isinstance(error, RecursionError) else str(error))
         note(problems, "bad_annotation_file", f"{json_source} ({reason})")
         return [], problems, []
 
@@ -811,6 +818,8 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     if src.is_dir() and is_inside(out, src_root):  # the source would hold the import; a second import would read it
         raise DataError(f"--out {out} lies inside the source {src_root}: choose a folder outside it, the source "
                         f"stays untouched")
+    if problem := file_in_place_of_folder("--out", out):  # found now, not after every split is read
+        raise DataError(problem)
 
     # Read every split (nothing is written before all of them are read and checked).
     read, declared_names, classes = read_source(fmt, src, src_root, split, classes, single_class)
@@ -1008,8 +1017,9 @@ def load_coco(path):
     try:
         with open(path, encoding="utf-8") as f:
             coco = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise DataError(f"cannot read {path}: {error}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        reason = "nested too deeply to be a COCO file" if isinstance(error, RecursionError) else error
+        raise DataError(f"cannot read {path}: {reason}") from None
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list)
                                              for k in ("images", "annotations", "categories")):
         raise DataError(f"{path} is not a COCO file: it needs the lists images, annotations and categories")

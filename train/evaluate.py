@@ -69,8 +69,9 @@ def _read_json(path, what):
             return json.load(f)
     except OSError as e:
         raise EvaluationError(f"cannot read {what} file {path}: {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvaluationError(f"{what} file {path} is not valid JSON: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        reason = "nested too deeply to read" if isinstance(e, RecursionError) else e
+        raise EvaluationError(f"{what} file {path} is not valid JSON: {reason}") from None
 
 
 def _is_number(value):
@@ -761,7 +762,7 @@ def load_thresholds_json(path_or_json):
     if path_or_json.lstrip().startswith("{"):
         try:
             data = json.loads(path_or_json)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
             raise EvaluationError(f"thresholds {path_or_json!r} are not valid JSON: {e}") from None
     else:
         data = _read_json(path_or_json, "thresholds")
@@ -877,6 +878,7 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
                if k not in ("score_thresholds", "tta_score_thresholds", "validation")},
             "sliced": slicing.enabled,
             "input_size": detector.input_size, "nms_iou": detector.nms_iou, "framing": framing,
+            "brighten_dark": detector.settings.brighten_dark,
             "tta": {"sizes": detector.settings.tta.sizes, "flip": detector.settings.tta.flip,
                     "fuse_iou": detector.settings.tta.fuse_iou} if tta_on else None}
     if from_work_dir:

@@ -8,6 +8,7 @@ truncated files, SVG or PDF bytes).
 from __future__ import annotations
 
 import io
+import os
 import struct
 import time
 import warnings
@@ -66,12 +67,19 @@ def unreadable_image(error: Exception) -> BadInput:
 
 def photos_in_subfolders(folder, suffixes=PHOTO_SUFFIXES, skip=()) -> dict:
     """{subfolder name: how many files with these suffixes it holds, at any depth}, for each
-    subfolder (not hidden, not in `skip`) that holds any: the photos a command reading one folder
-    (the batch CLI, a VOC or YOLO import) would otherwise leave out in silence."""
-    counts = {sub.name: sum(1 for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
-              for sub in sorted(Path(folder).iterdir())
-              if sub.is_dir() and not sub.name.startswith(".") and sub.name not in skip}
-    return {name: count for name, count in counts.items() if count}
+    subfolder (not hidden, not in `skip`) that holds any, or that cannot be read (None: whether it
+    holds photos is unknown): the photos a command reading one folder (the batch CLI, a VOC or YOLO
+    import) would otherwise leave out in silence."""
+    found = {}
+    for sub in sorted(Path(folder).iterdir()):
+        if not sub.is_dir() or sub.name.startswith(".") or sub.name in skip:
+            continue
+        unreadable = []  # os.walk passes over a folder it may not list, unless told
+        count = sum(1 for _, _, names in os.walk(sub, onerror=unreadable.append)
+                    for name in names if Path(name).suffix.lower() in suffixes)
+        if unreadable or count:
+            found[sub.name] = None if unreadable else count
+    return found
 
 
 @dataclass

@@ -29,7 +29,7 @@ from trouble.framing import face_crop
 from trouble.fusion import fuse_passes
 from trouble.images import BadInput, DecodedImage, decode_image
 from trouble.mar import extract_mar
-from trouble.photo_checks import judge_photo
+from trouble.photo_checks import PhotoJudgement, brightened, judge_photo
 from trouble.settings import MODEL_CONFIG_FILE, ModelSettings, SlicingSettings, check_framing
 from trouble.severity import describe_grade
 
@@ -360,13 +360,18 @@ class TroubleDetector:
         passes = self.settings.tta.passes() if tta else [(None, False)]
         slices = self._slice_count(y2 - y1, x2 - x1, slicing)
         model_passes = self._refuse_too_many_passes(slices, slicing, passes)
+        scale = image.scale_to_original
+        # What about the photo makes its count say little, and the light the model gets it in.
+        photo = judge_photo(image.rgb, framing, [v * scale for v in crop] if crop else None,
+                            (image.original_width, image.original_height), self.settings.brighten_dark)
         self.sahi_model.clock = PassClock(model_passes, self.settings.max_seconds_per_photo)
         try:
-            predictions = self._run_model(image.rgb[y1:y2, x1:x2], slicing, slices, passes, min(thresholds.values()))
+            predictions = self._run_model(brightened(image.rgb[y1:y2, x1:x2], photo.gain), slicing, slices, passes,
+                                          min(thresholds.values()))
         finally:
             self.sahi_model.clock = None
         inferred_at = time.perf_counter()
-        response = self._response(image, predictions, thresholds, slicing, slices, framing, crop, passes)
+        response = self._response(image, predictions, thresholds, slicing, slices, framing, crop, passes, photo)
         done = time.perf_counter()
         response["timings_ms"] = {"decode": image.decode_ms, "inference": _ms(started, inferred_at),
                                   "postprocess": _ms(inferred_at, done),
@@ -415,8 +420,9 @@ class TroubleDetector:
         return result.object_prediction_list
 
     def _response(self, image: DecodedImage, predictions, thresholds: dict, slicing: SlicingSettings,
-                  slices: int, framing: str, crop, passes: list) -> dict:
-        """crop: the (x1, y1, x2, y2) of the working image the model was run on, or None for all of it."""
+                  slices: int, framing: str, crop, passes: list, photo: PhotoJudgement) -> dict:
+        """crop: the (x1, y1, x2, y2) of the working image the model was run on, or None for all of it;
+        photo: judge_photo's judgement of it."""
         scale = image.scale_to_original
         left, top, right, bottom = crop or (0, 0, image.rgb.shape[1], image.rgb.shape[0])
         detections = []
@@ -433,8 +439,6 @@ class TroubleDetector:
             detections.append({"type": name, "score": round(float(prediction.score.value), 4),
                                "box": [round(v, 1) for v in box]})
         detections.sort(key=lambda d: (-d["score"], d["box"]))  # deterministic order for equal scores
-        skin, warnings = judge_photo(image.rgb, framing, [v * scale for v in crop] if crop else None,
-                                     (image.original_width, image.original_height))
         counts = {name: 0 for name in self.classes}
         for detection in detections:
             counts[detection["type"]] += 1
@@ -442,13 +446,16 @@ class TroubleDetector:
             "model": self.model_info(),
             "image": {"width": image.original_width, "height": image.original_height,
                       "working_width": int(image.rgb.shape[1]), "working_height": int(image.rgb.shape[0]),
-                      "skin_fraction": None if skin is None else round(skin, 3)},
+                      "skin_fraction": None if photo.skin_fraction is None else round(photo.skin_fraction, 3),
+                      # trouble.skin.brightness, and what the model's input was brightened by (None: not).
+                      "brightness": round(photo.brightness, 1),
+                      "brightened_by": photo.gain if photo.gain != 1 else None},
             "detections": detections,
             "counts": counts,
             "total": len(detections),
             "severity": describe_grade(len(detections)),
             # What about the photo makes this count say little (no colour, dark, small, no face, a small one).
-            "warnings": warnings + self._cap_warning(len(detections)),
+            "warnings": photo.warnings + self._cap_warning(len(detections)),
             "settings": {"score_thresholds": thresholds, "input_size": self.input_size, "nms_iou": self.nms_iou,
                          "sliced": slicing.enabled, "slice_size": slicing.slice_size, "slices": slices,
                          "overlap": slicing.overlap,

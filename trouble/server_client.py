@@ -8,6 +8,8 @@ the query string of a request whose body is the raw photo, so query parameters w
 """
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import requests
 
 from trouble.images import BadInput
@@ -46,6 +48,22 @@ class ServerFailed(RuntimeError):
     def __init__(self, status: int | None, message: str):
         super().__init__(message)
         self.status = status
+
+
+def address_problem(url: str) -> str | None:
+    """What is wrong with a TorchServe address as a user typed it, else None: the app and the batch
+    CLI check it before the first call, where requests would call a mistyped address unreachable and
+    send people to look at a server that is running."""
+    if not url.startswith(("http://", "https://")):
+        return f"must start with http:// or https://, e.g. http://{url}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (reading it checks it)
+    except ValueError as error:
+        return f"{url} is not a valid address ({error})"
+    if not parts.hostname:
+        return f"{url} names no host, e.g. {DEFAULT_URL}"
+    return None
 
 
 def refuses_the_key(status: int, body) -> bool:

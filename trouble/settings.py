@@ -122,6 +122,9 @@ class ModelSettings:
     slicing: SlicingSettings = field(default_factory=SlicingSettings)
     # "face": crop a photo to the face when the face is small in it (trouble/framing.py); "none".
     framing: str = "none"
+    # Brighten a dark photo for the model (trouble/photo_checks.py, brightening_gain): it finds more
+    # of the lesions of a dark photo so (docs/FIGURES.md, "Photo conditions").
+    brighten_dark: bool = True
     tta: TestTimeAugmentation = field(default_factory=TestTimeAugmentation)
     # What the model scored when it was archived ({data, images, mAP50, count_mae, grade_accuracy}),
     # shown to users beside its answers; None when no evaluation came with it.
@@ -174,6 +177,7 @@ class ModelSettings:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(f"{name} must be a whole number, 1 or more, got {value!r}")
             for name, value in (("slicing.enabled", self.slicing.enabled), ("tta.enabled", self.tta.enabled),
+                                ("brighten_dark", self.brighten_dark),
                                 ("tta.flip", self.tta.flip), ("slicing.full_image_pass", self.slicing.full_image_pass)):
                 if not isinstance(value, bool):  # the text "false" would count as on
                     raise ValueError(f"{name} must be true or false, got {value!r}")
