@@ -146,6 +146,26 @@ def test_offline_copy_paste_data_set(synthetic_data, tmp_path):
     result = run_module(["train.copy_paste", "--data", str(synthetic_data), "--out", str(out), "--overwrite",
                          "--grid", str(keep / "notes.txt" / "grid.png")], check=False, timeout=120)
     assert result.returncode == 2 and "notes.txt is a file" in result.stderr  # before, not after, the data set
+    # From an audit: a --grid naming a photo of the data set had replaced it with the grid; a folder, or an
+    # existing file without --overwrite, is refused too; an annotations.json of {} is named, not a KeyError.
+    photo = synthetic_data / "train" / source["images"][0]["file_name"]
+    photo_bytes = photo.read_bytes()
+    (tmp_path / "folder.png").mkdir()
+    for grid, message in ((photo.with_suffix(".png") if photo.suffix != ".png" else photo, "lies inside the data set"),
+                          (tmp_path / "folder.png", "is a folder"), (keep / "notes.txt", "give a .png")):
+        result = run_module(["train.copy_paste", "--data", str(synthetic_data), "--out", str(tmp_path / "y"),
+                             "--grid", str(grid)], check=False, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    (keep / "grid.png").write_bytes(b"mine")
+    result = run_module(["train.copy_paste", "--data", str(synthetic_data), "--out", str(tmp_path / "y"),
+                         "--grid", str(keep / "grid.png")], check=False, timeout=120)
+    assert result.returncode == 2 and "exists: pass --overwrite" in result.stderr
+    assert photo.read_bytes() == photo_bytes and (keep / "grid.png").read_bytes() == b"mine"
+    assert not (tmp_path / "y").exists()
+    (broken / "train" / "annotations.json").write_text("{}")
+    result = run_module(["train.copy_paste", "--data", str(broken), "--out", str(tmp_path / "y")], check=False,
+                        timeout=120)
+    assert result.returncode == 2 and "is not a COCO file" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_copy_paste_makes_no_unchanged_copy_of_a_photo_without_free_skin(synthetic_data, tmp_path):
@@ -251,8 +271,16 @@ def test_skin_mask_check_command(synthetic_data, tmp_path):
     assert result.returncode == 2 and "--limit must be at least 1, got 0" in result.stderr
     (tmp_path / "bad" / "train").mkdir(parents=True)
     (tmp_path / "bad" / "train" / "annotations.json").write_text('{"images": [')
-    for args, message in ((["--data", str(tmp_path / "bad")], "is not valid JSON"),
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "empty" / "train" / "annotations.json").write_text("{}")
+    (tmp_path / "folder.png").mkdir()
+    for args, message in ((["--data", str(tmp_path / "bad")], "cannot read"),
+                          (["--data", str(tmp_path / "empty")], "is not a COCO file"),  # it was a KeyError
                           (["--data", str(synthetic_data), "--grid", str(tmp_path / "grid.xyz")], "give a .png"),
+                          # These two were tracebacks after every image was measured.
+                          (["--data", str(synthetic_data), "--grid", str(tmp_path / "folder.png")], "is a folder"),
+                          (["--data", str(synthetic_data), "--json", str(tmp_path / "s.json" / "x.json")],
+                           f"{tmp_path / 's.json'} is a file"),
                           (["--data", str(synthetic_data), "--json", str(tmp_path)], "is a folder"),
                           (["--data", str(synthetic_data), "--json", str(synthetic_data / "train" / "annotations.json")],
                            "lies inside the data set")):
@@ -591,13 +619,14 @@ def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path
     assert edited.returncode == 1 and edited.stdout.count(
         "other settings (annotations_sha256, source_annotations_sha256)") == 2, edited.stdout
     # --fresh replaces a finished run only once the new one has finished: a run that fails (here
-    # train.train refuses its options) leaves the earlier one in place, its own log beside it.
+    # train.train finds no starting weights there) leaves the earlier one in place, its own log beside it.
     before = (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").read_bytes()
     failed = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke", "--fresh",
-                         "--runs", "background_removal", "--train-args", "--lr -1"], check=False, timeout=300)
+                         "--runs", "background_removal", "--train-args", f"--weights {tmp_path / 'gone.pth'}"],
+                        check=False, timeout=300)
     assert failed.returncode == 1, failed.stdout[-1500:] + failed.stderr[-1500:]
     assert (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").read_bytes() == before
-    assert "--lr must be a number" in (out / "runs" / "tood_x101_background_removal.failed.log").read_text()
+    assert str(tmp_path / "gone.pth") in (out / "runs" / "tood_x101_background_removal.failed.log").read_text()
     assert not list((out / "runs").glob(".*"))  # nothing half-written left
     # A run stopped after training (its evaluation crashed) keeps its weights: a rerun without --fresh
     # refuses to replace it (it was deleted as "an unfinished run").
@@ -680,10 +709,22 @@ def test_experiments_refuses_unknown_comparisons_and_missing_data(tmp_path):
                             check=False, timeout=120)
         assert result.returncode == 2 and "is, or is inside, --data" in result.stderr
     for train_args, message in (("--budget-minutes 1", "exclude each other"), ('"--x', "No closing quotation"),
-                                ("--data=/elsewhere", "--data is set by the experiment runner itself")):
+                                ("--data=/elsewhere", "--data is set by the experiment runner itself"),
+                                # An abbreviation had overridden the runner's own --data in every row.
+                                ("--dat /elsewhere", "unrecognized arguments: --dat"),
+                                ("--batch-size 0", "--batch-size must be at least 1")):
         result = run_module(["train.experiments", "--data", str(tmp_path), "--smoke", f"--train-args={train_args}"],
                             check=False, timeout=120)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    result = run_module(["train.experiments", "--data", str(tmp_path), "--smoke", "--seed", "-1"], check=False,
+                        timeout=120)  # numpy's ValueError traceback, in every row
+    assert result.returncode == 2 and "--seed must be from 0 to 2**32 - 1, got -1" in result.stderr
+    for split in ("train", "valid"):  # an annotations file of {} was a KeyError once training began
+        (tmp_path / "empty" / split).mkdir(parents=True)
+        (tmp_path / "empty" / split / "annotations.json").write_text("{}")
+    result = run_module(["train.experiments", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o2"),
+                         "--smoke", "--runs", "per_group"], check=False, timeout=120)
+    assert result.returncode == 2 and "is not a COCO file" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_per_group_with_a_key_no_image_carries_stops_before_any_training(synthetic_data, tmp_path):

@@ -153,17 +153,18 @@ def test_evaluation_inputs_that_cannot_work_are_named(smoke_training, tmp_path):
 
 def test_a_reused_work_dir_archives_this_runs_model_and_not_the_last_runs_figures(smoke_training, synthetic_data,
                                                                                  tmp_path):
-    """`make train` reuses work_dirs/<config>: the earlier run's better checkpoint and its evaluation
-    (thresholds, validation figures) stay there, and must not be taken for this run's."""
+    """`make train` reuses work_dirs/<config> (with --overwrite, or it is refused): the earlier run's better
+    checkpoint and its evaluation (thresholds, validation figures) must not be taken for this run's."""
     work = tmp_path / "w"
     shutil.copytree(smoke_training["work_dir"], work)
-    earlier = read_json(work / "run_meta.json")["checkpoint"]
+    earlier = work / Path(read_json(work / "run_meta.json")["checkpoint"]).name
+    assert earlier.is_file() and "best" in earlier.name
     result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work), "--iters", "2",
-                         "--val-interval", "2", "--no-eval", "--model-store", str(tmp_path / "store")])
+                         "--val-interval", "2", "--no-eval", "--model-store", str(tmp_path / "store"), "--overwrite"])
     checkpoint = read_json(work / "run_meta.json")["checkpoint"]
-    # The 2-iteration model finds nothing, so this run saves no best checkpoint: the earlier run's
-    # best is the only one in the folder, and must not be taken.
-    assert not list(work.glob("best_*_iter_2.pth")) and Path(earlier).is_file() and "best" in Path(earlier).name
+    # The 2-iteration model finds nothing, so this run saves no best checkpoint; the earlier run's best
+    # went with --overwrite, and is not taken.
+    assert not list(work.glob("best_*.pth")) and not earlier.exists()
     assert checkpoint == str(work / "iter_2.pth")
     assert "evaluated another training run" in result.stdout
     with zipfile.ZipFile(tmp_path / "store" / "trouble.mar") as mar:
@@ -352,9 +353,11 @@ def test_a_config_that_is_not_one_is_a_clear_error(synthetic_data, tmp_path):
     (tmp_path / "empty.py").write_text("")
     (tmp_path / "typo.py").write_text("model = dict(type='TOOD'\n")  # a bracket left open: mmengine's traceback
     (tmp_path / "orphan.py").write_text("_base_ = ['missing_base.py']\n")
+    (tmp_path / "runtime.py").write_text("lr = 1 / 0\n")  # an error only running it shows: it was a traceback
     for config, message in ((tmp_path / "notes.txt", "is not a .py config"), (tmp_path / "empty.py", "defines no model"),
                             (tmp_path / "typo.py", "cannot be read: SyntaxError"),
-                            (tmp_path / "orphan.py", "cannot be read")):
+                            (tmp_path / "orphan.py", "cannot be read"),
+                            (tmp_path / "runtime.py", "cannot be read: ZeroDivisionError")):
         result = run_module(["train.train", str(config), "--data", str(synthetic_data), "--work-dir",
                              str(tmp_path / "w"), "--model-store", str(tmp_path / "store")], check=False, timeout=120)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
@@ -364,6 +367,18 @@ def test_a_config_that_is_not_one_is_a_clear_error(synthetic_data, tmp_path):
                         check=False, timeout=120)
     assert result.returncode == 2 and "is not a PyTorch checkpoint" in result.stderr, result.stderr[-1500:]
     assert "Traceback" not in result.stderr and not (tmp_path / "store").exists()
+    # From an audit: --backbone-weights had been ignored in silence off an EfficientNet-Lite config, a missing
+    # one was a FileNotFoundError traceback, and a URL that names no file an IsADirectoryError.
+    lite = "train/configs/tood_efficientnet-lite0_fpn_acne04.py"
+    for config, options, message in (
+            (lite, ["--backbone-weights", str(tmp_path / "none.pth")], f"--backbone-weights {tmp_path / 'none.pth'} not found"),
+            (SMOKE, ["--backbone-weights", str(tmp_path / "empty.pth")], "is for EfficientNet-Lite configs"),
+            (lite, ["--backbone-weights", str(tmp_path / "empty.pth"), "--from-scratch"], "give one of them"),
+            (SMOKE, ["--weights", "https://example.invalid/"], "names no file")):
+        result = run_module(["train.train", config, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
+                             "--model-store", str(tmp_path / "store"), *options], check=False, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, (options, result.stderr[-1500:])
+        assert "Traceback" not in result.stderr
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
@@ -407,10 +422,31 @@ def test_resume_continues_from_the_last_checkpoint(synthetic_data, tmp_path):
     work = tmp_path / "w"
     common = ["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work), "--no-eval",
               "--no-archive", "--val-interval", "4"]
-    run_module(common + ["--iters", "4"])
-    result = run_module(common + ["--iters", "8", "--resume"])
-    assert "resumed" in (result.stdout + result.stderr).lower()
+    first = run_module(common + ["--iters", "4"])
+    checkpoint = (work / "iter_4.pth").read_bytes()
+    # Found in an audit. Run again without --resume, it had overwritten the run's checkpoints in silence.
+    again = run_module(common + ["--iters", "4"], check=False)
+    assert again.returncode == 2 and "holds an earlier run (iter_4.pth, ...): --resume continues it, --overwrite " \
+        "starts over" in again.stderr, again.stderr[-1500:]
+    assert (work / "iter_4.pth").read_bytes() == checkpoint
+    # --resume with --weights had resumed from those weights instead; a config's load_from (every real
+    # config names its COCO checkpoint's URL) likewise, or, offline, failed to download it.
+    both = run_module(common + ["--iters", "8", "--resume", "--weights", str(work / "iter_4.pth")], check=False)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    config = tmp_path / "with_load_from.py"
+    config.write_text(f"_base_ = {str(REPO / SMOKE)!r}\nload_from = 'https://example.invalid/coco.pth'\n")
+    resumed = run_module([common[0], str(config), *common[2:], "--iters", "8", "--resume"])
+    log = resumed.stdout + resumed.stderr
+    assert "resumed" in log.lower() and "iter: 4" in log and "example.invalid" not in log
     assert read_json(work / "run_meta.json")["iterations"] == 8
+    # The run keeps the start it had: the first run's, said again in its record.
+    start = re.search(r"start: (.*)", first.stdout).group(1)
+    assert read_json(work / "run_meta.json")["pretrained"] == start
+    assert f"start: {start}" in resumed.stdout
+    # --overwrite starts over in it.
+    run_module(common + ["--iters", "2", "--overwrite"])
+    assert read_json(work / "run_meta.json")["iterations"] == 2
+    assert sorted(path.name for path in work.glob("*.pth")) == ["iter_2.pth"]  # none of the earlier run's
 
 
 def test_time_budget_stops_training_and_saves_a_checkpoint(synthetic_data, tmp_path):
@@ -493,13 +529,15 @@ def test_tood_head_amp_keeps_boxes_finite_under_float16_autocast():
 
 
 def test_diverging_training_stops_with_a_clear_error(smoke_training, synthetic_data, tmp_path):
-    """In a work dir that holds a finished run (as `make train` reuses work_dirs/<config>): the
-    stopped run leaves no record of the finished one beside its own config, so train.archive
-    refuses the folder instead of packing one run's config with the other's classes and figures."""
+    """In a work dir that holds a finished run (as `make train TRAIN_ARGS=--overwrite` reuses
+    work_dirs/<config>): the stopped run leaves no record of the finished one beside its own config,
+    so train.archive refuses the folder instead of packing one run's config with the other's classes
+    and figures."""
     work = tmp_path / "w"
     shutil.copytree(smoke_training["work_dir"], work)
     result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work),
-                         "--iters", "30", "--lr", "5", "--no-eval", "--no-archive"], check=False, timeout=300)
+                         "--iters", "30", "--lr", "5", "--no-eval", "--no-archive", "--overwrite"], check=False,
+                        timeout=300)
     assert result.returncode == 2
     assert "error: training diverged at iteration" in result.stderr and "lower --lr" in result.stderr
     assert "Traceback" not in result.stderr

@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from train import file_in_place_of_folder
-from train.data import is_inside, swap_in
+from train.data import DataError, is_inside, swap_in
+from train.data import read_split as read_checked_split
 from trouble.images import upright_rgb
 from trouble.models.transforms import PatchBank, paste_lesions
 from trouble.skin import skin_mask
@@ -43,13 +44,12 @@ class CopyPasteError(Exception):
 
 
 def read_split(data_dir: Path, split: str) -> dict:
-    path = data_dir / split / "annotations.json"
-    if not path.is_file():
-        raise CopyPasteError(f"{path} not found: import the data first (python -m train.data import ...)")
+    """train.data.read_split: checked, its images present (a missing one ended in a traceback after
+    part of the data set was written, or left a dangling symlink)."""
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise CopyPasteError(f"{path} is not valid JSON: {error}") from None
+        return read_checked_split(data_dir, split)
+    except DataError as error:
+        raise CopyPasteError(str(error)) from None
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -282,6 +282,12 @@ def parse_args(argv=None):
         parser.error(f"--grid {args.grid}: give a .png file name")
     if args.grid and (message := file_in_place_of_folder("--grid's folder", Path(args.grid).parent)):
         parser.error(message)  # found only after the data set was written, otherwise
+    if args.grid and Path(args.grid).is_dir():
+        parser.error(f"--grid {args.grid} is a folder: give a .png file name")
+    if args.grid and is_inside(Path(args.grid), Path(args.data)):  # it had replaced a photo of the data set
+        parser.error(f"--grid {args.grid} lies inside the data set {args.data}: write it outside")
+    if args.grid and Path(args.grid).exists() and not args.overwrite:
+        parser.error(f"--grid {args.grid} exists: pass --overwrite to replace it, or give another name")
     return args
 
 

@@ -1006,6 +1006,24 @@ def splits_to_replace(out, splits, overwrite, report):
     return replaced
 
 
+def read_split(data_dir, split):
+    """A split of an imported data set (DATA/<split>/annotations.json), its structure checked
+    (load_coco) and every image it lists present: found now, not when a long job first opens the
+    image (a symlinked import whose source moved, a file deleted). Raises DataError."""
+    path = Path(data_dir) / split / "annotations.json"
+    if not path.is_file():
+        raise DataError(f"{path} not found: import the data first (python -m train.data import ...)")
+    coco = load_coco(path)
+    if not coco["images"]:
+        raise DataError(f"{path} lists no image: import the data again")
+    missing = [image["file_name"] for image in coco["images"]
+               if not isinstance(image["file_name"], str) or not (path.parent / image["file_name"]).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} image(s) that {path} lists are missing, e.g. "
+                        f"{path.parent / str(missing[0])}: import the data again")
+    return coco
+
+
 def load_coco(path):
     """Read a project COCO file (a split folder or its annotations.json) and check its structure.
 

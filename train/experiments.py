@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from train import file_in_place_of_folder
+from train.data import DataError, load_coco, read_split
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "train" / "configs"
@@ -295,7 +296,10 @@ def split_by_group(data_dir: Path, out_dir: Path, key: str = "group") -> dict:
         path = data_dir / split / "annotations.json"
         if not path.is_file():
             raise ExperimentError(f"{path} not found: per-group training needs train/ and valid/ splits")
-        splits[split] = json.loads(path.read_text())
+        try:
+            splits[split] = load_coco(path)
+        except DataError as error:
+            raise ExperimentError(str(error)) from None
     check_group_key(splits["train"], data_dir / "train" / "annotations.json", key)
 
     names = sorted({_group_value(im, key) for s in splits.values() for im in s["images"]} - {None})
@@ -445,17 +449,21 @@ def _read_results(work_dir: Path) -> dict:
 def run_experiments(args) -> dict:
     """Train and evaluate the rows of args.runs, write the report → this run's tables."""
     data_dir, out_dir = Path(args.data).resolve(), Path(args.out).resolve()
-    for split in ("train", "valid"):
-        if not (data_dir / split / "annotations.json").is_file():
-            raise ExperimentError(f"{data_dir / split / 'annotations.json'} not found: import the data first "
-                                  f"(python -m train.data import ...)")
+    for split in ("train", "valid"):  # checked, and their images present, before the first row
+        try:
+            read_split(data_dir, split)
+        except DataError as error:
+            raise ExperimentError(str(error)) from None
     train_args = shlex.split(args.train_args or "")
     if args.smoke:
         train_args += ["--workers", "0"]
     iters = args.iters or (SMOKE_ITERS if args.smoke else None)
     if "per_group" in args.runs:  # before any training: hours of rows, then "skipped", help no one
-        train_path = data_dir / "train" / "annotations.json"
-        check_group_key(json.loads(train_path.read_text()), train_path, args.group_key)
+        try:
+            train_split = read_split(data_dir, "train")
+        except DataError as error:
+            raise ExperimentError(str(error)) from None
+        check_group_key(train_split, data_dir / "train" / "annotations.json", args.group_key)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     runs = {}  # (config, data) -> record: each distinct training happens once
@@ -742,6 +750,14 @@ def parse_args(argv=None):
     for owned in ("--no-eval", "--data", "--work-dir", "--iters", "--seed"):
         if any(option == owned or option.startswith(owned + "=") for option in given):
             parser.error(f"--train-args: {owned} is set by the experiment runner itself")
+    from train.train import parse_args as train_options  # what every row's train.train will be given
+
+    try:  # refused now, not by each row's run in turn
+        train_options(["CONFIG.py", "--data", args.data, "--work-dir", str(Path(args.out) / "runs"), *given])
+    except SystemExit:  # argparse has printed why
+        parser.error(f"--train-args {args.train_args!r}: train.train refuses them (above)")
+    if not 0 <= args.seed < 2**32:  # numpy's seeds; every row failed late, or with a traceback
+        parser.error(f"--seed must be from 0 to 2**32 - 1, got {args.seed}")
     return args
 
 

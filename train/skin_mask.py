@@ -43,7 +43,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from train.data import is_inside
+from train import file_in_place_of_folder
+from train.data import DataError, is_inside, read_split
 from trouble.images import upright_rgb
 from trouble.skin import skin_mask
 
@@ -54,13 +55,10 @@ class SkinMaskError(Exception):
 
 def measure_mask(data_dir: Path, split: str, limit: int | None = None, every: int = 1):
     """Mask coverage and lesion centres kept, over the images of one split."""
-    ann_path = data_dir / split / "annotations.json"
-    if not ann_path.is_file():
-        raise SkinMaskError(f"{ann_path} not found: import the data first (python -m train.data import ...)")
     try:
-        coco = json.loads(ann_path.read_text())
-    except json.JSONDecodeError as error:
-        raise SkinMaskError(f"{ann_path} is not valid JSON: {error}") from None
+        coco = read_split(data_dir, split)
+    except DataError as error:
+        raise SkinMaskError(str(error)) from None
     boxes_by_image = {}
     for ann in coco["annotations"]:
         boxes_by_image.setdefault(ann["image_id"], []).append(ann["bbox"])
@@ -126,8 +124,11 @@ def parse_args(argv=None):
     for flag, value in (("--limit", args.limit), ("--every", args.every)):
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1, got {value}")
-    if args.json and Path(args.json).is_dir():
-        parser.error(f"--json {args.json} is a folder: give a file name")
+    for flag, path in (("--json", args.json), ("--grid", args.grid)):
+        if path and Path(path).is_dir():
+            parser.error(f"{flag} {path} is a folder: give a file name")
+        if path and (message := file_in_place_of_folder(f"{flag}'s folder", Path(path).parent)):
+            parser.error(message)  # found only after every image was measured, otherwise
     if args.grid and Path(args.grid).suffix.lower() != ".png":
         parser.error(f"--grid {args.grid}: give a .png file name")
     for flag, path in (("--json", args.json), ("--grid", args.grid)):

