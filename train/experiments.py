@@ -449,9 +449,10 @@ def _read_results(work_dir: Path) -> dict:
 def run_experiments(args) -> dict:
     """Train and evaluate the rows of args.runs, write the report → this run's tables."""
     data_dir, out_dir = Path(args.data).resolve(), Path(args.out).resolve()
+    splits = {}
     for split in ("train", "valid"):  # checked, and their images present, before the first row
         try:
-            read_split(data_dir, split)
+            splits[split] = read_split(data_dir, split)
         except DataError as error:
             raise ExperimentError(str(error)) from None
     train_args = shlex.split(args.train_args or "")
@@ -459,11 +460,7 @@ def run_experiments(args) -> dict:
         train_args += ["--workers", "0"]
     iters = args.iters or (SMOKE_ITERS if args.smoke else None)
     if "per_group" in args.runs:  # before any training: hours of rows, then "skipped", help no one
-        try:
-            train_split = read_split(data_dir, "train")
-        except DataError as error:
-            raise ExperimentError(str(error)) from None
-        check_group_key(train_split, data_dir / "train" / "annotations.json", args.group_key)
+        check_group_key(splits["train"], data_dir / "train" / "annotations.json", args.group_key)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     runs = {}  # (config, data) -> record: each distinct training happens once
