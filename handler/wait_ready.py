@@ -8,6 +8,7 @@ so `make serve` never reports success over a crash-looping worker.
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -105,6 +106,11 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the model (default 180)")
     timeout_s = parser.parse_args(argv).timeout
+    if not 0 < timeout_s < math.inf:  # NaN too: it asked nothing, then said the model was not ready in time
+        parser.error(f"--timeout must be a number of seconds above 0, got {timeout_s}")
+    named = os.environ.get("TS_CONFIG_FILE")
+    if named and not Path(named).is_file():  # the default ports might be another TorchServe's
+        parser.error(f"TS_CONFIG_FILE {named} is not a file: point it at the config.properties TorchServe runs with")
     management = config_value("management_address", "http://127.0.0.1:8081")
     inference = config_value("inference_address", "http://127.0.0.1:8080")
     try:

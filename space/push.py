@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,6 +155,15 @@ def check_files(files: dict, token: str | None):
             content = source.read_bytes()
             if path_in_repo.endswith(".mar") and not zipfile.is_zipfile(source):
                 raise PushError(f"{source} is not a .mar archive (a zip file), so it cannot be {path_in_repo}")
+            if path_in_repo.endswith(".mar"):
+                with zipfile.ZipFile(source) as archive:  # the Space would start without a model
+                    lacking = {"model-config.yaml", "model.pth", "config.py"} - set(archive.namelist())
+                if lacking:
+                    raise PushError(f"{source} lacks {', '.join(sorted(lacking))}: it is not a model archive made "
+                                    f"by train.archive")
+            if path_in_repo.startswith("wheels/") and not (re.fullmatch(r"mmcv-[\w.+]+-[\w.-]+\.whl", name)
+                                                           and zipfile.is_zipfile(source)):
+                raise PushError(f"{source} is not an mmcv wheel (mmcv-<version>-<tags>.whl, a zip file)")
         else:
             content = source
         if token and token.encode() in content:

@@ -89,6 +89,19 @@ def test_make_serve_says_when_no_torchserve_answers_at_its_config_addresses():
     assert error.value.reason == "no answer"  # not "gave up": `make serve` leaves that server alone
 
 
+
+def test_wait_ready_refuses_a_timeout_or_config_it_cannot_use(tmp_path):
+    """A timeout of 0, below or NaN asked nothing, then said the model was not ready in "-5 s"; a
+    TS_CONFIG_FILE that is not there was passed over for the default ports (another TorchServe's)."""
+    for timeout in ("-5", "0", "nan"):
+        result = subprocess.run([sys.executable, "-m", "handler.wait_ready", f"--timeout={timeout}"], cwd=REPO,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and "--timeout must be a number of seconds above 0" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "handler.wait_ready"], cwd=REPO, capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "TS_CONFIG_FILE": str(tmp_path / "gone.properties")})
+    assert result.returncode == 2 and f"TS_CONFIG_FILE {tmp_path / 'gone.properties'} is not a file" in result.stderr
+
+
 def test_make_serve_refuses_a_server_started_in_another_folder(torchserve):
     """Another checkout's TorchServe, with the same TMPDIR (its pid file), made `torchserve --start`
     say "already running", which `make serve` took for its own server: the app then showed that

@@ -128,10 +128,12 @@ def fake_hub():
 
 @pytest.fixture
 def model_file(tmp_path):
-    """A stand-in .mar (a zip): push.py uploads the file as it is, whatever model it holds."""
+    """A stand-in .mar (a zip with an archive's files): push.py uploads the file as it is."""
     path = tmp_path / "trouble.mar"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("model-config.yaml", "trouble:\n  classes: [acne]\n")
+        archive.writestr("model.pth", b"stand-in weights")
+        archive.writestr("config.py", "model = dict()\n")
     return path
 
 
@@ -167,7 +169,8 @@ def test_push_creates_the_space_and_uploads_exactly_the_listed_files(fake_hub, m
     py_compile.compile(str(SPACE / "render.py"), doraise=True)
     assert list((SPACE / "__pycache__").glob("render.*.pyc"))
     wheel = tmp_path / "mmcv-2.1.0-cp311-cp311-linux_x86_64.whl"
-    wheel.write_bytes(b"PK\x03\x04 a stand-in wheel")
+    with zipfile.ZipFile(wheel, "w") as stand_in:  # a wheel is a zip file
+        stand_in.writestr("mmcv/__init__.py", "")
     args = ("--space", SPACE_ID, "--model", str(model_file), "--mmcv-wheel", str(wheel))
 
     # Files git does not track (a patient's photo dropped into examples/, a scratch module) stay here.
@@ -313,6 +316,15 @@ def test_push_refuses_secrets_and_bad_tokens(fake_hub, model_file):
     not_a_mar.write_text("{}")
     wrong = run_push("--space", SPACE_ID, "--model", str(not_a_mar), "--dry-run")
     assert wrong.returncode == 2 and "is not a .mar archive" in wrong.stderr
+    # From an audit: an empty zip went up as the model, and any file as the mmcv wheel.
+    empty = model_file.with_name("empty.mar")
+    zipfile.ZipFile(empty, "w").close()
+    wrong = run_push("--space", SPACE_ID, "--model", str(empty), "--dry-run")
+    assert wrong.returncode == 2 and "lacks config.py, model-config.yaml, model.pth" in wrong.stderr
+    not_a_wheel = model_file.with_name("not a wheel.whl")
+    not_a_wheel.write_text("README")
+    wrong = run_push("--space", SPACE_ID, "--model", str(model_file), "--mmcv-wheel", str(not_a_wheel), "--dry-run")
+    assert wrong.returncode == 2 and "is not an mmcv wheel" in wrong.stderr
     assert run_push("--space", "just-a-name", "--dry-run").returncode == 2  # as every bad option
     bad_name = run_push("--space", "me/bad name!", "--dry-run")  # the Hub's rule: it had crashed the real push
     assert bad_name.returncode == 2 and "Repo id must use alphanumeric chars" in bad_name.stderr

@@ -140,6 +140,23 @@ def test_an_unreadable_photo_is_left_out_of_the_evaluation_and_named(smoke_train
 
 
 def test_evaluation_inputs_that_cannot_work_are_named(smoke_training, tmp_path):
+    # From an audit: a thresholds.json given back to the folder its run wrote had been replaced by the new one.
+    rerun = tmp_path / "rerun"
+    shutil.copytree(smoke_training["work_dir"] / "eval", rerun)
+    kept = (rerun / "thresholds.json").read_bytes()
+    gt = str(smoke_training["data"] / "valid" / "annotations.json")
+    result = run_module(["train.evaluate", "--gt", gt, "--predictions", str(smoke_training["work_dir"] / "eval" /
+                                                                            "predictions.json"),
+                         "--thresholds-json", str(rerun / "thresholds.json"), "--out", str(rerun)], check=False)
+    assert result.returncode == 2 and f"is a file --out {rerun} would write" in result.stderr, result.stderr[-1500:]
+    assert (rerun / "thresholds.json").read_bytes() == kept
+    zipfile.ZipFile(tmp_path / "empty.mar", "w").close()
+    for args, message in ((["--thresholds-json", "[0.3]"], "expected {type name: threshold}"),  # was "no such file"
+                          (["--thresholds-json", "0.3"], "expected {type name: threshold}"),
+                          (["--model", str(tmp_path / "empty.mar")], "holds no model-config.yaml")):
+        model = [] if "--model" in args else ["--model", str(smoke_training["mar"])]
+        result = run_module(["train.evaluate", "--gt", gt, *model, *args, "--out", str(tmp_path / "o")], check=False)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
     not_coco = tmp_path / "list.json"
     not_coco.write_text("[1]")
     for args, message in ((["--model", str(smoke_training["mar"]), "--gt", str(not_coco), "--out", str(tmp_path / "o")],
@@ -662,14 +679,26 @@ def test_rearchive_with_the_report_of_its_settings(smoke_training, tmp_path):
     result = run_module(["train.archive", "--mar", str(smoke_training["mar"]), "--report", str(report),
                          "--input-size", "480", "--out", str(store)], check=False)
     assert result.returncode == 2 and "the report was made with input_size" in result.stderr, result.stderr[-1000:]
-    # Another model's evaluation (the demo's, one type) would be shown as this model's figures.
+    # Another model's evaluation (the demo's, one type) would be shown as this model's figures. From an
+    # audit: other weights' report was taken in silence; a cut or edited report was a KeyError traceback.
+    original = read_json(report)
+    other_weights, no_f1, model_text = (tmp_path / f"{name}.json" for name in ("other", "no_f1", "model_text"))
+    other_weights.write_text(json.dumps({**original, "model": {**original["model"], "weights_sha256": "f" * 16}}))
+    no_f1.write_text(json.dumps({k: v for k, v in original.items() if k != "at_f1_optimal_thresholds"}))
+    model_text.write_text(json.dumps({**original, "model": "x"}))
+    zipfile.ZipFile(tmp_path / "empty.mar", "w").close()
     for wrong, message in ((report.parent / "thresholds.json", "is not an evaluation's metrics.json"),
                            (report.parent / "missing.json", "not found"),
                            (REPO / "model_store" / "demo_eval" / "metrics.json",
-                            "the report evaluated a model of the types ['acne']")):
+                            "the report evaluated a model of the types ['acne']"),
+                           (other_weights, "the report evaluated other weights (SHA-256 ffffffffffffffff...)"),
+                           (no_f1, "is not an evaluation's metrics.json"),
+                           (model_text, "is not an evaluation's metrics.json")):
         result = run_module(["train.archive", "--mar", str(smoke_training["mar"]), "--report", str(wrong),
                              "--out", str(store)], check=False)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    result = run_module(["train.archive", "--mar", str(tmp_path / "empty.mar"), "--out", str(store)], check=False)
+    assert result.returncode == 2 and "holds no model-config.yaml: it is not a model archive" in result.stderr
 
     # Archived again without a report: the figures stay where they still describe what is served
     # (a batch size), and are left out where they would not (they were measured at other settings).
@@ -862,3 +891,15 @@ def test_two_archive_runs_at_once_each_pack_their_own_model(smoke_mar, tmp_path)
             assert process.returncode == 0, stderr[-2000:]
             with zipfile.ZipFile(tmp_path / f"{round_number}-{size}" / "trouble.mar") as archive:
                 assert yaml.safe_load(archive.read("model-config.yaml"))["trouble"]["input_size"] == size
+
+
+def test_a_work_dir_whose_evaluation_cannot_be_read_is_archived_without_it(smoke_training, tmp_path):
+    """From an audit: an eval/metrics.json cut short (or not an object) was a traceback in train.archive."""
+    work = tmp_path / "w"
+    shutil.copytree(smoke_training["work_dir"], work)
+    for broken in ("not json{", "[1, 2]"):
+        (work / "eval" / "metrics.json").write_text(broken)
+        result = run_module(["train.archive", "--work-dir", str(work), "--out", str(tmp_path / "store")])
+        assert "its thresholds and figures are not used" in result.stdout and "Traceback" not in result.stderr
+        with zipfile.ZipFile(tmp_path / "store" / "trouble.mar") as mar:
+            assert "validation" not in yaml.safe_load(mar.read("model-config.yaml"))["trouble"]

@@ -90,7 +90,12 @@ def evaluation_of_this_run(work_dir: Path, meta: dict) -> dict | None:
     report_path = work_dir / "eval" / "metrics.json"
     if not report_path.is_file():
         return None
-    report = json.loads(report_path.read_text())
+    try:
+        report = read_report(report_path)
+    except ArchiveError as error:  # cut short in a copy, or edited: the archive is made without it
+        print(f"[archive] {error.args[0].removeprefix('--report ')}: its thresholds and figures are not used",
+              flush=True)
+        return None
     evaluated = report.get("model", {}).get("trained") or {}
     # The checkpoint by file name: a work dir copied from a GPU server names its folder there.
     if {**evaluated, "checkpoint": Path(str(evaluated.get("checkpoint"))).name} != \
@@ -127,7 +132,10 @@ def read_report(path: Path) -> dict:
         raise ArchiveError(f"--report {path} not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as error:
         raise ArchiveError(f"--report {path} is not a JSON file ({error})") from None
-    if not isinstance(report, dict) or not {"model", "data", "coco", "at_thresholds"} <= set(report):
+    # Each part validation_summary reads (a hand-edited or truncated report was a KeyError traceback).
+    parts = {"model": dict, "data": dict, "coco": dict, "at_thresholds": dict, "at_f1_optimal_thresholds": dict}
+    if not isinstance(report, dict) or not all(isinstance(report.get(key), kind) for key, kind in parts.items()) \
+            or not {"gt", "images"} <= set(report["data"]):
         raise ArchiveError(f"--report {path} is not an evaluation's metrics.json (train.evaluate writes one)")
     return report
 
@@ -141,6 +149,10 @@ def validation_summary(report: dict, section: dict) -> dict:
     """What the app shows of an evaluation report (train.evaluate's metrics.json): mAP50, and the
     count error and grade accuracy at the score thresholds this archive serves (None where the
     report was scored at others)."""
+    made_of, holds = report["model"].get("weights_sha256"), section.get("weights_sha256")
+    if made_of and holds and made_of != holds:  # another model's figures, shown as this one's
+        raise ArchiveError(f"the report evaluated other weights (SHA-256 {made_of}...) than the archive's ({holds}...): "
+                           f"evaluate this model (train.evaluate --model)")
     evaluated = report["model"].get("classes") or report["data"].get("types")
     if evaluated is not None and list(evaluated) != list(section["classes"]):  # another model's evaluation
         raise ArchiveError(f"the report evaluated a model of the types {list(evaluated)}, the archive's are "

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -726,8 +727,7 @@ def write_report(metrics, out_dir):
     """Write metrics.json, metrics.md, curves.png and thresholds.json (the F1-optimal ones, for
     train.archive) into out_dir; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = {name: os.path.join(out_dir, name) for name in ("metrics.json", "metrics.md", "curves.png",
-                                                               "thresholds.json")}
+    paths = {name: os.path.join(out_dir, name) for name in REPORT_FILES if name != "predictions.json"}
     with open(paths["metrics.json"], "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=2)
         f.write("\n")
@@ -759,7 +759,9 @@ def thresholds_of_the_run(predictions_path) -> tuple:
 def load_thresholds_json(path_or_json):
     """A dict type name -> threshold, given as JSON text ('{"acne": 0.23}') or as a file: one such
     dict, or a metrics.json whose F1-optimal thresholds to reuse."""
-    if path_or_json.lstrip().startswith("{"):
+    text = path_or_json.strip()
+    # JSON text, not a file name: an object, or (a mistake named as such) a list or a number.
+    if text.startswith(("{", "[")) or re.fullmatch(r"[-+]?[0-9.]+(e[-+]?[0-9]+)?", text):
         try:
             data = json.loads(path_or_json)
         except (json.JSONDecodeError, RecursionError) as e:
@@ -769,7 +771,7 @@ def load_thresholds_json(path_or_json):
     if isinstance(data, dict) and "f1_optimal_thresholds" in data:
         data = data["f1_optimal_thresholds"]
     if not isinstance(data, dict):
-        raise EvaluationError(f"thresholds file {path_or_json}: expected {{type name: threshold}}")
+        raise EvaluationError(f"thresholds {path_or_json}: expected {{type name: threshold}}, e.g. '{{\"acne\": 0.23}}'")
     return data
 
 
@@ -777,6 +779,8 @@ def load_thresholds_json(path_or_json):
 # Running a model first (through the shared inference core, as the server does)
 # ---------------------------------------------------------------------------------------------
 
+# What a report writes into --out (predictions.json only when a model is run).
+REPORT_FILES = ("metrics.json", "metrics.md", "curves.png", "thresholds.json", "predictions.json")
 # Detections down to this score are kept for the curves and the threshold search.
 EVAL_SCORE_FLOOR = 0.05
 
@@ -956,6 +960,13 @@ def parse_args(argv=None):
         # The model run's own report sits there: replaced, the run's figures and thresholds are gone.
         parser.error(f"--out {args.out} is the folder of --predictions, whose report (metrics.json) is the model "
                      f"run's: give another --out")
+    # An input that is one of the files --out is about to write was replaced by it (a thresholds.json
+    # given back to the run that wrote it, into the same folder).
+    written = {(Path(args.out) / name).resolve() for name in REPORT_FILES}
+    for flag, path in (("--gt", args.gt), ("--thresholds-json", args.thresholds_json), ("--model-info", args.model_info),
+                       ("--predictions", args.predictions)):
+        if path and not path.lstrip().startswith("{") and Path(path).resolve() in written:
+            parser.error(f"{flag} {path} is a file --out {args.out} would write: give another --out")
     if args.model_info and not args.predictions:
         parser.error("--model-info: only with --predictions (with --model or --work-dir the report describes "
                      "the model itself)")

@@ -36,8 +36,11 @@ def opened_mar(path):
 
 
 def extract_mar(path, folder: Path) -> None:
-    """Unpack the archive into `folder`; ValueError naming a damaged one."""
+    """Unpack the archive into `folder`; ValueError naming a damaged one, or a zip that is no model
+    archive (without model-config.yaml a reader named the file missing in a temporary copy)."""
     with opened_mar(path) as archive:
+        if "model-config.yaml" not in archive.namelist():
+            raise ValueError(f"{path} holds no model-config.yaml: it is not a model archive made by train.archive")
         archive.extractall(folder)
 
 
