@@ -124,15 +124,16 @@ def parse_args(argv=None):
     for flag, value in (("--limit", args.limit), ("--every", args.every)):
         if value is not None and value < 1:
             parser.error(f"{flag} must be at least 1, got {value}")
-    for flag, path in (("--json", args.json), ("--grid", args.grid)):
-        if path and Path(path).is_dir():
-            parser.error(f"{flag} {path} is a folder: give a file name")
-        if path and (message := file_in_place_of_folder(f"{flag}'s folder", Path(path).parent)):
-            parser.error(message)  # found only after every image was measured, otherwise
     if args.grid and Path(args.grid).suffix.lower() != ".png":
         parser.error(f"--grid {args.grid}: give a .png file name")
     for flag, path in (("--json", args.json), ("--grid", args.grid)):
-        if path and is_inside(Path(path), Path(args.data)):  # e.g. over the split's annotations.json
+        if not path:
+            continue
+        if Path(path).is_dir():
+            parser.error(f"{flag} {path} is a folder: give a file name")
+        if message := file_in_place_of_folder(f"{flag}'s folder", Path(path).parent):
+            parser.error(message)  # found only after every image was measured, otherwise
+        if is_inside(Path(path), Path(args.data)):  # e.g. over the split's annotations.json
             parser.error(f"{flag} {path} lies inside the data set {args.data}: write reports outside it")
     return args
 
