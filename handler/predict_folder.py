@@ -67,10 +67,11 @@ def write_counts_csv(path: Path, classes: list, responses: list):
     # surrogateescape: a file name that is not UTF-8 (unzipped from a Windows archive) keeps its bytes.
     with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
-        writer.writerow(["file_name", *classes, "total", "grade", "grade_name", "warnings", "error"])
+        writer.writerow(["file_name", *classes, "total", "grade", "grade_name", "warnings", "taken_at", "analysed_at",
+                         "error"])
         for response in responses:
             if "error" in response:
-                writer.writerow([response["file_name"], *[""] * len(classes), "", "", "", "", response["error"]])
+                writer.writerow([response["file_name"], *[""] * (len(classes) + 6), response["error"]])
                 continue
             severity = response["severity"]
             # The codes of what makes the count say little (no_colour, little_skin, small_face); an
@@ -78,7 +79,8 @@ def write_counts_csv(path: Path, classes: list, responses: list):
             warnings = ("; ".join(warning["code"] for warning in response["warnings"]) if "warnings" in response
                         else "not given (an archive older than warnings)")
             writer.writerow([response["file_name"], *[response["counts"][name] for name in classes],
-                             response["total"], severity["grade"], severity["name"], warnings, ""])
+                             response["total"], severity["grade"], severity["name"], warnings,
+                             response["image"].get("taken_at") or "", response["analysed_at"], ""])
 
 
 def output_problem(args, paths: list[Path]) -> str | None:

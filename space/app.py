@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -302,6 +303,7 @@ def _analyse(analyzer, photo_path, use_one_threshold, threshold, sliced, slice_s
         response["warnings"] = judge_photo(shown.rgb, response["settings"].get("framing", "none"),
                                            response["settings"].get("face_crop") or None,
                                            (response["image"]["width"], response["image"]["height"])).warnings
+    response["analysed_at"] = render.analysis_time()  # the drawing's caption and the downloads' names carry it
     annotated = render.draw_detections(Image.fromarray(shown.rgb), response)  # its caption carries them too
     photo_name = Path(photo_path).name
     shown_text = {"severity": render.severity_markdown(response),
@@ -430,11 +432,9 @@ def _save_downloads(response: dict, answered_by: str, annotated, photo_name: str
     _remove_old_results()
     folder = RESULTS_DIR / uuid.uuid4().hex
     folder.mkdir(parents=True)
-    now = time.localtime()
-    analysed_at = time.strftime("%Y-%m-%dT%H:%M:%S%z", now)
-    stem = f"{Path(photo_name).stem}-trouble-{time.strftime('%Y%m%d-%H%M%S', now)}"
+    stem = f"{Path(photo_name).stem}-trouble-{datetime.fromisoformat(response['analysed_at']):%Y%m%d-%H%M%S}"
     json_path, png_path = folder / f"{stem}.json", folder / f"{stem}.png"
-    json_path.write_text(json.dumps({"photo": photo_name, "analysed_at": analysed_at, **response,
+    json_path.write_text(json.dumps({"photo": photo_name, **response,
                                      "answered_by": answered_by, "shown_on_the_page": shown_text}, indent=2))
     annotated.save(png_path, format="PNG")
     return json_path, png_path

@@ -10,8 +10,8 @@ import html
 from trouble.photo_checks import COUNT_TOO_LOW
 from trouble.severity import GRADE_NAMES, grade_from_count, lesions, scale_text
 # The drawing itself is shared with the batch CLI: trouble/render.py (the app draws through here).
-from trouble.render import (DISPLAY_MAX_SIDE, draw_detections, of_working_copy, palette_for,  # noqa: F401
-                            thresholds_list)
+from trouble.render import (DISPLAY_MAX_SIDE, analysis_time, draw_detections, of_working_copy,  # noqa: F401
+                            palette_for, readable_time, thresholds_list)
 
 # Fewer validation photos than this with a count of the answer's grade give no typical range.
 MIN_PHOTOS_FOR_A_RANGE = 5
@@ -225,10 +225,11 @@ def status_markdown(response: dict, answered_by: str, round_trip_ms: float, phot
     model = response["model"]
     which = f"`{photo_name.replace('`', '')}`: " if photo_name else ""
     archived = f", archived {model['archived'][:10]}" if model.get("archived") else ""
+    taken = f", taken {readable_time(image['taken_at'])}" if image.get("taken_at") else ""
     return (f"{which}Answered by **{answered_by}** in {round_trip_ms / 1000:.2f} s "
             f"(model {timings.get('inference', 0) / 1000:.2f} s), with the model {model['name']} "
             f"{model['version']}{archived}. "
-            f"Photo {image['width']}x{image['height']} px, {slicing}; {thresholds_text(response)}.")
+            f"Photo {image['width']}x{image['height']} px{taken}, {slicing}; {thresholds_text(response)}.")
 
 
 ERROR_PREFIX = "**Could not analyse the photo.** "

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -109,9 +110,9 @@ def test_local_mode_matches_inference_core(local_app, detector, tmp_path, thresh
     assert "local model" in result["status"]
     saved = json.loads(Path(result["results_json"]).read_text())
     # Named after the photo and the time: downloads of two patients' photos cannot be mixed up.
+    stem = f"{PHOTO.stem}-trouble-{datetime.fromisoformat(saved['analysed_at']):%Y%m%d-%H%M%S}"
     assert saved["photo"] == PHOTO.name and saved["analysed_at"][:2] == "20"
-    assert Path(result["results_json"]).name.startswith(f"{PHOTO.stem}-trouble-")
-    assert Path(result["annotated_png"]).name.startswith(f"{PHOTO.stem}-trouble-")
+    assert Path(result["results_json"]).name == f"{stem}.json" and Path(result["annotated_png"]).name == f"{stem}.png"
     assert saved["counts"] == expected["counts"]
     assert saved["severity"] == expected["severity"]
     # What the page said beside it (the range, the warnings) is kept with it.
@@ -707,6 +708,29 @@ def test_no_lesion_at_a_raised_threshold_is_explained_and_the_drawing_keeps_its_
     assert plain.height - 300 > 2 * (font_size + font_size // 2)
     bottom = np.asarray(plain)[300 + 2 * font_size:]
     assert (bottom < 100).all(axis=2).any(), "the caption's text is drawn"
+
+
+def test_a_drawing_says_when_it_was_made_and_shows_a_dark_photo_as_the_model_was_given_it():
+    """A drawing shared on its own keeps the days the photo was taken and analysed (follow-up photos are
+    compared by them);
+    a dark photo's boxes could not be checked by eye on the photo as sent, so it is drawn brightened."""
+    response = fake_response(detections=[{"type": "papule", "score": 0.8, "box": [10, 10, 30, 30]}])
+    dark = Image.new("RGB", (400, 300), (40, 30, 25))
+    assert np.asarray(drawing.draw_detections(dark, response))[150, 200].tolist() == [40, 30, 25]
+    assert "Analysed" not in drawing.caption_for(response) and "brightened" not in drawing.caption_for(response)
+
+    response["analysed_at"] = "2026-11-28T05:40:12+01:00"
+    response["image"]["brightened_by"] = 2.0
+    caption = drawing.caption_for(response)
+    assert caption.startswith("Analysed 2026-11-28 05:40 (UTC+0100). Severity grade 0 (mild): 1 lesion.")
+    # When the photo was taken, where its EXIF says (a camera's clock: no offset), in the caption and the status.
+    response["image"]["taken_at"] = "2026-10-01T14:22:05"
+    assert drawing.caption_for(response).startswith("Taken 2026-10-01 14:22. Analysed 2026-11-28 05:40 (UTC+0100).")
+    assert "Photo 400x300 px, taken 2026-10-01 14:22, " in render.status_markdown(response, "TorchServe", 100.0)
+    assert "Drawn on the photo as brightened for the model." in caption
+    assert np.asarray(drawing.draw_detections(dark, response))[150, 200].tolist() == [80, 60, 50]
+    # The app's and the batch CLI's clock: the same form, now, with the offset.
+    assert abs(datetime.fromisoformat(drawing.analysis_time()) - datetime.now(timezone.utc)) < timedelta(seconds=5)
 
 
 def test_every_example_photo_is_labelled_with_the_lesions_acne04_marks_on_it():

@@ -367,6 +367,32 @@ def test_a_malformed_exif_tag_does_not_stop_the_photo_from_turning():
     assert np.abs(decoded.rgb.astype(float) - upright).mean() < 6
 
 
+def photo_taken_at(date_time_original=None, offset=None, format="JPEG") -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    if date_time_original is not None:
+        exif.get_ifd(0x8769)[0x9003] = date_time_original
+    if offset is not None:
+        exif.get_ifd(0x8769)[0x9011] = offset
+    buffer = io.BytesIO()
+    make_image(size=(300, 200), n_lesions=3, seed=2)[0].save(buffer, format, quality=95, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def test_when_a_photo_was_taken_is_read_from_its_exif(detector):
+    """Follow-up photos are compared by the day they were taken (a file's own date changes when it is
+    copied): the answer carries EXIF DateTimeOriginal, with the camera's offset where it wrote one."""
+    assert decode_image(photo_taken_at("2026:10:01 14:22:05", "+02:00")).taken_at == "2026-10-01T14:22:05+02:00"
+    assert decode_image(photo_taken_at("2026:10:01 14:22:05")).taken_at == "2026-10-01T14:22:05"
+    assert decode_image(photo_taken_at("2026:10:01 14:22:05", "two hours")).taken_at == "2026-10-01T14:22:05"
+    assert decode_image(photo_taken_at("2026:10:01 14:22:05", format="HEIF")).taken_at == "2026-10-01T14:22:05"
+    for unknown in (None, "0000:00:00 00:00:00", "yesterday", ""):  # none, or what no clock gives: not a date
+        assert decode_image(photo_taken_at(unknown)).taken_at is None, unknown
+    response = detector.predict(photo_taken_at("2026:10:01 14:22:05", "-05:00"))
+    assert response["image"]["taken_at"] == "2026-10-01T14:22:05-05:00"
+    assert (response["image"]["width"], response["image"]["height"]) == (200, 300)  # the photo still turned
+
+
 def test_a_huge_png_of_few_bytes_is_shrunk_before_it_is_converted(tmp_path):
     """100 MP of one colour is a few hundred KB as a PNG; 16-bit, RGBA and palette ones were converted at
     full size (3 GB for a 16-bit one). Now each is shrunk first. Decoded in a subprocess of its own, to

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +257,10 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
     photos.mkdir()
     for photo in ACNE04_PHOTOS[:2]:
         shutil.copy(photo, photos / photo.name)
+    # Taken on a known day (EXIF DateTimeOriginal): its row says when.
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2026:10:01 14:22:05"
+    Image.open(ACNE04_PHOTOS[0]).save(photos / ACNE04_PHOTOS[0].name, quality=95, exif=exif)
     # Grey-scale: its row warns that the count is likely too low (no colour).
     Image.open(ACNE04_PHOTOS[2]).convert("L").convert("RGB").save(photos / "IMG_0003.HEIC", "HEIF", quality=95)
     (photos / "0_broken.jpg").write_bytes(ACNE04_PHOTOS[0].read_bytes()[:3000])
@@ -295,6 +300,15 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
     assert "truncated or corrupt" in broken["error"] and broken["total"] == ""
     assert empty["error"].startswith("the file is empty (0 bytes)") and empty["total"] == ""
     for server_row, model_row in zip(rows["server"], rows["model"]):
+        # When each photo was analysed (for follow-up photos), to the second: this run's, local time.
+        times = [row.pop("analysed_at") for row in (server_row, model_row)]
+        assert server_row["taken_at"] == ("2026-10-01T14:22:05" if server_row["file_name"] == ACNE04_PHOTOS[0].name
+                                          else "")
+        if server_row["error"]:
+            assert times == ["", ""]
+        else:
+            assert all(abs(datetime.now(timezone.utc) - datetime.fromisoformat(t)) < timedelta(minutes=30)
+                       for t in times), times
         assert server_row == model_row
         if not server_row["error"]:
             counts = [int(server_row[name]) for name in ("comedone", "papule", "pustule")]

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from trouble.images import BadInput
+from trouble.render import analysis_time, annotate_image
 from trouble.server_client import ServerRefused, ServerTimeout, ServerUnreachable
 
 
@@ -74,10 +75,9 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
             yield image_id, {"file_name": path.name, "error": str(error), "code": code}, []
             continue
         response["file_name"] = path.name
+        response["analysed_at"] = analysis_time()  # for a folder of follow-up photos, and the drawing's caption
         ids = category_ids if category_ids is not None else model_category_ids(response["model"]["classes"])
         if annotated_dir is not None:
-            from trouble.render import annotate_image
-
             annotated_dir.mkdir(parents=True, exist_ok=True)
             annotate_image(photo, response).save(annotated_dir / drawing_names[path])
         print_progress(number, len(images))

@@ -13,6 +13,7 @@ import struct
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,7 @@ class DecodedImage:
     original_height: int
     format: str
     decode_ms: float = 0.0   # time spent decoding, reported in the response
+    taken_at: str | None = None  # when the camera took it (EXIF), as taken_at() gives it
 
     @property
     def scale_to_original(self) -> float:
@@ -163,7 +165,8 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
                          f"{max_pixels / 1e6:.0f} MP. Resize it and send it again.", 413)
 
     try:
-        orientation = image.getexif().get(0x0112, 1)  # a PNG's EXIF may come after its pixels: a full read
+        exif = image.getexif()  # a PNG's EXIF may come after its pixels: a full read
+        orientation = exif.get(0x0112, 1)
         if image_format in ("JPEG", "MPO"):
             # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
             image.draft("RGB", (max_side, max_side))
@@ -185,7 +188,23 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
     if max(rgb.size) > max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return DecodedImage(np.asarray(rgb, dtype=np.uint8), width, height, image_format,
-                        round((time.perf_counter() - started) * 1000.0, 1))
+                        round((time.perf_counter() - started) * 1000.0, 1), taken_at(exif))
+
+
+def taken_at(exif: Image.Exif) -> str | None:
+    """When the camera took the photo, from EXIF DateTimeOriginal (with OffsetTimeOriginal where the
+    camera wrote one), as ISO 8601: "2026-10-01T14:22:05+02:00"; None when it is missing or malformed.
+    Follow-up photos are compared by it: a file's own date changes when it is copied."""
+    try:
+        details = exif.get_ifd(0x8769)  # the Exif sub-IFD
+        taken = datetime.strptime(str(details.get(0x9003, "")).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+    except (ValueError, TypeError, KeyError, OSError, struct.error):
+        return None  # none, or a malformed one: the analysis does not depend on it
+    try:
+        taken = taken.replace(tzinfo=datetime.strptime(str(details.get(0x9011, "")).strip("\x00 "), "%z").tzinfo)
+    except ValueError:
+        pass  # no offset, or a malformed one: the camera's clock time as written
+    return taken.isoformat()
 
 
 # EXIF orientation → the turn that shows the photo as displayed.

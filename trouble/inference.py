@@ -449,7 +449,8 @@ class TroubleDetector:
                       "skin_fraction": None if photo.skin_fraction is None else round(photo.skin_fraction, 3),
                       # trouble.skin.brightness, and what the model's input was brightened by (None: not).
                       "brightness": round(photo.brightness, 1),
-                      "brightened_by": photo.gain if photo.gain != 1 else None},
+                      "brightened_by": photo.gain if photo.gain != 1 else None,
+                      "taken_at": image.taken_at},
             "detections": detections,
             "counts": counts,
             "total": len(detections),

@@ -6,11 +6,13 @@ the same colour everywhere.
 from __future__ import annotations
 
 import io
+from datetime import datetime
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from trouble import images  # also registers the HEIC reader with PIL, for load_photo
+from trouble.photo_checks import brightened
 from trouble.severity import lesions
 
 # Okabe & Ito (2008) colour-blind-safe palette. Known lesion types keep the same colour in every
@@ -80,6 +82,9 @@ def draw_detections(image: Image.Image, response: dict) -> Image.Image:
     are in original-image pixels and are scaled to it.
     """
     photo = fit_for_display(image)
+    gain = response["image"].get("brightened_by")
+    if gain:  # a dark photo: shown as the model was given it, so that its boxes can be checked by eye
+        photo = Image.fromarray(brightened(np.asarray(photo), gain))
     classes = response["model"]["classes"]
     palette = palette_for(classes)
     scale = photo.width / response["image"]["width"]
@@ -98,17 +103,35 @@ def draw_detections(image: Image.Image, response: dict) -> Image.Image:
     return _with_legend_strip(photo, classes, response["counts"], palette, caption_for(response))
 
 
+def analysis_time() -> str:
+    """Now, as an answer's `analysed_at` holds it: local time with its offset, to the second."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def readable_time(iso: str) -> str:
+    """"2026-10-01T14:22:05+02:00" → "2026-10-01 14:22 (UTC+0200)"; a time without an offset (a
+    camera's clock) as it is."""
+    when = datetime.fromisoformat(iso)
+    return f"{when:%Y-%m-%d %H:%M}" + (f" (UTC{when:%z})" if when.tzinfo else "")
+
+
 def caption_for(response: dict) -> str:
-    """What the drawing must not lose once it is saved and shared on its own: the grade, what makes
-    the count say little (the answer's warnings), the thresholds, slicing or test-time augmentation
-    where they were on, and that it is no diagnosis."""
+    """What the drawing must not lose once it is saved and shared on its own: when the photo was
+    taken and analysed, the grade, what makes the count say little (the answer's warnings), a brightening,
+    the thresholds, slicing or test-time augmentation where they were on, and that it is no diagnosis."""
     severity = response.get("severity") or {}
     settings = response.get("settings") or {}
     thresholds = thresholds_list(settings.get("score_thresholds", {}))
     parts = []
+    if (response.get("image") or {}).get("taken_at"):
+        parts.append(f"Taken {readable_time(response['image']['taken_at'])}.")
+    if response.get("analysed_at"):  # set by the app and the batch CLI
+        parts.append(f"Analysed {readable_time(response['analysed_at'])}.")
     if severity:
         parts.append(f"Severity grade {severity['grade']} ({severity['name']}): {lesions(severity['lesion_count'])}.")
     parts += [f"{warning['title']}: {warning['detail']}" for warning in response.get("warnings", [])]
+    if (response.get("image") or {}).get("brightened_by"):
+        parts.append("Drawn on the photo as brightened for the model.")
     if thresholds:
         parts.append(f"Score thresholds: {thresholds}.")
     if settings.get("slices"):  # the count depends on it: a drawing must say it was not the whole photo's
