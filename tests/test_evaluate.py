@@ -256,6 +256,7 @@ def test_images_without_lesions_or_predictions():
     gt = make_coco([[], [(1, [10, 10, 20, 20])], []], types=("acne",), grades=[0, 0, 0])
     metrics = evaluate(gt, [], 0.5)
     assert metrics["coco"]["mAP50"] == 0.0
+    assert metrics["coco"]["AP50_per_type"] == {"acne": 0.0}  # nothing found: 0, as the mAP, not "n/a"
     assert metrics["at_thresholds"]["count"] == {"mae": pytest.approx(1 / 3), "bias": pytest.approx(-1 / 3),
                                                  "per_type": {"acne": {"mae": pytest.approx(1 / 3),
                                                                        "bias": pytest.approx(-1 / 3)}},
@@ -483,6 +484,34 @@ def test_crowd_regions_of_a_ground_truth_are_left_out_of_every_figure():
     assert metrics["at_thresholds"]["count"]["mae"] == 0 and metrics["data"]["gt_boxes"] == 1
     assert any(note.startswith("1 crowd regions (iscrowd) of the ground truth are left out") for note in metrics["notes"])
     assert gt["annotations"][1]["iscrowd"] == 1 and len(gt["annotations"]) == 2  # the caller's dict is unchanged
+
+
+@pytest.mark.parametrize("ids", [[0, 1], [5, 5], [None, 1]], ids=["from 0", "repeated", "one missing"])
+def test_annotation_ids_of_any_numbering_give_the_same_map(ids):
+    """pycocotools takes an annotation id of 0 for "no match", and two boxes of one id for one: an
+    export numbering from 0 (as Roboflow's does), or repeating or leaving out ids, scored two perfect
+    detections 0.2525 instead of 1.0 while F1 said 1.0."""
+    gt = make_coco([[(1, [10, 10, 20, 20]), (1, [200, 200, 30, 30])]], types=("acne",))
+    for annotation, given in zip(gt["annotations"], ids):
+        annotation.pop("id")
+        if given is not None:
+            annotation["id"] = given
+    predictions = [{"image_id": 1, "category_id": 1, "bbox": a["bbox"], "score": 0.9} for a in gt["annotations"]]
+    metrics = evaluate(gt, predictions, 0.5)
+    assert metrics["coco"]["mAP50"] == pytest.approx(1.0)
+    assert metrics["at_thresholds"]["per_type"]["acne"]["f1"] == 1.0
+    assert [a.get("id") for a in gt["annotations"]] == ids  # the caller's dict is unchanged
+
+
+def test_boxes_of_zero_width_or_height_are_left_out_with_a_note():
+    """No prediction can match a box of no area: each was a missed lesion that no model could find."""
+    gt = make_coco([[(1, [10, 10, 20, 20]), (1, [200, 200, 0, 30]), (1, [300, 300, 12, 0])]], types=("acne",))
+    predictions = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}]
+    metrics = evaluate(gt, predictions, 0.5)
+    assert metrics["at_thresholds"]["per_type"]["acne"]["recall"] == 1.0 and metrics["data"]["gt_boxes"] == 1
+    assert metrics["at_thresholds"]["count"]["mae"] == 0
+    assert any(note.startswith("2 boxes of zero width or height in the ground truth are left out")
+               for note in metrics["notes"])
 
 
 def test_the_batch_clis_output_given_as_predictions_is_named_with_what_to_run(tmp_path):

@@ -105,6 +105,23 @@ def test_evaluating_a_model_at_a_given_threshold(smoke_training, tmp_path):
     metrics = read_json(tmp_path / "metrics.json")
     assert {row["threshold"] for row in metrics["at_thresholds"]["per_type"].values()} == {0.9}
     assert metrics["model"]["framing"] == "face"
+    assert "chosen_on_these_photos" not in metrics["at_thresholds"]  # a threshold given, not the model's
+
+
+def test_a_models_own_thresholds_chosen_on_these_photos_are_called_optimistic(smoke_training, tmp_path):
+    """The archive serves the F1-optimal thresholds of its evaluation on the valid split: the model
+    evaluated again there at them flatters itself, as the F1-optimal section of any report does."""
+    gt = smoke_training["data"] / "valid" / "annotations.json"
+    run_module(["train.evaluate", "--model", str(smoke_training["mar"]), "--limit", "2", "--gt", str(gt),
+                "--out", str(tmp_path / "same")])
+    assert read_json(tmp_path / "same" / "metrics.json")["at_thresholds"]["chosen_on_these_photos"] is True
+    assert "Optimistic: these are the model's own thresholds, chosen on these images" in \
+        (tmp_path / "same" / "metrics.md").read_text()
+    # The same photos under another path are the same file only if they are: a copy is other photos to it.
+    shutil.copytree(gt.parent, tmp_path / "copy")
+    run_module(["train.evaluate", "--model", str(smoke_training["mar"]), "--limit", "2",
+                "--gt", str(tmp_path / "copy" / "annotations.json"), "--out", str(tmp_path / "other")])
+    assert "chosen_on_these_photos" not in read_json(tmp_path / "other" / "metrics.json")["at_thresholds"]
 
 
 def test_saved_predictions_of_a_limited_run_rescore_with_the_same_limit(smoke_training, tmp_path):

@@ -128,7 +128,7 @@ def load_ground_truth(gt):
         raise EvaluationError(f"{source}: duplicate image ids")
 
     known_images, known_categories = set(image_ids), {c["id"] for c in categories}
-    annotations, crowd_regions = [], 0
+    annotations, crowd_regions, empty_boxes = [], 0, 0
     for i, ann in enumerate(gt["annotations"]):
         if not (isinstance(ann, dict) and ann.get("image_id") in known_images
                 and ann.get("category_id") in known_categories and _is_box(ann.get("bbox"))):
@@ -138,14 +138,18 @@ def load_ground_truth(gt):
         if ann.get("iscrowd") in (1, True):  # as train.data does: the project has no crowd regions, and
             crowd_regions += 1  # mAP would ignore one that recall and the count took for a lesion
             continue
-        ann = dict(ann)
-        ann.setdefault("id", i + 1)
+        if ann["bbox"][2] == 0 or ann["bbox"][3] == 0:  # as train.data does: no prediction can match it
+            empty_boxes += 1
+            continue
+        # Numbered 1..N whatever the file says: pycocotools takes an id of 0 for "no match", and two
+        # boxes of one id for one (an export may number from 0, or repeat or leave out ids).
+        ann = dict(ann, id=len(annotations) + 1)
         ann.setdefault("area", ann["bbox"][2] * ann["bbox"][3])
         ann.setdefault("iscrowd", 0)
         annotations.append(ann)
 
     checked = dict(gt, images=images, annotations=annotations, categories=categories,
-                   crowd_regions_left_out=crowd_regions)
+                   crowd_regions_left_out=crowd_regions, empty_boxes_left_out=empty_boxes)
     # Some pycocotools versions copy these in loadRes and fail when they are missing.
     checked.setdefault("info", {})
     checked.setdefault("licenses", [])
@@ -272,8 +276,11 @@ def coco_map(gt, predictions, image_ids=None):
     empty = {"mAP50": None, "mAP50_95": None, "AP50_per_type": {name: None for name in names}, "pr_curves": {}}
     if n_gt == 0:
         return empty
-    if not predictions:  # pycocotools cannot load an empty result list; nothing found is AP 0.
-        empty.update(mAP50=0.0, mAP50_95=0.0)
+    if not predictions:  # pycocotools cannot load an empty result list; nothing found is AP 0,
+        # for every type with ground truth here.
+        with_gt = {a["category_id"] for a in gt["annotations"] if a["image_id"] in selected}
+        empty.update(mAP50=0.0, mAP50_95=0.0,
+                     AP50_per_type={c["name"]: 0.0 if c["id"] in with_gt else None for c in gt["categories"]})
         return empty
 
     # pycocotools prints progress; keep it out of stdout and in the debug log.
@@ -527,6 +534,9 @@ def evaluate_checked(gt, gt_source, predictions, score_thresholds, model_info=No
     if gt.get("crowd_regions_left_out"):
         notes.append(f"{gt['crowd_regions_left_out']} crowd regions (iscrowd) of the ground truth are left out of "
                      f"every figure, as train.data leaves them out of an import")
+    if gt.get("empty_boxes_left_out"):
+        notes.append(f"{gt['empty_boxes_left_out']} boxes of zero width or height in the ground truth are left out of "
+                     f"every figure (no prediction could match one), as train.data leaves them out of an import")
     at_optimal = threshold_metrics(gt, predictions, matches, optimal, all_image_ids)
     at_optimal["label"] = OPTIMAL_LABEL
 
@@ -649,12 +659,17 @@ def markdown_report(metrics):
     lines += ["", f"Ground truth: `{data['gt']}`: {data['images']} images, {data['gt_boxes']} boxes, "
                   f"{data['predictions']} predictions, types: {', '.join(names)}.", "",
               f"Matching: {metrics['settings']['matching']}, IoU >= {metrics['settings']['iou_threshold']}; "
-              f"{metrics['settings']['score_rule']}.", ""]
+              f"{metrics['settings']['score_rule']}. mAP: pycocotools, ranking up to "
+              f"{metrics['settings']['max_detections_per_image_for_mAP']} detections per image (as mmdet does; "
+              f"COCO's default of 100 would cut real lesions on a severe face).", ""]
 
     block = metrics["at_thresholds"]
     thresholds = sorted(set(block["thresholds"].values()))
     shown = thresholds[0] if len(thresholds) == 1 else "per type (see below)"
     lines += [f"## Results at score threshold {shown}", ""]
+    if block.get("chosen_on_these_photos"):
+        lines += ["Optimistic: these are the model's own thresholds, chosen on these images (the F1-optimal "
+                  "ones of its evaluation when it was archived); mAP50 does not depend on them.", ""]
     lines += _headline_table(metrics["coco"], block, names)
     lines += ["", f"mAP50:95: {_fmt(metrics['coco']['mAP50_95'])}. Mean F1 over: {', '.join(block['mean_f1_types']) or 'no type (none has ground truth)'}.", ""]
     lines += _per_type_table(block, metrics["coco"]["AP50_per_type"], names) + [""]
@@ -890,6 +905,11 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
     thresholds = model_thresholds if score_thresholds is None else score_thresholds
     checked = load_predictions(predictions, gt, str(gt_path))  # the model's answers, checked as saved ones are
     metrics = evaluate_checked(gt, str(gt_path), checked, thresholds, info)
+    validation = detector.model_info().get("validation") or {}
+    if (score_thresholds is None and validation.get("thresholds_chosen_on_these_photos")
+            and same_file(validation.get("data"), gt_path)):
+        # The model's thresholds are this split's F1-optimal ones, picked when it was archived.
+        metrics["at_thresholds"]["chosen_on_these_photos"] = True
     if unread:
         metrics["data"]["unreadable_images"] = unread
         metrics["notes"].append(f"{len(unread)} image(s) could not be read and are left out of every figure: "
@@ -902,6 +922,14 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         json.dump(predictions, f)
     paths["predictions.json"] = predictions_path
     return metrics, paths
+
+
+def same_file(path_a, path_b) -> bool:
+    """Whether two paths (either may be None) name one file."""
+    try:
+        return path_a is not None and os.path.samefile(path_a, path_b)
+    except OSError:  # one of them is not here (a report made on another machine)
+        return False
 
 
 def evaluate_work_dir(work_dir, gt_path, out_dir, limit=None):

@@ -33,6 +33,8 @@ from trouble.photo_checks import PhotoJudgement, brightened, judge_photo
 from trouble.settings import MODEL_CONFIG_FILE, ModelSettings, SlicingSettings, check_framing
 from trouble.severity import describe_grade
 
+# An answer's scores are rounded to this many decimals; thresholds are compared with the rounded score.
+SCORE_DECIMALS = 4
 
 class MMDetSliceModel(DetectionModel):
     """SAHI adapter for an mmdet detector that is already loaded; batches slices natively."""
@@ -366,8 +368,10 @@ class TroubleDetector:
                             (image.original_width, image.original_height), self.settings.brighten_dark)
         self.sahi_model.clock = PassClock(model_passes, self.settings.max_seconds_per_photo)
         try:
+            # Half a unit of the answer's last decimal lower: a raw score that rounds up to a
+            # threshold reaches _response, which compares the rounded score.
             predictions = self._run_model(brightened(image.rgb[y1:y2, x1:x2], photo.gain), slicing, slices, passes,
-                                          min(thresholds.values()))
+                                          min(thresholds.values()) - 0.5 * 10 ** -SCORE_DECIMALS)
         finally:
             self.sahi_model.clock = None
         inferred_at = time.perf_counter()
@@ -428,7 +432,10 @@ class TroubleDetector:
         detections = []
         for prediction in predictions:
             name = prediction.category.name
-            if prediction.score.value < thresholds[name]:
+            # Rounded as the answer gives it, then compared: an evaluation of saved answers (which
+            # has only the rounded score) then keeps exactly the boxes the answer kept.
+            score = round(float(prediction.score.value), SCORE_DECIMALS)
+            if score < thresholds[name]:
                 continue
             x1, y1, x2, y2 = prediction.bbox.to_xyxy()
             # Moved by the crop's corner and kept within the crop (a box may reach past it), then
@@ -436,7 +443,7 @@ class TroubleDetector:
             box = [min(max(v + low, low), high) * scale for v, low, high in
                    zip((x1, y1, x2, y2), (left, top) * 2, (right, bottom) * 2)]
             box = [min(v, limit) for v, limit in zip(box, (image.original_width, image.original_height) * 2)]
-            detections.append({"type": name, "score": round(float(prediction.score.value), 4),
+            detections.append({"type": name, "score": score,
                                "box": [round(v, 1) for v in box]})
         detections.sort(key=lambda d: (-d["score"], d["box"]))  # deterministic order for equal scores
         counts = {name: 0 for name in self.classes}
