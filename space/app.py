@@ -89,7 +89,7 @@ from PIL import Image  # noqa: E402
 import render  # noqa: E402
 from backends import (DEFAULT_API_URL, AnalysisError, LocalBackend, ServerBackend,  # noqa: E402
                       ServerUnreachable, download_model, find_model_file)
-from trouble.images import BadInput, decode_image  # noqa: E402
+from trouble.images import BadInput, decode_image, is_heic  # noqa: E402
 from trouble.photo_checks import judge_photo  # noqa: E402
 from trouble.server_client import address_problem  # noqa: E402
 
@@ -420,6 +420,44 @@ def photo_problem(photo_path) -> str:
     return ""
 
 
+def heic_preview(photo_path) -> str | None:
+    """A HEIC (an iPhone's photo), which browsers other than Safari cannot show, as a JPEG for the photo
+    box: upright, at most render.DISPLAY_MAX_SIDE px. None for any other file, or where it cannot be
+    written (the box then shows a broken picture, and the analysis is as good). Written beside the
+    upload in Gradio's cache, where Gradio leaves a file as it is (the photo's value is then this very
+    path) and deletes it with the upload; written whole, then renamed, as two visitors who upload the
+    same file share its place in the cache."""
+    path = Path(photo_path)
+    preview = path.with_name(f"{path.name}.preview.jpg")
+    partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")
+    try:
+        with path.open("rb") as file:
+            if not is_heic(file.read(12)):
+                return None
+        shown = decode_image(path.read_bytes(), max_side=render.DISPLAY_MAX_SIDE)
+        Image.fromarray(shown.rgb).save(partial, format="JPEG", quality=90)
+        os.replace(partial, preview)
+    except (OSError, BadInput):
+        partial.unlink(missing_ok=True)
+        return None
+    return str(preview)
+
+
+def shown_as_preview(photo_path):
+    """photo.upload → (the photo box's value, heic_shown): for a HEIC, its preview and (the preview, the
+    HEIC), which the analysis then reads (the_original); for any other file, the file as it is and None.
+    That file is given back rather than gr.skip(): an update of the photo's properties (which gr.skip()
+    is) makes Gradio rebuild the field for the session as a plain gr.Image, without photo_input's
+    reading, and a file that is no photo then gave a bare "Error"."""
+    preview = heic_preview(photo_path) if photo_path else None
+    return (preview, (preview, photo_path)) if preview else (photo_path, None)
+
+
+def the_original(photo_path, heic_shown):
+    """The file the page's analysis reads: the photo's, or the HEIC whose preview the photo box shows."""
+    return heic_shown[1] if heic_shown and photo_path == heic_shown[0] else photo_path
+
+
 RESULTS_DIR = APP_TEMP_DIR / "results"
 
 
@@ -546,12 +584,17 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # While it runs the button says so and takes no second click (which would queue behind it).
         answer = gr.State()
         shown_with = gr.State()  # the settings the answer on the page was made with (marked_for_settings)
+        heic_shown = gr.State()  # (the preview shown, the HEIC uploaded) after a HEIC upload: shown_as_preview
+        settings = inputs[1:]
         analysis = button.click(
             lambda: gr.Button(RUNNING_LABEL, interactive=False), outputs=button, queue=False, api_visibility="private"
-        ).then(lambda photo_path, *settings: analysed_for_the_page(analyzer, photo_path, *settings),
-               inputs=inputs, outputs=answer, show_progress_on=[status, annotated], concurrency_id="analysis",
-               api_visibility="private")
-        analysis.success(shown_if_current, inputs=[answer, status, *inputs], outputs=[answer, shown_with, *outputs],
+        ).then(lambda photo_path, heic, *settings: analysed_for_the_page(analyzer, the_original(photo_path, heic),
+                                                                         *settings),
+               inputs=[photo, heic_shown, *settings], outputs=answer, show_progress_on=[status, annotated],
+               concurrency_id="analysis", api_visibility="private")
+        analysis.success(lambda answer, status, photo_path, heic, *settings:
+                         shown_if_current(answer, status, the_original(photo_path, heic), *settings),
+                         inputs=[answer, status, photo, heic_shown, *settings], outputs=[answer, shown_with, *outputs],
                          queue=False, api_visibility="private").then(None, js=SHOW_STATUS_JS)
         analysis.then(lambda: gr.Button(BUTTON_LABEL, interactive=True), outputs=button, queue=False,
                       api_visibility="private")
@@ -559,15 +602,19 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
         # it does not contradict a status line that says the server stopped answering.
         analysis.then(analyzer.health, outputs=mode_line, api_visibility="private")
         # Another photo (upload, webcam, example, cleared): the last photo's results go at once, and a
-        # file that is no usable photo is named right away.
+        # file that is no usable photo is named right away. A quick check: no progress shown (after an
+        # upload it runs twice, the second time when shown_as_preview gives the photo back).
         photo.change(lambda path: _cleared(photo_problem(path)), inputs=photo, outputs=outputs,
-                     api_visibility="private", queue=False).then(None, js=SHOW_STATUS_JS)
+                     api_visibility="private", queue=False, show_progress="hidden").then(None, js=SHOW_STATUS_JS)
+        # An uploaded HEIC is shown as a JPEG preview (shown_as_preview). On upload only, not on every
+        # change: setting the photo's value is a change too.
+        photo.upload(shown_as_preview, inputs=photo, outputs=[photo, heic_shown], api_visibility="private",
+                     queue=False)
         # For programs (gradio_client, "Use via API"): the same analysis, its outputs in one call.
         gr.Button(visible=False).click(lambda *args: analyse(analyzer, *args), inputs=inputs, outputs=outputs,
                                        concurrency_id="analysis", api_name="analyse")
         # Other settings: the results stay, marked as made with the settings before (the grade too: on a
         # phone it is a screen away from the status line); the mark goes when the settings are put back.
-        settings = inputs[1:]
         for setting in settings:
             setting.change(marked_for_settings, inputs=[shown_with, status, severity, *settings],
                            outputs=[status, severity], api_visibility="private", queue=False)

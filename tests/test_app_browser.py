@@ -213,30 +213,34 @@ def test_a_file_that_is_no_photo_is_named_as_soon_as_it_is_chosen(smoke_mar, bro
     assert "UnidentifiedImageError" not in (tmp_path / "app.log").read_text()
 
 
-def test_heic_upload_from_an_iphone_is_analysed(smoke_mar, browser, tmp_path):
-    """The upload reaches the app untouched and the annotated PNG is shown (the browser cannot show
-    a HEIC itself). Sent as the image/heic type browsers on a Mac give such a file: Gradio's page takes only
-    files with an image/ type, and Playwright's own type table has none for .heic."""
+def test_heic_upload_from_an_iphone_is_shown_and_analysed(smoke_mar, browser, tmp_path):
+    """Chromium cannot show a HEIC: the photo box shows a JPEG preview of it (it was a broken picture),
+    while the analysis reads the HEIC itself, at its full size and under its own name. Sent as the
+    image/heic type browsers on a Mac give such a file: Gradio's page takes only files with an image/
+    type, and Playwright's own type table has none for .heic."""
     import io
 
     from PIL import Image
 
-    heic = io.BytesIO()
-    Image.open(PHOTO).save(heic, "HEIF", quality=95)
+    heic = io.BytesIO()  # larger than the preview's 2048 px: the answer's size tells which file it read
+    Image.open(PHOTO).resize((2400, 2400)).save(heic, "HEIF", quality=95)
     upload = {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic.getvalue()}
     with running_app(tmp_path / "app.log", TROUBLE_MODE="local", TROUBLE_MODEL=str(smoke_mar)) as url:
         page = open_page(browser, url)
         page.set_input_files("#trouble-photo input[type=file]", files=[upload])
-        # Uploaded: the photo's <img> is there (not visible: Chromium cannot decode HEIC).
-        page.wait_for_selector("#trouble-photo img", state="attached", timeout=30_000)
+        page.wait_for_function("() => { const img = document.querySelector('#trouble-photo img');"
+                               " return img && img.complete && img.naturalWidth > 0; }", timeout=30_000)
+        preview_width = page.eval_on_selector("#trouble-photo img", "img => img.naturalWidth")
         page.click("#trouble-run")
         page.wait_for_selector("#trouble-counts :text('Total')", timeout=90_000)
         status = page.inner_text("#trouble-status")
         image_size = page.eval_on_selector("#trouble-annotated img", "img => [img.complete, img.naturalWidth]")
         body = page.inner_text("body")
         page.close()
-    assert "Answered by" in status
-    assert image_size == [True, 640]
+    assert preview_width == 2048
+    assert "IMG_0001.HEIC" in status, status
+    assert "Answered by" in status and "Photo 2400x2400 px" in status, status
+    assert image_size == [True, 2048]
     assert not any(word in body for word in STACK_TRACE_WORDS) and "Error" not in body
 
 
