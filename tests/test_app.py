@@ -722,10 +722,10 @@ def test_a_drawing_says_when_it_was_made_and_shows_a_dark_photo_as_the_model_was
     response["analysed_at"] = "2026-11-28T05:40:12+01:00"
     response["image"]["brightened_by"] = 2.0
     caption = drawing.caption_for(response)
-    assert caption.startswith("Analysed 2026-11-28 05:40 (UTC+0100). Severity grade 0 (mild): 1 lesion.")
+    assert caption.startswith("Analysed 2026-11-28 05:40+01:00. Severity grade 0 (mild): 1 lesion.")
     # When the photo was taken, where its EXIF says (a camera's clock: no offset), in the caption and the status.
     response["image"]["taken_at"] = "2026-10-01T14:22:05"
-    assert drawing.caption_for(response).startswith("Taken 2026-10-01 14:22. Analysed 2026-11-28 05:40 (UTC+0100).")
+    assert drawing.caption_for(response).startswith("Taken 2026-10-01 14:22. Analysed 2026-11-28 05:40+01:00.")
     assert "Photo 400x300 px, taken 2026-10-01 14:22, " in render.status_markdown(response, "TorchServe", 100.0)
     assert "Drawn on the photo as brightened for the model." in caption
     assert np.asarray(drawing.draw_detections(dark, response))[150, 200].tolist() == [80, 60, 50]

@@ -403,6 +403,8 @@ def test_when_a_photo_was_taken_is_read_from_its_exif(detector):
     assert decode_image(photo_taken_at("2026:10:01 14:22:05")).taken_at == "2026-10-01T14:22:05"
     assert decode_image(photo_taken_at("2026:10:01 14:22:05", "two hours")).taken_at == "2026-10-01T14:22:05"
     assert decode_image(photo_taken_at("2026:10:01 14:22:05", format="HEIF")).taken_at == "2026-10-01T14:22:05"
+    # Stored as bytes (the UNDEFINED type), as some cameras write it.
+    assert decode_image(photo_taken_at(b"2026:10:01 14:22:05", b"+02:00")).taken_at == "2026-10-01T14:22:05+02:00"
     for unknown in (None, "0000:00:00 00:00:00", "yesterday", ""):  # none, or what no clock gives: not a date
         assert decode_image(photo_taken_at(unknown)).taken_at is None, unknown
     response = detector.predict(photo_taken_at("2026:10:01 14:22:05", "-05:00"))

@@ -41,6 +41,7 @@ from trouble.severity import GRADE_NAMES, grade_from_count
 
 logger = logging.getLogger(__name__)
 
+REPO_ROOT = Path(__file__).resolve().parents[1]  # where archives record their evaluation's data from
 IOU_THRESHOLD = 0.5
 # mmdet's CocoMetric ranks up to 1000 detections per image for bbox mAP; using the same limit
 # keeps these numbers equal to the ones in the training log. (COCO's default of 100 would also
@@ -668,8 +669,8 @@ def markdown_report(metrics):
     shown = thresholds[0] if len(thresholds) == 1 else "per type (see below)"
     lines += [f"## Results at score threshold {shown}", ""]
     if block.get("chosen_on_these_photos"):
-        lines += ["Optimistic: these are the model's own thresholds, chosen on these images (the F1-optimal "
-                  "ones of its evaluation when it was archived); mAP50 does not depend on them.", ""]
+        lines += ["Optimistic: these are the model's own thresholds, chosen on these images (within 0.01 of the "
+                  "F1-optimal ones of the evaluation it was archived with); mAP50 does not depend on them.", ""]
     lines += _headline_table(metrics["coco"], block, names)
     lines += ["", f"mAP50:95: {_fmt(metrics['coco']['mAP50_95'])}. Mean F1 over: {', '.join(block['mean_f1_types']) or 'no type (none has ground truth)'}.", ""]
     lines += _per_type_table(block, metrics["coco"]["AP50_per_type"], names) + [""]
@@ -907,8 +908,9 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
     metrics = evaluate_checked(gt, str(gt_path), checked, thresholds, info)
     validation = detector.model_info().get("validation") or {}
     if (score_thresholds is None and validation.get("thresholds_chosen_on_these_photos")
-            and same_file(validation.get("data"), gt_path)):
-        # The model's thresholds are this split's F1-optimal ones, picked when it was archived.
+            and bool(validation.get("tta")) == tta_on and same_file(validation.get("data"), gt_path)):
+        # The model's thresholds are within 0.01 of the F1-optimal ones of the evaluation it was
+        # archived with, on these photos (train.archive's validation record).
         metrics["at_thresholds"]["chosen_on_these_photos"] = True
     if unread:
         metrics["data"]["unreadable_images"] = unread
@@ -924,12 +926,18 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
     return metrics, paths
 
 
-def same_file(path_a, path_b) -> bool:
-    """Whether two paths (either may be None) name one file."""
-    try:
-        return path_a is not None and os.path.samefile(path_a, path_b)
-    except OSError:  # one of them is not here (a report made on another machine)
+def same_file(recorded, path) -> bool:
+    """Whether a path recorded in an archive (None, relative to where it was made, usually the
+    repository, or absolute) names the file at `path`."""
+    if recorded is None:
         return False
+    for candidate in (Path(recorded), REPO_ROOT / recorded):
+        try:
+            if os.path.samefile(candidate, path):
+                return True
+        except OSError:  # not here (an archive made on another machine)
+            continue
+    return False
 
 
 def evaluate_work_dir(work_dir, gt_path, out_dir, limit=None):

@@ -358,6 +358,12 @@ def train(args) -> dict:
     started = time.time()
     try:
         runner.train()
+    except SyntaxError as error:
+        # mmengine formats the config (yapf, a second or two) into every checkpoint it saves, and turns
+        # any exception there into a SyntaxError: a Ctrl-C at that moment is still a Ctrl-C.
+        if isinstance(error.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
     except RuntimeError as error:
         # Once the weights blow up the scores are NaN, and binary_cross_entropy refuses them (on a
         # CPU; a device-side assert on CUDA) before any hook sees a NaN loss.

@@ -195,13 +195,17 @@ def taken_at(exif: Image.Exif) -> str | None:
     """When the camera took the photo, from EXIF DateTimeOriginal (with OffsetTimeOriginal where the
     camera wrote one), as ISO 8601: "2026-10-01T14:22:05+02:00"; None when it is missing or malformed.
     Follow-up photos are compared by it: a file's own date changes when it is copied."""
+    def text(tag) -> str:  # ASCII as EXIF says, or bytes where a camera stored it as UNDEFINED
+        value = details.get(tag, "")
+        return (value.decode("ascii", "ignore") if isinstance(value, bytes) else str(value)).strip("\x00 ")
+
     try:
         details = exif.get_ifd(0x8769)  # the Exif sub-IFD
-        taken = datetime.strptime(str(details.get(0x9003, "")).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+        taken = datetime.strptime(text(0x9003), "%Y:%m:%d %H:%M:%S")
     except (ValueError, TypeError, KeyError, OSError, struct.error):
         return None  # none, or a malformed one: the analysis does not depend on it
     try:
-        taken = taken.replace(tzinfo=datetime.strptime(str(details.get(0x9011, "")).strip("\x00 "), "%z").tzinfo)
+        taken = taken.replace(tzinfo=datetime.strptime(text(0x9011), "%z").tzinfo)
     except ValueError:
         pass  # no offset, or a malformed one: the camera's clock time as written
     return taken.isoformat()

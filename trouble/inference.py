@@ -36,6 +36,7 @@ from trouble.severity import describe_grade
 # An answer's scores are rounded to this many decimals; thresholds are compared with the rounded score.
 SCORE_DECIMALS = 4
 
+
 class MMDetSliceModel(DetectionModel):
     """SAHI adapter for an mmdet detector that is already loaded; batches slices natively."""
 

@@ -109,10 +109,9 @@ def analysis_time() -> str:
 
 
 def readable_time(iso: str) -> str:
-    """"2026-10-01T14:22:05+02:00" → "2026-10-01 14:22 (UTC+0200)"; a time without an offset (a
-    camera's clock) as it is."""
-    when = datetime.fromisoformat(iso)
-    return f"{when:%Y-%m-%d %H:%M}" + (f" (UTC{when:%z})" if when.tzinfo else "")
+    """"2026-10-01T14:22:05+02:00" → "2026-10-01 14:22+02:00"; a time without an offset (a camera's
+    clock) without one."""
+    return datetime.fromisoformat(iso).isoformat(" ", "minutes")
 
 
 def caption_for(response: dict) -> str:
