@@ -67,11 +67,11 @@ def write_counts_csv(path: Path, classes: list, responses: list):
     # surrogateescape: a file name that is not UTF-8 (unzipped from a Windows archive) keeps its bytes.
     with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
-        writer.writerow(["file_name", *classes, "total", "grade", "grade_name", "warnings", "taken_at", "analysed_at",
-                         "error"])
+        header = ["file_name", *classes, "total", "grade", "grade_name", "warnings", "taken_at", "analysed_at", "error"]
+        writer.writerow(header)
         for response in responses:
-            if "error" in response:
-                writer.writerow([response["file_name"], *[""] * (len(classes) + 6), response["error"]])
+            if "error" in response:  # every column between the name and the error left empty
+                writer.writerow([response["file_name"], *[""] * (len(header) - 2), response["error"]])
                 continue
             severity = response["severity"]
             # The codes of what makes the count say little (no_colour, little_skin, small_face); an

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from trouble.output_paths import write_problem
 
+REPO = Path(__file__).resolve().parent.parent  # the repository: commands run from here, and paths recorded in it
+
 
 def file_in_place_of_folder(flag: str, path, what: str = "a folder") -> str | None:
     """The message for an output folder option that names an existing file, or that cannot be

@@ -36,13 +36,12 @@ from pathlib import Path
 
 import yaml
 
-from train import file_in_place_of_folder
+from train import REPO, file_in_place_of_folder
 from train.evaluate import EvaluationError, load_thresholds_json
 from trouble.framing import FRAMINGS
 from trouble.mar import extract_mar
 from trouble.settings import MAX_SLICE, MIN_SLICE, ModelSettings, TestTimeAugmentation
 
-REPO = Path(__file__).resolve().parent.parent
 HANDLER = REPO / "handler" / "trouble_handler.py"
 MODEL_NAME = "trouble"
 

@@ -34,14 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from train import file_in_place_of_folder
+from train import REPO, file_in_place_of_folder
 from trouble.images import BadInput
 from trouble.settings import check_input_size, check_nms_iou
 from trouble.severity import GRADE_NAMES, grade_from_count
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]  # where archives record their evaluation's data from
 IOU_THRESHOLD = 0.5
 # mmdet's CocoMetric ranks up to 1000 detections per image for bbox mAP; using the same limit
 # keeps these numbers equal to the ones in the training log. (COCO's default of 100 would also
@@ -931,7 +930,7 @@ def same_file(recorded, path) -> bool:
     repository, or absolute) names the file at `path`."""
     if recorded is None:
         return False
-    for candidate in (Path(recorded), REPO_ROOT / recorded):
+    for candidate in (Path(recorded), REPO / recorded):
         try:
             if os.path.samefile(candidate, path):
                 return True

@@ -54,10 +54,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from train import file_in_place_of_folder
+from train import REPO, file_in_place_of_folder
 from train.data import DataError, load_coco, read_split
 
-REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "train" / "configs"
 BASE = CONFIGS / "tood_x101-64x4d_fpn_acne04.py"
 VARIANTS = CONFIGS / "variants"
