@@ -1,5 +1,5 @@
-"""Tests for train/evaluate.py: metrics on hand-built and generated COCO sets, report files, CLI,
-and one check on the real ACNE04 validation ground truth."""
+"""Tests for train/evaluate.py, train/metrics.py and train/report.py: metrics on hand-built and
+generated COCO sets, report files, CLI, and one check on the real ACNE04 validation ground truth."""
 
 import glob
 import json
@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import ACNE04_DATA, run_module
 from tests.synthetic_data import LESION_TYPES, make_dataset
-from train.evaluate import EvaluationError, evaluate, write_report
+from train.evaluate import EvaluationError, evaluate
+from train.report import write_report
 from trouble.severity import grade_from_count
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,7 +152,7 @@ def test_hand_built_precision_recall_f1():
 
 def test_count_error_by_the_grade_of_the_count_found():
     """The error of a severe count is not a mild one's: split by the grade the model's count falls in."""
-    from train.evaluate import count_errors_by_found_grade
+    from train.metrics import count_errors_by_found_grade
 
     found = [2, 3, 4, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30]
     marked = [2, 4, 1, 10, 20, 30, 40, 50, 60, 25, 35, 45, 55]
