@@ -373,7 +373,7 @@ def test_boxes_turn_with_the_exif_orientation(orientation):
     """turn_box_upright agrees with the inference core's own turn (trouble.images.upright_rgb) and with
     PIL's exif_transpose."""
     from PIL import ImageOps
-    from train.data import turn_box_upright
+    from train.data_checks import turn_box_upright
     from trouble.images import upright_rgb
     stored = Image.new("L", (64, 40))
     stored.paste(255, (5, 8, 20, 14))  # a box at x 5..20, y 8..14 in stored pixels

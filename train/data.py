@@ -23,8 +23,8 @@ Source layouts:
                      classes.txt or data.yaml (names:).
 
 Every image is decoded once, so a truncated file is found here and not in the middle of a training run.
-Problems are repaired where that loses nothing and reported (see PROBLEMS); data that cannot be used at
-all ends the command with one line on stderr and exit code 2.
+Problems are repaired where that loses nothing and reported (each kind is listed in train/data_checks.py);
+data that cannot be used at all ends the command with one line on stderr and exit code 2.
 """
 
 # The command and the import itself: its options, writing OUT, and reading an import back (read_split,
@@ -41,7 +41,6 @@ from pathlib import Path
 
 from train import file_in_place_of_folder
 from train.data_checks import DataError, check_split, format_report, refuse_unusable, split_summary
-from train.data_checks import turn_box_upright  # noqa: F401  (imported from train.data by the tests)
 from train.data_readers import FORMATS, detect_format, read_source
 
 
