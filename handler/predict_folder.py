@@ -29,6 +29,7 @@ if not __package__:  # run as `python handler/predict_folder.py`: the shared lib
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trouble.batch import annotated_names, model_category_ids, predict_each
+from trouble.count_range import typical_count_range
 from trouble.images import PHOTO_SUFFIXES, BadInput, photos_in_subfolders
 from trouble.output_paths import write_problem
 from trouble.server_client import ServerRefused, ServerUnreachable, TorchServeClient, address_problem
@@ -67,7 +68,8 @@ def write_counts_csv(path: Path, classes: list, responses: list):
     # surrogateescape: a file name that is not UTF-8 (unzipped from a Windows archive) keeps its bytes.
     with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
-        header = ["file_name", *classes, "total", "grade", "grade_name", "warnings", "taken_at", "analysed_at", "error"]
+        header = ["file_name", *classes, "total", "grade", "grade_name", "typical_count_low", "typical_count_high",
+                  "warnings", "taken_at", "analysed_at", "error"]
         writer.writerow(header)
         for response in responses:
             if "error" in response:  # every column between the name and the error left empty
@@ -78,8 +80,12 @@ def write_counts_csv(path: Path, classes: list, responses: list):
             # archive made before answers carried them is not taken for "nothing to say".
             warnings = ("; ".join(warning["code"] for warning in response["warnings"]) if "warnings" in response
                         else "not given (an archive older than warnings)")
+            # Where the marked count typically lies (trouble.count_range); empty where the model's
+            # validation gives no range for this answer.
+            typical = severity["typical_range"] if "typical_range" in severity else typical_count_range(response)
             writer.writerow([response["file_name"], *[response["counts"][name] for name in classes],
-                             response["total"], severity["grade"], severity["name"], warnings,
+                             response["total"], severity["grade"], severity["name"],
+                             *((typical["low"], typical["high"]) if typical else ("", "")), warnings,
                              response["image"].get("taken_at") or "", response["analysed_at"], ""])
 
 
@@ -188,7 +194,8 @@ def main(argv=None) -> int:
             responses[image_id] = response
             results += found
     except (BadInput, ServerRefused) as error:  # a bad --threshold or --slice-size, a token the server refuses
-        if not responses:  # at the first photo: nothing to keep
+        if not any("error" not in response for response in responses.values()):  # none analysed: nothing to keep
+            # (files skipped before the model saw one, an empty one say, are no answers either)
             print(f"error: {error}", file=sys.stderr)
             return 2
         print(f"error: {error}", file=sys.stderr)  # partway (a key that expired): what was answered is kept
@@ -197,6 +204,7 @@ def main(argv=None) -> int:
         stopped = "the run was interrupted"
     except ServerUnreachable:  # TorchServe stopped partway: the same, and the rest is for a later run
         stopped = "the server stopped answering"
+    reached = len(responses)  # answered or skipped; those after an early stop are not analysed
     for image_id, path in images[len(responses):]:
         responses[image_id] = {"file_name": path.name, "error": f"not analysed: {stopped}", "code": "not_analysed"}
     answered = [response for response in responses.values() if "error" not in response]
@@ -214,9 +222,10 @@ def main(argv=None) -> int:
     except OSError as error:  # checked before the run, so a disk that filled up meanwhile
         print(f"error: could not write the results: {error}", file=sys.stderr)
         return 1
-    failed = len(paths) - len(answered)
-    print(f"wrote {args.out}: {len(results)} detections in {len(paths) - failed} photos"
-          + (f"; {failed} photos skipped (see 'responses')" if failed else ""))
+    not_analysed, skipped = len(paths) - reached, reached - len(answered)
+    print(f"wrote {args.out}: {len(results)} detections in {len(answered)} photos"
+          + (f"; {skipped} photos skipped (see 'responses')" if skipped else "")
+          + (f"; {not_analysed} not analysed" if not_analysed else ""))
     if stopped:
         print(f"{stopped} after {len(answered)} of {len(paths)} photos: the rest are marked 'not analysed'",
               file=sys.stderr)

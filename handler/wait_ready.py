@@ -119,9 +119,9 @@ def main(argv=None) -> int:
         if error.reason not in ("gave up", "timeout"):  # the model log is not about this: old, or another's
             print(f"error: {error}", file=sys.stderr)
             return 1
-        log = Path("logs/model_log.log")
+        log = Path(os.environ.get("LOG_LOCATION") or "logs") / "model_log.log"  # where TorchServe writes it
         tail = ("\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.is_file()
-                else "(no logs/model_log.log)")
+                else f"(no {log})")
         print(f"error: {error}. Last lines of {log}:\n{tail}", file=sys.stderr)
         return GAVE_UP if error.reason == "gave up" else 1
     print(f"TorchServe is serving 'trouble' ({len(workers)} worker(s) ready): POST photos to "

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import html
 
+from trouble.count_range import answered_as_validated, model_thresholds, typical_count_range
 from trouble.photo_checks import COUNT_TOO_LOW
 from trouble.severity import GRADE_NAMES, grade_from_count, lesions, scale_text
 # The drawing itself is shared with the batch CLI: trouble/render.py (the app draws through here).
 from trouble.render import (DISPLAY_MAX_SIDE, analysis_time, draw_detections, of_working_copy,  # noqa: F401
                             palette_for, readable_time, thresholds_list)
-
-# Fewer validation photos than this with a count of the answer's grade give no typical range.
-MIN_PHOTOS_FOR_A_RANGE = 5
-
 
 def legend_html(response: dict) -> str:
     """The legend for the page: a coloured swatch, the type and its count, per type."""
@@ -71,47 +68,46 @@ def severity_markdown(response: dict) -> str:
 
 def count_range_text(response: dict) -> str:
     """How far this count may be off, only for an answer made with the settings the figures were
-    measured at, on a photo without warnings (the figures are of colour close-ups). From the
-    validation photos on which the model's count fell in the same grade (the error grows with the
-    count): "; the marked count on such a photo is typically 15-52 (moderate to very severe): on
-    the 49 validation photos where the model's count was severe too, ACNE04's marked count was
-    within -14 to +23 of the model's for 8 in 10 of them; the labels of those photos: 10 moderate,
-    25 severe, 14 very severe". From the average error of all of them where the archive has no
-    figures by grade (archived before them)."""
+    measured at, on a photo without warnings (trouble.count_range: the answer's
+    severity.typical_range, found here for an archive made before answers carried it): "; the marked
+    count on such a photo is typically 15-52 (moderate to very severe): on the 49 validation photos
+    where the model's count was severe too, ACNE04's marked count was within -14 to +23 of the
+    model's for 8 in 10 of them; the labels of those photos: 10 moderate, 25 severe, 14 very
+    severe". Where the figures give no range for this grade, it says why."""
     validation = response["model"].get("validation") or {}
     # The figures are of colour close-ups: a photo with a warning is not one.
-    if not validation or response["warnings"] or not _validated_settings(response):
+    if not validation or response["warnings"] or not answered_as_validated(response):
         return ""
-    count = response["severity"]["lesion_count"]
-    grade = grade_from_count(count)
+    severity = response["severity"]
+    typical = severity["typical_range"] if "typical_range" in severity else typical_count_range(response)
+    grade = grade_from_count(severity["lesion_count"])
     name = GRADE_NAMES[grade]
     if validation.get("by_found_grade"):
         same_grade = validation["by_found_grade"][grade]
         if not same_grade:
             return f"; no validation photo had a {name} count, so there is no typical range for it"
         photos, labels = same_grade["images"], same_grade.get("labels")
-        if photos < MIN_PHOTOS_FOR_A_RANGE:
+        if typical is None:  # fewer than MIN_PHOTOS_FOR_A_RANGE
             text = (f"; only {photos} validation photo{'s' if photos != 1 else ''} had a {name} count: too few "
                     f"for a typical range")
         else:
             below, above = same_grade["marked_minus_found"]
-            low, high = max(0, count + below), max(0, count + above)
             share = "8 in 10" if photos >= 10 else "most"
             # The range first: it is what a reader looks for; how it was found comes after.
-            text = (f"; the marked count on such a photo is typically {low}-{high} ({_grades_spanned(low, high)}): "
-                    f"on the {photos} validation photos where the model's count was {name} too, ACNE04's marked "
-                    f"count was within {below:+d} to {above:+d} of the model's for {share} of them")
+            text = (f"; the marked count on such a photo is typically {typical['low']}-{typical['high']} "
+                    f"({_grades_spanned(typical['low'], typical['high'])}): on the {photos} validation photos where "
+                    f"the model's count was {name} too, ACNE04's marked count was within {below:+d} to {above:+d} "
+                    f"of the model's for {share} of them")
         if labels:
             graded = sum(labels)
             which = "those photos" if graded == photos else f"the {graded} of them that carry one"
             text += f"; the labels of {which}: " + ", ".join(f"{n} {GRADE_NAMES[k]}" for k, n in enumerate(labels) if n)
         return text
-    error = validation.get("count_mae")
-    if error is None:
+    if typical is None:
         return ""
-    low, high = max(0, round(count - error)), round(count + error)
-    return (f"; the marked count on such a photo is typically {low}-{high} ({_grades_spanned(low, high)}): the "
-            f"model's counts were off by {error:.1f} on average in validation (more on some photos)")
+    return (f"; the marked count on such a photo is typically {typical['low']}-{typical['high']} "
+            f"({_grades_spanned(typical['low'], typical['high'])}): the model's counts were off by "
+            f"{validation['count_mae']:.1f} on average in validation (more on some photos)")
 
 
 def _grades_spanned(low: int, high: int) -> str:
@@ -121,7 +117,7 @@ def _grades_spanned(low: int, high: int) -> str:
 
 def _threshold_raised(response: dict) -> bool:
     tta = bool(response["settings"].get("tta"))
-    own = _model_thresholds(response["model"], tta)
+    own = model_thresholds(response["model"], tta)
     used = response["settings"]["score_thresholds"]
     return any(used.get(name, 0) > value for name, value in own.items())
 
@@ -145,7 +141,7 @@ def validation_text(response: dict) -> str:
         text += " Its score thresholds were chosen on those same photos, so these figures flatter it a little."
     if validation["mAP50"] < 0.5:
         text += " **This is a weak model: expect missed lesions and some that are not there.**"
-    if not _validated_settings(response):
+    if not answered_as_validated(response):
         text += (" Those figures are for the model's own settings; this answer used others (a threshold set "
                  "in the app, or slicing or test-time augmentation switched), so its count may be off by more "
                  "or less.")
@@ -161,34 +157,13 @@ def _data_name(path: str) -> str:
     return parts[-1]
 
 
-def _validated_settings(response: dict) -> bool:
-    """Whether the answer was made with the settings the model's validation figures were measured at
-    (slicing where the archive recorded it: archives made before it did not)."""
-    settings, model = response["settings"], response["model"]
-    validated_tta = bool(model["validation"].get("tta"))
-    validated_sliced = model["validation"].get("sliced")
-    if validated_sliced is None:
-        sliced_as_validated = True
-    elif validated_sliced:
-        sliced_as_validated = bool(settings.get("sliced"))
-    else:  # slicing on for a photo no larger than a slice changes nothing: only slices count
-        sliced_as_validated = not settings.get("slices")
-    return (sliced_as_validated and bool(settings.get("tta")) == validated_tta
-            and settings["score_thresholds"] == _model_thresholds(model, validated_tta))
-
-
-def _model_thresholds(model: dict, tta: bool) -> dict:
-    """The model's own score thresholds: those of test-time augmentation when it is on."""
-    return model.get("tta_score_thresholds" if tta else "score_thresholds", {})
-
-
 def thresholds_text(response: dict) -> str:
     """Which score thresholds were applied, and whether they are the model's own."""
     used = response["settings"]["score_thresholds"]
     parts = thresholds_list(used)
     tta = bool(response["settings"].get("tta"))
     own = "the model's for test-time augmentation" if tta else "the model's defaults"
-    origin = own if used == _model_thresholds(response["model"], tta) else "set in the app"
+    origin = own if used == model_thresholds(response["model"], tta) else "set in the app"
     return f"score thresholds: {parts} ({origin})"
 
 

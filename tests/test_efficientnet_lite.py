@@ -2,6 +2,7 @@
 and the committed demo model built from one."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import zipfile
@@ -136,5 +137,27 @@ def test_demo_mar_serves_a_photo(demo_settings, tmp_path):
         report = json.loads((REPO / "model_store" / "demo_eval" / "metrics.json").read_text())
         assert body["model"]["validation"]["mAP50"] == round(report["coco"]["mAP50"], 3)
         assert body["model"]["validation"]["count_mae"] == round(report["at_thresholds"]["count"]["mae"], 2)
+        # Where the marked count typically lies, from the validation photos whose count fell in this grade.
+        same_grade = body["model"]["validation"]["by_found_grade"][body["severity"]["grade"]]
+        below, above = same_grade["marked_minus_found"]
+        assert body["settings"]["as_validated"] is True and body["warnings"] == []
+        assert body["severity"]["typical_range"] == {"low": max(0, body["total"] + below), "high": body["total"] + above,
+                                                     "photos": same_grade["images"], "basis": "same_grade"}
+        # Slicing is off for this model: its details are not given as if applied.
+        assert body["settings"]["sliced"] is False and body["settings"]["slice_size"] is None
+        # At another threshold the validation figures do not hold, and the answer says so.
+        other = requests.post(f"{server['inference']}/predictions/trouble", data=ACNE04_PHOTOS[2].read_bytes(),
+                              headers={"X-Trouble-Threshold": "0.3"}, timeout=300).json()
+        assert other["settings"]["as_validated"] is False and other["severity"]["typical_range"] is None
+        # The batch CSV carries the range too.
+        (tmp_path / "photos").mkdir()
+        shutil.copy(ACNE04_PHOTOS[2], tmp_path / "photos")
+        run_module(["handler.predict_folder", str(tmp_path / "photos"), "--server", server["inference"],
+                    "--out", str(tmp_path / "results.json"), "--csv", str(tmp_path / "counts.csv")])
+        with (tmp_path / "counts.csv").open(newline="") as f:
+            row = next(csv.DictReader(f))
+        assert (row["total"], row["typical_count_low"], row["typical_count_high"]) == (
+            str(body["total"]), str(body["severity"]["typical_range"]["low"]),
+            str(body["severity"]["typical_range"]["high"]))
     finally:
         stop_torchserve(server)

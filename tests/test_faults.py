@@ -213,6 +213,8 @@ def test_a_model_that_cannot_load_turns_ping_unhealthy_and_make_serve_says_so(sm
         # Exit code 3, on which `make serve` stops this server (and only on it).
         assert ready.returncode == 3 and "gave up on the 'trouble' model" in ready.stderr, ready.stderr[-1000:]
         assert "model.pth" in ready.stderr and "Traceback" not in ready.stderr.split("Last lines")[0]
+        # The log read is the one TorchServe writes, in its LOG_LOCATION (not always ./logs).
+        assert f"Last lines of {server['logs'] / 'model_log.log'}:" in ready.stderr, ready.stderr[-1000:]
         # The batch CLI stops at once (each photo would wait for TorchServe's 300 s timeout in turn).
         result = predict_folder(ACNE04_PHOTOS[0].parent, "--server", server["inference"], "--out",
                                 tmp_path / "results.json")
@@ -235,6 +237,8 @@ def test_cli_with_a_damaged_checkpoint_exits_2_naming_the_file(smoke_mar, tmp_pa
     result = predict_folder(ACNE04_PHOTOS[0].parent, "--model", mar, "--out", tmp_path / "results.json")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "model.pth" in result.stderr
+    # Named by the archive and the file in it, not by the temporary copy it was unpacked to (gone by then).
+    assert f"error: {mar}: " in result.stderr and "trouble-mar-" not in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "will likely succeed" not in result.stderr
     assert not (tmp_path / "results.json").exists()
 

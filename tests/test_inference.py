@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -165,6 +166,24 @@ def test_photo_warnings_for_dark_and_small_photos():
     brightened = photo_warnings(0.5, "face", False, brightness=40, brightened_by=2.75)[0]
     assert brightened["title"] == "A dark photo, brightened 2.8x for the model" and "less sure" in brightened["detail"]
     assert "likely too low" in photo_warnings(0.5, "face", False, brightness=40)[0]["detail"]
+    # Brightened for the model, its skin is judged (on the brightened photo): a small face is named too.
+    assert [w["code"] for w in photo_warnings(0.1, "none", False, brightness=30, brightened_by=3.0)] == \
+        ["dark", "small_face"]
+
+
+def test_a_small_face_in_a_dark_wide_photo_is_named(detector):
+    """A face in the middle of a dark, wide photo: "dark" had been the only warning, as if the count
+    were merely less sure, where the face is too small in it for the model (the count is likely too low)."""
+    from trouble.photo_checks import judge_photo
+
+    face = (np.asarray(Image.open(ACNE04_PHOTOS[1]).convert("RGB").resize((500, 500))) * 0.35).astype(np.uint8)
+    wide = Image.new("RGB", (1920, 1080), (15, 15, 15))
+    wide.paste(Image.fromarray(face), (710, 290))
+    answer = detector.predict(jpeg_copy(wide), framing="none", sliced=False)
+    assert [w["code"] for w in answer["warnings"]] == ["dark", "small_face"] and answer["image"]["brightened_by"] > 1
+    # Not brightened, its skin is too dark to judge: the dark warning alone, which says the count is likely too low.
+    unbrightened = judge_photo(np.asarray(wide), "none", None, wide.size, brighten_dark=False)
+    assert [w["code"] for w in unbrightened.warnings] == ["dark"] and "likely too low" in unbrightened.warnings[0]["detail"]
 
 
 def test_a_dark_photo_is_brightened_for_the_model_and_the_answer_says_so(detector):
@@ -500,6 +519,41 @@ def test_bad_bytes_raise_bad_input(data, code):
     with pytest.raises(BadInput) as error:
         decode_image(data)
     assert error.value.code == code and str(error.value)
+
+
+def test_a_jpeg_whose_data_ends_early_is_refused_and_a_photo_on_grey_is_not():
+    """PIL decodes a JPEG whose data stops early, if it still ends with an end marker, without an
+    error: the rows it has no data for come out flat grey, and a count on the half photo was answered."""
+    def jpeg(image, **options):
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=90, **options)
+        return out.getvalue()
+
+    face = Image.open(ACNE04_PHOTOS[0]).convert("RGB")
+    on_grey = Image.new("RGB", (1280, 1280), (128, 128, 128))  # the grey libjpeg fills with
+    on_grey.paste(face, (320, 320))
+    whole = jpeg(on_grey)
+    for photo in (whole, jpeg(on_grey, progressive=True), jpeg(on_grey.convert("L")), jpeg(face)):
+        decode_image(photo)  # whole files, with a grey band of their own or none: accepted
+    data = jpeg(face)
+    taller = bytearray(data)  # a header claiming twice the photo's height: the lower half has no data
+    height_at = data.index(b"\xff\xc0") + 5  # the frame header (baseline): length, precision, height, width
+    taller[height_at:height_at + 2] = (2 * face.height).to_bytes(2, "big")
+    for broken, least, most in ((data[:len(data) // 2] + b"\xff\xd9", 30, 70),
+                                (whole[:len(whole) // 2] + b"\xff\xd9", 30, 70), (bytes(taller), 45, 50)):
+        with pytest.raises(BadInput) as error:
+            decode_image(broken)
+        missing = re.search(r"data ends early: the lower (\d+)% of the photo is missing", str(error.value))
+        assert error.value.code == "corrupt_image" and missing and least <= int(missing[1]) <= most, str(error.value)
+
+
+def test_a_cut_heic_is_refused_in_one_line():
+    """libheif's message ends in a line break, which had been shown inside the brackets."""
+    out = io.BytesIO()
+    Image.open(ACNE04_PHOTOS[0]).save(out, "HEIF", quality=80)
+    with pytest.raises(BadInput) as error:
+        decode_image(out.getvalue()[:len(out.getvalue()) // 2])
+    assert error.value.code == "corrupt_image" and "\n" not in str(error.value) and str(error.value).endswith(").")
 
 
 def test_bad_parameters_raise_bad_input(detector):

@@ -310,6 +310,8 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
             assert all(abs(datetime.now(timezone.utc) - datetime.fromisoformat(t)) < timedelta(minutes=30)
                        for t in times), times
         assert server_row == model_row
+        # --threshold is not the model's own: its validation figures give no typical range
+        assert server_row["typical_count_low"] == server_row["typical_count_high"] == ""
         if not server_row["error"]:
             counts = [int(server_row[name]) for name in ("comedone", "papule", "pustule")]
             assert sum(counts) == int(server_row["total"]) > 0
@@ -446,6 +448,12 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     same_folder = run_module(["handler.predict_folder", str(photos), "--model", str(smoke_mar), "--out", str(out),
                               "--annotated", str(photos)], check=False)
     assert same_folder.returncode == 2 and "would replace photos" in same_folder.stderr
+    # A bad option is refused as such, writing nothing, also when a file before the first photo the model
+    # sees was skipped (0_broken.jpg): it was blamed on "the server", and every photo marked 'not analysed'.
+    bad_option = run_module(["handler.predict_folder", str(photos), "--model", str(smoke_mar), "--threshold", "1.5",
+                             "--out", str(out)], check=False)
+    assert bad_option.returncode == 2 and "threshold must be in [0, 1], got 1.5" in bad_option.stderr \
+        and "server" not in bad_option.stderr and not out.exists(), bad_option.stderr
 
     # Ctrl-C while the model loads (the imports of torch and mmdet take seconds; the CLI's own 0.3 s).
     loading = subprocess.Popen([sys.executable, "-m", "handler.predict_folder", str(photos), "--model",
@@ -470,6 +478,8 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     responses = read_json(out)["responses"]
     done = [r for r in responses if "error" not in r]
     assert len(responses) == 152 and 0 < len(done) < 151
+    # The photos never reached are counted as such, not as skipped.
+    assert f"in {len(done)} photos; 1 photos skipped (see 'responses'); {151 - len(done)} not analysed" in stdout, stdout
     assert responses[-1]["error"] == "not analysed: the run was interrupted" and responses[-1]["code"] == "not_analysed"
     with (tmp_path / "counts.csv").open(newline="") as f:
         assert next(csv.reader(f))[:4] == ["file_name", "comedone", "papule", "pustule"]

@@ -8,6 +8,7 @@ truncated files, SVG or PDF bytes).
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 import time
@@ -63,7 +64,8 @@ def unreadable_image(error: Exception) -> BadInput:
         return BadInput("too_much_metadata", f"The PNG carries more metadata (text or a colour profile) than "
                                              f"accepted (over {PngImagePlugin.MAX_TEXT_CHUNK / 2**20:g} MB "
                                              f"unpacked): save it again without metadata, or as a JPEG.", 413)
-    return BadInput("corrupt_image", f"The image data is truncated or corrupt ({error}).")
+    reason = " ".join(str(error).split())  # libheif's messages end in a line break
+    return BadInput("corrupt_image", f"The image data is truncated or corrupt ({reason}).")
 
 
 def photos_in_subfolders(folder, suffixes=PHOTO_SUFFIXES, skip=()) -> dict:
@@ -171,6 +173,7 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
             # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
             image.draft("RGB", (max_side, max_side))
         image.load()
+        missing = jpeg_rows_missing(data, image) if image_format in ("JPEG", "MPO") else 0.0
         # A huge PNG or WebP (a few hundred KB of one colour can hold 100 MP) is shrunk before the
         # conversions below, which would otherwise make several full-size copies of it (of a
         # palette image, in RGBA).
@@ -183,6 +186,9 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
         rgb = upright_rgb(image, orientation)
     except (OSError, ValueError, SyntaxError, struct.error) as error:
         raise unreadable_image(error) from error
+    if missing:
+        raise BadInput("corrupt_image", f"The JPEG's data ends early: the lower {math.floor(missing * 100)}% of the "
+                                        f"photo is missing (it decodes as flat grey). Send the whole file.")
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
         width, height = height, width
     if max(rgb.size) > max_side:
@@ -195,20 +201,67 @@ def taken_at(exif: Image.Exif) -> str | None:
     """When the camera took the photo, from EXIF DateTimeOriginal (with OffsetTimeOriginal where the
     camera wrote one), as ISO 8601: "2026-10-01T14:22:05+02:00"; None when it is missing or malformed.
     Follow-up photos are compared by it: a file's own date changes when it is copied."""
-    def text(tag) -> str:  # ASCII as EXIF says, or bytes where a camera stored it as UNDEFINED
-        value = details.get(tag, "")
-        return (value.decode("ascii", "ignore") if isinstance(value, bytes) else str(value)).strip("\x00 ")
-
     try:
         details = exif.get_ifd(0x8769)  # the Exif sub-IFD
-        taken = datetime.strptime(text(0x9003), "%Y:%m:%d %H:%M:%S")
+        taken = datetime.strptime(_exif_text(details, 0x9003), "%Y:%m:%d %H:%M:%S")
     except (ValueError, TypeError, KeyError, OSError, struct.error):
         return None  # none, or a malformed one: the analysis does not depend on it
     try:
-        taken = taken.replace(tzinfo=datetime.strptime(text(0x9011), "%z").tzinfo)
+        taken = taken.replace(tzinfo=datetime.strptime(_exif_text(details, 0x9011), "%z").tzinfo)
     except ValueError:
         pass  # no offset, or a malformed one: the camera's clock time as written
     return taken.isoformat()
+
+
+def _exif_text(ifd: dict, tag: int) -> str:
+    """An EXIF text tag: ASCII as EXIF says, or bytes where a camera stored it as UNDEFINED."""
+    value = ifd.get(tag, "")
+    return (value.decode("ascii", "ignore") if isinstance(value, bytes) else str(value)).strip("\x00 ")
+
+
+def jpeg_rows_missing(data: bytes, image: Image.Image) -> float:
+    """The share of a decoded JPEG's rows that its data did not reach (0.0 for a whole file).
+
+    A JPEG whose data stops early but which still ends with an end marker (a damaged or cut file
+    mended by a tool; a header claiming a larger size than its data) decodes without an error in
+    PIL: libjpeg fills the rows it has no data for with flat grey (128) and only warns, and PIL
+    drops the warning. A photo may end in a grey band of its own (one pasted on a grey canvas), so a
+    band is confirmed by decoding the data again without its end marker: there libjpeg stops where
+    the data stops, leaving the rest black, so a band it never reaches has no data behind it."""
+    # Progressive JPEGs give no rows until the end, so the second decode tells nothing of them.
+    if image.info.get("progressive") or image.info.get("progression"):
+        return 0.0
+    if not np.all(np.asarray(image.crop((0, image.height - 1, image.width, image.height))) == 128):
+        return 0.0  # the last row alone first: a whole copy of the photo only where it ends in grey
+    rgb = np.asarray(image)
+    band = trailing_rows(rgb, 128)
+    try:  # PIL's own incremental decoding (as ImageFile.Parser does it), on a copy of the image
+        with warnings.catch_warnings():  # decode_image has checked its size
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            copy = Image.open(io.BytesIO(data))
+        stored_height = copy.height
+        copy.draft(image.mode, image.size)  # the scale `image` was decoded at
+        copy.load_prepare()
+        tile = copy.tile[0]
+        decoder = Image._getdecoder(copy.mode, tile.codec_name, tile.args, copy.decoderconfig)
+        decoder.setimage(copy.im, tile.extents)
+        decoder.decode(bytes(data[tile.offset:]).removesuffix(b"\xff\xd9"))
+        decoder.cleanup()
+        stopped = np.asarray(Image.Image()._new(copy.im))
+    except Exception:  # noqa: BLE001  a check that fails refuses nothing
+        return 0.0
+    if stopped.shape != rgb.shape:
+        return 0.0
+    unreached = trailing_rows(stopped, 0)
+    # Without its end marker a whole file also stops short, by a row of blocks (8 or 16 px) or so.
+    last_blocks = 32 * rgb.shape[0] / stored_height
+    return band / rgb.shape[0] if unreached >= band and unreached > last_blocks else 0.0
+
+
+def trailing_rows(pixels: np.ndarray, value: int) -> int:
+    """How many rows at the bottom of an image array have every pixel (every channel) at `value`."""
+    flat = np.all(pixels.reshape(pixels.shape[0], -1) == value, axis=1)
+    return len(flat) if flat.all() else int(np.argmin(flat[::-1]))  # the first row from the bottom that is not
 
 
 # EXIF orientation → the turn that shows the photo as displayed.

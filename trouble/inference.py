@@ -14,6 +14,7 @@ adapter between an mmdet detector and SAHI, and runs a batch of slices through t
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import asdict
@@ -25,6 +26,7 @@ from sahi.predict import get_prediction, get_sliced_prediction
 from sahi.prediction import ObjectPrediction
 from sahi.slicing import get_slice_bboxes
 
+from trouble.count_range import answered_as_validated, typical_count_range
 from trouble.framing import face_crop
 from trouble.fusion import fuse_passes
 from trouble.images import BadInput, DecodedImage, decode_image
@@ -305,10 +307,11 @@ class TroubleDetector:
             extract_mar(path, Path(unpacked))
             try:
                 return cls(Path(unpacked), device, input_size, nms_iou)
-            except FileNotFoundError as error:  # name the archive, not the temporary copy
-                raise FileNotFoundError(f"{path}: {error}") from None
+            # Named by the archive and the file's name in it, not by the temporary copy's path.
+            except FileNotFoundError as error:
+                raise FileNotFoundError(f"{path}: {str(error).replace(unpacked + os.sep, '')}") from None
             except ValueError as error:
-                raise ValueError(f"{path}: {error}") from None
+                raise ValueError(f"{path}: {str(error).replace(unpacked + os.sep, '')}") from None
 
     def model_info(self) -> dict:
         return {"name": self.settings.model_name, "version": str(self.settings.model_version),
@@ -450,7 +453,8 @@ class TroubleDetector:
         counts = {name: 0 for name in self.classes}
         for detection in detections:
             counts[detection["type"]] += 1
-        return {
+        sliced = slicing.enabled
+        response = {
             "model": self.model_info(),
             "image": {"width": image.original_width, "height": image.original_height,
                       "working_width": int(image.rgb.shape[1]), "working_height": int(image.rgb.shape[0]),
@@ -465,16 +469,22 @@ class TroubleDetector:
             "severity": describe_grade(len(detections)),
             # What about the photo makes this count say little (no colour, dark, small, no face, a small one).
             "warnings": photo.warnings + self._cap_warning(len(detections)),
+            # What was applied: the slicing details only where slicing was on.
             "settings": {"score_thresholds": thresholds, "input_size": self.input_size, "nms_iou": self.nms_iou,
-                         "sliced": slicing.enabled, "slice_size": slicing.slice_size, "slices": slices,
-                         "overlap": slicing.overlap,
-                         "postprocess": slicing.postprocess, "full_image_pass": slicing.full_image_pass,
+                         "sliced": sliced, "slice_size": slicing.slice_size if sliced else None, "slices": slices,
+                         "overlap": slicing.overlap if sliced else None,
+                         "postprocess": slicing.postprocess if sliced else None,
+                         "full_image_pass": slicing.full_image_pass if sliced else None,
                          "framing": framing,
                          # Test-time augmentation: the passes over each image (or slice), fused.
                          "tta": len(passes) > 1, "passes": len(passes),
                          # The part of the photo the model was run on (original pixels), or None for all of it.
                          "face_crop": [round(v * scale, 1) for v in crop] if crop else None},
         }
+        # Whether the model's validation figures hold for this answer, and the count's typical range from them.
+        response["settings"]["as_validated"] = answered_as_validated(response)
+        response["severity"]["typical_range"] = typical_count_range(response)
+        return response
 
     def _cap_warning(self, total: int) -> list[dict]:
         """A count as large as the boxes one model pass keeps may have been cut there (a threshold

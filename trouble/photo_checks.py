@@ -54,8 +54,9 @@ def judge_photo(rgb, framing: str, face_crop, photo_size: tuple[int, int],
     archive older than warnings, the app's. Its answer runs with `framing`, on `face_crop` (x1, y1, x2, y2
     in the photo's own pixels) or, None, on the whole photo of `photo_size` (width, height)."""
     small = working_copy(rgb)  # measured once, at the size the measures work at
-    skin, light = skin_fraction(small), brightness(small)
+    light = brightness(small)
     gain = brightening_gain(light) if brighten_dark else 1.0
+    skin = skin_fraction(brightened(small, gain))  # of the photo as the model is given it
     x1, y1, x2, y2 = face_crop or (0, 0, *photo_size)
     return PhotoJudgement(skin, light, gain, photo_warnings(
         skin, framing, face_cropped=face_crop is not None, brightness=light,
@@ -87,9 +88,11 @@ def photo_warnings(skin_fraction: float | None, framing: str, face_cropped: bool
     face_cropped: whether the model was run on a crop to the face (then the face is not small in
     what it saw); brightness: trouble.skin.brightness of the photo; analysed_size: (width, height)
     in the photo's own pixels of what the model was run on; brightened_by: what the model's input was
-    brightened by (brightening_gain). Checks whose measure is None are not made."""
+    brightened by (brightening_gain), and skin_fraction measured on it so. Checks whose measure is
+    None are not made."""
     warnings = []
-    if brightness is not None and brightness < DARK_BRIGHTNESS:  # alone: colour and skin too dark to judge
+    dark = brightness is not None and brightness < DARK_BRIGHTNESS
+    if dark:
         if brightened_by > 1:  # the count may then be off either way (docs/FIGURES.md, "Photo conditions")
             warnings.append({
                 "code": "dark", "title": f"A dark photo, brightened {brightened_by:.1f}x for the model",
@@ -101,6 +104,8 @@ def photo_warnings(skin_fraction: float | None, framing: str, face_cropped: bool
                 "code": "dark", "title": "A dark photo",
                 "detail": "Lesions are hard to see in it, and the model finds fewer: this count is likely too low. "
                           "Take the photo in brighter, even light."})
+    if dark and brightened_by == 1:
+        pass  # colour and skin too dark to judge: the dark warning alone (brightened, they are judged)
     elif skin_fraction is None:  # measured: docs/FIGURES.md, "Photos without colour"
         warnings.append({
             "code": "no_colour", "title": "A photo with little or no colour (grey-scale, sepia, a filter)",
