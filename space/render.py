@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import html
 
-from trouble.count_range import answered_as_validated, model_thresholds, typical_count_range
+from trouble.count_range import (MIN_PHOTOS_FOR_A_RANGE, answered_as_validated, model_thresholds,
+                                  typical_count_range)
 from trouble.photo_checks import COUNT_TOO_LOW
 from trouble.severity import GRADE_NAMES, grade_from_count, lesions, scale_text
 # The drawing itself is shared with the batch CLI: trouble/render.py (the app draws through here).
@@ -87,7 +88,7 @@ def count_range_text(response: dict) -> str:
         if not same_grade:
             return f"; no validation photo had a {name} count, so there is no typical range for it"
         photos, labels = same_grade["images"], same_grade.get("labels")
-        if typical is None:  # fewer than MIN_PHOTOS_FOR_A_RANGE
+        if photos < MIN_PHOTOS_FOR_A_RANGE or typical is None:
             text = (f"; only {photos} validation photo{'s' if photos != 1 else ''} had a {name} count: too few "
                     f"for a typical range")
         else:

@@ -155,6 +155,9 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
     write_voc_xml(src / "truncated.xml", "truncated.jpg", 320, 320, boxes, labels)
     data = (src / "truncated.jpg").read_bytes()
     (src / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    # Cut, then given its end marker back (as a repair tool does): it decodes, the lower rows flat grey
+    write_voc_xml(src / "mended.xml", "mended.jpg", 320, 320, boxes, labels)
+    (src / "mended.jpg").write_bytes(data[: len(data) // 2] + b"\xff\xd9")
     write_image(src, "noxml.jpg", seed=7)
     (src / "broken_noxml.jpg").write_bytes(data[:100])  # skipped: not also counted as a negative kept
     Image.new("RGB", (8, 8), (200, 150, 130)).save(src / "tiny.png")  # the model server refuses it
@@ -176,7 +179,7 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
               for kind, problem in problems.items()}
     assert counts == {
         "bad_annotation_file": (1, ["unparsable.xml"]),
-        "unreadable_image": (2, ["broken_noxml.jpg", "truncated.jpg"]),
+        "unreadable_image": (3, ["broken_noxml.jpg", "mended.jpg", "truncated.jpg"]),
         "unsupported_format": (3, ["bitmap.bmp", "moving.jpg", "scan.tif"]),
         "too_small": (1, ["tiny.png"]),
         "size_mismatch": (1, ["badsize.jpg"]),
@@ -187,6 +190,7 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
         "no_boxes": (2, ["noobjects.jpg", "noxml.jpg"]),
     }
     assert "nodule" in problems["unknown_class"]["files"][0]
+    assert any(f.startswith("mended.jpg") and "JPEG data ends early" in f for f in problems["unreadable_image"]["files"])
     coco = load_coco(tmp_path / "out" / "train")
     found = boxes_by_file(coco)
     assert sorted(found) == ["badsize.jpg", "good.jpg", "noobjects.jpg", "noxml.jpg", "outside.jpg", "unknown.jpg",

@@ -533,18 +533,26 @@ def test_a_jpeg_whose_data_ends_early_is_refused_and_a_photo_on_grey_is_not():
     on_grey = Image.new("RGB", (1280, 1280), (128, 128, 128))  # the grey libjpeg fills with
     on_grey.paste(face, (320, 320))
     whole = jpeg(on_grey)
-    for photo in (whole, jpeg(on_grey, progressive=True), jpeg(on_grey.convert("L")), jpeg(face)):
-        decode_image(photo)  # whole files, with a grey band of their own or none: accepted
+    black_border = Image.new("RGB", (640, 800))  # ends in black, the colour the check's second decode leaves
+    black_border.paste(face, (0, 0))
+    for photo in (whole, jpeg(on_grey, progressive=True), jpeg(on_grey.convert("L")), jpeg(face),
+                  jpeg(on_grey.convert("CMYK")), jpeg(black_border)):
+        for max_side in (4096, 300):  # as served, and decoded at a reduced scale (the app's quick check)
+            decode_image(photo, max_side=max_side)  # whole files, with a band of their own or none: accepted
     data = jpeg(face)
     taller = bytearray(data)  # a header claiming twice the photo's height: the lower half has no data
     height_at = data.index(b"\xff\xc0") + 5  # the frame header (baseline): length, precision, height, width
     taller[height_at:height_at + 2] = (2 * face.height).to_bytes(2, "big")
+    cmyk = jpeg(on_grey.convert("CMYK"))
     for broken, least, most in ((data[:len(data) // 2] + b"\xff\xd9", 30, 70),
-                                (whole[:len(whole) // 2] + b"\xff\xd9", 30, 70), (bytes(taller), 45, 50)):
-        with pytest.raises(BadInput) as error:
-            decode_image(broken)
-        missing = re.search(r"data ends early: the lower (\d+)% of the photo is missing", str(error.value))
-        assert error.value.code == "corrupt_image" and missing and least <= int(missing[1]) <= most, str(error.value)
+                                (whole[:len(whole) // 2] + b"\xff\xd9", 30, 70), (bytes(taller), 45, 50),
+                                (cmyk[:len(cmyk) // 2] + b"\xff\xd9", 30, 70)):
+        for max_side in (4096, 300):
+            with pytest.raises(BadInput) as error:
+                decode_image(broken, max_side=max_side)
+            missing = re.search(r"data ends early: (\d+)% of the photo is missing", str(error.value))
+            assert error.value.code == "corrupt_image" and missing and least <= int(missing[1]) <= most, \
+                str(error.value)
 
 
 def test_a_cut_heic_is_refused_in_one_line():

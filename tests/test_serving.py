@@ -322,6 +322,27 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
     assert {name: codes for name, codes in photo_warnings.items() if codes} == {"IMG_0003.HEIC": ["no_colour"]}
 
 
+def test_the_csv_gives_a_typical_range_only_where_it_is_known(tmp_path):
+    """Answers of archives made before answers carried a typical range are given one from their
+    validation figures; not where they carry no warnings either (a range needs a photo without any)."""
+    from handler.predict_folder import write_counts_csv
+    from trouble.severity import describe_grade
+
+    validation = {"data": "data/acne04/valid/annotations.json", "images": 283, "mAP50": 0.31, "count_mae": 4.2,
+                  "by_found_grade": [None, {"images": 12, "mae": 3.3, "marked_minus_found": [-2, 6], "labels": None},
+                                     None, None]}
+    response = {"file_name": "a.jpg", "model": {"classes": ["acne"], "score_thresholds": {"acne": 0.23},
+                                                "validation": validation},
+                "image": {}, "counts": {"acne": 7}, "total": 7, "severity": describe_grade(7),
+                "settings": {"score_thresholds": {"acne": 0.23}, "sliced": False, "slices": 0, "tta": False},
+                "analysed_at": "2026-11-28T09:00:00+00:00"}
+    write_counts_csv(tmp_path / "counts.csv", ["acne"], [{**response, "warnings": []}, response])
+    with (tmp_path / "counts.csv").open(newline="") as f:
+        with_warnings, older = list(csv.DictReader(f))
+    assert (with_warnings["typical_count_low"], with_warnings["typical_count_high"]) == ("5", "13")
+    assert older["warnings"] == "not given (an archive older than warnings)" and older["typical_count_low"] == ""
+
+
 def test_no_two_photos_get_one_drawing_name():
     """a.jpg and a.png would both be drawn as a.png, and a.jpg's fallback a.jpg.png is a photo's own
     drawing name where a photo is named a.jpg.png: one drawing replaced another without a word."""

@@ -1,6 +1,7 @@
 """The importer's checks of every record read: the image decoded and its size, EXIF turn, boxes, grade,
 group and a unique name; the problems the importer reports (PROBLEMS, DataError) and its summary."""
 
+import io
 import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from trouble.images import ACCEPTED_FORMATS, MIN_SIDE
+from trouble.images import ACCEPTED_FORMATS, MIN_SIDE, jpeg_rows_missing
 
 # What both readers take: mmdet's loader (OpenCV) in training, the inference core (PIL) in evaluation
 # and serving. OpenCV reads no HEIC; the core refuses BMP, TIFF and GIF.
@@ -73,7 +74,8 @@ def read_image_size(path):
     (starting with "format" for a readable image in a format outside TRAINABLE_FORMATS, "size" for one
     too small to serve)."""
     try:
-        with Image.open(path) as image:
+        data = Path(path).read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
             if image.format not in TRAINABLE_FORMATS:
                 return f"format {image.format}"
             width, height = image.size
@@ -83,6 +85,10 @@ def read_image_size(path):
             # JPEG: decode at 1/8 scale, which still reads every byte
             image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             image.load()
+            # One that the server would refuse as damaged (its data ends before its last rows)
+            missing = jpeg_rows_missing(data, image) if image.format in ("JPEG", "MPO") else 0.0
+        if missing:
+            return f"its JPEG data ends early: {max(1, math.floor(missing * 100))}% of the photo has none"
         return width, height, orientation
     except Exception as error:  # a broken file can make a decoder raise anything: the image is unreadable
         return f"{type(error).__name__}: {error}"

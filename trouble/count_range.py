@@ -48,9 +48,11 @@ def typical_count_range(response: dict) -> dict | None:
     the model's, "basis": "same_grade". From the average error of all of them ("mean_error") where
     the archive has no figures by grade (archived before them). None where no range can be given:
     no validation figures, a photo warning, other settings than validated, or fewer than
-    MIN_PHOTOS_FOR_A_RANGE validation photos with a count of this grade."""
+    MIN_PHOTOS_FOR_A_RANGE validation photos with a count of this grade; also for an answer without
+    warnings (an archive older than them), which may have had one."""
     validation = response["model"].get("validation") or {}
-    if not validation or response["warnings"] or not answered_as_validated(response):
+    # An archive made before answers carried warnings gives none: not the same as "no warning".
+    if not validation or response.get("warnings", ["not given"]) or not answered_as_validated(response):
         return None
     count = response["severity"]["lesion_count"]
     if validation.get("by_found_grade"):

@@ -43,6 +43,8 @@ DEFAULT_MAX_SIDE = 4096
 # Anything above this is refused before decoding (a 50 MP photo is fine; a 20000x20000 PNG
 # of a few KB is a decompression bomb).
 DEFAULT_MAX_PIXELS = 120_000_000
+# What libjpeg fills a JPEG's rows with where its data ends: 128 (colour and grey), 127 (CMYK as PIL reads it).
+JPEG_FILL_VALUES = (127, 128)
 
 
 class BadInput(ValueError):
@@ -186,8 +188,8 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
         rgb = upright_rgb(image, orientation)
     except (OSError, ValueError, SyntaxError, struct.error) as error:
         raise unreadable_image(error) from error
-    if missing:
-        raise BadInput("corrupt_image", f"The JPEG's data ends early: the lower {math.floor(missing * 100)}% of the "
+    if missing:  # of the stored photo: as displayed (EXIF turned) not always at its bottom
+        raise BadInput("corrupt_image", f"The JPEG's data ends early: {max(1, math.floor(missing * 100))}% of the "
                                         f"photo is missing (it decodes as flat grey). Send the whole file.")
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: width and height swap
         width, height = height, width
@@ -224,44 +226,55 @@ def jpeg_rows_missing(data: bytes, image: Image.Image) -> float:
 
     A JPEG whose data stops early but which still ends with an end marker (a damaged or cut file
     mended by a tool; a header claiming a larger size than its data) decodes without an error in
-    PIL: libjpeg fills the rows it has no data for with flat grey (128) and only warns, and PIL
-    drops the warning. A photo may end in a grey band of its own (one pasted on a grey canvas), so a
-    band is confirmed by decoding the data again without its end marker: there libjpeg stops where
-    the data stops, leaving the rest black, so a band it never reaches has no data behind it."""
-    # Progressive JPEGs give no rows until the end, so the second decode tells nothing of them.
+    PIL: libjpeg fills the rows it has no data for with flat grey and only warns, and PIL drops the
+    warning. A photo may end in a grey band of its own (one pasted on a grey canvas), so a band is
+    confirmed by decoding the data again without its end marker: there libjpeg stops where the data
+    stops and leaves the rest black, so a band it never reaches has no data behind it. Baseline
+    JPEGs only: a progressive one gives no rows until its end. image: `data` decoded (at any draft
+    scale), in its stored orientation."""
     if image.info.get("progressive") or image.info.get("progression"):
         return 0.0
-    if not np.all(np.asarray(image.crop((0, image.height - 1, image.width, image.height))) == 128):
-        return 0.0  # the last row alone first: a whole copy of the photo only where it ends in grey
-    rgb = np.asarray(image)
-    band = trailing_rows(rgb, 128)
-    try:  # PIL's own incremental decoding (as ImageFile.Parser does it), on a copy of the image
+    last_row = np.asarray(image.crop((0, image.height - 1, image.width, image.height)))
+    value = int(last_row.flat[0])
+    if value not in JPEG_FILL_VALUES or not np.all(last_row == value):
+        return 0.0
+    band = trailing_rows(image, value)
+    try:  # PIL's own incremental decoding (as ImageFile.Parser does it), of a copy
         with warnings.catch_warnings():  # decode_image has checked its size
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             copy = Image.open(io.BytesIO(data))
         stored_height = copy.height
-        copy.draft(image.mode, image.size)  # the scale `image` was decoded at
+        copy.draft(image.mode, (copy.width // 8, copy.height // 8))  # 1/8 scale: every byte read, few pixels
         copy.load_prepare()
         tile = copy.tile[0]
         decoder = Image._getdecoder(copy.mode, tile.codec_name, tile.args, copy.decoderconfig)
         decoder.setimage(copy.im, tile.extents)
         decoder.decode(bytes(data[tile.offset:]).removesuffix(b"\xff\xd9"))
         decoder.cleanup()
-        stopped = np.asarray(Image.Image()._new(copy.im))
+        stopped = Image.Image()._new(copy.im)
     except Exception:  # noqa: BLE001  a check that fails refuses nothing
         return 0.0
-    if stopped.shape != rgb.shape:
-        return 0.0
     unreached = trailing_rows(stopped, 0)
-    # Without its end marker a whole file also stops short, by a row of blocks (8 or 16 px) or so.
-    last_blocks = 32 * rgb.shape[0] / stored_height
-    return band / rgb.shape[0] if unreached >= band and unreached > last_blocks else 0.0
+    if unreached == stopped.height:  # no row at all: scans this check cannot follow
+        return 0.0
+    # Compared in the stored photo's rows. Without its end marker a whole file also stops short, by
+    # a row of blocks (8 or 16 px) or so.
+    band_rows, unreached_rows = (band * stored_height / image.height, unreached * stored_height / stopped.height)
+    return band / image.height if unreached_rows >= band_rows and unreached_rows > 32 else 0.0
 
 
-def trailing_rows(pixels: np.ndarray, value: int) -> int:
-    """How many rows at the bottom of an image array have every pixel (every channel) at `value`."""
-    flat = np.all(pixels.reshape(pixels.shape[0], -1) == value, axis=1)
-    return len(flat) if flat.all() else int(np.argmin(flat[::-1]))  # the first row from the bottom that is not
+def trailing_rows(image: Image.Image, value: int, strip: int = 64) -> int:
+    """How many rows at the bottom of an image have every pixel (every channel) at `value`: read in
+    strips from the bottom, up to the first other row."""
+    rows = 0
+    while rows < image.height:
+        top = max(0, image.height - rows - strip)
+        pixels = np.asarray(image.crop((0, top, image.width, image.height - rows)))
+        same = np.all(pixels.reshape(pixels.shape[0], -1) == value, axis=1)
+        if not same.all():
+            return rows + int(np.argmin(same[::-1]))  # the first row from the bottom that differs
+        rows += len(same)
+    return rows
 
 
 # EXIF orientation → the turn that shows the photo as displayed.

@@ -104,29 +104,10 @@ def photo_warnings(skin_fraction: float | None, framing: str, face_cropped: bool
                 "code": "dark", "title": "A dark photo",
                 "detail": "Lesions are hard to see in it, and the model finds fewer: this count is likely too low. "
                           "Take the photo in brighter, even light."})
-    if dark and brightened_by == 1:
-        pass  # colour and skin too dark to judge: the dark warning alone (brightened, they are judged)
-    elif skin_fraction is None:  # measured: docs/FIGURES.md, "Photos without colour"
-        warnings.append({
-            "code": "no_colour", "title": "A photo with little or no colour (grey-scale, sepia, a filter)",
-            "detail": "The model learnt from colour photos and finds far fewer lesions without colour: this count "
-                      "is likely too low. Send the photo as the camera took it, without a filter."})
-    elif skin_fraction < MIN_SKIN_FRACTION:
-        warnings.append({
-            "code": "little_skin", "title": f"Little of this photo looks like skin ({skin_fraction:.0%})",
-            "detail": "If there is no face in it, this count and grade say nothing; if there is one, it is too "
-                      "small in the photo for the model to see its lesions: crop the photo to the face. A strong "
-                      "blue or green colour cast hides skin's colour too (4 of 24 close-ups with a cool cast got "
-                      "this warning): then take the photo in daylight or white light."})
-    elif skin_fraction < SMALL_FACE_SKIN and not face_cropped:
-        looked = framing == "face"  # with face framing off, no face was looked for
-        warnings.append({
-            "code": "small_face",
-            "title": f"The face looks small in this photo ({skin_fraction:.0%} of it is skin), and "
-                     + ("no face was found to crop to" if looked else "face framing was off"),
-            "detail": "The model learnt from close-ups: in a wide photo it sees the lesions too small, and this count "
-                      "is likely too low. Crop the photo to the face" + ("" if looked else ", turn face framing on")
-                      + ", or take a closer one."})
+    # In a dark photo colour and skin are too dark to judge, unless it was brightened (and they were
+    # measured on it brightened).
+    if not dark or brightened_by > 1:
+        warnings += colour_and_skin_warnings(skin_fraction, framing, face_cropped)
     if analysed_size is not None and min(analysed_size) < SMALL_PHOTO_SIDE:
         width, height = analysed_size
         what = "The face's part of this photo is" if face_cropped else "This photo is"
@@ -135,3 +116,29 @@ def photo_warnings(skin_fraction: float | None, framing: str, face_cropped: bool
             "detail": "Its lesions are a few pixels wide, and the model misses many: this count is likely too low. "
                       "Send the photo at full size (a messaging app often sends a shrunk copy)."})
     return warnings
+
+
+def colour_and_skin_warnings(skin_fraction: float | None, framing: str, face_cropped: bool) -> list[dict]:
+    """The one warning, if any, of a photo's colour and skin (photo_warnings' arguments)."""
+    if skin_fraction is None:  # measured: docs/FIGURES.md, "Photos without colour"
+        return [{
+            "code": "no_colour", "title": "A photo with little or no colour (grey-scale, sepia, a filter)",
+            "detail": "The model learnt from colour photos and finds far fewer lesions without colour: this count "
+                      "is likely too low. Send the photo as the camera took it, without a filter."}]
+    if skin_fraction < MIN_SKIN_FRACTION:
+        return [{
+            "code": "little_skin", "title": f"Little of this photo looks like skin ({skin_fraction:.0%})",
+            "detail": "If there is no face in it, this count and grade say nothing; if there is one, it is too "
+                      "small in the photo for the model to see its lesions: crop the photo to the face. A strong "
+                      "blue or green colour cast hides skin's colour too (4 of 24 close-ups with a cool cast got "
+                      "this warning): then take the photo in daylight or white light."}]
+    if skin_fraction < SMALL_FACE_SKIN and not face_cropped:
+        looked = framing == "face"  # with face framing off, no face was looked for
+        return [{
+            "code": "small_face",
+            "title": f"The face looks small in this photo ({skin_fraction:.0%} of it is skin), and "
+                     + ("no face was found to crop to" if looked else "face framing was off"),
+            "detail": "The model learnt from close-ups: in a wide photo it sees the lesions too small, and this count "
+                      "is likely too low. Crop the photo to the face" + ("" if looked else ", turn face framing on")
+                      + ", or take a closer one."}]
+    return []
