@@ -62,6 +62,13 @@ def open_predictor(model: str | None = None, server: str | None = None):
     return TroubleDetector.from_path(model)
 
 
+def model_label(model: dict) -> str:
+    """An answer's model as a sheet names it: "trouble 1.0 (weights 3f2a...)", what tells two archives
+    apart (its weights' hash where the archive has one)."""
+    weights = f" (weights {model['weights_sha256']})" if model.get("weights_sha256") else ""
+    return f"{model['name']} {model['version']}{weights}"
+
+
 def write_counts_csv(path: Path, classes: list, responses: list):
     """One row per photo, in folder order: what a clinic puts in a spreadsheet."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +76,7 @@ def write_counts_csv(path: Path, classes: list, responses: list):
     with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         writer = csv.writer(f)
         header = ["file_name", *classes, "total", "grade", "grade_name", "typical_count_low", "typical_count_high",
-                  "warnings", "taken_at", "analysed_at", "error"]
+                  "warnings", "taken_at", "analysed_at", "model", "score_thresholds", "error"]
         writer.writerow(header)
         for response in responses:
             if "error" in response:  # every column between the name and the error left empty
@@ -83,10 +90,14 @@ def write_counts_csv(path: Path, classes: list, responses: list):
             # Where the marked count typically lies (trouble.count_range); empty where the model's
             # validation gives no range for this answer.
             typical = severity["typical_range"] if "typical_range" in severity else typical_count_range(response)
+            # What a sheet made with --threshold differs by from one at the model's own.
+            used = response["settings"]["score_thresholds"]
+            thresholds = "; ".join(f"{name} {value:g}" for name, value in used.items())
             writer.writerow([response["file_name"], *[response["counts"][name] for name in classes],
                              response["total"], severity["grade"], severity["name"],
                              *((typical["low"], typical["high"]) if typical else ("", "")), warnings,
-                             response["image"].get("taken_at") or "", response["analysed_at"], ""])
+                             response["image"].get("taken_at") or "", response["analysed_at"],
+                             model_label(response["model"]), thresholds, ""])
 
 
 def output_problem(args, paths: list[Path]) -> str | None:

@@ -310,8 +310,13 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
             assert all(abs(datetime.now(timezone.utc) - datetime.fromisoformat(t)) < timedelta(minutes=30)
                        for t in times), times
         assert server_row == model_row
-        # --threshold is not the model's own: its validation figures give no typical range
+        # --threshold is not the model's own: its validation figures give no typical range, and the row says
+        # which thresholds and model made it
         assert server_row["typical_count_low"] == server_row["typical_count_high"] == ""
+        if not server_row["error"]:
+            assert server_row["score_thresholds"] == "; ".join(f"{name} {float(LOW):g}" for name in
+                                                                ("comedone", "papule", "pustule"))
+            assert server_row["model"].startswith("trouble ") and "(weights " in server_row["model"]
         if not server_row["error"]:
             counts = [int(server_row[name]) for name in ("comedone", "papule", "pustule")]
             assert sum(counts) == int(server_row["total"]) > 0
@@ -331,8 +336,8 @@ def test_the_csv_gives_a_typical_range_only_where_it_is_known(tmp_path):
     validation = {"data": "data/acne04/valid/annotations.json", "images": 283, "mAP50": 0.31, "count_mae": 4.2,
                   "by_found_grade": [None, {"images": 12, "mae": 3.3, "marked_minus_found": [-2, 6], "labels": None},
                                      None, None]}
-    response = {"file_name": "a.jpg", "model": {"classes": ["acne"], "score_thresholds": {"acne": 0.23},
-                                                "validation": validation},
+    response = {"file_name": "a.jpg", "model": {"name": "trouble", "version": "1.0", "classes": ["acne"],
+                                                "score_thresholds": {"acne": 0.23}, "validation": validation},
                 "image": {}, "counts": {"acne": 7}, "total": 7, "severity": describe_grade(7),
                 "settings": {"score_thresholds": {"acne": 0.23}, "sliced": False, "slices": 0, "tta": False},
                 "analysed_at": "2026-11-28T09:00:00+00:00"}
@@ -340,6 +345,8 @@ def test_the_csv_gives_a_typical_range_only_where_it_is_known(tmp_path):
     with (tmp_path / "counts.csv").open(newline="") as f:
         with_warnings, older = list(csv.DictReader(f))
     assert (with_warnings["typical_count_low"], with_warnings["typical_count_high"]) == ("5", "13")
+    # Which model and thresholds made the row (an archive without a weights hash: its name and version)
+    assert (with_warnings["model"], with_warnings["score_thresholds"]) == ("trouble 1.0", "acne 0.23")
     assert older["warnings"] == "not given (an archive older than warnings)" and older["typical_count_low"] == ""
 
 
