@@ -170,6 +170,14 @@ def make_dataset(out_dir, n_images=8, size=(320, 320), seed=0, fmt="coco", class
     return truth
 
 
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height with almost no data: what a decompression bomb looks like."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
 if __name__ == "__main__":
     import argparse
 
@@ -180,14 +188,11 @@ if __name__ == "__main__":
     parser.add_argument("--format", choices=("coco", "voc", "yolo"), default="coco",
                         help="coco: ready for training; voc/yolo: to try the importer")
     args = parser.parse_args()
+    # Never into an existing data set (an import's annotations were replaced, its photos unlisted).
+    if Path(args.out_dir).exists() and (not Path(args.out_dir).is_dir() or any(Path(args.out_dir).iterdir())):
+        parser.error(f"{args.out_dir} exists and is not an empty folder: give a new one")
+    if args.n_images < 4:  # a quarter of them are the valid split
+        parser.error(f"n_images must be at least 4 (a quarter of them are the valid split), got {args.n_images}")
     result = make_dataset(args.out_dir, n_images=args.n_images, fmt=args.format)
     print(f"wrote {result['root']}: " + ", ".join(f"{split} {len(images)} images"
                                                  for split, images in result["splits"].items()))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims width x height with almost no data: what a decompression bomb looks like."""
-    def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ACNE04_DATA as ACNE04
+from tests.conftest import run_module
 from tests.synthetic_data import GRADE_REGEX, GROUP_REGEX, LESION_TYPES, make_dataset, make_image, write_voc_xml
 from train.data import DataError, import_dataset, load_coco
 
@@ -892,3 +893,14 @@ def test_a_coco_image_id_of_the_wrong_kind_is_named(tmp_path):
                              str(tmp_path / "src"), "--out", str(tmp_path / "out")],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "an image entry needs an id (a number) and a file_name: {'id': [1]" in result.stdout + result.stderr
+
+
+def test_the_generated_data_set_is_never_written_into_an_existing_one(tmp_path):
+    """Found in an audit: `python -m tests.synthetic_data` (the README's command) into an imported data
+    set replaced its annotations, leaving its photos unlisted."""
+    (tmp_path / "acne04" / "train").mkdir(parents=True)
+    (tmp_path / "acne04" / "train" / "annotations.json").write_text("{}")
+    into = run_module(["tests.synthetic_data", str(tmp_path / "acne04"), "8"], check=False)
+    assert into.returncode == 2 and "exists and is not an empty folder" in into.stderr, into.stderr
+    assert (tmp_path / "acne04" / "train" / "annotations.json").read_text() == "{}"
+    assert run_module(["tests.synthetic_data", str(tmp_path / "new"), "8"]).returncode == 0

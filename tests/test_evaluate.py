@@ -520,3 +520,26 @@ def test_the_batch_clis_output_given_as_predictions_is_named_with_what_to_run(tm
     batch_output.write_text(json.dumps({"categories": [], "images": [], "results": [], "responses": []}))
     with pytest.raises(EvaluationError, match="is the batch CLI's output .* run `python -m train.evaluate --model"):
         evaluate(make_coco([[(1, [10, 10, 20, 20])]]), str(batch_output))
+
+
+def test_saved_detections_are_scored_on_the_images_they_were_made_on(smoke_mar, synthetic_data, tmp_path):
+    """Found in an audit. A --limit run's predictions.json scored without --limit counted every other
+    image as one where nothing was found (mAP50 0.004 instead of 0.117), and scoring into a folder
+    holding another model run's report replaced that report."""
+    gt = str(synthetic_data / "valid" / "annotations.json")
+    run = tmp_path / "run"
+    assert run_cli("--model", str(smoke_mar), "--gt", gt, "--limit", "2", "--out", str(run)).returncode == 0
+    assert json.loads((run / "metrics.json").read_text())["data"]["limit"] == 2
+    saved = str(run / "predictions.json")
+    unlimited = run_cli("--gt", gt, "--predictions", saved, "--out", str(tmp_path / "all"))
+    assert unlimited.returncode == 2 and "had --limit 2): score them with --limit 2" in unlimited.stderr, \
+        unlimited.stderr
+    assert run_cli("--gt", gt, "--predictions", saved, "--limit", "2", "--out", str(tmp_path / "two")).returncode == 0
+    # Another model run's folder: its report stays.
+    other = tmp_path / "other_run"
+    other.mkdir()
+    (other / "predictions.json").write_text("[]")
+    (other / "metrics.json").write_text("{}")
+    into_other = run_cli("--gt", gt, "--predictions", saved, "--limit", "2", "--out", str(other))
+    assert into_other.returncode == 2 and "holds a model run's report" in into_other.stderr, into_other.stderr
+    assert (other / "metrics.json").read_text() == "{}"

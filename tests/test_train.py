@@ -396,6 +396,7 @@ def test_a_config_that_is_not_one_is_a_clear_error(synthetic_data, tmp_path):
                              str(tmp_path / "w"), "--model-store", str(tmp_path / "store")], check=False, timeout=120)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
     (tmp_path / "empty.pth").write_bytes(b"")  # a download cut short
+    torch.save({"neck.conv.weight": torch.zeros(2, 2)}, tmp_path / "detector.pth")
     result = run_module(["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
                          "--model-store", str(tmp_path / "store"), "--weights", str(tmp_path / "empty.pth")],
                         check=False, timeout=120)
@@ -408,7 +409,10 @@ def test_a_config_that_is_not_one_is_a_clear_error(synthetic_data, tmp_path):
             (lite, ["--backbone-weights", str(tmp_path / "none.pth")], f"--backbone-weights {tmp_path / 'none.pth'} not found"),
             (SMOKE, ["--backbone-weights", str(tmp_path / "empty.pth")], "is for EfficientNet-Lite configs"),
             (lite, ["--backbone-weights", str(tmp_path / "empty.pth"), "--from-scratch"], "give one of them"),
-            (SMOKE, ["--weights", "https://example.invalid/"], "names no file")):
+            (SMOKE, ["--weights", "https://example.invalid/"], "names no file"),
+            # Found in an audit: a file that is no weights, or a detector's checkpoint, was a torch traceback.
+            (lite, ["--backbone-weights", str(tmp_path / "empty.pth")], "cannot be read as a file of tensors"),
+            (lite, ["--backbone-weights", str(tmp_path / "detector.pth")], "holds no EfficientNet-Lite weights")):
         result = run_module(["train.train", config, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
                              "--model-store", str(tmp_path / "store"), *options], check=False, timeout=120)
         assert result.returncode == 2 and message in result.stderr, (options, result.stderr[-1500:])
@@ -467,6 +471,23 @@ def test_resume_continues_from_the_last_checkpoint(synthetic_data, tmp_path):
     # config names its COCO checkpoint's URL) likewise, or, offline, failed to download it.
     both = run_module(common + ["--iters", "8", "--resume", "--weights", str(work / "iter_4.pth")], check=False)
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    # Found in an audit: resumed with another model's config, the run failed while loading its checkpoint,
+    # after its record (run_meta.json) was deleted and its resolved config replaced: it could not be archived.
+    record, resolved = (work / "run_meta.json").read_bytes(), (work / "resolved_config.py").read_bytes()
+    other_model = tmp_path / "other_model.py"
+    other_model.write_text(f"_base_ = {str(REPO / SMOKE)!r}\nmodel = dict(bbox_head=dict(feat_channels=24))\n")
+    other = run_module([common[0], str(other_model), *common[2:], "--iters", "8", "--resume"], check=False)
+    assert other.returncode == 2 and "trained another model" in other.stderr and "Traceback" not in other.stderr, \
+        other.stderr[-1500:]
+    assert (work / "run_meta.json").read_bytes() == record and (work / "resolved_config.py").read_bytes() == resolved
+    # --overwrite deleted the checkpoint --weights named, then failed to load it.
+    overwrite = run_module(common + ["--iters", "2", "--overwrite", "--weights", str(work / "iter_4.pth")],
+                           check=False)
+    assert overwrite.returncode == 2 and "which --overwrite deletes" in overwrite.stderr, overwrite.stderr[-1500:]
+    assert (work / "iter_4.pth").read_bytes() == checkpoint
+    # A work dir copied from another machine: last_checkpoint names that machine's path; the checkpoint of
+    # that name beside it is the one continued from.
+    (work / "last_checkpoint").write_text("/gpu/server/work/iter_4.pth")
     config = tmp_path / "with_load_from.py"
     config.write_text(f"_base_ = {str(REPO / SMOKE)!r}\nload_from = 'https://example.invalid/coco.pth'\n")
     resumed = run_module([common[0], str(config), *common[2:], "--iters", "8", "--resume"])
@@ -814,7 +835,7 @@ def test_rearchive_a_mar_with_another_input_size_and_thresholds(smoke_mar, tmp_p
     # Settings an archive would not take are refused, not ignored.
     result = run_module(["train.archive", "--work-dir", str(tmp_path), "--input-size", "800", "--nms-iou", "0.5",
                          "--out", str(tmp_path / "refused")], check=False)
-    assert result.returncode == 2 and "--input-size, --nms-iou work with --mar only" in result.stderr, result.stderr
+    assert result.returncode == 2 and "--input-size, --nms-iou: only with --mar (archive first" in result.stderr, result.stderr
     result = run_module(["train.archive", "--mar", str(smoke_mar), "--half", "--out", str(tmp_path / "refused")],
                         check=False)
     assert result.returncode == 2 and "--half works with --work-dir only" in result.stderr

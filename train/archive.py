@@ -461,7 +461,8 @@ def main(argv=None) -> int:
     source.add_argument("--mar", help="an existing .mar to archive again with other serving settings")
     source.add_argument("--model-dir", help="a staged model folder (model.pth, config.py, model-config.yaml), "
                                             "e.g. one unpacked from a .mar and edited")
-    parser.add_argument("--out", default="model_store", help="folder for trouble.mar")
+    parser.add_argument("--out", default="model_store", help="folder for trouble.mar (default model_store: with "
+                                                              "--mar model_store/trouble.mar, it is rewritten in place)")
     parser.add_argument("--version", help="the model's version, which every answer carries (default: the .mar's "
                                           "or the staged folder's own, else 1.0); each archive also records when "
                                           "it was made and its weights' hash")
@@ -505,8 +506,8 @@ def main(argv=None) -> int:
         parser.error("--half works with --work-dir only")
     mar_only = [f"--{name.replace('_', '-')}" for name in MAR_ONLY_OPTIONS if getattr(args, name) is not None]
     if mar_only and not args.mar:
-        parser.error(f"{', '.join(mar_only)} work with --mar only: archive first, then archive that .mar again "
-                     f"with them")
+        parser.error(f"{', '.join(mar_only)}: only with --mar (archive first, then archive that .mar again "
+                     f"with {'it' if len(mar_only) == 1 else 'them'})")
     try:
         if args.version is not None:
             check_version(args.version)

@@ -18,7 +18,8 @@ Computed:
     python -m train.evaluate --gt data/coco/valid/annotations.json \
         --predictions preds.json --out reports/valid [--score-threshold 0.3 | --thresholds-json T.json]
 
-writes metrics.json, metrics.md and curves.png into --out.
+writes metrics.json, metrics.md, curves.png and thresholds.json (the F1-optimal thresholds) into --out,
+and, with --model or --work-dir, predictions.json (the model's detections, to score again in seconds).
 """
 
 import argparse
@@ -369,6 +370,7 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         # The model's thresholds are within 0.01 of the F1-optimal ones of the evaluation it was
         # archived with, on these photos (train.archive's validation record).
         metrics["at_thresholds"]["chosen_on_these_photos"] = True
+    metrics["data"]["limit"] = limit  # what scoring its predictions.json again must repeat
     if unread:
         metrics["data"]["unreadable_images"] = unread
         metrics["notes"].append(f"{len(unread)} image(s) could not be read and are left out of every figure: "
@@ -427,8 +429,8 @@ def parse_args(argv=None):
                                                        "side for the model (default: the model's setting)")
     parser.add_argument("--nms-iou", type=float, help="with --model/--work-dir: the model's NMS IoU threshold "
                                                       "(default: the model's setting)")
-    parser.add_argument("--out", required=True, help="folder for metrics.json, metrics.md, curves.png "
-                                                     "(and, with --model/--work-dir, predictions.json)")
+    parser.add_argument("--out", required=True, help="folder for metrics.json, metrics.md, curves.png, "
+                                                     "thresholds.json (and, with --model/--work-dir, predictions.json)")
     thresholds = parser.add_mutually_exclusive_group()
     thresholds.add_argument("--score-threshold", type=float,
                             help="one threshold for every type (default: a model's own; for --predictions, those of "
@@ -449,6 +451,11 @@ def parse_args(argv=None):
     if args.predictions and run_options:
         parser.error(f"{', '.join(run_options)}: only with --model or --work-dir (saved predictions are not run "
                      f"again)")
+    other_run = Path(args.out) / "predictions.json"
+    if args.predictions and other_run.is_file() and other_run.resolve() != Path(args.predictions).resolve():
+        # That run's report would be replaced by one of other detections, and left beside its own.
+        parser.error(f"--out {args.out} holds a model run's report and the detections it was made from "
+                     f"({other_run}): give another --out")
     if args.predictions and Path(args.out).resolve() == Path(args.predictions).resolve().parent:
         # The model run's own report sits there: replaced, the run's figures and thresholds are gone.
         parser.error(f"--out {args.out} is the folder of --predictions, whose report (metrics.json) is the model "
@@ -485,6 +492,10 @@ def main(argv=None):
         if args.predictions:
             model_info.setdefault("predictions_file", args.predictions)
             check_made_on(args.predictions, args.gt)
+            ran_limit = (report_beside(args.predictions).get("data") or {}).get("limit")
+            if ran_limit and args.limit != ran_limit:  # the others would count as photos where nothing was found
+                raise EvaluationError(f"{args.predictions} holds the detections of {ran_limit} images (the run that "
+                                      f"saved them had --limit {ran_limit}): score them with --limit {ran_limit}")
             gt = load_ground_truth(args.gt)[0]
             predictions = load_predictions(args.predictions, gt, args.gt)
             if args.limit:  # the images a --limit run scored: predictions of the others are left out
@@ -513,6 +524,9 @@ def main(argv=None):
     except (EvaluationError, BadInput) as e:  # BadInput: an option the model refuses, e.g. --slice-size
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the report is written at the end: before it, nothing in --out has changed
+        print(f"interrupted: the report in {args.out} is written only once every photo is scored", file=sys.stderr)
+        return 130
 
     names = metrics["data"]["types"]
     print("\n".join(headline_table(metrics["coco"], metrics["at_thresholds"], names)))

