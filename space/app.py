@@ -398,9 +398,9 @@ def size_problem(size: int) -> str:
     if size == 0:  # not the server's "the request has no image": the file itself holds nothing
         return ("The file is empty (0 bytes): choose the photo again (a copy that did not finish, or a "
                 "photo still in the cloud, gives such a file).")
-    if size <= MAX_UPLOAD_MB * 1024 * 1024:
+    if size <= MAX_UPLOAD_MB * 1_000_000:  # MB as a file manager counts them (a 24,518,358-byte file: 24.5 MB)
         return ""
-    return f"The photo is {size / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. Send a smaller copy."
+    return f"The photo is {size / 1_000_000:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. Send a smaller copy."
 
 
 def photo_problem(photo_path) -> str:
@@ -568,8 +568,9 @@ def build_app(analyzer: Analyzer) -> gr.Blocks:
                 severity = gr.Markdown(elem_id="trouble-severity")
                 with gr.Row():
                     results_json = gr.File(label="Results (JSON)", elem_id="trouble-json")
-                    annotated_png = gr.File(label="Annotated photo (PNG, at most 2048 px; boxes in the JSON are "
-                                                  "in the photo's own pixels)", elem_id="trouble-png")
+                    annotated_png = gr.File(label="Annotated photo (PNG: the photo at most 2048 px, a caption below "
+                                                  "it; boxes in the JSON are in the photo's own pixels)",
+                                            elem_id="trouble-png")
         app.load(analyzer.health, outputs=mode_line, api_visibility="private")
         app.load(None, js=STATUS_ROLE_JS)
         # Moving the slider means the user wants that threshold: tick the box for them.

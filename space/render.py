@@ -50,12 +50,19 @@ def severity_markdown(response: dict) -> str:
     if severity["lesion_count"] == 0 and _threshold_raised(response):
         text += ("#### No lesion was found at a threshold above the model's own\nLower it, or untick "
                  "\"One score threshold\" to use the model's.\n\n")
+    lowered = _threshold_lowered(response)
+    if lowered:
+        text += ("#### A threshold below the model's own\nThe model keeps more boxes, and more of them are not "
+                 "lesions: this count and grade are likely too high. Untick \"One score threshold\" to use the "
+                 "model's.\n\n")
     # The heading, read alone, must not stand as if the warnings above it did not apply to it.
     codes = {warning["code"] for warning in response["warnings"]}
     too_low = set(COUNT_TOO_LOW)
     if response["image"].get("brightened_by"):  # a dark photo brightened for the model: off either way
         too_low.discard("dark")
-    qualifier = (": likely higher, as the count is likely too low" if codes & too_low
+    qualifier = (": likely lower, as the count reached the model's limit" if "count_capped" in codes
+                 else ": likely lower, as the threshold is below the model's" if lowered
+                 else ": likely higher, as the count is likely too low" if codes & too_low
                  else ": less sure, as the photo is dark" if "dark" in codes
                  else ": it says nothing if there is no face in the photo" if "little_skin" in codes else "")
     text += (f"### Severity: grade {severity['grade']} ({severity['name']}){qualifier}\n"
@@ -116,6 +123,13 @@ def _grades_spanned(low: int, high: int) -> str:
     return names[0] if names[0] == names[1] else f"{names[0]} to {names[1]}"
 
 
+def _threshold_lowered(response: dict) -> bool:
+    tta = bool(response["settings"].get("tta"))
+    own = model_thresholds(response["model"], tta)
+    used = response["settings"]["score_thresholds"]
+    return any(used.get(name, 1) < value for name, value in own.items())
+
+
 def _threshold_raised(response: dict) -> bool:
     tta = bool(response["settings"].get("tta"))
     own = model_thresholds(response["model"], tta)
@@ -130,7 +144,8 @@ def validation_text(response: dict) -> str:
         return ""
     facts = []
     if validation.get("count_mae") is not None:
-        facts.append(f"its lesion count was off by {validation['count_mae']:.1f} per photo on average")
+        facts.append(f"its lesion count was off by {validation['count_mae']:.1f} per photo on average (more on "
+                     f"photos with many lesions)")
     if validation.get("grade_accuracy") is not None:
         facts.append(f"its grade matched the label for {validation['grade_accuracy']:.0%} of them")
     facts.append(f"it scored {validation['mAP50']:.2f} for how well its boxes match the marked lesions "

@@ -249,7 +249,7 @@ def test_too_large_upload_is_refused_before_sending(tmp_path):
 
     big = tmp_path / "big.jpg"
     with open(big, "wb") as f:
-        f.truncate(app.MAX_UPLOAD_MB * 1024 * 1024 + 1)
+        f.truncate(app.MAX_UPLOAD_MB * 1_000_000 + 1)
     # The server address is never contacted: the size check comes first.
     analyzer = app.Analyzer("server", ServerBackend("http://127.0.0.1:9"), None, None)
     outputs = app.analyse(analyzer, str(big), False, 0.3, "model", 640)
@@ -405,9 +405,9 @@ def test_legend_counts_table_and_severity_text():
     response["model"]["validation"] = {"data": "data/acne04/valid/annotations.json", "images": 283, "mAP50": 0.306,
                                        "count_mae": 4.3, "grade_accuracy": 0.781}
     assert ("How far to trust this: on the 283 photos the model was checked on (acne04, valid split), its lesion "
-            "count was off by 4.3 per photo on average, its grade matched the label for 78% of them, and it scored "
-            "0.31 for how well its boxes match the marked lesions (mAP50; 1 is perfect)."
-            ) in render.severity_markdown(response)
+            "count was off by 4.3 per photo on average (more on photos with many lesions), its grade matched the "
+            "label for 78% of them, and it scored 0.31 for how well its boxes match the marked lesions (mAP50; 1 is "
+            "perfect).") in render.severity_markdown(response)
     assert "This is a weak model" in render.severity_markdown(response)  # mAP50 under 0.5
     assert "flatter it" not in render.severity_markdown(response)  # not known of this archive's thresholds
     # 7 lesions, off by 4.3 on average: 3 to 11, mild to moderate; said only of the validated settings
@@ -415,6 +415,18 @@ def test_legend_counts_table_and_severity_text():
             "counts were off by 4.3 on average in validation (more on some photos)") in render.severity_markdown(response)
     other = {**response, "settings": {**response["settings"], "score_thresholds": {"comedone": 0.5, "papule": 0.5}}}
     assert "is typically" not in render.severity_markdown(other)
+    assert "threshold below the model's own" not in render.severity_markdown(other)  # raised, not lowered
+    # A threshold below the model's: more boxes, more of them not lesions; the heading says so too.
+    lowered = {**response, "settings": {**response["settings"], "score_thresholds": {"comedone": 0.1, "papule": 0.3}}}
+    assert render.severity_markdown(lowered).startswith("#### A threshold below the model's own\nThe model keeps more "
+                                                        "boxes, and more of them are not lesions")
+    assert "### Severity: grade 1 (moderate): likely lower, as the threshold is below the model's\n" in \
+        render.severity_markdown(lowered)
+    # At the model's limit of boxes, the count is mostly not lesions: the heading does not stand plain.
+    capped = {**response, "warnings": [{"code": "count_capped", "title": "The count reached the model's limit",
+                                        "detail": "x"}]}
+    assert "### Severity: grade 1 (moderate): likely lower, as the count reached the model's limit\n" in \
+        render.severity_markdown(capped)
     # With the error by the grade of the count found (archives since it), the range is that grade's:
     # a moderate count here, its photos' marked counts -2 to +6 of the model's for 8 in 10.
     by_grade = [{"images": 120, "mae": 1.5, "marked_minus_found": [-2, 4], "labels": [100, 20, 0, 0]},
@@ -656,6 +668,8 @@ def test_the_app_refuses_to_start_on_a_bad_setting_with_one_line(tmp_path):
     (gradio itself reads GRADIO_SERVER_PORT as it is imported, with a traceback for a bad value)."""
     for name, value, message in (("TROUBLE_MODE", "bogus", "TROUBLE_MODE must be one of auto, server, local"),
                                  ("TROUBLE_API_URL", "localhost:8080", "TROUBLE_API_URL must start with http://"),
+                                 # Its example had been "e.g. http://ftp://x".
+                                 ("TROUBLE_API_URL", "ftp://x", "must start with http:// or https://, e.g. http://x\n"),
                                  # Checked as the batch CLI checks --server: it had been "not answering" on the page.
                                  ("TROUBLE_API_URL", "http://:8080", "TROUBLE_API_URL http://:8080 names no host"),
                                  ("GRADIO_SERVER_PORT", "abc", "GRADIO_SERVER_PORT must be a port number"),

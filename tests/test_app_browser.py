@@ -196,7 +196,7 @@ def test_a_file_that_is_no_photo_is_named_as_soon_as_it_is_chosen(smoke_mar, bro
         page = open_page(browser, url)
         # Too large: said in the status line, where it stays (Gradio's own notice would pass).
         page.set_input_files("#trouble-photo input[type=file]", str(large))
-        expect(page.locator("#trouble-status")).to_contain_text("The photo is 21.0 MB; the limit is 20 MB",
+        expect(page.locator("#trouble-status")).to_contain_text("The photo is 22.0 MB; the limit is 20 MB",
                                                                 timeout=60_000)
         page.set_input_files("#trouble-photo input[type=file]", str(fake))
         expect(page.locator("#trouble-status")).to_contain_text("not a readable image", timeout=30_000)
