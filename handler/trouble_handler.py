@@ -48,6 +48,7 @@ class TroubleHandler(BaseHandler):
             try:
                 image_bytes, options = _split_request(row)
                 headers = self.context.get_all_request_header(index) or {}
+                from_header = {}  # option → the header it came as, for a refusal to name
                 for name, value in headers.items():
                     name = str(name).lower()
                     if name in OPTION_HEADERS:
@@ -56,11 +57,17 @@ class TroubleHandler(BaseHandler):
                             raise BadInput("bad_parameter", f"{option} is given twice, as a form field "
                                                             f"({options[option]}) and as the header {name} "
                                                             f"({value}): give it once.")
-                        options[option] = value
+                        options[option], from_header[option] = value, name
                     elif name.startswith("x-trouble-"):
                         raise BadInput("bad_parameter", f"Unknown header {name}: the options are "
                                                         f"{', '.join(OPTION_HEADERS)}.")
-                self.detector.resolve_request(*(options.get(name) for name in OPTION_NAMES))
+                try:
+                    self.detector.resolve_request(*(options.get(name) for name in OPTION_NAMES))
+                except BadInput as error:  # "tta must be ..." names the form field: say which header it was
+                    header = next((h for option, h in from_header.items() if str(error).startswith(option)), None)
+                    if header is None:
+                        raise
+                    raise BadInput(error.code, f"{error} (sent as the header {header})", error.http_status) from None
                 requests.append((self.detector.decode(image_bytes), options))
             except Exception as error:  # noqa: BLE001  one request's failure is its own answer
                 requests.append(_refusal(error))

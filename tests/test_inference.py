@@ -171,6 +171,18 @@ def test_photo_warnings_for_dark_and_small_photos():
         ["dark", "small_face"]
 
 
+def test_a_lit_face_cropped_from_a_dim_room_is_not_dark(detector):
+    """Found in an audit: dark or not was judged of the whole photo, so a well-lit face in a dim room
+    was brightened (1.8x, over-exposed) and its answer said "dark" although the model saw the face's crop."""
+    room = Image.new("RGB", (2400, 1600), (25, 25, 25))
+    room.paste(Image.open(ACNE04_PHOTOS[2]).convert("RGB"), (880, 480))
+    cropped = detector.predict(jpeg_copy(room), framing="face", sliced=False)
+    assert cropped["settings"]["face_crop"] and cropped["image"]["brightened_by"] is None
+    assert "dark" not in [w["code"] for w in cropped["warnings"]] and cropped["image"]["brightness"] > 90
+    whole = detector.predict(jpeg_copy(room), framing="none", sliced=False)  # the model sees the dim room
+    assert whole["image"]["brightened_by"] > 1 and "dark" in [w["code"] for w in whole["warnings"]]
+
+
 def test_a_small_face_in_a_dark_wide_photo_is_named(detector):
     """A face in the middle of a dark, wide photo: "dark" had been the only warning, as if the count
     were merely less sure, where the face is too small in it for the model (the count is likely too low)."""

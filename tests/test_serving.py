@@ -109,6 +109,7 @@ def test_three_type_photo_multipart_and_options(torchserve, detector, three_type
     assert augmented.json()["settings"]["passes"] == 4 and body["settings"]["passes"] == 1
     refused = post(torchserve, three_type_photo, {"X-Trouble-TTA": "maybe"})
     assert refused.status_code == 400 and "tta must be true or false" in refused.json()["error"]
+    assert "(sent as the header x-trouble-tta)" in refused.json()["error"]  # not the form field a client never sent
 
 
 def test_default_thresholds_come_from_the_model(torchserve, detector, three_type_photo):

@@ -403,7 +403,7 @@ class TroubleDetector:
                     if slices else "the whole image")
             tta = f", each in {len(passes)} test-time augmentation passes" if len(passes) > 1 else ""
             raise BadInput("too_much_work",
-                           f"This photo would take {images * len(passes)} model passes ({what}{tta}); this server "
+                           f"This photo would take {images * len(passes)} model passes ({what}{tta}); this model "
                            f"allows {limit} per photo. Use a larger slice size, or turn sliced inference or "
                            f"test-time augmentation off.")
         return images * len(passes)

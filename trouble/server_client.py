@@ -55,7 +55,7 @@ def address_problem(url: str) -> str | None:
     CLI check it before the first call, where requests would call a mistyped address unreachable and
     send people to look at a server that is running."""
     if not url.startswith(("http://", "https://")):
-        return f"must start with http:// or https://, e.g. http://{url}"
+        return f"must start with http:// or https://, e.g. http://{url.split('://', 1)[-1]}"  # ftp://x: http://x
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (reading it checks it)
