@@ -367,3 +367,17 @@ def test_every_benchmark_prints_its_help_run_by_path_or_as_a_module():
                         [sys.executable, "-m", f"bench.{script.stem}", "--help"]):
             result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
             assert result.returncode == 0 and "usage:" in result.stdout, (command, result.stderr[-1000:])
+
+
+def test_colour_variety_tells_grey_copies_from_the_photos(tmp_path):
+    images = []
+    for number, photo in enumerate(ACNE04_PHOTOS[:3], 1):
+        shutil.copy(photo, tmp_path / photo.name)
+        images.append({"id": number, "file_name": photo.name, "width": 640, "height": 640})
+    gt = tmp_path / "annotations.json"
+    gt.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 1, "name": "acne"}]}))
+    out = tmp_path / "variety.json"
+    result = run_module(["bench.colour_variety", "--gt", str(gt), "--qualities", "75", "--out", str(out)], timeout=300)
+    rows = {row["copy"]: row for row in read_json(out)["rows"]}
+    assert rows["grey"]["judged_without_colour"] == 1.0 and rows["as it is"]["judged_without_colour"] == 0.0
+    assert rows["as it is"]["lowest"] > rows["grey"]["highest"] and "| grey | 75 |" in result.stdout
