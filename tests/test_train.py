@@ -943,3 +943,21 @@ def test_a_work_dir_whose_evaluation_cannot_be_read_is_archived_without_it(smoke
         assert "its thresholds and figures are not used" in result.stdout and "Traceback" not in result.stderr
         with zipfile.ZipFile(tmp_path / "store" / "trouble.mar") as mar:
             assert "validation" not in yaml.safe_load(mar.read("model-config.yaml"))["trouble"]
+
+
+def test_a_resume_compares_models_by_their_weights_not_how_they_start(tmp_path):
+    """--resume refuses a config of another model; the same model started from other backbone weights, or
+    trained with --amp (float32 versions of some parts) on a GPU, is the same model."""
+    import copy
+
+    from train.train import same_model, use_float32_parts
+
+    config = Config.fromfile("train/configs/tood_efficientnet-lite0_fpn_acne04.py")
+    earlier = copy.deepcopy(config)
+    earlier.model.backbone.weights_path = str(tmp_path / "lite0.pth")
+    use_float32_parts(earlier)
+    earlier.dump(str(tmp_path / "resolved_config.py"))
+    assert same_model(tmp_path / "resolved_config.py", config)
+    config.model.bbox_head.feat_channels = 8
+    assert not same_model(tmp_path / "resolved_config.py", config)
+    assert same_model(tmp_path / "none.py", config)  # a work dir from before resolved configs: nothing to tell

@@ -314,12 +314,16 @@ def start_from_archive(cfg, args, mar: Path, wanted: str) -> str:
 
 def same_model(resolved_config: Path, cfg) -> bool:
     """Whether the model of a work dir's resolved config is the one `cfg` builds, its weights' shapes
-    (how they are initialised aside); True where the work dir has no resolved config to tell."""
+    (how they are initialised aside: init_cfg, and an EfficientNet-Lite's pretrained and
+    weights_path; and --amp's float32 versions of parts, use_float32_parts, taken for the parts);
+    True where the work dir has no resolved config to tell."""
     from mmengine.config import Config
 
     def shapes(section):
         if isinstance(section, dict):
-            return {key: shapes(value) for key, value in section.items() if key != "init_cfg"}
+            return {key: (value.removesuffix("AMP").removesuffix("FP32") if key == "type" and isinstance(value, str)
+                          else shapes(value))
+                    for key, value in section.items() if key not in ("init_cfg", "pretrained", "weights_path")}
         return [shapes(value) for value in section] if isinstance(section, (list, tuple)) else section
 
     if not resolved_config.is_file():
