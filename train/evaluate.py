@@ -451,11 +451,6 @@ def parse_args(argv=None):
     if args.predictions and run_options:
         parser.error(f"{', '.join(run_options)}: only with --model or --work-dir (saved predictions are not run "
                      f"again)")
-    other_run = Path(args.out) / "predictions.json"
-    if args.predictions and other_run.is_file() and other_run.resolve() != Path(args.predictions).resolve():
-        # That run's report would be replaced by one of other detections, and left beside its own.
-        parser.error(f"--out {args.out} holds a model run's report and the detections it was made from "
-                     f"({other_run}): give another --out")
     if args.predictions and Path(args.out).resolve() == Path(args.predictions).resolve().parent:
         # The model run's own report sits there: replaced, the run's figures and thresholds are gone.
         parser.error(f"--out {args.out} is the folder of --predictions, whose report (metrics.json) is the model "
@@ -467,6 +462,11 @@ def parse_args(argv=None):
                        ("--predictions", args.predictions)):
         if path and not path.lstrip().startswith("{") and Path(path).resolve() in written:
             parser.error(f"{flag} {path} is a file --out {args.out} would write: give another --out")
+    other_run = Path(args.out) / "predictions.json"
+    if args.predictions and other_run.is_file() and other_run.resolve() != Path(args.predictions).resolve():
+        # That run's report would be replaced by one of other detections, and left beside its own.
+        parser.error(f"--out {args.out} holds a model run's report and the detections it was made from "
+                     f"({other_run}): give another --out")
     if args.model_info and not args.predictions:
         parser.error("--model-info: only with --predictions (with --model or --work-dir the report describes "
                      "the model itself)")
