@@ -123,17 +123,19 @@ def _grades_spanned(low: int, high: int) -> str:
     return names[0] if names[0] == names[1] else f"{names[0]} to {names[1]}"
 
 
+def _own_and_used_thresholds(response: dict) -> tuple[dict, dict]:
+    """The model's own score thresholds (those of test-time augmentation where it ran) and the answer's."""
+    settings = response["settings"]
+    return model_thresholds(response["model"], bool(settings.get("tta"))), settings["score_thresholds"]
+
+
 def _threshold_lowered(response: dict) -> bool:
-    tta = bool(response["settings"].get("tta"))
-    own = model_thresholds(response["model"], tta)
-    used = response["settings"]["score_thresholds"]
+    own, used = _own_and_used_thresholds(response)
     return any(used.get(name, 1) < value for name, value in own.items())
 
 
 def _threshold_raised(response: dict) -> bool:
-    tta = bool(response["settings"].get("tta"))
-    own = model_thresholds(response["model"], tta)
-    used = response["settings"]["score_thresholds"]
+    own, used = _own_and_used_thresholds(response)
     return any(used.get(name, 0) > value for name, value in own.items())
 
 
@@ -175,11 +177,10 @@ def _data_name(path: str) -> str:
 
 def thresholds_text(response: dict) -> str:
     """Which score thresholds were applied, and whether they are the model's own."""
-    used = response["settings"]["score_thresholds"]
+    own, used = _own_and_used_thresholds(response)
     parts = thresholds_list(used)
-    tta = bool(response["settings"].get("tta"))
-    own = "the model's for test-time augmentation" if tta else "the model's defaults"
-    origin = own if used == model_thresholds(response["model"], tta) else "set in the app"
+    named = "the model's for test-time augmentation" if response["settings"].get("tta") else "the model's defaults"
+    origin = named if used == own else "set in the app"
     return f"score thresholds: {parts} ({origin})"
 
 
