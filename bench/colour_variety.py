@@ -1,6 +1,6 @@
 r"""How `no_colour` tells photos without colour from colour ones: trouble.skin.colour_variety of real
 photos and of copies turned grey or sepia, or faded, each saved as JPEG at several qualities (a
-messaging app saves at 70 to 80).
+messaging app saves at 70 to 80; a photo forwarded again and again ends lower).
 
     python -m bench.colour_variety --gt data/acne04/train/annotations.json --limit 100 \
         --out bench/results/colour_variety_train100.json
@@ -37,6 +37,7 @@ COPIES = [
     ("sepia (the apps' matrix)",
      lambda photo: Image.fromarray(np.clip(np.asarray(photo, float) @ SEPIA_MATRIX.T, 0, 255).astype(np.uint8))),
     ("colour faded to 50%", lambda photo: ImageEnhance.Color(photo).enhance(0.5)),
+    ("colour faded to 25%", lambda photo: ImageEnhance.Color(photo).enhance(0.25)),
 ]
 
 
@@ -51,7 +52,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
     parser.add_argument("--limit", type=at_least(1), default=100, help="N images, spread evenly over the file")
-    parser.add_argument("--qualities", type=list_of(at_least(1)), default=[95, 75, 60], help="JPEG qualities")
+    parser.add_argument("--qualities", type=list_of(at_least(1)), default=[95, 75, 50, 30], help="JPEG qualities")
     parser.add_argument("--out", required=True, type=output_file)
     args = parse_checked(parser, argv)
 
@@ -68,7 +69,7 @@ def main(argv=None):
     print(f"\ncolour_variety of {len(photos)} photos of {args.gt} (no colour under {MIN_COLOUR_VARIETY})")
     print("| copy | JPEG quality | lowest | highest | judged without colour |\n|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['copy']} | {row['jpeg_quality']} | {row['lowest']:g} | {row['highest']:g} | "
+        print(f"| {row['copy']} | {row['jpeg_quality']} | {row['lowest']:.2f} | {row['highest']:.2f} | "
               f"{row['judged_without_colour']:.0%} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"gt": args.gt, "images": len(photos), "sample": "spread evenly over the file",

@@ -380,4 +380,5 @@ def test_colour_variety_tells_grey_copies_from_the_photos(tmp_path):
     result = run_module(["bench.colour_variety", "--gt", str(gt), "--qualities", "75", "--out", str(out)], timeout=300)
     rows = {row["copy"]: row for row in read_json(out)["rows"]}
     assert rows["grey"]["judged_without_colour"] == 1.0 and rows["as it is"]["judged_without_colour"] == 0.0
+    assert rows["sepia (the apps' matrix)"]["judged_without_colour"] == 1.0  # at quality 75 too
     assert rows["as it is"]["lowest"] > rows["grey"]["highest"] and "| grey | 75 |" in result.stdout

@@ -85,6 +85,21 @@ def test_face_framing_crops_a_small_face_and_keeps_boxes_in_photo_pixels(detecto
     assert [w for w in framed["warnings"] if w["code"] != "count_capped"] == [] and close_up["warnings"] == []
 
 
+def test_a_face_under_5_percent_of_a_wide_photo_is_cropped_to_and_a_grey_photo_is_not():
+    """Under 5% skin the skin mask falls back to "all skin", which had made every such crop fail its
+    "most of the skin inside" check: a face a fifth of the photo's width was left small."""
+    from trouble.framing import face_crop
+
+    photo = Image.open(ACNE04_PHOTOS[0]).convert("RGB")
+    for fill in (235, 128):  # a light wall, a grey one
+        canvas = Image.new("RGB", (3200, 3200), (fill,) * 3)
+        canvas.paste(photo, (1280, 1280))  # 4% of the photo
+        x1, y1, x2, y2 = face_crop(np.asarray(canvas))
+        assert 1180 <= x1 <= 1440 and 1180 <= y1 <= 1440 and 1760 <= x2 <= 2020 and 1760 <= y2 <= 2020, fill
+        # Without colour there is no skin to judge a crop by: it stays whole, as a grey close-up does.
+        assert face_crop(np.asarray(canvas.convert("L").convert("RGB"))) is None, fill
+
+
 def test_photo_warnings_name_what_makes_a_count_say_little():
     """No colour to judge by, hardly any skin, or a small face the model was not run on a crop of;
     nothing for a close-up. The app, the API and the batch CLI all show these."""
@@ -116,6 +131,7 @@ def test_sepia_tinted_dark_and_small_photos_are_named_in_the_answer(detector):
     """The helper's finds: a sepia copy, or a grey one with a coloured logo or caption bar, had been
     taken for a colour photo (the logo even made it "little skin, crop to the face"); a dark copy or a
     thumbnail got a grade with no word that the count is likely too low."""
+    from bench.colour_variety import SEPIA_MATRIX
     from trouble.photo_checks import DARK_BRIGHTNESS
     from trouble.skin import MIN_COLOUR_VARIETY, brightness, colour_variety, skin_fraction
 
@@ -130,6 +146,9 @@ def test_sepia_tinted_dark_and_small_photos_are_named_in_the_answer(detector):
         sepia = ImageOps.colorize(photo.convert("L"), (40, 20, 0), (255, 240, 200))
         for copy in (grey, with_logo, with_bar, sepia):
             assert skin_fraction(jpeg_copy(copy)) is None, path  # no colour to tell skin by
+        apps_sepia = Image.fromarray(np.clip(np.asarray(photo, float) @ SEPIA_MATRIX.T, 0, 255).astype(np.uint8))
+        for quality in (75, 50):  # as a messaging app sends it: JPEG's coarse colour had passed as colour
+            assert skin_fraction(jpeg_copy(apps_sepia, quality)) is None, (path, quality)
         dark = Image.fromarray((np.asarray(photo) * 0.3).astype(np.uint8))
         assert brightness(jpeg_copy(dark)) < DARK_BRIGHTNESS, path
 

@@ -31,6 +31,9 @@ CROP_MARGIN = 1.1
 # 283 valid close-ups were cropped (to 0.69-0.73 of their side, cutting off lesions); at 0.6, one.
 CROP_BELOW = 0.6      # share of the photo's shorter side
 SKIN_INSIDE = 0.6     # share of the photo's skin that must lie inside the crop
+# Under this share of the photo looking like skin there is no skin colour to judge a crop by (a grey
+# photo): no crop. A face the cascades can find (MIN_FACE) is at least about 0.4% of a photo.
+MIN_SKIN_FOUND = 0.002
 
 
 @lru_cache(maxsize=1)
@@ -79,7 +82,8 @@ def face_crop(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     centre_x, centre_y = (face[0] + face[2]) // 2, (face[1] + face[3]) // 2
     x1 = min(max(centre_x - side // 2, 0), width - side)
     y1 = min(max(centre_y - side // 2, 0), height - side)
-    skin = skin_mask(rgb)
-    if skin[y1:y1 + side, x1:x1 + side].sum() < SKIN_INSIDE * skin.sum():
+    # Without the mask's fallback to "all skin" under 5%: a small face is less than that of a wide photo.
+    skin = skin_mask(rgb, min_skin_fraction=0.0)
+    if skin.mean() < MIN_SKIN_FOUND or skin[y1:y1 + side, x1:x1 + side].sum() < SKIN_INSIDE * skin.sum():
         return None
     return x1, y1, x1 + side, y1 + side

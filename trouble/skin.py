@@ -20,10 +20,11 @@ MARGIN_FRACTION = 0.02     # final dilation, so that lesions on the face's outli
 MIN_SKIN_FRACTION = 0.05   # below this, the mask is not trusted and nothing is removed
 STRICT_MIN_BRIGHTNESS = 0.65  # strict mask: luma at least this share of the skin's median luma
 # Below this colour variety (see colour_variety) a photo has no colour to tell skin by: grey-scale,
-# sepia, a tint or a filter that fades colour. Every one of ACNE04's 991 train photos is at 5 or
-# more (so is each in the middle of a plain canvas 3x its size); grey and sepia copies of a tenth
-# of them, saved as JPEG, at 1 or less, with a red logo or a blue caption bar too.
-MIN_COLOUR_VARIETY = 3
+# sepia, a tint or a filter that fades colour. All 1,274 ACNE04 photos score 3.6 or more (each in
+# the middle of a plain canvas 3x its size too); sepia copies saved as JPEG at quality 50 to 95 at
+# most 1.8, grey ones 0, with a red logo or a blue caption bar too (bench/colour_variety.py).
+MIN_COLOUR_VARIETY = 2.25
+CHROMA_SMOOTHING = 2.0     # Gaussian sigma, in pixels of the working copy: wider than JPEG's colour noise
 # ... unless its colours are vivid (median chroma over this): flat colour graphics, a test pattern,
 # are not photos without colour. A strong orange tint of a face photo has a median of 60 to 70.
 TINT_MAX_CHROMA = 100
@@ -81,24 +82,27 @@ def skin_fraction(rgb: np.ndarray) -> float | None:
 
 
 def colour_variety(rgb: np.ndarray) -> float:
-    """How much colour varies between pixels of the same brightness. At each of 32 brightness levels
-    (those with at least 0.1% of the pixels), the 90th percentile of the pixels' chroma distance
-    (|Cr| + |Cb|) from the level's median chroma; the median of that over the levels. In a grey,
-    sepia or tinted photo colour follows brightness, and this is 0 to 2; in a colour photo of a face,
-    skin, lesions, lips and hair of one brightness differ in colour. Over the levels, not the pixels:
-    a plain wall around a small face is one level, as is a coloured logo or caption on a grey photo."""
+    """How much colour varies between pixels of the same brightness. Each pixel's chroma (Cr, Cb) is
+    taken as an offset from the median chroma of its brightness level (32 levels), the offsets are
+    smoothed over a few pixels, and at each level with at least 0.1% of the pixels the 90th
+    percentile of |Cr| + |Cb| is taken; the median of that over the levels. In a grey, sepia or
+    tinted photo colour follows brightness, and this is under 2; in a colour photo of a face, skin,
+    lesions, lips and hair of one brightness differ in colour. Smoothed: JPEG stores colour coarsely,
+    which adds pixel-sized noise (a sepia copy at quality 75 had passed as colour), while lips and
+    lesions are patches. Over the levels, not the pixels: a plain wall around a small face is one
+    level, as is a coloured logo or caption on a grey photo."""
     small = working_copy(rgb)
     ycrcb = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2YCrCb).astype(np.float32)
     luma, cr, cb = ycrcb[..., 0], ycrcb[..., 1], ycrcb[..., 2]
     level = (luma // 8).astype(np.int16)
-    per_level = []
-    for value in np.unique(level):
-        here = level == value
-        if here.mean() < 0.001:
-            continue
-        distance = np.abs(cr[here] - np.median(cr[here])) + np.abs(cb[here] - np.median(cb[here]))
-        per_level.append(np.percentile(distance, 90))
-    return float(np.median(per_level))
+    levels = [level == value for value in np.unique(level)]
+    cr_offset, cb_offset = np.zeros_like(cr), np.zeros_like(cb)
+    for here in levels:
+        cr_offset[here] = cr[here] - np.median(cr[here])
+        cb_offset[here] = cb[here] - np.median(cb[here])
+    offset = (np.abs(cv2.GaussianBlur(cr_offset, (0, 0), CHROMA_SMOOTHING))
+              + np.abs(cv2.GaussianBlur(cb_offset, (0, 0), CHROMA_SMOOTHING)))
+    return float(np.median([np.percentile(offset[here], 90) for here in levels if here.mean() >= 0.001]))
 
 
 def brightness(rgb: np.ndarray) -> float:
