@@ -904,3 +904,156 @@ def test_the_generated_data_set_is_never_written_into_an_existing_one(tmp_path):
     assert into.returncode == 2 and "exists and is not an empty folder" in into.stderr, into.stderr
     assert (tmp_path / "acne04" / "train" / "annotations.json").read_text() == "{}"
     assert run_module(["tests.synthetic_data", str(tmp_path / "new"), "8"]).returncode == 0
+
+
+# ---------------------------------------------------------------- the importer audit of 2026-11-28
+
+def test_yolo_classes_pick_by_name_where_a_names_file_says_what_each_index_is(tmp_path):
+    """--classes pustule had taken index 0 as pustule: papules became pustules, and the real
+    pustules were dropped as an unknown index."""
+    truth = make_dataset(tmp_path / "src", n_images=8, fmt="yolo")
+    report = import_dataset("yolo", tmp_path / "src", tmp_path / "out", classes="pustule")
+    assert report["categories"] == ["pustule"]
+    for split, images in truth["splits"].items():
+        found = boxes_by_file(load_coco(tmp_path / "out" / split))
+        for image in images:
+            want = [box for name, box in truth_boxes(image) if name == "pustule"]
+            assert sum((box for _, box in found[image["file_name"]]), []) == pytest.approx(sum(want, []), abs=0.01)
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc", "yolo"])
+def test_a_mistyped_class_is_refused_with_the_name_it_is_close_to(tmp_path, fmt):
+    """'Papule' or 'papules' for papule dropped every papule and the import succeeded."""
+    make_dataset(tmp_path / "src", n_images=4, fmt=fmt)
+    for typed in ("Papule,pustule", "papules,pustule"):
+        with pytest.raises(DataError, match=r"--classes names '(Papule|papules)'.*did you mean 'papule'"):
+            import_dataset(fmt, tmp_path / "src", tmp_path / "out", classes=typed)
+    assert not (tmp_path / "out").exists()
+
+
+def test_boxes_of_a_photo_resized_after_it_was_annotated_are_scaled_to_it(tmp_path):
+    """The .xml says 640x640 and its boxes lie in those pixels; the photo was halved to 320 since."""
+    src = tmp_path / "src"
+    src.mkdir()
+    boxes, labels = write_image(src, "halved.jpg", n_lesions=6, seed=3)
+    write_voc_xml(src / "halved.xml", "halved.jpg", 640, 640, [[2 * v for v in box] for box in boxes], labels)
+    report = import_dataset("voc", src, tmp_path / "out")
+    found = boxes_by_file(load_coco(tmp_path / "out" / "train"))["halved.jpg"]
+    want = truth_boxes({"labels": labels, "boxes": boxes})
+    assert sum((box for _, box in found), []) == pytest.approx(sum((box for _, box in want), []), abs=0.01)
+    assert "boxes scaled by 0.5" in report["splits"]["train"]["problems"]["size_mismatch"]["files"][0]
+
+
+def test_what_no_split_reads_is_named_and_voc_image_sets_make_the_splits(tmp_path):
+    truth = make_dataset(tmp_path / "src", n_images=8, fmt="voc")
+    write_image(tmp_path / "src", "loose.jpg")
+    (tmp_path / "src" / "holdout").mkdir()
+    write_image(tmp_path / "src" / "holdout", "kept_apart.jpg")
+    report = import_dataset("voc", tmp_path / "src", tmp_path / "out")
+    assert report["not_read"] == ["loose.jpg: not in a split folder (train, valid, test)",
+                                  "holdout/ (1 image(s)): not in a split folder (train, valid, test)"]
+    # The VOC layout: Annotations/ + JPEGImages/ + ImageSets/Main/{train,val}.txt (val is written as valid).
+    voc = tmp_path / "voc"
+    for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (voc / folder).mkdir(parents=True)
+    for split, images in truth["splits"].items():
+        for image in images:
+            stem = Path(image["file_name"]).stem
+            shutil.copy(tmp_path / "src" / split / image["file_name"], voc / "JPEGImages")
+            shutil.copy(tmp_path / "src" / split / f"{stem}.xml", voc / "Annotations")
+        (voc / "ImageSets/Main" / f"{'val' if split == 'valid' else split}.txt").write_text(
+            "".join(Path(image["file_name"]).stem + "\n" for image in images))
+    write_image(voc / "JPEGImages", "in_no_list.jpg")
+    report = import_dataset("voc", voc, tmp_path / "out_voc")
+    for split, images in truth["splits"].items():
+        assert sorted(image["file_name"] for image in load_coco(tmp_path / "out_voc" / split)["images"]) == sorted(
+            image["file_name"] for image in images)
+    assert report["not_read"] == ["1 image(s) of JPEGImages/ that no list in ImageSets/Main names, e.g. in_no_list.jpg"]
+
+
+def test_annotation_files_of_two_formats_are_refused_until_format_says_which(tmp_path):
+    """A photo labelled in YOLO among VOC ones had been kept as a negative without a word."""
+    make_dataset(tmp_path / "src", n_images=4, fmt="voc")
+    (tmp_path / "src" / "train" / "stray.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    result = run_cli("--src", tmp_path / "src", "--out", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "more than one format" in result.stderr and "--format voc or yolo" in result.stderr
+    assert import_dataset("voc", tmp_path / "src", tmp_path / "out")["categories"] == list(LESION_TYPES)
+
+
+def test_odd_but_real_layouts_import(tmp_path):
+    """COCO's own download (captions and keypoints beside the boxes), a LabelImg folder (annotations/
+    + images/), and files that begin with a UTF-8 byte-order mark."""
+    truth = make_dataset(tmp_path / "coco", n_images=4, fmt="coco")
+    coco2017 = tmp_path / "coco2017"
+    (coco2017 / "annotations").mkdir(parents=True)
+    shutil.copytree(tmp_path / "coco" / "train", coco2017 / "train2017")
+    (coco2017 / "train2017" / "annotations.json").rename(coco2017 / "annotations" / "instances_train2017.json")
+    (coco2017 / "annotations" / "captions_train2017.json").write_text('{"images": [], "annotations": []}')
+    report = import_dataset(None, coco2017, tmp_path / "out_coco2017")
+    assert list(report["splits"]) == ["train"] and report["splits"]["train"]["images"] == len(truth["splits"]["train"])
+
+    labelimg = tmp_path / "labelimg"
+    make_dataset(tmp_path / "voc", n_images=4, fmt="voc")
+    (labelimg / "annotations").mkdir(parents=True)
+    (labelimg / "images").mkdir()
+    for path in (tmp_path / "voc" / "train").iterdir():
+        shutil.copy(path, labelimg / ("annotations" if path.suffix == ".xml" else "images"))
+    report = import_dataset(None, labelimg, tmp_path / "out_labelimg")
+    assert report["splits"]["train"]["images"] == len(truth["splits"]["train"])
+    assert report["splits"]["train"]["boxes"] == sum(len(image["boxes"]) for image in truth["splits"]["train"])
+
+    make_dataset(tmp_path / "yolo", n_images=4, fmt="yolo")
+    plain = import_dataset("yolo", tmp_path / "yolo", tmp_path / "out_yolo")
+    for path in [tmp_path / "yolo" / "data.yaml", *(tmp_path / "yolo").glob("*/labels/*.txt")]:
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    (tmp_path / "coco" / "train" / "annotations.json").write_bytes(
+        b"\xef\xbb\xbf" + (tmp_path / "coco" / "train" / "annotations.json").read_bytes())
+    assert import_dataset("yolo", tmp_path / "yolo", tmp_path / "out_yolo_bom")["splits"] == plain["splits"]
+    assert import_dataset("coco", tmp_path / "coco", tmp_path / "out_coco_bom")["splits"]["train"]["boxes"] == sum(
+        len(image["boxes"]) for image in truth["splits"]["train"])
+
+
+def test_a_split_without_one_label_file_is_refused_not_made_negatives(tmp_path):
+    make_dataset(tmp_path / "src", n_images=8, fmt="yolo")
+    shutil.rmtree(tmp_path / "src" / "valid" / "labels")
+    with pytest.raises(DataError, match="no image of the valid split .* has an annotation file"):
+        import_dataset("yolo", tmp_path / "src", tmp_path / "out")
+
+
+def test_overwrite_keeps_files_it_did_not_write_and_a_linked_split_folder(tmp_path):
+    make_dataset(tmp_path / "src", n_images=4, fmt="coco")
+    import_dataset("coco", tmp_path / "src", tmp_path / "out")
+    mine = tmp_path / "out" / "train" / "my_notes.txt"
+    mine.write_text("mine")
+    with pytest.raises(DataError, match=r"1 file\(s\) that the earlier import did not write \(my_notes.txt\)"):
+        import_dataset("coco", tmp_path / "src", tmp_path / "out", overwrite=True)
+    assert mine.read_text() == "mine"
+    mine.unlink()
+    # A split folder that is a link to the user's own folder: the link is replaced, the folder stays.
+    (tmp_path / "out" / "train").rename(tmp_path / "elsewhere")
+    (tmp_path / "out" / "train").symlink_to(tmp_path / "elsewhere")
+    report = import_dataset("coco", tmp_path / "src", tmp_path / "out", overwrite=True)
+    assert not (tmp_path / "out" / "train").is_symlink() and (tmp_path / "elsewhere" / "annotations.json").is_file()
+    assert json.loads((tmp_path / "out" / "import_report.json").read_text())["splits"] == report["splits"]
+
+
+def test_transparency_infinite_sizes_and_overlong_names_are_named_not_a_traceback(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    photo = Image.new("RGBA", (64, 64), (200, 150, 130, 255))
+    photo.putpixel((0, 0), (0, 0, 0, 0))
+    photo.save(src / "cut_out.png")
+    Image.new("RGB", (64, 64), (200, 150, 130)).save(src / "plain.png")
+    images = [{"id": 1, "file_name": "cut_out.png", "width": 64, "height": 64},
+              {"id": 2, "file_name": "plain.png", "width": float("inf"), "height": 64},
+              {"id": 3, "file_name": "x" * 300 + ".jpg", "width": 64, "height": 64}]
+    annotations = [{"id": n, "image_id": n, "category_id": 1, "bbox": [5, 5, 10, 10]} for n in (1, 2, 3)]
+    (src / "annotations.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "papule"}]}))
+    result = run_cli("--src", src, "--out", tmp_path / "out")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    problems = json.loads((tmp_path / "out" / "import_report.json").read_text())["splits"]["train"]["problems"]
+    assert problems["transparent_image"]["files"] == ["cut_out.png"]
+    assert problems["missing_image"]["files"][0].startswith("xxxxxxxxxx")
+    assert load_coco(tmp_path / "out" / "train")["images"][1]["width"] == 64

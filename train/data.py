@@ -14,13 +14,16 @@ Source layouts:
     split folders    SRC/train, SRC/valid, SRC/test (val, validation, train2017 ... are written as valid,
                      train, test: training validates on "valid"); without them SRC is one split
                      named by --split (default train).
-    VOC              images with the .xml beside them (like ACNE04), or Annotations/ + JPEGImages/.
-                     Coordinates are PASCAL's 1-based pixel indices: x = xmin - 1, width = xmax - xmin + 1.
+    VOC              images with the .xml beside them (like ACNE04), Annotations/ + JPEGImages/ (splits from
+                     ImageSets/Main/train.txt, val.txt, test.txt where there are any), or annotations/ +
+                     images/ (LabelImg). Coordinates are PASCAL's 1-based pixel indices: x = xmin - 1,
+                     width = xmax - xmin + 1.
     COCO             one JSON per split: <split>/annotations.json, <split>/_annotations.coco.json (Roboflow),
-                     or annotations/instances_<split>.json with the images in <split>/ or images/<split>/.
+                     or annotations/instances_<split>.json with the images in <split>/ or images/<split>/
+                     (COCO's captions_* and person_keypoints_* beside them are not read).
     YOLO             <split>/images + <split>/labels, images/<split> + labels/<split>, or the .txt beside the
-                     images; lines "class cx cy w h" normalised to 0..1. Class names come from --classes,
-                     classes.txt or data.yaml (names:).
+                     images; lines "class cx cy w h" normalised to 0..1. Class names come from classes.txt
+                     or data.yaml (names:), or else --classes, in index order.
 
 Every image is decoded once, so a truncated file is found here and not in the middle of a training run.
 Problems are repaired where that loses nothing and reported (each kind is listed in train/data_checks.py);
@@ -33,6 +36,7 @@ data that cannot be used at all ends the command with one line on stderr and exi
 
 import argparse
 import csv
+import difflib
 import json
 import re
 import shutil
@@ -72,7 +76,7 @@ def read_group_csv(path):
     if path is None:
         return {}
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = [row for row in csv.reader(f) if row]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"cannot read --group-csv {path}: {error}") from None
@@ -122,12 +126,14 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
         raise DataError(problem)
 
     # Read every split (nothing is written before all of them are read and checked).
-    read, declared_names, classes = read_source(fmt, src, src_root, split, classes, single_class)
+    read, declared_names, classes, unread = read_source(fmt, src, src_root, split, classes, single_class)
+    met = declared_names | {box[4] for records, _ in read.values() for r in records for box in r["boxes"] if box[4]}
+    if classes_given and not single_class:
+        refuse_mistyped_classes(classes, met, src)
     if single_class:
         classes = [single_class]
     elif classes is None:  # every name met, in every split: the category list is the same everywhere
-        classes = sorted(declared_names | {box[4] for records, _ in read.values() for r in records
-                                           for box in r["boxes"] if box[4]})
+        classes = sorted(met)
     spellings = {}
     for name in classes:
         spellings.setdefault(name.casefold(), []).append(name)
@@ -136,7 +142,7 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
         raise DataError(f"class names that differ only in case would be separate types: {'; '.join(clashing)}. "
                         f"Spell each alike in the annotations (or map them all to one with --single-class)")
 
-    report = {"format": fmt, "src": str(src), "out": None, "categories": classes, "splits": {},
+    report = {"format": fmt, "src": str(src), "out": None, "categories": classes, "not_read": unread, "splits": {},
               "options": {"split": split, "single_class": single_class, "grade_from_filename": grade_from_filename,
                           "group_from_filename": group_from_filename,
                           "group_csv": str(group_csv) if group_csv else None, "symlink": symlink}}
@@ -162,6 +168,23 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     if verbose:
         print(format_report(report))
     return report
+
+
+def refuse_mistyped_classes(classes, met, src):
+    """DataError where --classes looks mistyped: a name that is not a class of the source but close to
+    one ("Papules" for papules), whose boxes would be dropped as those of classes left out on purpose
+    are. A name that resembles nothing stays: a category this source lacks (negatives of it, or a
+    split imported alone that lacks a class another has)."""
+    if not met:  # no box and no declared class: negatives only, as --classes allows
+        return
+    for name in classes:
+        if name in met:
+            continue
+        others = {other.casefold(): other for other in sorted(met - set(classes))}
+        close = difflib.get_close_matches(name.casefold(), others, n=1, cutoff=0.8)
+        if close:
+            raise DataError(f"--classes names {name!r}, which is not a class of {src}; did you mean "
+                            f"{others[close[0]]!r}? (its classes: {', '.join(sorted(met))})")
 
 
 def imported_splits(out) -> dict:
@@ -239,7 +262,14 @@ def swap_in(written, target):
         shutil.rmtree(old, ignore_errors=True)
         target.rename(old)
         written.rename(target)
-        shutil.rmtree(old)
+        # The import is complete now: an old folder that cannot be removed is said, not an error.
+        if old.is_symlink():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+        if old.exists():
+            print(f"warning: the earlier {target.name} split, replaced, could not be removed: delete {old} "
+                  f"by hand", file=sys.stderr)
     else:
         written.rename(target)
 
@@ -267,8 +297,21 @@ def splits_to_replace(out, splits, overwrite, report):
                             f"{out / 'import_report.json'}): choose another --out", report)
         if not overwrite:
             raise DataError(f"{split_dir} holds an earlier import: pass --overwrite to replace it", report)
+        if added := files_not_imported(split_dir):  # --overwrite replaces the folder whole: they would go
+            raise DataError(f"{split_dir} holds {len(added)} file(s) that the earlier import did not write "
+                            f"({', '.join(added[:5])}): move them out first, --overwrite replaces the whole folder",
+                            report)
         replaced.append(split_dir)
     return replaced
+
+
+def files_not_imported(split_dir) -> list:
+    """Names in an imported split folder that its annotations.json does not list (a user's own files)."""
+    try:
+        listed = {image.get("file_name") for image in load_coco(split_dir)["images"]}
+    except DataError:
+        return []  # not readable as an import: splits_to_replace's own checks speak for it
+    return sorted(path.name for path in split_dir.iterdir() if path.name not in listed | {"annotations.json"})
 
 
 def read_split(data_dir, split):
@@ -298,7 +341,7 @@ def load_coco(path):
     if path.is_dir():
         path = path / "annotations.json"
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             coco = json.load(f)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         reason = "nested too deeply to be a COCO file" if isinstance(error, RecursionError) else error
@@ -336,7 +379,8 @@ def parse_args(argv=None):
     p.add_argument("--split", default="train",
                    help="split name when SRC has no train/valid/test folders (default train)")
     p.add_argument("--classes",
-                   help="a,b,c: category order; boxes of other classes are dropped (YOLO: names in index order)")
+                   help="a,b,c: the classes to import, in category order; boxes of other classes are dropped "
+                        "(YOLO without classes.txt or data.yaml: the names of indices 0, 1, 2 ...)")
     p.add_argument("--single-class", metavar="NAME",
                    help="map every class to NAME (e.g. ACNE04, whose labels are grades)")
     p.add_argument("--grade-from-filename", metavar="REGEX",

@@ -7,7 +7,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from trouble.images import ACCEPTED_FORMATS, MIN_SIDE, jpeg_rows_missing
 
@@ -30,8 +30,11 @@ PROBLEMS = {
     "unsupported_format": "image in a format the model cannot be trained and served on (skipped: convert "
                           "it to PNG or JPEG)",
     "too_small": f"image under {MIN_SIDE}x{MIN_SIDE} pixels, which the model server refuses (skipped)",
-    "size_mismatch": "image size differs from the annotation (the real size is used)",
+    "size_mismatch": "image size differs from the annotation (the real size is used; boxes scaled to it where "
+                     "they lie in the annotation's pixels, as after resizing the photo)",
     "exif_rotated": "image carries an EXIF rotation (size and boxes written for the photo as displayed; check them)",
+    "transparent_image": "image with transparent pixels (kept: the server puts it on white, while training sees "
+                         "the colour stored under them; flatten it onto white to be sure)",
     "unknown_class": "box of an unknown class (dropped)",
     "invalid_box": "box with missing, non-numeric or infinite coordinates (dropped)",
     "orphan_box": "box of an image the annotation file does not list (dropped)",
@@ -70,9 +73,9 @@ def note(problems, kind, name, count=1):
 # ---------------------------------------------------------------- checking images and boxes
 
 def read_image_size(path):
-    """Decode the whole image and return (stored width, stored height, exif orientation), or an error text
-    (starting with "format" for a readable image in a format outside TRAINABLE_FORMATS, "size" for one
-    too small to serve)."""
+    """Decode the whole image and return (stored width, stored height, exif orientation, whether it has
+    transparent pixels), or an error text (starting with "format" for a readable image in a format
+    outside TRAINABLE_FORMATS, "size" for one too small to serve)."""
     try:
         data = Path(path).read_bytes()
         with Image.open(io.BytesIO(data)) as image:
@@ -87,11 +90,20 @@ def read_image_size(path):
             image.load()
             # One that the server would refuse as damaged (its data ends before its last rows)
             missing = jpeg_rows_missing(data, image) if image.format in ("JPEG", "MPO") else 0.0
+            transparent = has_transparent_pixels(image)
         if missing:
             return f"its JPEG data ends early: {max(1, math.floor(missing * 100))}% of the photo has none"
-        return width, height, orientation
+        return width, height, orientation, transparent
+    except UnidentifiedImageError:  # its own message names a BytesIO object, not the file
+        return "not an image file that Pillow can read"
     except Exception as error:  # a broken file can make a decoder raise anything: the image is unreadable
         return f"{type(error).__name__}: {error}"
+
+
+def has_transparent_pixels(image) -> bool:
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.mode in ("RGBA", "LA", "PA") and image.getchannel("A").getextrema()[0] < 255
 
 
 def turn_box_upright(box, orientation, stored_width, stored_height):
@@ -124,7 +136,10 @@ def check_split(records, problems, classes, options):
             continue
         if record.get("no_annotation_file"):  # an image that is kept, not one skipped above
             note(problems, "no_annotation_file", record["source"])
+        if size[3]:
+            note(problems, "transparent_image", record["source"])
         width, height, turn = displayed_size(record, size, problems)
+        record = scaled_to_image(record, width, height, turn, problems)
         boxes = checked_boxes(record, width, height, turn, class_set, options["single_class"], problems)
         grade = grade_of(record, options["grade_regex"], problems)
         group = group_of(record, options["group_regex"], options["group_by_name"], problems)
@@ -143,7 +158,7 @@ def displayed_size(record, size, problems):
     tools show) unless the annotation's size is the stored one of a photo turned by 90 degrees.
     """
     source = record["source"]
-    stored_width, stored_height, orientation = size
+    stored_width, stored_height, orientation, _ = size
     orientation = orientation if orientation in range(2, 9) else 1
     width, height = (stored_height, stored_width) if orientation >= 5 else (stored_width, stored_height)
     drawn_on_stored = orientation >= 5 and width != height and record["annotation_size"] == (
@@ -151,11 +166,30 @@ def displayed_size(record, size, problems):
     if orientation != 1:
         how = "boxes turned from the stored pixels" if drawn_on_stored else "boxes taken as drawn on it"
         note(problems, "exif_rotated", f"{source} (orientation {orientation}, displayed {width}x{height}; {how})")
-    elif record["annotation_size"] and record["annotation_size"] != (width, height):
-        ann_w, ann_h = record["annotation_size"]
-        note(problems, "size_mismatch", f"{source} (annotation {ann_w}x{ann_h}, image {width}x{height})")
     turn = (orientation, stored_width, stored_height) if drawn_on_stored else None
     return width, height, turn
+
+
+def scaled_to_image(record, width, height, turn, problems):
+    """The record with its boxes scaled to the image where the annotation's size differs from the
+    image's: a photo resized after it was annotated (its boxes lie inside the annotation's size and
+    past the image's, and the two sizes have one shape). Otherwise the boxes are taken as they are
+    (a wrong size in the annotation file). Either way it is noted as size_mismatch."""
+    if turn is not None or record["normalised"] or not record["annotation_size"]:
+        return record
+    ann_w, ann_h = record["annotation_size"]
+    if (ann_w, ann_h) == (width, height):
+        return record
+    boxes = [box for box in record["boxes"] if all(math.isfinite(value) for value in box[:4])]
+    one_shape = ann_w > 0 and ann_h > 0 and abs(width / ann_w - height / ann_h) <= 0.01 * width / ann_w
+    in_annotation_pixels = (one_shape and any(x2 > width + 1 or y2 > height + 1 for _, _, x2, y2, _ in boxes)
+                            and all(x2 <= ann_w + 1 and y2 <= ann_h + 1 for _, _, x2, y2, _ in boxes))
+    how = f"boxes scaled by {width / ann_w:.3g}" if in_annotation_pixels else "boxes taken as they are"
+    note(problems, "size_mismatch", f"{record['source']} (annotation {ann_w}x{ann_h}, image {width}x{height}; {how})")
+    if not in_annotation_pixels:
+        return record
+    sx, sy = width / ann_w, height / ann_h
+    return {**record, "boxes": [(x1 * sx, y1 * sy, x2 * sx, y2 * sy, name) for x1, y1, x2, y2, name in record["boxes"]]}
 
 
 def checked_boxes(record, width, height, turn, class_set, single_class, problems):
@@ -235,7 +269,19 @@ def refuse_unusable(src, read, checked, classes, classes_given, report):
     on nothing."""
     if not any(checked.values()):
         found = sum(len(records) for records, _ in read.values())
+        if not found and not any(problems for _, problems in read.values()):
+            raise DataError(f"no image found in {src} in the {report['format']} layouts (python -m train.data import "
+                            f"--help lists them): if it is another format, pass --format", report)
         raise DataError(f"no usable image in {src} ({found} found; see the problems above)", report)
+    # A split of photos without one annotation file (its labels/ folder left behind) is not a split of
+    # negatives when the others have annotations: validation would score against nothing.
+    annotated = {name: any(not record.get("no_annotation_file") for record in records)
+                 for name, (records, _) in read.items()}
+    bare = [name for name, images in checked.items() if images and not annotated[name]]
+    if bare and any(annotated.values()):
+        raise DataError(f"no image of the {', '.join(bare)} split of {src} has an annotation file (a labels or "
+                        f"Annotations folder left behind?): its photos would all be negatives. Add them, or "
+                        f"import the other splits one at a time (--src SRC/<split>)", report)
     # A split with files but nothing usable (e.g. its COCO JSON cannot be parsed) would leave training
     # without it; an empty split folder is only skipped.
     unusable = [name for name, images in checked.items() if not images and (read[name][0] or read[name][1])]
@@ -277,6 +323,7 @@ def format_report(report):
     """The readable summary printed by the command."""
     lines = [f"{report['format']} data from {report['src']}",
              f"categories: {', '.join(report['categories']) or '(none)'}"]
+    lines += [f"! not read: {item}" for item in report.get("not_read") or []]
     for split, summary in report["splits"].items():
         per_class = ", ".join(f"{name} {n}" for name, n in summary["boxes_per_class"].items())
         earlier = summary.get("src", report["src"]) != report["src"]

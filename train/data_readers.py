@@ -27,7 +27,8 @@ def image_files(folder):
 
 
 # Folders of the VOC layout itself, beside the images: not subfolders of images left unread.
-VOC_LAYOUT_FOLDERS = ("Annotations", "JPEGImages", "images", "ImageSets", "SegmentationClass", "SegmentationObject")
+VOC_LAYOUT_FOLDERS = ("Annotations", "annotations", "JPEGImages", "images", "ImageSets", "SegmentationClass",
+                      "SegmentationObject")
 
 
 def note_unread_subfolders(folder, src, problems, read_elsewhere=()):
@@ -61,10 +62,11 @@ def looks_like_coco_json(path):
 
 
 def detect_format(src):
-    """Guess the format from the files under SRC (three levels deep).
-
-    A JSON named like a COCO file wins, then VOC's XML, then YOLO's txt; any other JSON (one COCO file
-    under a name of its own) comes last, so a stray info.json beside YOLO labels does not decide."""
+    """Guess the format from the files under SRC (three levels deep): the one of COCO (a JSON named like
+    a COCO file), VOC (.xml) and YOLO (.txt) found. Files of two of them (YOLO labels with a stray
+    .xml, a photo labelled in another tool) are refused: guessing would leave the others unread in
+    silence. Any other JSON (one COCO file under a name of its own) counts only when nothing else is
+    found, so a stray info.json beside YOLO labels does not decide."""
     if src.is_file():
         return "coco" if src.suffix == ".json" else None
     found = Counter()
@@ -73,12 +75,16 @@ def detect_format(src):
             found["coco" if looks_like_coco_json(path) else "other json"] += 1
         elif path.suffix == ".xml":
             found["voc"] += 1
-        elif path.suffix == ".txt" and path.name != "classes.txt" and not path.name.startswith("README"):
+        elif (path.suffix == ".txt" and path.name != "classes.txt" and not path.name.startswith("README")
+              and "ImageSets" not in path.parts):  # VOC's lists of the images of each split
             found["yolo"] += 1
-    for fmt in FORMATS:
-        if found[fmt]:
-            return fmt
-    return "coco" if found["other json"] else None
+    present = [fmt for fmt in FORMATS if found[fmt]]
+    if len(present) > 1:
+        what = {"coco": "COCO JSON", "voc": ".xml (VOC)", "yolo": ".txt (YOLO)"}
+        raise DataError(f"{src} holds annotation files of more than one format "
+                        f"({', '.join(f'{found[fmt]} {what[fmt]}' for fmt in present)}): pass --format "
+                        f"{' or '.join(present)} to say which to import (the others are not read)")
+    return present[0] if present else "coco" if found["other json"] else None
 
 
 def coco_json_in(folder):
@@ -99,7 +105,10 @@ def coco_splits(src, default_split):
     splits = [(name, coco_json_in(src / name)) for name in split_folders(src)]
     splits = [(name, path) for name, path in splits if path]
     if not splits and (src / "annotations").is_dir():  # annotations/instances_train2017.json
-        for path in sorted((src / "annotations").glob("*.json")):
+        jsons = sorted((src / "annotations").glob("*.json"))
+        # COCO's own download also holds captions_* and person_keypoints_*: not boxes to import.
+        detection = [path for path in jsons if path.name.startswith("instances_")] or jsons
+        for path in detection:
             splits.append((path.stem.removeprefix("instances_"), path))
     if not splits and coco_json_in(src):
         splits = [(default_split, coco_json_in(src))]
@@ -119,8 +128,58 @@ def yolo_splits(src, default_split):
 
 
 def voc_splits(src, default_split):
-    """[(split name, folder)]"""
-    return [(name, src / name) for name in split_folders(src)] or [(default_split, src)]
+    """[(split name, folder, the image stems of the split, or None for all)]: the split folders; else
+    the lists of ImageSets/Main (train.txt, val.txt, test.txt, or trainval.txt alone) where there are
+    any; else SRC as one split."""
+    if split_folders(src):
+        return [(name, src / name, None) for name in split_folders(src)]
+    lists = src / "ImageSets" / "Main"
+    listed = {name: lists / f"{name}.txt" for name in ("train", "val", "test") if (lists / f"{name}.txt").is_file()}
+    if not listed and (lists / "trainval.txt").is_file():
+        listed = {"train": lists / "trainval.txt"}
+    if listed:
+        return [(name, src, read_image_set(path)) for name, path in listed.items()]
+    return [(default_split, src, None)]
+
+
+def read_image_set(path):
+    """The image stems a VOC ImageSets list names, one per line."""
+    try:
+        return {line.split()[0] for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()}
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+
+
+def voc_folders(folder):
+    """(folder of the .xml files, folder of the images) of a VOC split folder."""
+    xml_dir = next((folder / name for name in ("Annotations", "annotations") if (folder / name).is_dir()), folder)
+    if xml_dir == folder:
+        return folder, folder
+    return xml_dir, folder / "JPEGImages" if (folder / "JPEGImages").is_dir() else folder / "images"
+
+
+def not_read(fmt, src, splits_read):
+    """What lies in SRC but in none of the splits read: images beside split folders or in other
+    folders (holdout/), or, with ImageSets, images that none of its lists names. Reported, not
+    passed over in silence."""
+    if src.is_file():
+        return []
+    if fmt == "voc" and not split_folders(src) and (src / "ImageSets" / "Main").is_dir():
+        listed = set().union(*(stems for _, _, stems in splits_read if stems is not None))
+        image_dir = voc_folders(src)[1]
+        unlisted = [p.name for p in image_files(image_dir)] if listed and image_dir.is_dir() else []
+        unlisted = [name for name in unlisted if Path(name).stem not in listed]
+        if unlisted:
+            return [f"{len(unlisted)} image(s) of {image_dir.relative_to(src)}/ that no list in ImageSets/Main "
+                    f"names, e.g. {unlisted[0]}"]
+        return []
+    if not split_folders(src):
+        return []
+    found = [f"{path.name}" for path in image_files(src)]
+    layout = (*SPLIT_FOLDERS, "images", "labels", *VOC_LAYOUT_FOLDERS)
+    for name, count in photos_in_subfolders(src, IMAGE_EXTENSIONS, skip=layout).items():
+        found.append(f"{name}/ ({'cannot be read' if count is None else f'{count} image(s)'})")
+    return [f"{item}: not in a split folder ({', '.join(SPLIT_FOLDERS[:3])})" for item in found]
 
 
 def with_output_split_names(read, src):
@@ -137,16 +196,16 @@ def with_output_split_names(read, src):
 
 # ---------------------------------------------------------------- reading one split
 
-def read_voc_split(folder, src):
-    """Records and problems of one VOC split: .xml beside the images, or Annotations/ + JPEGImages/."""
+def read_voc_split(folder, src, only=None):
+    """Records and problems of one VOC split: .xml beside the images, Annotations/ + JPEGImages/, or
+    (LabelImg) annotations/ + images/; `only`: the image stems of the split (ImageSets), or None for all."""
     problems = {}
-    if (folder / "Annotations").is_dir():
-        xml_dir = folder / "Annotations"
-        image_dir = folder / "JPEGImages" if (folder / "JPEGImages").is_dir() else folder / "images"
-    else:
-        xml_dir = image_dir = folder
+    xml_dir, image_dir = voc_folders(folder)
     images = image_files(image_dir) if image_dir.is_dir() else []
-    note_unread_subfolders(image_dir, src, problems, read_elsewhere=VOC_LAYOUT_FOLDERS)
+    if only is None:
+        note_unread_subfolders(image_dir, src, problems, read_elsewhere=VOC_LAYOUT_FOLDERS)
+    else:
+        images = [path for path in images if path.stem in only]
     images_by_name = {p.name: p for p in images}
     images_by_stem = {}
     for path in images:
@@ -155,6 +214,8 @@ def read_voc_split(folder, src):
 
     parsed = []
     for xml_path in sorted(xml_dir.glob("*.xml")):
+        if only is not None and xml_path.stem not in only:
+            continue
         try:
             root = ET.parse(xml_path).getroot()
             if root.tag != "annotation":
@@ -211,11 +272,16 @@ def read_voc_split(folder, src):
 def find_coco_image(file_name, json_path, split):
     """COCO file_name is relative to a folder that depends on the exporter; try the usual ones."""
     json_dir = json_path.parent
+    named = json_path.stem.removeprefix("instances_")  # annotations/instances_val2017.json → val2017/
     for folder in (json_dir, json_dir / "images", json_dir.parent / split, json_dir.parent / "images" / split,
-                   json_dir.parent / "images", json_dir.parent):
+                   json_dir.parent / named, json_dir.parent / "images" / named, json_dir.parent / "images",
+                   json_dir.parent):
         for candidate in (folder / file_name, folder / Path(file_name).name):
-            if candidate.is_file():
-                return candidate
+            try:
+                if candidate.is_file():
+                    return candidate
+            except OSError:  # a name too long for the disk: not there
+                continue
     return None
 
 
@@ -241,7 +307,7 @@ def read_coco_split(json_path, src, split):
     problems = {}
     json_source = str(json_path.relative_to(src))
     try:
-        with open(json_path, encoding="utf-8") as f:
+        with open(json_path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark some editors write
             data = json.load(f)
         if not isinstance(data, dict):
             raise ValueError(f"a COCO file is a JSON object with images, annotations and categories, not a "
@@ -283,12 +349,16 @@ def read_coco_split(json_path, src, split):
         if ann.get("iscrowd") in (1, True):  # "0" as text is not a crowd region
             note(problems, "crowd_box", name)
             continue
+        if "bbox" not in ann:
+            why = "no bbox, only a segmentation" if "segmentation" in ann else "no bbox"
+            note(problems, "invalid_box", f"{name} (annotation {ann.get('id')}: {why})")
+            continue
         try:
             if not isinstance(ann["bbox"], (list, tuple)):  # a string "1234" would read as 1, 2, 3, 4
-                raise TypeError("bbox is not a list")
+                raise TypeError
             x, y, w, h = (float(v) for v in ann["bbox"])
-        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: 10**400 in the JSON
-            note(problems, "invalid_box", name)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: 10**400 in the JSON
+            note(problems, "invalid_box", f"{name} (annotation {ann.get('id')}: bbox {ann['bbox']!r:.60})")
             continue
         if not isinstance(ann.get("category_id"), Hashable) or ann.get("category_id") not in categories:
             note(problems, "unknown_class", f"{name} (category_id {ann.get('category_id')})")
@@ -308,7 +378,7 @@ def read_coco_split(json_path, src, split):
             continue
         try:
             size = (int(image["width"]), int(image["height"]))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: Infinity, 1e400
             size = None
         grade = image.get("grade")
         if grade is not None and not (isinstance(grade, int) and not isinstance(grade, bool) and 0 <= grade <= 3):
@@ -328,7 +398,7 @@ def read_yolo_names(src, split_dirs):
     for folder in folders:
         if (folder / "classes.txt").is_file():
             try:
-                text = (folder / "classes.txt").read_text(encoding="utf-8")
+                text = (folder / "classes.txt").read_text(encoding="utf-8-sig")
             except UnicodeDecodeError as error:
                 raise DataError(f"{folder / 'classes.txt'} is not UTF-8 text ({error}): save it as UTF-8") from None
             lines = [line.strip() for line in text.splitlines()]
@@ -343,7 +413,7 @@ def read_yolo_names(src, split_dirs):
         for yaml_path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
             try:
                 import yaml  # PyYAML comes with mmengine
-                content = yaml.safe_load(yaml_path.read_text()) or {}
+                content = yaml.safe_load(yaml_path.read_text(encoding="utf-8-sig")) or {}
             except Exception as error:  # any YAML or import problem: say which file
                 raise DataError(f"cannot read class names from {yaml_path}: {error}") from None
             if not isinstance(content, dict) or "names" not in content:  # some other YAML file
@@ -407,7 +477,7 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
             continue
         boxes = []
         try:
-            for line_number, line in enumerate(label_path.read_text().splitlines(), 1):
+            for line_number, line in enumerate(label_path.read_text(encoding="utf-8-sig").splitlines(), 1):
                 fields = line.split()
                 if not fields:
                     continue
@@ -444,11 +514,13 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
 
 def read_source(fmt, src, src_root, split, classes, single_class):
     """Every split of SRC → ({output split name: (records, problems)}, the category names the files
-    declare, the classes: as given, or a YOLO source's names in index order)."""
-    read, declared_names = {}, set()
+    declare, the classes: as given, or a YOLO source's names in index order, and what in SRC no split
+    read: lines for the report)."""
+    read, declared_names, voc_read = {}, set(), []
     if fmt == "voc":
-        for name, folder in voc_splits(src, split):
-            read[name] = read_voc_split(folder, src_root)
+        voc_read = voc_splits(src, split)
+        for name, folder, only in voc_read:
+            read[name] = read_voc_split(folder, src_root, only)
     elif fmt == "coco":
         for name, json_path in coco_splits(src, split):
             records, problems, declared = read_coco_split(json_path, src_root, name)
@@ -456,8 +528,15 @@ def read_source(fmt, src, src_root, split, classes, single_class):
             declared_names.update(declared)
     else:
         splits = yolo_splits(src, split)
-        names = classes or read_yolo_names(src, [d for _, images_dir, labels_dir in splits
-                                                 for d in (images_dir.parent, labels_dir)])
+        # The names file says what each index is; --classes then picks and orders classes by name, as it
+        # does for COCO and VOC (taken by index, it had relabelled papules as pustules). Without a
+        # names file, --classes names the indices in order.
+        names = read_yolo_names(src, [d for _, images_dir, labels_dir in splits
+                                      for d in (images_dir.parent, labels_dir)])
+        if names is not None:
+            declared_names.update(name for name in names if name is not None)
+        else:
+            names = classes
         if names is None and not single_class:
             raise DataError(f"no class names for the YOLO labels in {src}: pass --classes a,b,c "
                             f"(in index order), or put classes.txt or data.yaml (names:) there")
@@ -467,4 +546,4 @@ def read_source(fmt, src, src_root, split, classes, single_class):
             read[name] = read_yolo_split(images_dir, labels_dir, src_root, names, single_class)
     if not read:
         raise DataError(f"nothing to import in {src}: no {fmt} split found (see python -m train.data import --help)")
-    return with_output_split_names(read, src), declared_names, classes
+    return with_output_split_names(read, src), declared_names, classes, not_read(fmt, src, voc_read)
