@@ -410,13 +410,15 @@ def test_a_config_that_is_not_one_is_a_clear_error(synthetic_data, tmp_path):
             (SMOKE, ["--backbone-weights", str(tmp_path / "empty.pth")], "is for EfficientNet-Lite configs"),
             (lite, ["--backbone-weights", str(tmp_path / "empty.pth"), "--from-scratch"], "give one of them"),
             (SMOKE, ["--weights", "https://example.invalid/"], "names no file"),
+            # A mistyped scheme had been told "not found ... Offline? Fetch it on a machine with internet".
+            (SMOKE, ["--weights", "htps://example.invalid/tood.pth"], "is neither an http(s):// or hf:// address"),
             # Found in an audit: a file that is no weights, or a detector's checkpoint, was a torch traceback.
             (lite, ["--backbone-weights", str(tmp_path / "empty.pth")], "cannot be read as a file of tensors"),
             (lite, ["--backbone-weights", str(tmp_path / "detector.pth")], "holds no EfficientNet-Lite weights")):
         result = run_module(["train.train", config, "--data", str(synthetic_data), "--work-dir", str(tmp_path / "w"),
                              "--model-store", str(tmp_path / "store"), *options], check=False, timeout=120)
         assert result.returncode == 2 and message in result.stderr, (options, result.stderr[-1500:])
-        assert "Traceback" not in result.stderr
+        assert "Traceback" not in result.stderr and ("Offline?" in result.stderr) == options[1].startswith("http")
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

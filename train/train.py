@@ -21,8 +21,8 @@ from train import file_in_place_of_folder
 from train.archive import ArchiveError, archive_work_dir
 from train.data import DataError, read_split
 from train.evaluate import EvaluationError, evaluate_work_dir
-from train.weights import (WeightsUnavailable, architecture_differences, archived_settings, resolve_weights,
-                           weights_from_archive)
+from train.weights import (HF_PREFIX, WeightsUnavailable, architecture_differences, archived_settings,
+                           resolve_weights, weights_from_archive)
 from trouble.models.hooks import LossNotFinite
 
 
@@ -256,7 +256,7 @@ def set_starting_weights(cfg, args) -> str:
             archive_description = start_from_archive(cfg, args, Path(cfg.load_from), wanted)
     except WeightsUnavailable as error:
         fetch = ("Offline? Fetch it on a machine with internet and pass --weights /path/to/file.pth"
-                 if "://" in wanted else "Pass another --weights")
+                 if wanted.startswith(("http://", "https://", HF_PREFIX)) else "Pass another --weights")
         raise TrainError(f"{error}\n  {fetch}, or start from random weights with --from-scratch "
                          f"(expect much lower accuracy).") from error
     skip_backbone_init(cfg)

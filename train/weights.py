@@ -30,6 +30,9 @@ def resolve_weights(spec: str, timeout_s: float = 30.0) -> str:
         return _from_hub(spec[len(HF_PREFIX):])
     if urlparse(spec).scheme in ("http", "https"):
         return _from_url(spec, timeout_s)
+    if "://" in spec:  # htp://, ftp://, s3://: not a path either
+        raise WeightsUnavailable(f"{spec} is neither an http(s):// or hf:// address nor a local file: give "
+                                 f"https://.../file.pth, hf://owner/repo/file.pth, or a path")
     path = Path(spec).expanduser()
     if not path.is_file():
         raise WeightsUnavailable(f"checkpoint file {spec} not found")
