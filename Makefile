@@ -60,7 +60,7 @@ train: setup  ## train CONFIG on DATA, evaluate, and archive model_store/trouble
 	$(BIN)/python -m train.train $(CONFIG) --data $(DATA) --work-dir $(WORK_DIR) $(TRAIN_ARGS)
 
 evaluate: setup  ## evaluate the model in WORK_DIR on DATA's valid split
-	$(BIN)/python -m train.evaluate --work-dir $(WORK_DIR) --gt $(DATA)/valid/annotations.json --out $(WORK_DIR)/eval
+	$(BIN)/python -m train.evaluate --work-dir $(WORK_DIR) --gt $(DATA)/valid/annotations.json --out $(WORK_DIR)/eval --overwrite
 
 archive: setup  ## rebuild MODEL_STORE/trouble.mar (default model_store/) from WORK_DIR
 	$(BIN)/python -m train.archive --work-dir $(WORK_DIR) --out $(MODEL_STORE)

@@ -13,8 +13,9 @@ spreadsheet. Existing outputs are replaced only with --overwrite.
 
 Exit codes: 0 done; 1 no photo could be analysed, or the server stopped answering or refused the
 request partway, e.g. its key expired (what was analysed is written); 2 a bad option, folder or
-output, or a model or server that cannot be used (nothing analysed); 130 interrupted (what was
-analysed is written).
+output, or a model or server that cannot be used (nothing analysed); 130 interrupted by Ctrl-C,
+SIGTERM or SIGHUP (what was analysed is written; where --overwrite would replace an earlier sheet,
+to NAME.partial.json and NAME.partial.csv instead, and the earlier one is kept).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -29,7 +31,7 @@ if not __package__:  # run as `python handler/predict_folder.py`: the shared lib
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trouble.batch import annotated_names, model_category_ids, predict_each
-from trouble.count_range import typical_count_range
+from trouble.count_range import answered_as_validated, typical_count_range
 from trouble.images import PHOTO_SUFFIXES, BadInput, photos_in_subfolders
 from trouble.output_paths import write_problem
 from trouble.server_client import ServerRefused, ServerUnreachable, TorchServeClient, address_problem
@@ -69,18 +71,40 @@ def model_label(model: dict) -> str:
     return f"{model['name']} {model['version']}{weights}"
 
 
+def spreadsheet_text(name: str) -> str:
+    """A file name as a spreadsheet cell: one starting with = + - @ (or a tab, a return) would be read
+    as a formula, so it gets a leading apostrophe, which spreadsheets do not show."""
+    return f"'{name}" if name[:1] in ("=", "+", "-", "@", "\t", "\r") else name
+
+
+def settings_columns(settings: dict) -> list:
+    """sliced, tta, framing: how the photo was run, which changes its count (a sliced or augmented
+    run counts more); each column empty where an older archive's answer does not say."""
+    sliced, tta, framing = settings.get("sliced"), settings.get("tta"), settings.get("framing")
+    if sliced is not None:
+        sliced = f"yes ({settings.get('slices')} slices)" if sliced else "no"
+    if tta is not None:
+        tta = f"yes ({settings.get('passes')} passes)" if tta else "no"
+    if framing == "face":
+        framing = "face (cropped to it)" if settings.get("face_crop") else "face (not cropped)"
+    return ["" if value is None else value for value in (sliced, tta, framing)]
+
+
 def write_counts_csv(path: Path, classes: list, responses: list):
     """One row per photo, in folder order: what a clinic puts in a spreadsheet."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # surrogateescape: a file name that is not UTF-8 (unzipped from a Windows archive) keeps its bytes.
-    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+    # backslashreplace: a file name that is not UTF-8 (unzipped from a Windows archive) is written as
+    # \udcff, so that the sheet stays UTF-8 text that every reader opens.
+    with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.writer(f)
         header = ["file_name", *classes, "total", "grade", "grade_name", "typical_count_low", "typical_count_high",
-                  "warnings", "taken_at", "analysed_at", "model", "score_thresholds", "error"]
+                  "warnings", "taken_at", "analysed_at", "model", "score_thresholds", "sliced", "tta", "framing",
+                  "as_validated", "error"]
         writer.writerow(header)
         for response in responses:
             if "error" in response:  # every column between the name and the error left empty
-                writer.writerow([response["file_name"], *[""] * (len(header) - 2), response["error"]])
+                writer.writerow([spreadsheet_text(response["file_name"]), *[""] * (len(header) - 2),
+                                 response["error"]])
                 continue
             severity = response["severity"]
             # The codes of what makes the count say little (no_colour, little_skin, small_face); an
@@ -93,24 +117,28 @@ def write_counts_csv(path: Path, classes: list, responses: list):
             # What a sheet made with --threshold differs by from one at the model's own.
             used = response["settings"]["score_thresholds"]
             thresholds = "; ".join(f"{name} {value:g}" for name, value in used.items())
-            writer.writerow([response["file_name"], *[response["counts"][name] for name in classes],
+            # Whether the figures of the model's validation (the typical range) speak for this answer.
+            validated = response["settings"].get("as_validated", answered_as_validated(response))
+            as_validated = {True: "yes", False: "no", None: ""}[validated]
+            writer.writerow([spreadsheet_text(response["file_name"]), *[response["counts"][name] for name in classes],
                              response["total"], severity["grade"], severity["name"],
                              *((typical["low"], typical["high"]) if typical else ("", "")), warnings,
                              response["image"].get("taken_at") or "", response["analysed_at"],
-                             model_label(response["model"]), thresholds, ""])
+                             model_label(response["model"]), thresholds, *settings_columns(response["settings"]),
+                             as_validated, ""])
 
 
 def output_problem(args, paths: list[Path]) -> str | None:
     """Why this run may not write its outputs, checked before any photo is analysed: yesterday's
     results are not replaced unless asked (--overwrite)."""
     outputs = [Path(args.out)] + ([Path(args.csv)] if args.csv else [])
-    if len({path.resolve() for path in outputs}) < len(outputs):
+    if len({resolved(path) for path in outputs}) < len(outputs):
         return f"--out and --csv are the same file ({args.out}); give each its own"
-    photos = {path.resolve() for path in paths}
+    photos = {resolved(path) for path in paths}
     for path in outputs:
-        if path.resolve() in photos:  # --overwrite or not: a photo is never replaced by results
+        if resolved(path) in photos:  # --overwrite or not: a photo is never replaced by results
             return f"{path} is one of the photos: write the results elsewhere"
-        if args.model and path.resolve() == Path(args.model).resolve():  # --overwrite or not
+        if args.model and resolved(path) == resolved(Path(args.model)):  # --overwrite or not
             return f"{path} is the --model: write the results elsewhere"
     for path in outputs:
         if path.is_dir():
@@ -130,6 +158,26 @@ def output_problem(args, paths: list[Path]) -> str | None:
         one = len(existing) == 1
         return f"{shown} already exist{'s' if one else ''}; add --overwrite to replace {'it' if one else 'them'}"
     return None
+
+
+def resolved(path: Path) -> Path:
+    """The path with its links followed, or as it is where they loop (a link to itself, skipped later
+    as a file that cannot be read)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: "Symlink loop", before Python 3.13
+        return path.absolute()
+
+
+def partial_path(path: Path) -> Path:
+    """Where an interrupted run writes what it analysed when `path` holds an earlier, complete run's."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
+def interrupt(signum, frame):
+    """SIGTERM and SIGHUP (kill, `timeout`, a closed ssh session) end a run as Ctrl-C does: what was
+    analysed is written."""
+    raise KeyboardInterrupt
 
 
 def main(argv=None) -> int:
@@ -163,7 +211,12 @@ def main(argv=None) -> int:
         print(f"error: --annotated {args.annotated} is the photos' folder: its drawings would replace photos "
               f"there; choose another folder", file=sys.stderr)
         return 2
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as error:
+        print(f"error: the folder {folder} cannot be read ({error.strerror or error})", file=sys.stderr)
+        return 2
+    paths = [p for p in entries if p.suffix.lower() in PHOTO_SUFFIXES]
     # Only the folder's own photos are analysed: photos in its subfolders (one per patient, say) are
     # named, not left out in silence.
     subfolders = photos_in_subfolders(folder)
@@ -177,7 +230,7 @@ def main(argv=None) -> int:
         print(f"error: no {', '.join(PHOTO_SUFFIXES)} photos in {folder}"
               + (" itself, only in its subfolders" if any(subfolders.values()) else ""), file=sys.stderr)
         return 2
-    others = sorted(p.name for p in folder.iterdir()
+    others = sorted(p.name for p in entries
                     if p.is_file() and p.suffix.lower() not in PHOTO_SUFFIXES and not p.name.startswith("."))
     if others:  # said, so that a photo in another format is not missed in silence
         shown = ", ".join(others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
@@ -187,6 +240,9 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    earlier = [path for path in (Path(args.out), Path(args.csv) if args.csv else None) if path and path.exists()]
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
     try:
         predictor = open_predictor(args.model, args.server)
     except (ConnectionError, FileNotFoundError, ValueError) as error:
@@ -225,16 +281,22 @@ def main(argv=None) -> int:
     output = {"categories": [{"id": i, "name": n} for n, i in category_ids.items()],
               "images": [{"id": i, "file_name": p.name} for i, p in images],
               "results": results, "responses": [responses[i] for i, _ in images]}
+    # An interrupted run with --overwrite leaves the earlier, complete sheet as it was.
+    out, csv_path = Path(args.out), Path(args.csv) if args.csv else None
+    if stopped == "the run was interrupted" and earlier:
+        out, csv_path = partial_path(out), csv_path and partial_path(csv_path)
+        print(f"the earlier {' and '.join(map(str, earlier))} are kept: what this run analysed goes to "
+              f"{out}{f' and {csv_path}' if csv_path else ''}", file=sys.stderr)
     try:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(output, indent=1))
-        if args.csv:
-            write_counts_csv(Path(args.csv), classes, output["responses"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(output, indent=1))
+        if csv_path:
+            write_counts_csv(csv_path, classes, output["responses"])
     except OSError as error:  # checked before the run, so a disk that filled up meanwhile
         print(f"error: could not write the results: {error}", file=sys.stderr)
         return 1
     not_analysed, skipped = len(paths) - reached, reached - len(answered)
-    print(f"wrote {args.out}: {len(results)} detections in {len(answered)} photos"
+    print(f"wrote {out}: {len(results)} detections in {len(answered)} photos"
           + (f"; {skipped} photos skipped (see 'responses')" if skipped else "")
           + (f"; {not_analysed} not analysed" if not_analysed else ""))
     if stopped:

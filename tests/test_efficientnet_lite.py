@@ -159,5 +159,8 @@ def test_demo_mar_serves_a_photo(demo_settings, tmp_path):
         assert (row["total"], row["typical_count_low"], row["typical_count_high"]) == (
             str(body["total"]), str(body["severity"]["typical_range"]["low"]),
             str(body["severity"]["typical_range"]["high"]))
+        # How it was run, as served: the demo resizes a photo whole and crops to a small face only.
+        assert (row["sliced"], row["tta"], row["framing"], row["as_validated"]) == (
+            "no", "no", "face (not cropped)", "yes")
     finally:
         stop_torchserve(server)

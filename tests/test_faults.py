@@ -403,6 +403,10 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_photo(tmp_path):
         assert batch.returncode == 2, batch.stderr
         assert f"{locked / 'results.json'}: no permission to write in {locked}" in batch.stderr and "Traceback" not in batch.stderr
         assert "not analysed (run the command on each folder): patient_x/ (cannot be read)" in batch.stderr
+        private = run_as_nobody(["-m", "handler.predict_folder", str(photos / "patient_x"), "--model",
+                                 str(shared / "m.mar"), "--out", str(home / "results.json")], home)
+        assert private.returncode == 2 and "Traceback" not in private.stderr, private.stderr
+        assert f"the folder {photos / 'patient_x'} cannot be read (Permission denied)" in private.stderr
         (photos / "face.xml").write_text("<annotation><filename>face.jpg</filename><size><width>640</width>"
                                          "<height>640</height></size><object><name>acne</name><bndbox><xmin>10</xmin>"
                                          "<ymin>10</ymin><xmax>30</xmax><ymax>30</ymax></bndbox></object></annotation>")

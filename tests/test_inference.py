@@ -586,6 +586,26 @@ def test_a_jpeg_whose_data_ends_early_is_refused_and_a_photo_on_grey_is_not():
                 str(error.value)
 
 
+def test_a_baseline_jpeg_without_its_end_marker_is_analysed_and_a_cut_one_refused():
+    """Some cameras and apps write JPEGs without the end marker, which viewers show: it had been
+    refused as truncated. Without it, a file cut short is measured as the mended ones are."""
+    out = io.BytesIO()
+    Image.open(ACNE04_PHOTOS[0]).convert("RGB").save(out, "JPEG", quality=90)
+    data = out.getvalue()
+    whole = decode_image(data).rgb
+    for max_side in (4096, 300):
+        assert decode_image(data[:-2], max_side=max_side).rgb.shape == decode_image(data, max_side=max_side).rgb.shape
+    np.testing.assert_array_equal(decode_image(data[:-2]).rgb, whole)
+    with pytest.raises(BadInput) as error:
+        decode_image(data[:len(data) // 2])
+    assert error.value.code == "corrupt_image" and "data ends early" in str(error.value)
+    progressive = io.BytesIO()
+    Image.open(ACNE04_PHOTOS[0]).convert("RGB").save(progressive, "JPEG", quality=90, progressive=True)
+    with pytest.raises(BadInput) as error:  # what its missing scans lack cannot be measured: refused
+        decode_image(progressive.getvalue()[:-2])
+    assert error.value.code == "corrupt_image"
+
+
 def test_a_cut_heic_is_refused_in_one_line():
     """libheif's message ends in a line break, which had been shown inside the brackets."""
     out = io.BytesIO()

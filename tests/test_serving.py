@@ -298,7 +298,7 @@ def test_batch_cli_through_torchserve_and_in_process_agree(torchserve, smoke_mar
 
     assert [row["file_name"] for row in rows["server"]] == sorted(p.name for p in photos.iterdir())[:5]
     broken, empty = rows["server"][:2]
-    assert "truncated or corrupt" in broken["error"] and broken["total"] == ""
+    assert "data ends early: 9" in broken["error"] and broken["total"] == ""
     assert empty["error"].startswith("the file is empty (0 bytes)") and empty["total"] == ""
     for server_row, model_row in zip(rows["server"], rows["model"]):
         # When each photo was analysed (for follow-up photos), to the second: this run's, local time.
@@ -342,13 +342,22 @@ def test_the_csv_gives_a_typical_range_only_where_it_is_known(tmp_path):
                 "image": {}, "counts": {"acne": 7}, "total": 7, "severity": describe_grade(7),
                 "settings": {"score_thresholds": {"acne": 0.23}, "sliced": False, "slices": 0, "tta": False},
                 "analysed_at": "2026-11-28T09:00:00+00:00"}
-    write_counts_csv(tmp_path / "counts.csv", ["acne"], [{**response, "warnings": []}, response])
-    with (tmp_path / "counts.csv").open(newline="") as f:
-        with_warnings, older = list(csv.DictReader(f))
+    sliced = {**response, "warnings": [], "file_name": "=HYPERLINK(1).jpg",
+              "settings": {**response["settings"], "sliced": True, "slices": 12, "tta": True, "passes": 4,
+                           "framing": "face", "face_crop": [0, 0, 10, 10]}}
+    not_utf8 = {"file_name": "bad\udcff.jpg", "error": "not a photo", "code": "not_an_image"}
+    write_counts_csv(tmp_path / "counts.csv", ["acne"], [{**response, "warnings": []}, response, sliced, not_utf8])
+    with (tmp_path / "counts.csv").open(newline="", encoding="utf-8") as f:  # UTF-8 text, whatever the names
+        with_warnings, older, sliced_row, not_utf8_row = list(csv.DictReader(f))
     assert (with_warnings["typical_count_low"], with_warnings["typical_count_high"]) == ("5", "13")
     # Which model and thresholds made the row (an archive without a weights hash: its name and version)
     assert (with_warnings["model"], with_warnings["score_thresholds"]) == ("trouble 1.0", "acne 0.23")
     assert older["warnings"] == "not given (an archive older than warnings)" and older["typical_count_low"] == ""
+    # How each photo was run, which changes its count: a sliced, augmented run is no validated one.
+    assert [(row["sliced"], row["tta"], row["framing"], row["as_validated"]) for row in (with_warnings, sliced_row)] \
+        == [("no", "no", "", "yes"), ("yes (12 slices)", "yes (4 passes)", "face (cropped to it)", "no")]
+    # A name a spreadsheet would run as a formula, and one that is not UTF-8 (from an audit).
+    assert sliced_row["file_name"] == "'=HYPERLINK(1).jpg" and not_utf8_row["file_name"] == "bad\\udcff.jpg"
 
 
 def test_no_two_photos_get_one_drawing_name():
@@ -512,6 +521,22 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     assert responses[-1]["error"] == "not analysed: the run was interrupted" and responses[-1]["code"] == "not_analysed"
     with (tmp_path / "counts.csv").open(newline="") as f:
         assert next(csv.reader(f))[:4] == ["file_name", "comedone", "papule", "pustule"]
+    # SIGTERM (kill, `timeout`) ends a run as Ctrl-C does; over an earlier sheet (--overwrite), what it
+    # analysed goes beside it and the earlier one stays (it had been replaced by a partial one).
+    earlier = out.read_bytes(), (tmp_path / "counts.csv").read_bytes()
+    run = subprocess.Popen([sys.executable, "-m", "handler.predict_folder", str(photos), "--model", str(smoke_mar),
+                            "--out", str(out), "--csv", str(tmp_path / "counts.csv"), "--overwrite"],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in run.stdout:
+        if "20/152 photos" in line:
+            break
+    run.send_signal(signal.SIGTERM)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130 and "interrupted after" in stderr and "Traceback" not in stderr, stderr
+    assert f"{out} and {tmp_path / 'counts.csv'} are kept: what this run analysed goes to" in stderr, stderr
+    assert (out.read_bytes(), (tmp_path / "counts.csv").read_bytes()) == earlier
+    assert len(read_json(tmp_path / "results.partial.json")["responses"]) == 152
+    assert (tmp_path / "counts.partial.csv").is_file()
 
     for photo in photos.glob("photo*.jpg"):
         if photo.name not in ("photo000.jpg", "photo001.jpg"):
@@ -540,13 +565,22 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     under_a_file = run_module([*drawing[:5], str(tmp_path / "counts.csv" / "again.json")], check=False)
     assert under_a_file.returncode == 2 and "counts.csv is a file" in under_a_file.stderr, under_a_file.stderr
 
-    # A file name that is not UTF-8 (from a Windows zip) reaches the CSV with its bytes.
+    # A file name that is not UTF-8 (from a Windows zip) reaches the CSV escaped: the sheet stays UTF-8 (its
+    # bytes as they were had made the whole sheet unreadable to a UTF-8 reader).
     latin1 = tmp_path / "latin1"
     latin1.mkdir()
     Path(os.fsdecode(bytes(latin1) + b"/caf\xe9.jpg")).write_bytes(ACNE04_PHOTOS[0].read_bytes())
-    run_module(["handler.predict_folder", str(latin1), "--model", str(smoke_mar), "--out", str(latin1 / "r.json"),
-                "--csv", str(latin1 / "counts.csv")])
-    assert b"caf\xe9.jpg," in (latin1 / "counts.csv").read_bytes()
+    # Beside it: a link to itself, a folder named as a photo, and a link to the folder (its photos are these).
+    (latin1 / "loop.jpg").symlink_to("loop.jpg")
+    (latin1 / "album.jpg").mkdir()
+    (latin1 / "here").symlink_to(".")
+    result = run_module(["handler.predict_folder", str(latin1), "--model", str(smoke_mar), "--out",
+                         str(latin1 / "r.json"), "--csv", str(latin1 / "counts.csv")])
+    assert "Traceback" not in result.stderr and "subfolders" not in result.stderr, result.stderr
+    assert "caf\\udce9.jpg," in (latin1 / "counts.csv").read_text(encoding="utf-8")
+    errors = {r["file_name"]: r["error"] for r in read_json(latin1 / "r.json")["responses"] if "error" in r}
+    assert errors == {"album.jpg": "the file cannot be read (is a directory)",
+                      "loop.jpg": "the file cannot be read (too many levels of symbolic links)"}
 
 
 def test_batch_cli_names_a_server_address_that_cannot_be_the_inference_api(torchserve, tmp_path):

@@ -963,3 +963,40 @@ def test_a_resume_compares_models_by_their_weights_not_how_they_start(tmp_path):
     config.model.bbox_head.feat_channels = 8
     assert not same_model(tmp_path / "resolved_config.py", config)
     assert same_model(tmp_path / "none.py", config)  # a work dir from before resolved configs: nothing to tell
+
+
+def test_evaluate_keeps_an_earlier_report_and_says_what_it_scored(smoke_training, tmp_path):
+    """From an audit: a report of 283 photos was replaced by one of 3 without a word; predictions moved
+    away from their report were scored against every photo without a note; a ground truth with a type
+    the model lacks ran the model over every photo before the refusal; a report scored again from
+    saved predictions did not say which model made them."""
+    gt = smoke_training["data"] / "valid" / "annotations.json"
+    base = ["train.evaluate", "--model", str(smoke_training["mar"]), "--limit", "1", "--gt", str(gt)]
+    run_module([*base, "--out", str(tmp_path / "run")])
+    first = (tmp_path / "run" / "metrics.json").read_bytes()
+    again = run_module([*base, "--out", str(tmp_path / "run")], check=False)
+    assert again.returncode == 2 and "holds an earlier report (metrics.json, metrics.md" in again.stderr
+    assert "pass --overwrite" in again.stderr and (tmp_path / "run" / "metrics.json").read_bytes() == first
+    run_module([*base, "--out", str(tmp_path / "run"), "--overwrite"])
+
+    predictions = tmp_path / "run" / "predictions.json"
+    run_module(["train.evaluate", "--predictions", str(predictions), "--limit", "1", "--gt", str(gt),
+                "--out", str(tmp_path / "rescored")])
+    rescored, run = read_json(tmp_path / "rescored" / "metrics.json"), read_json(tmp_path / "run" / "metrics.json")
+    assert rescored["model"]["weights_sha256"] == run["model"]["weights_sha256"] is not None
+    assert rescored["model"]["predictions_file"] == str(predictions) and rescored["data"]["limit"] == 1
+    shutil.copy(predictions, tmp_path / "loose.json")  # away from the report that says --limit 1
+    loose = run_module(["train.evaluate", "--predictions", str(tmp_path / "loose.json"), "--gt", str(gt),
+                        "--out", str(tmp_path / "loose")])
+    assert "the predictions name 1 of the 4 images" in loose.stdout, loose.stdout
+
+    coco = read_json(gt)
+    with_rash = tmp_path / "rash.json"
+    with_rash.write_text(json.dumps({**coco, "categories": coco["categories"] + [{"id": 99, "name": "rash"}]}))
+    refused = run_module([*base[:-2], "--gt", str(with_rash), "--out", str(tmp_path / "rash")], check=False)
+    assert refused.returncode == 2 and "has types the model does not know: ['rash']" in refused.stderr
+    assert "running the model" not in refused.stdout and "Traceback" not in refused.stderr
+    no_images = tmp_path / "none.json"
+    no_images.write_text(json.dumps({**coco, "images": [], "annotations": []}))
+    refused = run_module([*base[:-2], "--gt", str(no_images), "--out", str(tmp_path / "none")], check=False)
+    assert refused.returncode == 2 and "no images to evaluate on" in refused.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from trouble.images import ACCEPTED_FORMATS, MIN_SIDE, jpeg_rows_missing
+from trouble.images import ACCEPTED_FORMATS, MIN_SIDE, jpeg_rows_missing, loaded
 
 # What both readers take: mmdet's loader (OpenCV) in training, the inference core (PIL) in evaluation
 # and serving. OpenCV reads no HEIC; the core refuses BMP, TIFF and GIF.
@@ -85,9 +85,9 @@ def read_image_size(path):
             if min(width, height) < MIN_SIDE:
                 return f"size {width}x{height}"
             orientation = image.getexif().get(0x0112, 1)
-            # JPEG: decode at 1/8 scale, which still reads every byte
-            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            image.load()
+            # JPEG: decode at 1/8 scale, which still reads every byte; as the server does (one that lacks
+            # only its end marker is whole)
+            data, image = loaded(data, image, (max(1, width // 8), max(1, height // 8)))
             # One that the server would refuse as damaged (its data ends before its last rows)
             missing = jpeg_rows_missing(data, image) if image.format in ("JPEG", "MPO") else 0.0
             transparent = has_transparent_pixels(image)

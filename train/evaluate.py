@@ -94,6 +94,8 @@ def load_ground_truth(gt):
             raise EvaluationError(f"{source}: image id {img['id']} has grade {grade!r}, expected 0..{NUM_GRADES - 1}")
         images.append(dict(img))
     image_ids = [img["id"] for img in images]
+    if not images:  # figures of nothing, and "F1-optimal" thresholds that are only the defaults
+        raise EvaluationError(f"{source}: no images to evaluate on")
     if len(set(image_ids)) != len(image_ids):
         raise EvaluationError(f"{source}: duplicate image ids")
 
@@ -296,6 +298,10 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
     missing = [name for name in detector.classes if name not in category_ids]
     if missing:
         raise EvaluationError(f"the model's types {missing} are not categories of {gt_path}")
+    unknown = [name for name in category_ids if name not in detector.classes]
+    if unknown:  # found now, not by the thresholds' check once the model has run over every photo
+        raise EvaluationError(f"{gt_path} has types the model does not know: {unknown} (the model's: "
+                              f"{detector.classes}): evaluate it on data of its own types")
     folder = Path(gt_path).parent
     print(f"[evaluate] running the model on {len(images)} images of {gt_path}", flush=True)
     predictions, responses = predict_images(detector, [(im["id"], folder / im["file_name"]) for im in images],
@@ -437,6 +443,7 @@ def parse_args(argv=None):
                                  "the report beside them, else 0.3)")
     thresholds.add_argument("--thresholds-json", help="{type: threshold} as JSON text (e.g. '{\"acne\": 0.23}') "
                                                      "or a file, or a metrics.json whose F1-optimal thresholds to use")
+    parser.add_argument("--overwrite", action="store_true", help="replace the report an earlier run wrote in --out")
     parser.add_argument("--model-info", help="JSON file describing the model (config, checkpoint, pretrained); shown at the top of the report")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -467,6 +474,10 @@ def parse_args(argv=None):
         # That run's report would be replaced by one of other detections, and left beside its own.
         parser.error(f"--out {args.out} holds a model run's report and the detections it was made from "
                      f"({other_run}): give another --out")
+    earlier = [name for name in REPORT_FILES if (Path(args.out) / name).is_file()]
+    if earlier and not args.overwrite:  # a report of 283 photos had been replaced by one of 3 without a word
+        parser.error(f"--out {args.out} holds an earlier report ({', '.join(earlier)}): give another --out, or "
+                     f"pass --overwrite to replace it")
     if args.model_info and not args.predictions:
         parser.error("--model-info: only with --predictions (with --model or --work-dir the report describes "
                      "the model itself)")
@@ -490,9 +501,13 @@ def main(argv=None):
             raise EvaluationError(f"model info file {args.model_info}: expected a JSON object")
 
         if args.predictions:
-            model_info.setdefault("predictions_file", args.predictions)
+            # The model the run beside them described (its name, weights, settings), unless told otherwise.
+            run_report = report_beside(args.predictions)
+            if not args.model_info and isinstance(run_report.get("model"), dict):
+                model_info = dict(run_report["model"])
+            model_info["predictions_file"] = args.predictions
             check_made_on(args.predictions, args.gt)
-            ran_limit = (report_beside(args.predictions).get("data") or {}).get("limit")
+            ran_limit = (run_report.get("data") or {}).get("limit")
             if ran_limit and args.limit != ran_limit:  # the others would count as photos where nothing was found
                 raise EvaluationError(f"{args.predictions} holds the detections of {ran_limit} images (the run that "
                                       f"saved them had --limit {ran_limit}): score them with --limit {ran_limit}")
@@ -506,6 +521,13 @@ def main(argv=None):
                 score_thresholds, note = thresholds_of_the_run(args.predictions)
                 print("note:", note)
             metrics = evaluate_checked(gt, args.gt, predictions, score_thresholds, model_info)
+            metrics["data"]["limit"] = args.limit
+            named = len({p["image_id"] for p in predictions})
+            if named < len(gt["images"]) / 2:  # a model run (score floor 0.05) names almost every photo
+                metrics["notes"].append(
+                    f"the predictions name {named} of the {len(gt['images'])} images; the others are scored as "
+                    f"photos where nothing was found. If the model ran on fewer (--limit N), score them with "
+                    f"the same --limit N")
             paths = write_report(metrics, args.out)
         else:
             gt = None  # evaluate_model reads it (after loading the model) unless the thresholds need it first

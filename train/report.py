@@ -87,7 +87,8 @@ def markdown_report(metrics):
         lines.append("- **pretrained**: not stated by the caller")
     data = metrics["data"]
     lines += ["", f"Ground truth: `{data['gt']}`: {data['images']} images, {data['gt_boxes']} boxes, "
-                  f"{data['predictions']} predictions, types: {', '.join(names)}.", "",
+                  f"{data['predictions']} detections at any score (the tables count those at the thresholds), "
+                  f"types: {', '.join(names)}.", "",
               f"Matching: {metrics['settings']['matching']}, IoU >= {metrics['settings']['iou_threshold']}; "
               f"{metrics['settings']['score_rule']}. mAP: pycocotools, ranking up to "
               f"{metrics['settings']['max_detections_per_image_for_mAP']} detections per image (as mmdet does; "

@@ -69,10 +69,10 @@ def predict_each(predictor, images: list[tuple[int, Path]], category_ids: dict |
         except Exception as error:  # noqa: BLE001  one bad photo stops nothing
             if getattr(error, "code", None) == "bad_parameter":  # an option, not the photo: all would fail
                 raise
-            code = error_code(error)
-            print(f"  {path.name}: skipped: {error}", file=sys.stderr)
+            code, why = error_code(error), error_text(error)
+            print(f"  {path.name}: skipped: {why}", file=sys.stderr)
             print_progress(number, len(images))
-            yield image_id, {"file_name": path.name, "error": str(error), "code": code}, []
+            yield image_id, {"file_name": path.name, "error": why, "code": code}, []
             continue
         response["file_name"] = path.name
         response["analysed_at"] = analysis_time()  # for a folder of follow-up photos, and the drawing's caption
@@ -97,6 +97,14 @@ def error_code(error: Exception) -> str:
     if isinstance(error, ServerTimeout):  # an OSError too, but the photo was read
         return "timeout"
     return "unreadable" if isinstance(error, OSError) else "model_failed"
+
+
+def error_text(error: Exception) -> str:
+    """Why a photo was skipped, for a person: a file that cannot be read is said so in words ("is a
+    directory"), not as "[Errno 21] Is a directory: '/the/whole/path'"."""
+    if isinstance(error, OSError) and not isinstance(error, ServerTimeout) and error.strerror:
+        return f"the file cannot be read ({error.strerror[0].lower()}{error.strerror[1:]})"
+    return str(error)
 
 
 def predict_images(predictor, images: list[tuple[int, Path]], category_ids: dict | None, score_threshold=None,

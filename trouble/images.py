@@ -79,6 +79,8 @@ def photos_in_subfolders(folder, suffixes=PHOTO_SUFFIXES, skip=()) -> dict:
     for sub in sorted(Path(folder).iterdir()):
         if not sub.is_dir() or sub.name.startswith(".") or sub.name in skip:
             continue
+        if sub.is_symlink() and Path(folder).resolve().is_relative_to(sub.resolve()):
+            continue  # a link to the folder itself or above it: its photos are not others
         unreadable = []  # os.walk passes over a folder it may not list, unless told
         count = sum(1 for _, _, names in os.walk(sub, onerror=unreadable.append)
                     for name in names if Path(name).suffix.lower() in suffixes)
@@ -171,10 +173,8 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
     try:
         exif = image.getexif()  # a PNG's EXIF may come after its pixels: a full read
         orientation = exif.get(0x0112, 1)
-        if image_format in ("JPEG", "MPO"):
-            # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
-            image.draft("RGB", (max_side, max_side))
-        image.load()
+        # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
+        data, image = loaded(data, image, (max_side, max_side))
         missing = jpeg_rows_missing(data, image) if image_format in ("JPEG", "MPO") else 0.0
         # A huge PNG or WebP (a few hundred KB of one colour can hold 100 MP) is shrunk before the
         # conversions below, which would otherwise make several full-size copies of it (of a
@@ -219,6 +219,34 @@ def _exif_text(ifd: dict, tag: int) -> str:
     """An EXIF text tag: ASCII as EXIF says, or bytes where a camera stored it as UNDEFINED."""
     value = ifd.get(tag, "")
     return (value.decode("ascii", "ignore") if isinstance(value, bytes) else str(value)).strip("\x00 ")
+
+
+def loaded(data: bytes, image: Image.Image, draft_size: tuple | None = None) -> tuple[bytes, Image.Image]:
+    """(data, image) with its pixels loaded; a JPEG at the smallest scale of at least draft_size.
+
+    A baseline JPEG whose data stops before its end marker is decoded again with the marker added:
+    a file that lacks only the marker (as some cameras and apps write them; viewers show them)
+    then decodes whole, and one whose data stops early decodes with its missing rows flat grey,
+    which jpeg_rows_missing then measures. A progressive one stays refused: what its missing scans
+    lack cannot be measured."""
+    jpeg = image.format in ("JPEG", "MPO")
+    if jpeg and draft_size:
+        image.draft("RGB", draft_size)
+    try:
+        image.load()
+        return data, image
+    except OSError:
+        progressive = image.info.get("progressive") or image.info.get("progression")
+        if not jpeg or progressive or data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+            raise
+    data = data + b"\xff\xd9"
+    with warnings.catch_warnings():  # its size was checked where it was first opened
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+    if draft_size:
+        image.draft("RGB", draft_size)
+    image.load()
+    return data, image
 
 
 def jpeg_rows_missing(data: bytes, image: Image.Image) -> float:
