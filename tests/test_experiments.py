@@ -609,6 +609,10 @@ def test_experiments_smoke_end_to_end_writes_the_tables(synthetic_data, tmp_path
     assert report["rows"][0]["run"].startswith("smoke (CPU, 2 iterations: numbers mean nothing) (kept from an "
                                                "earlier run into this folder: this rerun failed: failed:")
     assert "this rerun failed" in (out / "comparison.md").read_text()
+    # ... and that those kept rows were made with their own settings (2 iterations), not this run's 3.
+    kept_banner = (out / "comparison.md").read_text().split("The rows kept from an earlier run")[1]
+    assert "were made with other settings than this table's" in kept_banner
+    assert "2 training iteration(s)" in kept_banner.split("| row |")[0]
     assert (out / "runs" / "tood_x101_background_removal" / "eval" / "metrics.json").is_file()
     # Nor are runs on other annotations reused (a data set imported again into the same folder).
     valid = read_json(data / "valid" / "annotations.json")
@@ -773,3 +777,107 @@ def test_a_runs_config_is_compared_by_content():
         assert config_digest(base) == config_digest(base) != config_digest(edited)
         with pytest.raises(ExperimentError, match="broken.py cannot be read"):
             config_digest(broken)
+
+
+# --------------------------------------------------------------------------------------------
+# From the audit of 2026-11-28
+# --------------------------------------------------------------------------------------------
+
+def test_copy_paste_keeps_files_it_did_not_write_and_makes_nothing_without_free_skin(synthetic_data, tmp_path):
+    """--overwrite had deleted a user's notes and photos in --out; a data set where no copy got a lesion
+    was written (exit 0) or written and then refused (with --grid)."""
+    from train.copy_paste import main
+
+    out = tmp_path / "cp"
+    assert main(["--data", str(synthetic_data), "--out", str(out), "--onto", "all"]) == 0
+    (out / "NOTES.txt").write_text("mine")
+    shutil.copy(synthetic_data / "valid" / read_json(synthetic_data / "valid" / "annotations.json")["images"][0][
+        "file_name"], out / "train" / "review.jpg")
+    assert main(["--data", str(synthetic_data), "--out", str(out), "--onto", "all", "--overwrite"]) == 2
+    assert (out / "NOTES.txt").read_text() == "mine" and (out / "train" / "review.jpg").is_file()
+
+    # Negatives that are grey: no skin to paste on. Refused before anything is written.
+    grey = tmp_path / "grey"
+    shutil.copytree(synthetic_data, grey)
+    source = read_json(grey / "train" / "annotations.json")
+    annotated = {a["image_id"] for a in source["annotations"]}
+    for image in source["images"]:
+        if image["id"] not in annotated:
+            Image.open(grey / "train" / image["file_name"]).convert("L").convert("RGB").save(
+                grey / "train" / image["file_name"])
+    result = run_module(["train.copy_paste", "--data", str(grey), "--out", str(tmp_path / "none"),
+                         "--grid", str(tmp_path / "none.png")], check=False)
+    assert result.returncode == 2 and "no copy got a pasted lesion" in result.stderr, result.stderr
+    assert not (tmp_path / "none").exists() and not (tmp_path / "none.png").exists()
+
+
+def test_copy_paste_and_per_group_take_file_names_with_a_folder(synthetic_data, tmp_path):
+    """A file_name "sub/x.jpg" (which the project's reader accepts) was a FileNotFoundError traceback."""
+    from train.copy_paste import generate
+    from train.experiments import split_by_group
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    for split in ("train", "valid"):
+        coco = read_json(data / split / "annotations.json")
+        (data / split / "sub").mkdir()
+        for image in coco["images"]:
+            (data / split / image["file_name"]).rename(data / split / "sub" / image["file_name"])
+            image["file_name"] = f"sub/{image['file_name']}"
+        (data / split / "annotations.json").write_text(json.dumps(coco))
+    report = generate(data, tmp_path / "cp", per_image=1, onto="all", lesions=(2, 4))
+    assert report["generated_images"] > 0 and (tmp_path / "cp" / "valid" / "sub").is_dir()
+    split = split_by_group(data, tmp_path / "groups")
+    assert sorted(split["groups"]) == sorted(GROUPS)
+
+
+def test_group_names_stay_inside_their_folder_and_the_table(tmp_path):
+    from train.experiments import _slug, table_lines
+
+    assert [_slug(name) for name in (".", "..", "a|b", "left cheek")] == ["group", "group", "a_b", "left_cheek"]
+    row = {"row": "a|b: own model", "valid_images": 2, "mAP50": 0.5, "mean_f1": 0.4, "study_mAP50": None,
+           "run": "done", "config": "c.py", "data": "original"}
+    lines = table_lines("per_group", {"rows": [row], "notes": []})
+    assert lines[2].count("|") == lines[0].count("|")  # one cell each: the group's "|" does not add a column
+
+
+def test_per_group_without_a_group_in_both_splits_stops_before_training(synthetic_data, tmp_path):
+    """The all-groups model trained in full for a table of nothing, and the run exited 0."""
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    valid = read_json(data / "valid" / "annotations.json")
+    for image in valid["images"]:
+        image["group"] = "elsewhere"
+    (data / "valid" / "annotations.json").write_text(json.dumps(valid))
+    out = tmp_path / "experiments"
+    result = run_module(["train.experiments", "--data", str(data), "--out", str(out), "--smoke",
+                         "--runs", "bbox_loss,per_group"], check=False, timeout=120)
+    assert result.returncode == 2 and "no group by 'group' has both train and valid images" in result.stderr
+    assert "valid: elsewhere" in result.stderr and not (out / "runs").exists()
+
+
+def test_a_row_stopped_partway_is_trained_again_and_another_commands_weights_are_kept(tmp_path):
+    from train.experiments import run_training
+
+    settings = {"config": "none.py", "seed": 0, "train_args": [], "iters": None}
+    work = tmp_path / "runs" / "row"
+    work.mkdir(parents=True)
+    (work / "epoch_1.pth").write_bytes(b"weights")
+    (work / "experiment_started.json").write_text(json.dumps({**settings, "seed": 1}))
+    other = run_training(tmp_path / "none.py", tmp_path, work, settings, fresh=False)
+    assert other["status"] == "failed" and "delete that folder to train this row again" in other["error"]
+    assert (work / "epoch_1.pth").is_file()
+    # The same row's own start: trained again (here it fails at once, on a config that is not there).
+    (work / "experiment_started.json").write_text(json.dumps(settings))
+    again = run_training(tmp_path / "none.py", tmp_path, work, settings, fresh=False)
+    assert "unfinished run" not in again["error"] and not (work / "epoch_1.pth").exists()
+
+
+def test_lesion_copy_paste_refuses_numbers_it_cannot_paste_with():
+    import trouble.models  # noqa: F401  registers LesionCopyPaste
+    from trouble.models.transforms import LesionCopyPaste
+
+    assert LesionCopyPaste(num_pastes=5).num_pastes == (5, 5)
+    for options in ({"num_pastes": (5, 3)}, {"num_pastes": (0, 0)}, {"num_pastes": (-3, -1)}, {"bank_size": 0}):
+        with pytest.raises(ValueError, match="LesionCopyPaste: "):
+            LesionCopyPaste(**options)

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from train import file_in_place_of_folder
-from train.data import DataError, is_inside, swap_in
+from train.data import DataError, files_not_imported, is_inside, swap_in
 from train.data import read_split as read_checked_split
 from trouble.images import upright_rgb
 from trouble.models.transforms import PatchBank, paste_lesions
@@ -73,6 +73,7 @@ def parse_range(text: str) -> tuple[int, int]:
 
 
 def link_or_copy(source: Path, target: Path, symlink: bool):
+    target.parent.mkdir(parents=True, exist_ok=True)  # a file_name with a folder in it ("sub/x.jpg")
     if target.exists() or target.is_symlink():
         target.unlink()
     if symlink:
@@ -111,8 +112,8 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
     rng = np.random.default_rng(seed)
     bank = build_bank(data_dir, train, bank_size, rng)
     if not len(bank):
-        raise CopyPasteError(f"{data_dir / 'train'} has no lesion large enough to cut (boxes of at least "
-                             f"3 px with no other lesion next to them)")
+        raise CopyPasteError(f"{data_dir / 'train'} has no lesion to cut: none of at least 3 px with skin colour "
+                             f"around it and no other lesion next to it (a grey-scale data set has no skin colour)")
     annotated = {ann["image_id"] for ann in train["annotations"]}
     targets = [im for im in train["images"] if onto == "all" or im["id"] not in annotated]
     if not targets:
@@ -123,10 +124,17 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
             raise CopyPasteError(f"{out_dir} exists and is not an earlier copy-paste output: choose another --out")
         if not overwrite:
             raise CopyPasteError(f"{out_dir} holds an earlier copy-paste output: pass --overwrite or another --out")
+        if added := files_not_written(out_dir):  # --overwrite replaces the folder whole: they would go
+            raise CopyPasteError(f"{out_dir} holds {len(added)} file(s) that the earlier output did not write "
+                                 f"({', '.join(added[:5])}): move them out first, --overwrite replaces the whole "
+                                 f"folder")
     written = out_dir.parent / f".{out_dir.name}.writing"
     shutil.rmtree(written, ignore_errors=True)  # left by a run killed outright
     try:
         result = write_copy_paste(written, data_dir, train, targets, bank, per_image, lesions, rng, symlink)
+        if not result["generated"]:  # a data set of the originals only, and a grid of nothing
+            raise CopyPasteError(f"no copy got a pasted lesion: none of the {len(targets)} target images has free "
+                                 f"skin to paste on (skin colour, away from its own lesions, large enough)")
         summary = {"source": str(data_dir), "onto": onto, "per_image": per_image, "lesions_per_copy": list(lesions),
                    "seed": seed, "patches_in_bank": len(bank), "lesions_seen": bank.seen,
                    "target_images": len(targets), **result["counts"]}
@@ -136,6 +144,17 @@ def generate(data_dir: Path, out_dir: Path, per_image: int, onto: str, lesions=(
         raise
     swap_in(written, out_dir)
     return {**summary, "generated": result["generated"]}
+
+
+def files_not_written(out_dir: Path) -> list:
+    """Files in an earlier copy-paste output that it did not write (a user's notes, a photo added)."""
+    added = []
+    for path in sorted(out_dir.iterdir()):
+        if path.is_dir() and (path / "annotations.json").is_file():
+            added += [f"{path.name}/{name}" for name in files_not_imported(path)]
+        elif path.name != "copy_paste_report.json":
+            added.append(path.name)
+    return added
 
 
 def write_copy_paste(out_dir: Path, data_dir: Path, train: dict, targets: list, bank, per_image: int, lesions,
@@ -301,6 +320,10 @@ def main(argv=None) -> int:
     except CopyPasteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the data set is swapped in whole or not at all
+        print(f"interrupted: {args.out} is replaced only by a complete data set, so it holds the earlier one or "
+              f"the new one whole", file=sys.stderr)
+        return 130
     print(json.dumps({k: v for k, v in result.items() if k != "generated"}, indent=2))
     if args.grid:
         print(f"wrote {args.grid}")

@@ -236,10 +236,12 @@ def _shrink_backbone(backbone) -> list[int]:
 # --------------------------------------------------------------------------------------------
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "group"
+    """A group's folder name: "." and ".." (groups named so) would be the folder itself or its parent."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "group"
 
 
 def _link(source: Path, target: Path):
+    target.parent.mkdir(parents=True, exist_ok=True)  # a file_name with a folder in it ("sub/x.jpg")
     if not (target.exists() or target.is_symlink()):
         try:
             os.symlink(source.resolve(), target)
@@ -269,9 +271,17 @@ def _group_value(image: dict, key: str):
     return None if value is None else str(value)
 
 
-def check_group_key(train: dict, path: Path, key: str):
-    """ExperimentError when no train image carries `key`, naming the fields they do carry."""
-    if any(_group_value(im, key) is not None for im in train["images"]):
+def check_groups(splits: dict, data_dir: Path, key: str):
+    """ExperimentError when no train image carries `key` (naming the fields they do carry), or no
+    group has both train and valid images: found before any row trains."""
+    train, path = splits["train"], data_dir / "train" / "annotations.json"
+    groups = {split: {_group_value(im, key) for im in coco["images"]} - {None} for split, coco in splits.items()}
+    if groups["train"] and not groups["train"] & groups["valid"]:  # a table of nothing, after training
+        raise ExperimentError(f"no group by '{key}' has both train and valid images in {data_dir} (train: "
+                              f"{', '.join(sorted(groups['train'])[:10])}; valid: "
+                              f"{', '.join(sorted(groups['valid'])[:10]) or 'none'}): per-group training scores "
+                              f"each group's own model on that group's valid images")
+    if groups["train"]:
         return
     fields = sorted({name for im in train["images"] for name, value in im.items() if value is not None}
                     - {"id", "file_name", "width", "height"})
@@ -299,7 +309,7 @@ def split_by_group(data_dir: Path, out_dir: Path, key: str = "group") -> dict:
             splits[split] = load_coco(path)
         except DataError as error:
             raise ExperimentError(str(error)) from None
-    check_group_key(splits["train"], data_dir / "train" / "annotations.json", key)
+    check_groups(splits, data_dir, key)
 
     names = sorted({_group_value(im, key) for s in splits.values() for im in s["images"]} - {None})
     slugs = {}
@@ -380,11 +390,16 @@ def run_training(config: Path, data_dir: Path, work_dir: Path, settings: dict, f
                 "error": f"{work_dir} holds a finished run with other settings ({', '.join(changed)}{older}): "
                          f"choose another --out, or pass --fresh to replace it"}
     checkpoints = sorted(work_dir.rglob("*.pth")) if work_dir.is_dir() else []
+    started = work_dir / "experiment_started.json"
     if not fresh and checkpoints:  # (a finished run has been dealt with above)
-        # A run stopped after training (its evaluation crashed, Ctrl-C): its weights took the training's time.
-        return {"status": "failed", "log": str(work_dir / "train.log"),
-                "error": f"{work_dir} holds an unfinished run with weights ({checkpoints[0].relative_to(work_dir)}): "
-                         f"choose another --out, or pass --fresh to replace it"}
+        if started.is_file() and json.loads(started.read_text()) == settings:
+            # This very row, stopped partway (Ctrl-C): trained again, as the interruption said it would be.
+            print(f"[experiments] {work_dir} holds this row's run, stopped partway: training it again", flush=True)
+        else:  # weights of other or unknown settings took their own training's time: not deleted unasked
+            return {"status": "failed", "log": str(work_dir / "train.log"),
+                    "error": f"{work_dir} holds an unfinished run with weights ({checkpoints[0].relative_to(work_dir)}) "
+                             f"of other settings: delete that folder to train this row again, choose another --out, "
+                             f"or pass --fresh to train every row again"}
     # A finished run that --fresh replaces is moved aside, and deleted only once the new run has
     # finished: stopped partway (Ctrl-C, a crash), the earlier run is put back.
     earlier = work_dir.with_name(f".{work_dir.name}.replaced")
@@ -420,6 +435,7 @@ def _train_and_evaluate(config: Path, data_dir: Path, work_dir: Path, settings: 
     if settings["iters"]:
         command += ["--iters", str(settings["iters"]), "--val-interval", str(settings["iters"])]
     log_path = work_dir / "train.log"
+    (work_dir / "experiment_started.json").write_text(json.dumps(settings, indent=2))  # whose weights these are
     with open(log_path, "w") as log:
         log.write("$ " + shlex.join(command) + "\n")
         log.flush()
@@ -459,7 +475,7 @@ def run_experiments(args) -> dict:
         train_args += ["--workers", "0"]
     iters = args.iters or (SMOKE_ITERS if args.smoke else None)
     if "per_group" in args.runs:  # before any training: hours of rows, then "skipped", help no one
-        check_group_key(splits["train"], data_dir / "train" / "annotations.json", args.group_key)
+        check_groups(splits, data_dir, args.group_key)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     runs = {}  # (config, data) -> record: each distinct training happens once
@@ -569,8 +585,9 @@ def merged_with_earlier(report: Path, tables: dict) -> dict:
         for row in new.get("rows", []):
             earlier_row = finished.get(row["row"]) if row["status"] == "failed" else None
             if earlier_row:
-                row = dict(earlier_row, kept=True, run=f"{earlier_row['run']} (kept from an earlier run into this "
-                                                       f"folder: this rerun failed: {row['run']})")
+                row = dict(earlier_row, kept=True, kept_settings=old["settings"],
+                           run=f"{earlier_row['run']} (kept from an earlier run into this folder: this rerun "
+                               f"failed: {row['run']})")
             rows.append(row)
         merged[name] = dict(new, rows=rows)
     return merged
@@ -587,6 +604,9 @@ def per_group_table(title: str, notes: list, train_row, data_dir: Path, out_dir:
     for group, reason in group_split["skipped"].items():
         notes.append(f"group '{group}' left out: {reason}")
     for group, entry in group_split["groups"].items():
+        if not entry["train_boxes"]:  # its own model learns only background
+            notes.append(f"group '{group}': its {entry['train_images']} train image(s) mark no lesion, so its own "
+                         f"model has nothing to learn from")
         if not entry["valid_boxes"]:  # its rows read n/a: say why
             notes.append(f"group '{group}': its {entry['valid_images']} valid image(s) mark no lesion, so there is "
                          f"nothing to find and its mAP50 is n/a")
@@ -615,6 +635,7 @@ def copy_paste_data(data_dir: Path, out: Path, seed: int) -> Path:
     if (out / "copy_paste_report.json").is_file() and marker.is_file() and json.loads(marker.read_text()) == made_from:
         return out
     print(f"[experiments] writing the offline copy-paste data set into {out}", flush=True)
+    marker.unlink(missing_ok=True)  # the runner's own file, not one generate() wrote: it would refuse it
     try:
         generate(data_dir, out, per_image=1, onto="all", lesions=(5, 15), seed=seed, overwrite=True)
     except CopyPasteError as error:
@@ -661,6 +682,13 @@ def markdown_report(result: dict) -> str:
         if table["settings"] != {key: result[key] for key in SETTINGS_KEYS}:
             lines += ["These figures were made with other settings than the header's:", ""]
             lines += settings_lines(table["settings"])
+        # A row kept from an earlier run (its rerun failed) is of that run's settings: a smoke banner
+        # over real figures, or the reverse, would misdescribe it.
+        kept = [row for row in table.get("rows", []) if row.get("kept_settings") not in (None, table["settings"])]
+        if kept:
+            lines += [f"The rows kept from an earlier run ({', '.join(row['row'] for row in kept)}) were made with "
+                      f"other settings than this table's:", ""]
+            lines += settings_lines(kept[0]["kept_settings"])
         lines += table_lines(name, table)
     return "\n".join(lines)
 
@@ -691,7 +719,7 @@ def table_lines(name: str, table: dict) -> list:
     header = ["row"] + (["valid images"] if per_group else []) + ["mAP50", "mean F1", "study mAP50", "run", "config"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table["rows"]:
-        cells = [row["row"]] + ([str(row.get("valid_images", ""))] if per_group else []) + [
+        cells = [row["row"].replace("|", "/")] + ([str(row.get("valid_images", ""))] if per_group else []) + [
             _fmt(row["mAP50"]), _fmt(row["mean_f1"]),
             _fmt(row["study_mAP50"]) if row["study_mAP50"] is not None else "—",
             row["run"].replace("|", "/"),
@@ -772,12 +800,14 @@ def main(argv=None) -> int:
     out = Path(args.out)
     print(f"[experiments] wrote {out / 'comparison.md'} and {out / 'comparison.json'}")
     failed = [row for table in tables.values() for row in table["rows"] if row["status"] == "failed"]
+    not_run = [name for name, table in tables.items() if table.get("skipped")]
+    if not_run:  # asked for, and not run: not a success
+        print(f"[experiments] not run: {', '.join(not_run)} (see {out / 'comparison.md'})", file=sys.stderr)
     if failed:
         print(f"[experiments] {len(failed)} row(s) failed:", file=sys.stderr)
         for row in failed:
             print(f"  {row['row']}: {row['run']}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed or not_run else 0
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ def parse_args(argv=None):
     parser.add_argument("--every", type=int, default=1, help="take every N-th image (spread over the split)")
     parser.add_argument("--grid", help="PNG of photos beside their masked copies")
     parser.add_argument("--json", help="write the summary here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json or --grid")
     args = parser.parse_args(argv)
     for flag, value in (("--limit", args.limit), ("--every", args.every)):
         if value is not None and value < 1:
@@ -135,6 +136,8 @@ def parse_args(argv=None):
             parser.error(message)  # found only after every image was measured, otherwise
         if is_inside(Path(path), Path(args.data)):  # e.g. over the split's annotations.json
             parser.error(f"{flag} {path} lies inside the data set {args.data}: write reports outside it")
+        if Path(path).exists() and not args.overwrite:
+            parser.error(f"{flag} {path} exists: pass --overwrite to replace it, or give another name")
     return args
 
 
@@ -145,6 +148,9 @@ def main(argv=None) -> int:
     except SkinMaskError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # measured before anything is written
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
     print(json.dumps(summary, indent=2))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

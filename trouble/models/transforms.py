@@ -277,6 +277,17 @@ class LesionCopyPaste(BaseTransform):
             raise ValueError(f"LesionCopyPaste: onto must be 'all' or 'negatives', got {onto!r}")
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"LesionCopyPaste: prob must be in [0, 1], got {prob}")
+        if isinstance(num_pastes, int):  # one number: exactly that many
+            num_pastes = (num_pastes, num_pastes)
+        if not (isinstance(num_pastes, (tuple, list)) and len(num_pastes) == 2
+                and 1 <= int(num_pastes[0]) <= int(num_pastes[1])):  # found here, not mid-training
+            raise ValueError(f"LesionCopyPaste: num_pastes must be N or (min, max) with 1 <= min <= max, "
+                             f"got {num_pastes!r}")
+        if not (isinstance(bank_size, int) and bank_size >= 1):
+            raise ValueError(f"LesionCopyPaste: bank_size must be at least 1, got {bank_size!r}")
+        if not (len(scale_range) == 2 and 0 < scale_range[0] <= scale_range[1]):
+            raise ValueError(f"LesionCopyPaste: scale_range must be (low, high) with 0 < low <= high, "
+                             f"got {scale_range!r}")
         self.prob, self.onto, self.bank_size = prob, onto, bank_size
         self.num_pastes = (int(num_pastes[0]), int(num_pastes[1]))
         self.scale_range, self.min_skin = tuple(scale_range), min_skin
