@@ -69,17 +69,25 @@ serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
 	@test -f model_store/trouble.mar || { echo "model_store/trouble.mar is missing: make train (or make archive)"; exit 1; }
 	@bash tools/install_system_deps.sh java
 	@mkdir -p logs
-	$(BIN)/torchserve --start --ncs --models trouble=trouble.mar > logs/torchserve.out 2>&1 \
-	    || grep -q "already running" logs/torchserve.out || { cat logs/torchserve.out; exit 1; }
-	@# "Already running" may be another checkout's server (the same temp folder, where TorchServe keeps
-	@# its pid file): it serves that checkout's model. Its folder is the server's working directory.
-	@if grep -q "already running" logs/torchserve.out; then \
-	    tmp=$$($(BIN)/python -c 'import tempfile; print(tempfile.gettempdir())'); \
-	    pid=$$(cat "$$tmp/.model_server.pid" 2>/dev/null); where=$$(readlink "/proc/$$pid/cwd" 2>/dev/null); \
-	    if [ "$$where" != "$(CURDIR)" ]; then \
-	        echo "A TorchServe started in $${where:-a folder not readable here} is already running (pid $$pid):" \
-	             "it serves that folder's model, not this one's. Stop it there (make stop), or give this one" \
-	             "another TMPDIR and other ports (README: Serving)."; exit 1; fi; fi
+	@# A server already running is looked for first: started again, TorchServe would only say "already
+	@# running", and truncating logs/torchserve.out under the running server's writes fills it with NULs.
+	@# It may be another checkout's (the same temp folder, where TorchServe keeps its pid file): that one
+	@# serves its own folder's model. logs/serve.result says which it was, for `make demo`.
+	@tmp=$$($(BIN)/python -c 'import tempfile; print(tempfile.gettempdir())'); \
+	    pid=$$(cat "$$tmp/.model_server.pid" 2>/dev/null); \
+	    if [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null; then \
+	        where=$$(readlink "/proc/$$pid/cwd" 2>/dev/null); \
+	        if [ "$$where" != "$(CURDIR)" ]; then \
+	            echo "A TorchServe started in $${where:-a folder not readable here} is already running (pid $$pid):" \
+	                 "it serves that folder's model, not this one's. Stop it there (make stop), or give this one" \
+	                 "another TMPDIR and other ports (README: Serving)."; exit 1; fi; \
+	        echo "TorchServe is already running (pid $$pid), started here: using it"; \
+	        echo "already running" > logs/serve.result; \
+	    else \
+	        $(BIN)/torchserve --start --ncs --models trouble=trouble.mar > logs/torchserve.out 2>&1 \
+	            || { cat logs/torchserve.out; exit 1; }; \
+	        echo "started" > logs/serve.result; \
+	    fi
 	@# A server TorchServe gave up on (exit 3) would be taken as "already running" by the next serve:
 	@# stop it. Not after other failures: the server may be another's, or still loading.
 	$(BIN)/python -m handler.wait_ready; status=$$?; \
@@ -94,7 +102,8 @@ app: setup  ## start the Gradio app against the local TorchServe
 
 demo: serve  ## TorchServe plus the app on model_store/trouble.mar (Ctrl-C stops both)
 	@# Stops only a server this serve started: one that was running before stays up.
-	trap 'grep -q "already running" logs/torchserve.out || $(BIN)/torchserve --stop' EXIT; $(BIN)/python space/app.py
+	started=$$(cat logs/serve.result); trap '[ "$$started" = started ] && $(BIN)/torchserve --stop' EXIT; \
+	    $(BIN)/python space/app.py
 
 space: setup  ## create/update the Hugging Face Space SPACE=user/name (token: HF_TOKEN; MMCV_WHEEL=prebuilt mmcv wheel)
 	@test -n "$(SPACE)" || { echo "usage: make space SPACE=user/name [MMCV_WHEEL=path/or/url.whl]"; exit 2; }

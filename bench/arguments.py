@@ -48,7 +48,37 @@ def run_main(main):
     except (EvaluationError, TrainError, BadInput, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:  # a photo of the ground truth that cannot be read (PIL's own message names it)
+        print(f"error: {error.filename + ': ' if error.filename else ''}{error.strerror or error}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(code or 0)
+
+
+def run_context(detector=None, predictions=None, varied=()) -> dict:
+    """What a result was measured on: the machine (timings move with its load), and the model, by its
+    name, version and weights' hash (a path such as model_store/trouble.mar may since hold another
+    archive): the detector's, or that of the evaluation report beside `predictions`. `varied`: the
+    model settings the rows change, left out here."""
+    import os
+    import platform
+
+    import torch
+
+    context = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                           "load_average": [round(value, 2) for value in os.getloadavg()],
+                           "platform": platform.platform()}}
+    keys = [key for key in ("name", "version", "archived", "weights_sha256", "input_size", "nms_iou", "framing")
+            if key not in varied]
+    if detector is not None:
+        info = {**detector.model_info(), "input_size": detector.input_size, "nms_iou": detector.nms_iou,
+                "framing": detector.settings.framing}
+        context["model"] = {key: info.get(key) for key in keys}
+    elif predictions is not None:
+        from train.evaluate import report_beside
+
+        model = report_beside(predictions).get("model")
+        context["model"] = {key: model.get(key) for key in keys} if isinstance(model, dict) else None
+    return context
 
 
 def at_least(least: int):
@@ -115,12 +145,13 @@ def existing_file(text: str) -> str:
     return text
 
 
-def read_predictions(path, gt: dict, gt_path) -> list:
-    """An evaluation's predictions.json, to be scored against `gt` (read from gt_path): a list of
-    COCO results; an error naming the file otherwise (a metrics.json given instead, a file cut
-    short), when it holds image or type ids gt does not know, or when the evaluation report beside it
-    says it was made on another ground truth (train.evaluate.check_made_on)."""
-    from train.evaluate import check_made_on, load_predictions
+def read_predictions(path, gt: dict, gt_path, limit=None) -> list:
+    """An evaluation's predictions.json, to be scored against `gt` (read from gt_path) sampled with
+    `limit`: a list of COCO results; an error naming the file otherwise (a metrics.json given instead,
+    a file cut short), when it holds image or type ids gt does not know, when the evaluation report
+    beside it says it was made on another ground truth (train.evaluate.check_made_on) or with another
+    --limit (the other photos would be scored as photos where nothing was found)."""
+    from train.evaluate import check_made_on, load_predictions, report_beside
 
     try:
         predictions = json.loads(Path(path).read_text())
@@ -131,7 +162,16 @@ def read_predictions(path, gt: dict, gt_path) -> list:
             isinstance(p, dict) and {"image_id", "category_id", "bbox", "score"} <= set(p) for p in predictions):
         raise ValueError(f"{path} is not a list of COCO results (an evaluation's predictions.json)")
     check_made_on(path, gt_path)
-    return load_predictions(predictions, gt, str(gt_path))
+    ran_limit = (report_beside(path).get("data") or {}).get("limit")
+    if ran_limit and limit != ran_limit:
+        raise ValueError(f"{path} holds the detections of {ran_limit} images (the run that saved them had --limit "
+                         f"{ran_limit}): pass --limit {ran_limit}")
+    checked = load_predictions(predictions, gt, str(gt_path))
+    named, scored = len({p["image_id"] for p in checked}), min(limit or len(gt["images"]), len(gt["images"]))
+    if named < scored / 2:  # a model run (score floor 0.05) names almost every photo
+        print(f"note: {path} names {named} of the {scored} images scored; the others count as photos where "
+              f"nothing was found (a --limit run? pass the same --limit)", file=sys.stderr)
+    return checked
 
 
 def existing_path(text: str) -> str:

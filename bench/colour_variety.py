@@ -41,6 +41,13 @@ COPIES = [
 ]
 
 
+def jpeg_quality(text: str) -> int:
+    value = at_least(1)(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"a JPEG quality is 1 to 100, got {value}")
+    return value
+
+
 def jpeg_copy(photo: Image.Image, quality: int) -> np.ndarray:
     out = io.BytesIO()
     photo.save(out, "JPEG", quality=quality)
@@ -52,7 +59,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gt", required=True, type=existing_path, help="ground truth in the project's COCO layout")
     parser.add_argument("--limit", type=at_least(1), default=100, help="N images, spread evenly over the file")
-    parser.add_argument("--qualities", type=list_of(at_least(1)), default=[95, 75, 50, 30], help="JPEG qualities")
+    parser.add_argument("--qualities", type=list_of(jpeg_quality), default=[95, 75, 50, 30], help="JPEG qualities")
     parser.add_argument("--out", required=True, type=output_file)
     args = parse_checked(parser, argv)
 
@@ -74,6 +81,7 @@ def main(argv=None):
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"gt": args.gt, "images": len(photos), "sample": "spread evenly over the file",
                                           "min_colour_variety": MIN_COLOUR_VARIETY, "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

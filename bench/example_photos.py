@@ -21,8 +21,9 @@ from pathlib import Path
 if not __package__:  # run as `python bench/example_photos.py`: the repository is one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.arguments import existing_file, existing_path, output_file, parse_checked, read_predictions, run_main, score
-from train.evaluate import load_ground_truth
+from bench.arguments import (at_least, existing_file, existing_path, output_file, parse_checked, read_predictions,
+                             run_context, run_main, score)
+from train.evaluate import load_ground_truth, sample_ground_truth
 
 
 def typical_photos(gt: dict, predictions: list, threshold: float) -> dict:
@@ -49,10 +50,14 @@ def main(argv=None):
     parser.add_argument("--predictions", required=True, type=existing_file, help="an evaluation's predictions.json")
     parser.add_argument("--gt", required=True, type=existing_path, help="the ground truth it was run on (graded)")
     parser.add_argument("--threshold", required=True, type=score, help="the model's served score threshold")
+    parser.add_argument("--limit", type=at_least(1), help="the --limit the evaluation used (the same images)")
     parser.add_argument("--out", type=output_file, help="also write the chosen photos to this JSON file")
     args = parse_checked(parser, argv)
-    gt = load_ground_truth(args.gt)[0]
-    chosen = typical_photos(gt, read_predictions(args.predictions, gt, args.gt), args.threshold)
+    all_gt = load_ground_truth(args.gt)[0]
+    gt = sample_ground_truth(all_gt, args.limit)
+    kept = {image["id"] for image in gt["images"]}
+    predictions = [p for p in read_predictions(args.predictions, all_gt, args.gt, args.limit) if p["image_id"] in kept]
+    chosen = typical_photos(gt, predictions, args.threshold)
     if not chosen:
         print(f"error: no image of {args.gt} carries a grade", flush=True)
         return 2
@@ -64,7 +69,10 @@ def main(argv=None):
                  "median_count_error_of_the_grade": median} for grade, (name, n_marked, n_found, median) in chosen.items()]
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"predictions": args.predictions, "gt": args.gt,
-                                              "threshold": args.threshold, "photos": rows}, indent=2) + "\n")
+                                              "threshold": args.threshold, "limit": args.limit,
+                                              "context": run_context(predictions=args.predictions), "photos": rows},
+                                             indent=2) + "\n")
+        print(f"wrote {args.out}")
     return 0
 
 

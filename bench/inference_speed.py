@@ -237,6 +237,11 @@ def photo_size(path: Path):
         return None
 
 
+def faster_or_slower(speedup: float) -> str:
+    """A speed ratio in words: "1.76x slower" rather than "0.569x faster"."""
+    return f"{speedup}x faster" if speedup >= 1 else f"{round(1 / speedup, 2)}x slower"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inference_speed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -315,14 +320,15 @@ def main(argv=None) -> int:
     memory = small["memory_format"]
     print(f"| {size_label} photo, in process, channels_last | {memory['channels_last']['median_ms']} "
           f"({memory['channels_last']['min_ms']}) | contiguous: {memory['contiguous']['median_ms']} ms | "
-          f"{memory['speedup']}x faster, detections {'the same' if memory['same_detections'] else 'DIFFERENT'} |")
+          f"{faster_or_slower(memory['speedup'])}, detections "
+          f"{'the same' if memory['same_detections'] else 'DIFFERENT'} |")
     if "torchserve" in small:
         print(f"| {size_label} photo, through TorchServe | {small['torchserve']['median_ms']} "
               f"({small['torchserve']['min_ms']}) | in process | {small['overhead_pct']:+.1f}% "
               f"({small['overhead_ms_median']:+.0f} ms) |")
     for row in large["by_batch_size"]:
         print(f"| 12 MP photo, {large['slices']} slices + whole image, {row['batch_size']} per pass | {row['median_ms']} "
-              f"({row['min_ms']}) | {batch_sizes[0]} per pass | {row['speedup']}x faster, detections "
+              f"({row['min_ms']}) | {batch_sizes[0]} per pass | {faster_or_slower(row['speedup'])}, detections "
               f"{'the same' if row['vs_reference']['same'] else 'DIFFERENT'} |")
     if "torchserve_overhead_pct" in large:
         print(f"| 12 MP photo end to end, through TorchServe | {large['torchserve']['median_ms']} "

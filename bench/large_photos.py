@@ -35,7 +35,7 @@ if not __package__:  # run as `python bench/large_photos.py`: the repository is 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked,
-                             pixels, positive_float, run_main)
+                             pixels, positive_float, run_context, run_main)
 from train.evaluate import evaluate, load_ground_truth, predict_ground_truth_images, sample_ground_truth
 from trouble.images import upright_rgb
 from trouble.inference import TroubleDetector
@@ -132,7 +132,7 @@ def main(argv=None):
     Path(args.out).write_text(json.dumps({
         "model": str(args.model), "gt": args.gt, "images": len(gt["images"]), "sample": "spread evenly over the file",
         "layout": args.layout, "scale": args.scale, "large_side": large_side, "input_size": detector.input_size,
-        "thresholds": detector.thresholds, "rows": rows}, indent=2))
+        "thresholds": detector.thresholds, "context": run_context(detector), "rows": rows}, indent=2))
     print(f"wrote {args.out}")
 
 

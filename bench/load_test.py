@@ -40,6 +40,7 @@ from bench.arguments import (at_least, existing_folder, existing_path, list_of, 
                              output_file, parse_checked, positive_float, run_main)
 # The test suite's helpers: a real TorchServe on free loopback ports with the repo's config.
 from tests.conftest import torchserve_serving, wait_for_model  # noqa: E402
+from trouble.mar import check_mar  # noqa: E402
 from train.archive import rearchive_mar  # noqa: E402
 from trouble.images import PHOTO_SUFFIXES  # noqa: E402
 
@@ -202,8 +203,8 @@ def main(argv=None) -> int:
     parser.add_argument("--client-timeout", type=positive_float, default=330,
                         help="seconds a client waits for one answer (330, as the app and the batch CLI: "
                              "beyond TorchServe's own 300 s)")
-    parser.add_argument("--max-tries", type=int, default=200, help="hard bound on tries per request")
-    parser.add_argument("--max-requests-per-client", type=int, default=10_000)
+    parser.add_argument("--max-tries", type=at_least(1), default=200, help="hard bound on tries per request")
+    parser.add_argument("--max-requests-per-client", type=at_least(1), default=10_000)
     parser.add_argument("--job-queue-size", type=at_least(1), help="instead of config.properties' job_queue_size")
     parser.add_argument("--batch-size", type=at_least(1), help="instead of the .mar's batchSize")
     parser.add_argument("--out", required=True, type=output_file, help="JSON file for the results")
@@ -212,6 +213,11 @@ def main(argv=None) -> int:
     model = Path(args.model).resolve()
     if not model.is_file():  # it exists (checked by its argument type): a folder
         print(f"error: {model} is a folder: TorchServe serves a .mar file", file=sys.stderr)
+        return 2
+    try:  # found now, not after TorchServe waited 180 s for a model it could not load
+        check_mar(model)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     photo_paths = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     if not photo_paths:

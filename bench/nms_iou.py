@@ -40,7 +40,7 @@ if not __package__:  # run as `python bench/nms_iou.py`: the repository is one f
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import (at_least, existing_file, existing_path, list_of, output_file, parse_checked,
-                             read_predictions, run_main, score, unit_fraction)
+                             read_predictions, run_context, run_main, score, unit_fraction)
 from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
 
 
@@ -102,7 +102,8 @@ def main(argv=None):
     gt = sample_ground_truth(all_gt, args.limit)
     images = gt["images"]
     kept_ids = {image["id"] for image in images}
-    predictions = [p for p in read_predictions(args.predictions, all_gt, args.gt) if p["image_id"] in kept_ids]
+    predictions = [p for p in read_predictions(args.predictions, all_gt, args.gt, args.limit)
+                   if p["image_id"] in kept_ids]
     rows = []
     variants = ([("nms_iou", iou, stricter_nms(predictions, iou)) for iou in args.ious]
                 + [("nested_ios", ios, nested_suppression(predictions, ios)) for ios in args.nested])
@@ -127,7 +128,9 @@ def main(argv=None):
               f"{row['count_mae']:.2f} ({row['count_bias']:+.2f}) | {grade} | {optimal} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"predictions": args.predictions, "gt": args.gt, "images": len(images),
-                                          "score_threshold": args.threshold, "rows": rows}, indent=2) + "\n")
+                                          "score_threshold": args.threshold,
+                                          "context": run_context(predictions=args.predictions), "rows": rows},
+                                         indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

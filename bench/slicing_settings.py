@@ -20,7 +20,7 @@ from pathlib import Path
 if not __package__:  # run as `python bench/slicing_settings.py`: the repository is one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.arguments import at_least, existing_path, output_file, parse_checked, run_main
+from bench.arguments import at_least, existing_path, output_file, parse_checked, run_context, run_main
 from train.evaluate import evaluate, predict_ground_truth_images
 from trouble.inference import TroubleDetector
 from trouble.settings import SlicingSettings
@@ -77,6 +77,7 @@ def main(argv=None):
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"model": str(args.model), "gt": args.gt, "images": len(gt["images"]),
                                           "sample": "spread evenly over the file", "thresholds": thresholds,
+                                          "context": run_context(detector, varied=("input_size",)),
                                           "rows": rows}, indent=2))
     print(f"wrote {args.out}")
 

@@ -31,7 +31,7 @@ if not __package__:  # run as `python bench/test_time_augmentation.py`: the repo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked,
-                             pixels, run_main, unit_fraction)
+                             pixels, run_context, run_main, unit_fraction)
 from bench.nms_iou import stricter_nms
 from train.evaluate import EvaluationError, evaluate, load_ground_truth, sample_ground_truth
 from trouble.fusion import fuse_passes
@@ -128,7 +128,8 @@ def main(argv=None):
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "model": str(args.model), "gt": args.gt, "images": len(gt["images"]), "sample": "spread evenly over the file",
-        "fuse_iou": args.fuse_iou, "nms_iou": detector.nms_iou, "rows": rows}, indent=2) + "\n")
+        "fuse_iou": args.fuse_iou, "nms_iou": detector.nms_iou, "context": run_context(detector), "rows": rows},
+        indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -649,4 +649,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C while the model or the server starts: no traceback through gradio
+        print("interrupted: the app was stopped before it started", file=sys.stderr)
+        sys.exit(130)

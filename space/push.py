@@ -60,12 +60,12 @@ def example_files() -> list[Path]:
 
 
 def without_untracked(files: dict) -> tuple[dict, list, str]:
-    """files without the library's and the examples' files that git does not track (a scratch file,
-    a patient's photo), the paths left out, and why git could not tell ("" when it could; then
-    everything is kept, and the caller says so)."""
+    """files without the library's and the examples' files that are not committed (a scratch file, a
+    patient's photo; one only staged with `git add` too), the paths left out, and why git could not
+    tell ("" when it could; then everything is kept, and the caller says so)."""
     try:
-        listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--", "trouble", "space/examples"],
-                                capture_output=True, check=True).stdout
+        listed = subprocess.run(["git", "-C", str(REPO), "ls-tree", "-r", "-z", "--name-only", "HEAD", "--",
+                                 "trouble", "space/examples"], capture_output=True, check=True).stdout
     except OSError as error:  # no git on this machine
         return files, [], str(error)
     except subprocess.CalledProcessError as error:  # not a checkout, or one git will not read
@@ -78,6 +78,17 @@ def without_untracked(files: dict) -> tuple[dict, list, str]:
 
     left_out = sorted(path_in_repo for path_in_repo, source in files.items() if untracked(source))
     return {name: source for name, source in files.items() if name not in left_out}, left_out, ""
+
+
+def changed_since_commit() -> list:
+    """The files of the app, the library and the examples that differ from the last commit: they go up
+    as they are now, not as committed."""
+    try:
+        changed = subprocess.run(["git", "-C", str(REPO), "diff", "--name-only", "-z", "HEAD", "--", "trouble",
+                                  "space"], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):  # said already by without_untracked
+        return []
+    return sorted(name for name in changed.decode(errors="surrogateescape").split("\0") if name)
 
 
 def gradio_space_files(model: Path | None, mmcv_wheel: str | None, space: str, endpoint: str) -> dict:
@@ -151,7 +162,8 @@ def check_files(files: dict, token: str | None):
             raise PushError(f"refusing to upload {path_in_repo}: a cache or hidden file")
         if isinstance(source, Path):
             if not source.is_file():
-                raise PushError(f"{source} not found (needed for {path_in_repo})")
+                needed = "" if str(source).endswith(path_in_repo) else f" (to upload as {path_in_repo})"
+                raise PushError(f"{source} not found{needed}")
             content = source.read_bytes()
             if path_in_repo.endswith(".mar") and not zipfile.is_zipfile(source):
                 raise PushError(f"{source} is not a .mar archive (a zip file), so it cannot be {path_in_repo}")
@@ -232,11 +244,19 @@ def main(argv=None) -> int:
     for path_in_repo in sorted(files):
         print(f"  {path_in_repo}  ({size_of(files[path_in_repo])} bytes)")
     if left_out:
-        print(f"note: left out, not tracked by git (commit them to upload them): {', '.join(left_out)}",
+        print(f"note: left out, not committed to git (commit them to upload them): {', '.join(left_out)}",
+              file=sys.stderr)
+    if changed := changed_since_commit():
+        print(f"warning: changed since the last commit, uploaded as they are now: {', '.join(changed)}",
               file=sys.stderr)
     if untold:  # a copy without git: what is in trouble/ and examples/ goes up as it is
         print(f"warning: git cannot say which files it tracks ({untold}): every file listed above goes up; "
               f"check that no photo in space/examples/ is one to keep private", file=sys.stderr)
+    if args.private and args.mmcv_wheel and not args.mmcv_wheel.startswith(("https://", "http://")):
+        # requirements.txt points pip at the wheel's address in the Space itself (untested on a private one)
+        print("warning: a private Space's build may not be let download the wheel from the Space itself "
+              "without a token: if the build stops at mmcv, give --mmcv-wheel a public https:// address",
+              file=sys.stderr)
     if args.sdk == "gradio" and not args.mmcv_wheel:
         print("warning: no --mmcv-wheel: the Space's build will stop at mmcv, which pip cannot compile "
               "there (see space/requirements.txt)", file=sys.stderr)

@@ -212,6 +212,34 @@ def test_nms_iou_rows_from_an_evaluations_saved_detections(smoke_training, tmp_p
     assert len(read_json(out)["rows"]) == 5
     run_module([*command, "--overwrite"], timeout=300)
     assert [row.get("nms_iou") for row in read_json(out)["rows"]] == [0.5]
+    assert read_json(out)["context"]["machine"]["torch_threads"] >= 1
+
+
+def test_benchmarks_refuse_what_would_score_the_wrong_photos_or_wait_for_nothing(smoke_training, tmp_path):
+    """From an audit: a --limit run's detections scored against every photo (mAP50 0.004 for 0.117) with
+    exit 0; a file that is no .mar made load_test wait 180 s for TorchServe, then a traceback; a photo
+    that cannot be read was a PIL traceback."""
+    limited = tmp_path / "limited"
+    limited.mkdir()
+    shutil.copy(smoke_training["work_dir"] / "eval" / "predictions.json", limited)
+    report = read_json(smoke_training["work_dir"] / "eval" / "metrics.json")
+    (limited / "metrics.json").write_text(json.dumps({**report, "data": {**report["data"], "limit": 2}}))
+    gt = str(smoke_training["data"] / "valid" / "annotations.json")
+    result = run_module(["bench.nms_iou", "--predictions", str(limited / "predictions.json"), "--gt", gt,
+                         "--out", str(tmp_path / "n.json")], check=False, timeout=300)
+    assert result.returncode == 2 and "had --limit 2): pass --limit 2" in result.stderr, result.stderr
+    not_a_mar = run_module(["bench.load_test", "--model", gt, "--clients", "1", "--seconds", "1", "--out",
+                            str(tmp_path / "load.json")], check=False, timeout=120)
+    assert not_a_mar.returncode == 2 and "is not a .mar archive" in not_a_mar.stderr, not_a_mar.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_text("not a photo")
+    (broken / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 64}], "annotations": [],
+        "categories": [{"id": 1, "name": "acne"}]}))
+    unreadable = run_module(["bench.colour_variety", "--gt", str(broken / "annotations.json"), "--out",
+                             str(tmp_path / "c.json")], check=False, timeout=120)
+    assert unreadable.returncode == 2 and "a.jpg" in unreadable.stderr and "Traceback" not in unreadable.stderr
 
 
 def test_nested_suppression_drops_a_box_inside_another_of_its_type():
@@ -285,6 +313,10 @@ def test_large_photos_compares_the_whole_photo_with_slices(smoke_mar, synthetic_
     assert rows[1]["lesion_scale"] is None  # the crop's size depends on the face found
     assert all(0.0 <= row["mAP50"] <= 1.0 and row["count_mae"] >= 0 for row in rows)
     assert "| slices of 256 + whole photo |" in result.stdout
+    # Which model (a path may since hold another archive) and machine the timings are of.
+    context = report["context"]
+    assert context["model"]["name"] and len(context["model"]["weights_sha256"]) >= 12
+    assert context["machine"]["cpus"] >= 1 and len(context["machine"]["load_average"]) == 3
 
 
 def test_test_time_augmentation_rows_fuse_or_pool_their_passes(smoke_mar, synthetic_data, tmp_path):

@@ -187,7 +187,7 @@ def test_push_creates_the_space_and_uploads_exactly_the_listed_files(fake_hub, m
     assert fake_hub.requests == [], "the dry run must not contact the Hub"
     planned = listed_files(dry.stdout)
     assert planned == expected_gradio_files(wheel.name)
-    assert "left out, not tracked by git (commit them to upload them): examples/patient.jpg, " \
+    assert "left out, not committed to git (commit them to upload them): examples/patient.jpg, " \
            "trouble/scratch_notes.py" in dry.stderr
 
     result = run_push(*args, endpoint=fake_hub.base)

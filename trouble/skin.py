@@ -21,8 +21,9 @@ MIN_SKIN_FRACTION = 0.05   # below this, the mask is not trusted and nothing is 
 STRICT_MIN_BRIGHTNESS = 0.65  # strict mask: luma at least this share of the skin's median luma
 # Below this colour variety (see colour_variety) a photo has no colour to tell skin by: grey-scale,
 # sepia, a tint or a filter that fades colour. All 1,274 ACNE04 photos score 3.6 or more (each in
-# the middle of a plain canvas 3x its size too); sepia copies saved as JPEG at quality 50 to 95 at
-# most 1.8, grey ones 0, with a red logo or a blue caption bar too (bench/colour_variety.py).
+# the middle of a plain canvas 3x its size too); sepia copies of 100 of them saved as JPEG at
+# quality 50 to 95 at most 2.1, grey ones 0, with a red logo or a blue caption bar too
+# (bench/colour_variety.py).
 MIN_COLOUR_VARIETY = 2.25
 CHROMA_SMOOTHING = 2.0     # Gaussian sigma, in pixels of the working copy: wider than JPEG's colour noise
 # ... unless its colours are vivid (median chroma over this): flat colour graphics, a test pattern,
@@ -86,7 +87,7 @@ def colour_variety(rgb: np.ndarray) -> float:
     taken as an offset from the median chroma of its brightness level (32 levels), the offsets are
     smoothed over a few pixels, and at each level with at least 0.1% of the pixels the 90th
     percentile of |Cr| + |Cb| is taken; the median of that over the levels. In a grey, sepia or
-    tinted photo colour follows brightness, and this is under 2; in a colour photo of a face, skin,
+    tinted photo colour follows brightness, and this is about 2 or less; in a colour photo of a face, skin,
     lesions, lips and hair of one brightness differ in colour. Smoothed: JPEG stores colour coarsely,
     which adds pixel-sized noise (a sepia copy at quality 75 had passed as colour), while lips and
     lesions are patches. Over the levels, not the pixels: a plain wall around a small face is one
