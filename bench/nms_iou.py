@@ -122,7 +122,9 @@ def main(argv=None):
           "|---|---|---|---|---|---|---|")
     for row in rows:
         grade = "n/a" if row["grade_accuracy"] is None else f"{row['grade_accuracy']:.3f}"
-        optimal = ", ".join(f"{value:.3f}" for value in row["f1_optimal_thresholds"].values())
+        thresholds = row["f1_optimal_thresholds"]
+        optimal = ", ".join(f"{value:.3f}" if len(thresholds) == 1 else f"{name} {value:.3f}"
+                            for name, value in thresholds.items())
         label = f"NMS IoU {row['nms_iou']}" if "nms_iou" in row else f"nested IoS {row['nested_ios']}"
         print(f"| {label} | {row['detections']} | {row['mAP50']:.4f} | {row['mean_f1']:.3f} | "
               f"{row['count_mae']:.2f} ({row['count_bias']:+.2f}) | {grade} | {optimal} |")
