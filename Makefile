@@ -75,7 +75,7 @@ serve: setup  ## start TorchServe on model_store/trouble.mar (config.properties)
 	@# serves its own folder's model. logs/serve.result says which it was, for `make demo`.
 	@tmp=$$($(BIN)/python -c 'import tempfile; print(tempfile.gettempdir())'); \
 	    pid=$$(cat "$$tmp/.model_server.pid" 2>/dev/null); \
-	    if [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null; then \
+	    if [ -n "$$pid" ] && grep -qa org.pytorch.serve.ModelServer "/proc/$$pid/cmdline" 2>/dev/null; then \
 	        where=$$(readlink "/proc/$$pid/cwd" 2>/dev/null); \
 	        if [ "$$where" != "$(CURDIR)" ]; then \
 	            echo "A TorchServe started in $${where:-a folder not readable here} is already running (pid $$pid):" \

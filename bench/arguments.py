@@ -151,7 +151,7 @@ def read_predictions(path, gt: dict, gt_path, limit=None) -> list:
     a file cut short), when it holds image or type ids gt does not know, when the evaluation report
     beside it says it was made on another ground truth (train.evaluate.check_made_on) or with another
     --limit (the other photos would be scored as photos where nothing was found)."""
-    from train.evaluate import check_made_on, load_predictions, report_beside
+    from train.evaluate import check_limit_of_run, check_made_on, coverage_note, load_predictions
 
     try:
         predictions = json.loads(Path(path).read_text())
@@ -162,15 +162,10 @@ def read_predictions(path, gt: dict, gt_path, limit=None) -> list:
             isinstance(p, dict) and {"image_id", "category_id", "bbox", "score"} <= set(p) for p in predictions):
         raise ValueError(f"{path} is not a list of COCO results (an evaluation's predictions.json)")
     check_made_on(path, gt_path)
-    ran_limit = (report_beside(path).get("data") or {}).get("limit")
-    if ran_limit and limit != ran_limit:
-        raise ValueError(f"{path} holds the detections of {ran_limit} images (the run that saved them had --limit "
-                         f"{ran_limit}): pass --limit {ran_limit}")
+    check_limit_of_run(path, limit)
     checked = load_predictions(predictions, gt, str(gt_path))
-    named, scored = len({p["image_id"] for p in checked}), min(limit or len(gt["images"]), len(gt["images"]))
-    if named < scored / 2:  # a model run (score floor 0.05) names almost every photo
-        print(f"note: {path} names {named} of the {scored} images scored; the others count as photos where "
-              f"nothing was found (a --limit run? pass the same --limit)", file=sys.stderr)
+    if note := coverage_note(checked, min(limit or len(gt["images"]), len(gt["images"]))):
+        print(f"note: {path}: {note}", file=sys.stderr)
     return checked
 
 

@@ -14,8 +14,9 @@ spreadsheet. Existing outputs are replaced only with --overwrite.
 Exit codes: 0 done; 1 no photo could be analysed, or the server stopped answering or refused the
 request partway, e.g. its key expired (what was analysed is written); 2 a bad option, folder or
 output, or a model or server that cannot be used (nothing analysed); 130 interrupted by Ctrl-C,
-SIGTERM or SIGHUP (what was analysed is written; where --overwrite would replace an earlier sheet,
-to NAME.partial.json and NAME.partial.csv instead, and the earlier one is kept).
+SIGTERM or SIGHUP (what was analysed is written). A run stopped early writes, where --overwrite
+would replace an earlier sheet, to NAME.partial.json and NAME.partial.csv instead: the earlier one
+is kept.
 """
 from __future__ import annotations
 
@@ -81,8 +82,9 @@ def settings_columns(settings: dict) -> list:
     """sliced, tta, framing: how the photo was run, which changes its count (a sliced or augmented
     run counts more); each column empty where an older archive's answer does not say."""
     sliced, tta, framing = settings.get("sliced"), settings.get("tta"), settings.get("framing")
-    if sliced is not None:
-        sliced = f"yes ({settings.get('slices')} slices)" if sliced else "no"
+    if sliced is not None:  # on, yet no slice: a photo no larger than one slice, run whole
+        sliced = f"yes ({settings.get('slices')} slices)" if sliced and settings.get("slices") else \
+            "no (the photo is no larger than a slice)" if sliced else "no"
     if tta is not None:
         tta = f"yes ({settings.get('passes')} passes)" if tta else "no"
     if framing == "face":
@@ -167,6 +169,16 @@ def resolved(path: Path) -> Path:
         return path.resolve()
     except (OSError, RuntimeError):  # RuntimeError: "Symlink loop", before Python 3.13
         return path.absolute()
+
+
+def written_whole(path: Path, write):
+    """write(a file beside path), then put it in path's place: a sheet is replaced whole or not at all."""
+    staged = path.with_name(f".{path.name}.writing")
+    try:
+        write(staged)
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def partial_path(path: Path) -> Path:
@@ -271,6 +283,8 @@ def main(argv=None) -> int:
         stopped = "the run was interrupted"
     except ServerUnreachable:  # TorchServe stopped partway: the same, and the rest is for a later run
         stopped = "the server stopped answering"
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # from here on, a signal ends the writing as it ends Python
+        signal.signal(signum, signal.SIG_DFL)
     reached = len(responses)  # answered or skipped; those after an early stop are not analysed
     for image_id, path in images[len(responses):]:
         responses[image_id] = {"file_name": path.name, "error": f"not analysed: {stopped}", "code": "not_analysed"}
@@ -281,17 +295,18 @@ def main(argv=None) -> int:
     output = {"categories": [{"id": i, "name": n} for n, i in category_ids.items()],
               "images": [{"id": i, "file_name": p.name} for i, p in images],
               "results": results, "responses": [responses[i] for i, _ in images]}
-    # An interrupted run with --overwrite leaves the earlier, complete sheet as it was.
+    # A run stopped early (interrupted, a server that stopped answering) leaves an earlier, complete
+    # sheet it would replace (--overwrite) as it was.
     out, csv_path = Path(args.out), Path(args.csv) if args.csv else None
-    if stopped == "the run was interrupted" and earlier:
+    if stopped and earlier:
         out, csv_path = partial_path(out), csv_path and partial_path(csv_path)
         print(f"the earlier {' and '.join(map(str, earlier))} are kept: what this run analysed goes to "
               f"{out}{f' and {csv_path}' if csv_path else ''}", file=sys.stderr)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(output, indent=1))
+        written_whole(out, lambda path: path.write_text(json.dumps(output, indent=1)))
         if csv_path:
-            write_counts_csv(csv_path, classes, output["responses"])
+            written_whole(csv_path, lambda path: write_counts_csv(path, classes, output["responses"]))
     except OSError as error:  # checked before the run, so a disk that filled up meanwhile
         print(f"error: could not write the results: {error}", file=sys.stderr)
         return 1

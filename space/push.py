@@ -80,15 +80,16 @@ def without_untracked(files: dict) -> tuple[dict, list, str]:
     return {name: source for name, source in files.items() if name not in left_out}, left_out, ""
 
 
-def changed_since_commit() -> list:
-    """The files of the app, the library and the examples that differ from the last commit: they go up
+def changed_since_commit(files: dict) -> list:
+    """The paths in the Space of the files to upload that differ from the last commit: they would go up
     as they are now, not as committed."""
     try:
         changed = subprocess.run(["git", "-C", str(REPO), "diff", "--name-only", "-z", "HEAD", "--", "trouble",
                                   "space"], capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):  # said already by without_untracked
         return []
-    return sorted(name for name in changed.decode(errors="surrogateescape").split("\0") if name)
+    changed = {REPO / name for name in changed.decode(errors="surrogateescape").split("\0") if name}
+    return sorted(path_in_repo for path_in_repo, source in files.items() if source in changed)
 
 
 def gradio_space_files(model: Path | None, mmcv_wheel: str | None, space: str, endpoint: str) -> dict:
@@ -234,6 +235,11 @@ def main(argv=None) -> int:
         else:
             files = gradio_space_files(model, args.mmcv_wheel, args.space, endpoint)
         files, left_out, untold = without_untracked(files)
+        changed = changed_since_commit(files)
+        photos = [name for name in changed if name.startswith("examples/")]
+        if photos:  # a photo made public: only as committed, where its consent and credit were checked
+            raise PushError(f"{', '.join(photos)} differ from their commit: commit them, or restore them with "
+                            f"`git checkout space/examples`, before they go public")
         check_files(files, token)
     except PushError as error:  # what was asked cannot be uploaded: exit 2, as for a bad option
         print(f"error: {error}", file=sys.stderr)
@@ -246,7 +252,7 @@ def main(argv=None) -> int:
     if left_out:
         print(f"note: left out, not committed to git (commit them to upload them): {', '.join(left_out)}",
               file=sys.stderr)
-    if changed := changed_since_commit():
+    if changed:
         print(f"warning: changed since the last commit, uploaded as they are now: {', '.join(changed)}",
               file=sys.stderr)
     if untold:  # a copy without git: what is in trouble/ and examples/ goes up as it is

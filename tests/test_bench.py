@@ -227,7 +227,7 @@ def test_benchmarks_refuse_what_would_score_the_wrong_photos_or_wait_for_nothing
     gt = str(smoke_training["data"] / "valid" / "annotations.json")
     result = run_module(["bench.nms_iou", "--predictions", str(limited / "predictions.json"), "--gt", gt,
                          "--out", str(tmp_path / "n.json")], check=False, timeout=300)
-    assert result.returncode == 2 and "had --limit 2): pass --limit 2" in result.stderr, result.stderr
+    assert result.returncode == 2 and "had --limit 2): score them with --limit 2" in result.stderr, result.stderr
     not_a_mar = run_module(["bench.load_test", "--model", gt, "--clients", "1", "--seconds", "1", "--out",
                             str(tmp_path / "load.json")], check=False, timeout=120)
     assert not_a_mar.returncode == 2 and "is not a .mar archive" in not_a_mar.stderr, not_a_mar.stderr
@@ -414,3 +414,18 @@ def test_colour_variety_tells_grey_copies_from_the_photos(tmp_path):
     assert rows["grey"]["judged_without_colour"] == 1.0 and rows["as it is"]["judged_without_colour"] == 0.0
     assert rows["sepia (the apps' matrix)"]["judged_without_colour"] == 1.0  # at quality 75 too
     assert rows["as it is"]["lowest"] > rows["grey"]["highest"] and "| grey | 75 |" in result.stdout
+
+
+def test_face_framing_crops_faces_on_wide_canvases_and_never_a_grey_photo(tmp_path):
+    images = []
+    for number, photo in enumerate(ACNE04_PHOTOS[:2], 1):
+        shutil.copy(photo, tmp_path / photo.name)
+        images.append({"id": number, "file_name": photo.name, "width": 640, "height": 640})
+    gt = tmp_path / "annotations.json"
+    gt.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 1, "name": "acne"}]}))
+    out = tmp_path / "framing.json"
+    result = run_module(["bench.face_framing", "--gt", str(gt), "--times", "1,5", "--out", str(out)], timeout=300)
+    rows = {(row["canvas_times"], row["fill"], row["grey_scale"]): row["cropped"] for row in read_json(out)["rows"]}
+    assert rows[(1, "none", False)] == 0 and rows[(5, "light (235)", False)] >= 1  # a face 4% of the photo
+    assert all(cropped == 0 for (_, _, grey), cropped in rows.items() if grey)
+    assert "| 5 | light (235) | colour |" in result.stdout

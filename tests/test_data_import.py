@@ -661,7 +661,7 @@ def test_a_split_whose_every_box_is_refused_is_an_error_not_negatives(tmp_path):
         path.write_text(json.dumps(coco))
     result = run_cli("--src", tmp_path / "src", "--out", tmp_path / "out")
     assert result.returncode == 2 and "every box of the train split was dropped" in result.stderr, result.stderr
-    assert "box of an unknown class" in result.stderr and not (tmp_path / "out").exists()
+    assert "box of a class not imported" in result.stderr and not (tmp_path / "out").exists()
 
 
 def test_ids_of_the_wrong_kind_are_refused_boxes_not_a_traceback(tmp_path):
@@ -926,7 +926,8 @@ def test_a_mistyped_class_is_refused_with_the_name_it_is_close_to(tmp_path, fmt)
     """'Papule' or 'papules' for papule dropped every papule and the import succeeded."""
     make_dataset(tmp_path / "src", n_images=4, fmt=fmt)
     for typed in ("Papule,pustule", "papules,pustule"):
-        with pytest.raises(DataError, match=r"--classes names '(Papule|papules)'.*did you mean 'papule'"):
+        with pytest.raises(DataError, match=r"--classes names classes that are not those of .*: "
+                                            r"'(Papule|papules)': did you mean 'papule'\?"):
             import_dataset(fmt, tmp_path / "src", tmp_path / "out", classes=typed)
     assert not (tmp_path / "out").exists()
 
@@ -937,11 +938,15 @@ def test_boxes_of_a_photo_resized_after_it_was_annotated_are_scaled_to_it(tmp_pa
     src.mkdir()
     boxes, labels = write_image(src, "halved.jpg", n_lesions=6, seed=3)
     write_voc_xml(src / "halved.xml", "halved.jpg", 640, 640, [[2 * v for v in box] for box in boxes], labels)
+    # Its lesions all in the middle, none past the smaller photo: scaled alike (the first rule had not).
+    write_image(src, "central.jpg", n_lesions=0, seed=4)
+    write_voc_xml(src / "central.xml", "central.jpg", 640, 640, [[200, 200, 40, 40]], ["papule"])
     report = import_dataset("voc", src, tmp_path / "out")
+    assert boxes_by_file(load_coco(tmp_path / "out" / "train"))["central.jpg"] == [("papule", [100, 100, 20, 20])]
     found = boxes_by_file(load_coco(tmp_path / "out" / "train"))["halved.jpg"]
     want = truth_boxes({"labels": labels, "boxes": boxes})
     assert sum((box for _, box in found), []) == pytest.approx(sum((box for _, box in want), []), abs=0.01)
-    assert "boxes scaled by 0.5" in report["splits"]["train"]["problems"]["size_mismatch"]["files"][0]
+    assert all("boxes scaled by 0.5" in entry for entry in report["splits"]["train"]["problems"]["size_mismatch"]["files"])
 
 
 def test_what_no_split_reads_is_named_and_voc_image_sets_make_the_splits(tmp_path):
@@ -974,10 +979,13 @@ def test_what_no_split_reads_is_named_and_voc_image_sets_make_the_splits(tmp_pat
 def test_annotation_files_of_two_formats_are_refused_until_format_says_which(tmp_path):
     """A photo labelled in YOLO among VOC ones had been kept as a negative without a word."""
     make_dataset(tmp_path / "src", n_images=4, fmt="voc")
+    write_image(tmp_path / "src" / "train", "stray.jpg")  # labelled in another tool: a YOLO .txt beside it
     (tmp_path / "src" / "train" / "stray.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (tmp_path / "src" / "notes.txt").write_text("labelled by A. on Monday\n")  # text, not a label: decides nothing
     result = run_cli("--src", tmp_path / "src", "--out", tmp_path / "out")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "more than one format" in result.stderr and "--format voc or yolo" in result.stderr
+    assert "1 .txt (YOLO), e.g. train/stray.txt" in result.stderr, result.stderr
     assert import_dataset("voc", tmp_path / "src", tmp_path / "out")["categories"] == list(LESION_TYPES)
 
 
@@ -1057,3 +1065,44 @@ def test_transparency_infinite_sizes_and_overlong_names_are_named_not_a_tracebac
     assert problems["transparent_image"]["files"] == ["cut_out.png"]
     assert problems["missing_image"]["files"][0].startswith("xxxxxxxxxx")
     assert load_coco(tmp_path / "out" / "train")["images"][1]["width"] == 64
+
+
+def test_a_user_s_own_export_imported_split_by_split_keeps_its_classes(tmp_path):
+    """From an end-to-end journey: --src pointed at one split of a YOLO export found no data.yaml (it is
+    at the export's root), and --classes guessed in another order relabelled every box; a split
+    re-imported with other categories than the one kept beside it was only refused by training; two
+    mistyped --classes names took two tries; a notes.txt or CVAT's labelmap.txt was taken for YOLO labels."""
+    truth = make_dataset(tmp_path / "yolo", n_images=8, fmt="yolo", classes=("pustule", "comedone", "papule"))
+    report = import_dataset(None, tmp_path / "yolo" / "train", tmp_path / "out", split="train")
+    assert report["categories"] == ["pustule", "comedone", "papule"]  # ../data.yaml's, in its index order
+    found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
+    for image in truth["splits"]["train"]:
+        assert [name for name, _ in found[image["file_name"]]] == [name for name, _ in truth_boxes(image)]
+    assert any("no valid split" in note for note in report["notes"])  # training would stop on it
+    # The valid split imported on its own with the categories in another order: refused now.
+    with pytest.raises(DataError, match=r"out/train \(an earlier import this one keeps\) has the categories "
+                                        r"\['pustule', 'comedone', 'papule'\]"):
+        import_dataset(None, tmp_path / "yolo" / "valid", tmp_path / "out", split="valid",
+                       classes="comedone,papule,pustule")
+    import_dataset(None, tmp_path / "yolo" / "valid", tmp_path / "out", split="valid")
+    with pytest.raises(DataError, match=r"'Comedone': did you mean 'comedone'\?; 'papules': did you mean 'papule'\?"):
+        import_dataset("yolo", tmp_path / "yolo", tmp_path / "out2", classes="Comedone,papules,pustule")
+
+    voc = tmp_path / "voc"
+    make_dataset(voc, n_images=4, fmt="voc")
+    for name in ("notes.txt", "LICENSE.txt", "labelmap.txt"):  # CVAT's labelmap: not a YOLO label either
+        (voc / name).write_text("comedone\npapule\npustule\n")
+    assert import_dataset(None, voc, tmp_path / "out3")["format"] == "voc"
+
+
+def test_yolo_placeholder_names_are_named_by_classes_in_index_order(tmp_path):
+    """data.yaml with names 0, 1, 2 and --classes naming them: once --classes picked by name, every box
+    was dropped (exit 0); --classes that names none of the file's names names the indices, and says so."""
+    truth = make_dataset(tmp_path / "src", n_images=8, fmt="yolo", classes=("0", "1", "2"))
+    report = import_dataset("yolo", tmp_path / "src", tmp_path / "out", classes="comedone,papule,pustule")
+    assert report["categories"] == ["comedone", "papule", "pustule"]
+    assert any("taken as the names of indices 0, 1" in note for note in report["notes"])
+    named = dict(zip(("0", "1", "2"), ("comedone", "papule", "pustule")))
+    found = boxes_by_file(load_coco(tmp_path / "out" / "train"))
+    for image in truth["splits"]["train"]:
+        assert sorted(name for name, _ in found[image["file_name"]]) == sorted(named[n] for n in image["labels"])

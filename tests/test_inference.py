@@ -599,6 +599,11 @@ def test_a_baseline_jpeg_without_its_end_marker_is_analysed_and_a_cut_one_refuse
     with pytest.raises(BadInput) as error:
         decode_image(data[:len(data) // 2])
     assert error.value.code == "corrupt_image" and "data ends early" in str(error.value)
+    # Cut short and padded with zeros (a crash, an interrupted copy): the zeros would decode as garbage,
+    # not as grey that can be measured. Refused as truncated, as before the end-marker retry.
+    with pytest.raises(BadInput) as error:
+        decode_image(data[:len(data) // 2] + bytes(4096))
+    assert error.value.code == "corrupt_image"
     progressive = io.BytesIO()
     Image.open(ACNE04_PHOTOS[0]).convert("RGB").save(progressive, "JPEG", quality=90, progressive=True)
     with pytest.raises(BadInput) as error:  # what its missing scans lack cannot be measured: refused

@@ -346,9 +346,12 @@ def test_the_csv_gives_a_typical_range_only_where_it_is_known(tmp_path):
               "settings": {**response["settings"], "sliced": True, "slices": 12, "tta": True, "passes": 4,
                            "framing": "face", "face_crop": [0, 0, 10, 10]}}
     not_utf8 = {"file_name": "bad\udcff.jpg", "error": "not a photo", "code": "not_an_image"}
-    write_counts_csv(tmp_path / "counts.csv", ["acne"], [{**response, "warnings": []}, response, sliced, not_utf8])
+    small = {**response, "warnings": [], "settings": {**response["settings"], "sliced": True, "slices": 0}}
+    write_counts_csv(tmp_path / "counts.csv", ["acne"], [{**response, "warnings": []}, response, sliced, not_utf8,
+                                                         small])
     with (tmp_path / "counts.csv").open(newline="", encoding="utf-8") as f:  # UTF-8 text, whatever the names
-        with_warnings, older, sliced_row, not_utf8_row = list(csv.DictReader(f))
+        with_warnings, older, sliced_row, not_utf8_row, small_row = list(csv.DictReader(f))
+    assert small_row["sliced"] == "no (the photo is no larger than a slice)"  # it had read "yes (0 slices)"
     assert (with_warnings["typical_count_low"], with_warnings["typical_count_high"]) == ("5", "13")
     # Which model and thresholds made the row (an archive without a weights hash: its name and version)
     assert (with_warnings["model"], with_warnings["score_thresholds"]) == ("trouble 1.0", "acne 0.23")
@@ -456,7 +459,9 @@ def test_with_token_authorisation_make_serve_waits_and_the_batch_cli_names_the_m
                      headers={"Authorization": f"Bearer {keys['API']['key']}"}, timeout=10)
         stdout, stderr = run.communicate(timeout=120)
         assert run.returncode == 1 and "the server refused the request after" in stderr, stderr[-1500:]
-        responses = read_json(tmp_path / "results.json")["responses"]
+        # Over the sheet of the run before (--overwrite), a run stopped early writes beside it.
+        assert len(read_json(tmp_path / "results.json")["responses"]) == 2
+        responses = read_json(tmp_path / "results.partial.json")["responses"]
         assert sum("error" not in r for r in responses) >= 20
         assert responses[-1]["error"] == "not analysed: the server refused the request" and responses[-1]["code"] == "not_analysed"
         key = json.loads((server["workdir"] / "key_file.json").read_text())["inference"]["key"]
@@ -468,7 +473,7 @@ def test_with_token_authorisation_make_serve_waits_and_the_batch_cli_names_the_m
         stdout, stderr = run.communicate(timeout=120)
         assert run.returncode == 1 and "the server stopped answering after" in stderr, stderr
         assert "Traceback" not in stderr and "unreadable" not in stderr
-        responses = read_json(tmp_path / "results.json")["responses"]
+        responses = read_json(tmp_path / "results.partial.json")["responses"]
         assert len(responses) == 102 and sum("error" not in r for r in responses) >= 20
         assert responses[-1]["error"] == "not analysed: the server stopped answering" and responses[-1]["code"] == "not_analysed"
     finally:

@@ -352,3 +352,18 @@ def test_a_copy_without_git_pushes_what_it_lists_and_says_so(model_file, tmp_pat
     assert result.returncode == 0, result.stderr
     assert "warning: git cannot say which files it tracks (" in result.stderr and "not a git repository" in result.stderr
     assert "examples/README.md" in result.stdout
+
+
+def test_an_example_photo_changed_since_its_commit_does_not_go_public(tmp_path):
+    """From a review: an example photo replaced after its commit went up as it was on disk, with at most
+    a warning; a file staged with `git add` but not committed went up too."""
+    example = next((SPACE / "examples").glob("*.jpg"))
+    original = example.read_bytes()
+    try:
+        example.write_bytes(original + b"\0")  # another photo under the committed one's name
+        result = run_push("--space", SPACE_ID, "--model", str(REPO / "model_store" / "trouble.mar"), "--dry-run",
+                          endpoint="http://127.0.0.1:9")
+    finally:
+        example.write_bytes(original)
+    assert result.returncode == 2 and f"examples/{example.name} differ from their commit" in result.stderr, \
+        result.stderr

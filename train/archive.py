@@ -100,7 +100,8 @@ def evaluation_of_this_run(work_dir: Path, meta: dict) -> dict | None:
     if {**evaluated, "checkpoint": Path(str(evaluated.get("checkpoint"))).name} != \
             {**meta, "checkpoint": Path(str(meta.get("checkpoint"))).name}:
         print(f"[archive] {report_path.parent} evaluated another training run: its thresholds and figures "
-              f"are not used (python -m train.evaluate --work-dir {work_dir} ... --out {report_path.parent})",
+              f"are not used (python -m train.evaluate --work-dir {work_dir} ... --out {report_path.parent} "
+              f"--overwrite)",
               flush=True)
         return None
     return report

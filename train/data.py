@@ -126,7 +126,7 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
         raise DataError(problem)
 
     # Read every split (nothing is written before all of them are read and checked).
-    read, declared_names, classes, unread = read_source(fmt, src, src_root, split, classes, single_class)
+    read, declared_names, classes, unread, notes = read_source(fmt, src, src_root, split, classes, single_class)
     met = declared_names | {box[4] for records, _ in read.values() for r in records for box in r["boxes"] if box[4]}
     if classes_given and not single_class:
         refuse_mistyped_classes(classes, met, src)
@@ -152,6 +152,7 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
         report["splits"][name] = split_summary(checked[name], problems)
 
     refuse_unusable(src, read, checked, classes, classes_given, report)
+    refuse_other_categories_beside(out, checked, classes, report)
 
     replaced = splits_to_replace(out, [name for name, images in checked.items() if images], overwrite, report)
     sources = [src_root] + [record["path"] for records, _ in read.values() for record in records]
@@ -164,6 +165,10 @@ def import_dataset(fmt, src, out, split="train", classes=None, single_class=None
     report["out"] = str(out)
     for summary in report["splits"].values():
         summary["src"] = str(src)
+    report["notes"] = notes
+    if not (out / "valid" / "annotations.json").is_file():  # found now, not when training starts
+        report["notes"].append(f"no valid split in {out}: training validates on {out / 'valid'}; import one "
+                               f"(e.g. --src SRC/valid --split valid, with the same --classes)")
     write_report(out, report)
     if verbose:
         print(format_report(report))
@@ -177,14 +182,32 @@ def refuse_mistyped_classes(classes, met, src):
     split imported alone that lacks a class another has)."""
     if not met:  # no box and no declared class: negatives only, as --classes allows
         return
+    others = {other.casefold(): other for other in sorted(met - set(classes))}
+    mistyped = {}
     for name in classes:
-        if name in met:
-            continue
-        others = {other.casefold(): other for other in sorted(met - set(classes))}
-        close = difflib.get_close_matches(name.casefold(), others, n=1, cutoff=0.8)
+        close = [] if name in met else difflib.get_close_matches(name.casefold(), others, n=1, cutoff=0.8)
         if close:
-            raise DataError(f"--classes names {name!r}, which is not a class of {src}; did you mean "
-                            f"{others[close[0]]!r}? (its classes: {', '.join(sorted(met))})")
+            mistyped[name] = others[close[0]]
+    if mistyped:  # all of them at once, not one per try
+        meant = "; ".join(f"{name!r}: did you mean {other!r}?" for name, other in mistyped.items())
+        raise DataError(f"--classes names classes that are not those of {src}: {meant} (its classes: "
+                        f"{', '.join(sorted(met))})")
+
+
+def refuse_other_categories_beside(out, checked, classes, report):
+    """DataError where a split this import keeps in OUT (one it does not write) has other categories,
+    or the same in another order: training refuses such a pair, and only after the import said done."""
+    for name in imported_splits(out):
+        if name in checked or not (out / name / "annotations.json").is_file():
+            continue
+        try:
+            kept = [category["name"] for category in load_coco(out / name)["categories"]]
+        except DataError:
+            continue  # not readable: training's own check names it
+        if kept != list(classes):
+            raise DataError(f"{out / name} (an earlier import this one keeps) has the categories {kept}, and this "
+                            f"import would write {list(classes)}: training refuses splits whose categories "
+                            f"differ. Import the {name} split again too, or pass --classes {','.join(kept)}", report)
 
 
 def imported_splits(out) -> dict:
@@ -311,7 +334,10 @@ def files_not_imported(split_dir) -> list:
         listed = {image.get("file_name") for image in load_coco(split_dir)["images"]}
     except DataError:
         return []  # not readable as an import: splits_to_replace's own checks speak for it
-    return sorted(path.name for path in split_dir.iterdir() if path.name not in listed | {"annotations.json"})
+    # Relative paths, at any depth: an import writes "sub/x.jpg" for a source file name with a folder.
+    return sorted(relative for relative in (path.relative_to(split_dir).as_posix() for path in split_dir.rglob("*")
+                                            if path.is_file() or path.is_symlink())
+                  if relative not in listed | {"annotations.json"})
 
 
 def read_split(data_dir, split):

@@ -31,11 +31,11 @@ PROBLEMS = {
                           "it to PNG or JPEG)",
     "too_small": f"image under {MIN_SIDE}x{MIN_SIDE} pixels, which the model server refuses (skipped)",
     "size_mismatch": "image size differs from the annotation (the real size is used; boxes scaled to it where "
-                     "they lie in the annotation's pixels, as after resizing the photo)",
+                     "the photo was made smaller after annotating)",
     "exif_rotated": "image carries an EXIF rotation (size and boxes written for the photo as displayed; check them)",
     "transparent_image": "image with transparent pixels (kept: the server puts it on white, while training sees "
                          "the colour stored under them; flatten it onto white to be sure)",
-    "unknown_class": "box of an unknown class (dropped)",
+    "unknown_class": "box of a class not imported: not in --classes, or not named by the source (dropped)",
     "invalid_box": "box with missing, non-numeric or infinite coordinates (dropped)",
     "orphan_box": "box of an image the annotation file does not list (dropped)",
     "box_clipped": "box reaching outside the image (clipped to it)",
@@ -172,9 +172,10 @@ def displayed_size(record, size, problems):
 
 def scaled_to_image(record, width, height, turn, problems):
     """The record with its boxes scaled to the image where the annotation's size differs from the
-    image's: a photo resized after it was annotated (its boxes lie inside the annotation's size and
-    past the image's, and the two sizes have one shape). Otherwise the boxes are taken as they are
-    (a wrong size in the annotation file). Either way it is noted as size_mismatch."""
+    image's: a photo made smaller after it was annotated (to save space: the annotation's size is
+    larger, of one shape with the image's, and holds every box). Decided by the sizes, not by where
+    the lesions lie, so that every photo of a resized set is treated alike. Otherwise the boxes are
+    taken as they are (a wrong size in the annotation file). Either way it is noted as size_mismatch."""
     if turn is not None or record["normalised"] or not record["annotation_size"]:
         return record
     ann_w, ann_h = record["annotation_size"]
@@ -182,7 +183,7 @@ def scaled_to_image(record, width, height, turn, problems):
         return record
     boxes = [box for box in record["boxes"] if all(math.isfinite(value) for value in box[:4])]
     one_shape = ann_w > 0 and ann_h > 0 and abs(width / ann_w - height / ann_h) <= 0.01 * width / ann_w
-    in_annotation_pixels = (one_shape and any(x2 > width + 1 or y2 > height + 1 for _, _, x2, y2, _ in boxes)
+    in_annotation_pixels = (one_shape and ann_w > width
                             and all(x2 <= ann_w + 1 and y2 <= ann_h + 1 for _, _, x2, y2, _ in boxes))
     how = f"boxes scaled by {width / ann_w:.3g}" if in_annotation_pixels else "boxes taken as they are"
     note(problems, "size_mismatch", f"{record['source']} (annotation {ann_w}x{ann_h}, image {width}x{height}; {how})")
@@ -343,4 +344,5 @@ def format_report(report):
             lines.append(f"  ! {problem['description']}: {where}: {shown}")
     if report.get("out"):
         lines.append(f"written to {report['out']} (report: {Path(report['out']) / 'import_report.json'})")
+    lines += [f"note: {note}" for note in report.get("notes") or []]
     return "\n".join(lines)

@@ -69,22 +69,33 @@ def detect_format(src):
     found, so a stray info.json beside YOLO labels does not decide."""
     if src.is_file():
         return "coco" if src.suffix == ".json" else None
-    found = Counter()
-    for path in list(src.glob("*")) + list(src.glob("*/*")) + list(src.glob("*/*/*")):
+    found, examples = Counter(), {}
+    for path in sorted(list(src.glob("*")) + list(src.glob("*/*")) + list(src.glob("*/*/*"))):
         if path.suffix == ".json" and path.name != "import_report.json":
             found["coco" if looks_like_coco_json(path) else "other json"] += 1
+            examples.setdefault("coco" if looks_like_coco_json(path) else "other json", path)
         elif path.suffix == ".xml":
             found["voc"] += 1
-        elif (path.suffix == ".txt" and path.name != "classes.txt" and not path.name.startswith("README")
-              and "ImageSets" not in path.parts):  # VOC's lists of the images of each split
+            examples.setdefault("voc", path)
+        elif path.suffix == ".txt" and is_yolo_label(path):
             found["yolo"] += 1
+            examples.setdefault("yolo", path)
     present = [fmt for fmt in FORMATS if found[fmt]]
     if len(present) > 1:
         what = {"coco": "COCO JSON", "voc": ".xml (VOC)", "yolo": ".txt (YOLO)"}
         raise DataError(f"{src} holds annotation files of more than one format "
-                        f"({', '.join(f'{found[fmt]} {what[fmt]}' for fmt in present)}): pass --format "
+                        f"({', '.join(f'{found[fmt]} {what[fmt]}, e.g. {examples[fmt].relative_to(src)}' for fmt in present)}): pass --format "
                         f"{' or '.join(present)} to say which to import (the others are not read)")
     return present[0] if present else "coco" if found["other json"] else None
+
+
+def is_yolo_label(path: Path) -> bool:
+    """A .txt that is a YOLO label file: in a labels/ folder, or beside a photo of its name. Other text
+    files (notes.txt, LICENSE.txt, CVAT's labelmap.txt, VOC's ImageSets lists) decide nothing."""
+    if path.name.lower() in ("classes.txt", "labelmap.txt"):
+        return False
+    return "labels" in path.parent.parts or any(path.with_suffix(suffix).is_file()
+                                               for suffix in (*IMAGE_EXTENSIONS, *map(str.upper, IMAGE_EXTENSIONS)))
 
 
 def coco_json_in(folder):
@@ -394,7 +405,9 @@ def read_coco_split(json_path, src, split):
 
 def read_yolo_names(src, split_dirs):
     """Class names from classes.txt or data.yaml (names: list or {index: name}), or None."""
-    folders = [src] + [d for d in split_dirs if d != src]
+    # ... and the folder above: --src pointed at one split of an export keeps data.yaml at its root
+    # (without it, --classes guessed in another order had relabelled every box).
+    folders = [src] + [d for d in split_dirs if d != src] + [src.parent]
     for folder in folders:
         if (folder / "classes.txt").is_file():
             try:
@@ -514,9 +527,9 @@ def read_yolo_split(images_dir, labels_dir, src, names, single_class):
 
 def read_source(fmt, src, src_root, split, classes, single_class):
     """Every split of SRC → ({output split name: (records, problems)}, the category names the files
-    declare, the classes: as given, or a YOLO source's names in index order, and what in SRC no split
-    read: lines for the report)."""
-    read, declared_names, voc_read = {}, set(), []
+    declare, the classes: as given, or a YOLO source's names in index order, what in SRC no split
+    read, and notes: lines for the report)."""
+    read, declared_names, voc_read, notes = {}, set(), [], []
     if fmt == "voc":
         voc_read = voc_splits(src, split)
         for name, folder, only in voc_read:
@@ -533,7 +546,13 @@ def read_source(fmt, src, src_root, split, classes, single_class):
         # names file, --classes names the indices in order.
         names = read_yolo_names(src, [d for _, images_dir, labels_dir in splits
                                       for d in (images_dir.parent, labels_dir)])
-        if names is not None:
+        if names is not None and classes and not set(classes) & set(names):
+            # Placeholder names ("0", "1") that --classes names none of: --classes names the indices,
+            # as without a names file (taken by name, every box had been dropped).
+            notes.append(f"--classes names none of the names file's classes ({', '.join(map(str, names))}): "
+                         f"taken as the names of indices 0, 1, ... in order")
+            names = classes
+        elif names is not None:
             declared_names.update(name for name in names if name is not None)
         else:
             names = classes
@@ -546,4 +565,4 @@ def read_source(fmt, src, src_root, split, classes, single_class):
             read[name] = read_yolo_split(images_dir, labels_dir, src_root, names, single_class)
     if not read:
         raise DataError(f"nothing to import in {src}: no {fmt} split found (see python -m train.data import --help)")
-    return with_output_split_names(read, src), declared_names, classes, not_read(fmt, src, voc_read)
+    return with_output_split_names(read, src), declared_names, classes, not_read(fmt, src, voc_read), notes

@@ -138,6 +138,25 @@ def report_beside(predictions_path) -> dict:
     return report if isinstance(report, dict) else {}
 
 
+def check_limit_of_run(predictions_path, limit):
+    """EvaluationError when the evaluation report beside a predictions.json says they were made with
+    another --limit: the other photos would be scored as photos where nothing was found."""
+    ran_limit = (report_beside(predictions_path).get("data") or {}).get("limit")
+    if ran_limit and limit != ran_limit:
+        raise EvaluationError(f"{predictions_path} holds the detections of {ran_limit} images (the run that saved "
+                              f"them had --limit {ran_limit}): score them with --limit {ran_limit}")
+
+
+def coverage_note(predictions: list, images: int) -> str | None:
+    """A note where predictions name under half the images scored (without the report beside them to
+    say how many photos the model ran on): a model run at the 0.05 score floor names almost every photo."""
+    named = len({prediction["image_id"] for prediction in predictions})
+    if named >= images / 2:
+        return None
+    return (f"the predictions name {named} of the {images} images; the others are scored as photos where nothing "
+            f"was found. If the model ran on fewer (--limit N), score them with the same --limit N")
+
+
 def check_made_on(predictions_path, gt_path):
     """EvaluationError when the evaluation report beside an evaluation's predictions.json (its
     metrics.json) says they were made on another ground truth than gt_path: valid's image ids also
@@ -507,10 +526,7 @@ def main(argv=None):
                 model_info = dict(run_report["model"])
             model_info["predictions_file"] = args.predictions
             check_made_on(args.predictions, args.gt)
-            ran_limit = (run_report.get("data") or {}).get("limit")
-            if ran_limit and args.limit != ran_limit:  # the others would count as photos where nothing was found
-                raise EvaluationError(f"{args.predictions} holds the detections of {ran_limit} images (the run that "
-                                      f"saved them had --limit {ran_limit}): score them with --limit {ran_limit}")
+            check_limit_of_run(args.predictions, args.limit)
             gt = load_ground_truth(args.gt)[0]
             predictions = load_predictions(args.predictions, gt, args.gt)
             if args.limit:  # the images a --limit run scored: predictions of the others are left out
@@ -522,12 +538,8 @@ def main(argv=None):
                 print("note:", note)
             metrics = evaluate_checked(gt, args.gt, predictions, score_thresholds, model_info)
             metrics["data"]["limit"] = args.limit
-            named = len({p["image_id"] for p in predictions})
-            if named < len(gt["images"]) / 2:  # a model run (score floor 0.05) names almost every photo
-                metrics["notes"].append(
-                    f"the predictions name {named} of the {len(gt['images'])} images; the others are scored as "
-                    f"photos where nothing was found. If the model ran on fewer (--limit N), score them with "
-                    f"the same --limit N")
+            if note := coverage_note(predictions, len(gt["images"])):
+                metrics["notes"].append(note)
             paths = write_report(metrics, args.out)
         else:
             gt = None  # evaluate_model reads it (after loading the model) unless the thresholds need it first

@@ -392,7 +392,7 @@ def run_training(config: Path, data_dir: Path, work_dir: Path, settings: dict, f
     checkpoints = sorted(work_dir.rglob("*.pth")) if work_dir.is_dir() else []
     started = work_dir / "experiment_started.json"
     if not fresh and checkpoints:  # (a finished run has been dealt with above)
-        if started.is_file() and json.loads(started.read_text()) == settings:
+        if started.is_file() and _read_json_or_none(started) == settings:
             # This very row, stopped partway (Ctrl-C): trained again, as the interruption said it would be.
             print(f"[experiments] {work_dir} holds this row's run, stopped partway: training it again", flush=True)
         else:  # weights of other or unknown settings took their own training's time: not deleted unasked
@@ -425,6 +425,14 @@ def run_training(config: Path, data_dir: Path, work_dir: Path, settings: dict, f
     else:
         shutil.rmtree(earlier, ignore_errors=True)
     return record
+
+
+def _read_json_or_none(path: Path):
+    """A small record this runner wrote, or None where it is cut short (a run killed while writing it)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _train_and_evaluate(config: Path, data_dir: Path, work_dir: Path, settings: dict, marker: Path,

@@ -237,7 +237,9 @@ def loaded(data: bytes, image: Image.Image, draft_size: tuple | None = None) -> 
         return data, image
     except OSError:
         progressive = image.info.get("progressive") or image.info.get("progression")
-        if not jpeg or progressive or data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        # Data ending in zeros is a copy cut short and padded (a crash, an interrupted download), not
+        # a file missing only its marker: the zeros would decode as garbage, not as measurable grey.
+        if not jpeg or progressive or data.endswith(b"\x00") or data.endswith(b"\xff\xd9"):
             raise
     data = data + b"\xff\xd9"
     with warnings.catch_warnings():  # its size was checked where it was first opened
