@@ -401,13 +401,19 @@ def test_every_benchmark_prints_its_help_run_by_path_or_as_a_module():
             assert result.returncode == 0 and "usage:" in result.stdout, (command, result.stderr[-1000:])
 
 
-def test_colour_variety_tells_grey_copies_from_the_photos(tmp_path):
+def fixture_ground_truth(folder, count: int):
+    """A ground truth of the first `count` fixture photos, without boxes: for checks no model runs in."""
     images = []
-    for number, photo in enumerate(ACNE04_PHOTOS[:3], 1):
-        shutil.copy(photo, tmp_path / photo.name)
+    for number, photo in enumerate(ACNE04_PHOTOS[:count], 1):
+        shutil.copy(photo, folder / photo.name)
         images.append({"id": number, "file_name": photo.name, "width": 640, "height": 640})
-    gt = tmp_path / "annotations.json"
+    gt = folder / "annotations.json"
     gt.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 1, "name": "acne"}]}))
+    return gt
+
+
+def test_colour_variety_tells_grey_copies_from_the_photos(tmp_path):
+    gt = fixture_ground_truth(tmp_path, 3)
     out = tmp_path / "variety.json"
     result = run_module(["bench.colour_variety", "--gt", str(gt), "--qualities", "75", "--out", str(out)], timeout=300)
     rows = {row["copy"]: row for row in read_json(out)["rows"]}
@@ -417,12 +423,7 @@ def test_colour_variety_tells_grey_copies_from_the_photos(tmp_path):
 
 
 def test_face_framing_crops_faces_on_wide_canvases_and_never_a_grey_photo(tmp_path):
-    images = []
-    for number, photo in enumerate(ACNE04_PHOTOS[:2], 1):
-        shutil.copy(photo, tmp_path / photo.name)
-        images.append({"id": number, "file_name": photo.name, "width": 640, "height": 640})
-    gt = tmp_path / "annotations.json"
-    gt.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 1, "name": "acne"}]}))
+    gt = fixture_ground_truth(tmp_path, 2)
     out = tmp_path / "framing.json"
     result = run_module(["bench.face_framing", "--gt", str(gt), "--times", "1,5", "--out", str(out)], timeout=300)
     rows = {(row["canvas_times"], row["fill"], row["grey_scale"]): row["cropped"] for row in read_json(out)["rows"]}
