@@ -54,6 +54,13 @@ def run_main(main):
     sys.exit(code or 0)
 
 
+def write_results(out, result: dict):
+    """A benchmark's results as JSON at `out` (its folder made), and a line saying so."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def run_context(detector=None, predictions=None, varied=()) -> dict:
     """What a result was measured on: the machine (timings move with its load), and the model, by its
     name, version and weights' hash (a path such as model_store/trouble.mar may since hold another

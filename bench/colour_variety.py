@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ if not __package__:  # run as `python bench/colour_variety.py`: the repository i
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from bench.arguments import at_least, existing_path, list_of, output_file, parse_checked, run_main
+from bench.arguments import at_least, existing_path, list_of, output_file, parse_checked, run_main, write_results
 from train.evaluate import load_ground_truth, sample_ground_truth
 from trouble.skin import MIN_COLOUR_VARIETY, colour_variety
 
@@ -78,10 +77,8 @@ def main(argv=None):
     for row in rows:
         print(f"| {row['copy']} | {row['jpeg_quality']} | {row['lowest']:.2f} | {row['highest']:.2f} | "
               f"{row['judged_without_colour']:.0%} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"gt": args.gt, "images": len(photos), "sample": "spread evenly over the file",
-                                          "min_colour_variety": MIN_COLOUR_VARIETY, "rows": rows}, indent=2))
-    print(f"wrote {args.out}")
+    write_results(args.out, {"gt": args.gt, "images": len(photos), "sample": "spread evenly over the file",
+                             "min_colour_variety": MIN_COLOUR_VARIETY, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ space/app.py's EXAMPLE_LABELS.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -22,7 +21,7 @@ if not __package__:  # run as `python bench/example_photos.py`: the repository i
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import (at_least, existing_file, existing_path, output_file, parse_checked, read_predictions,
-                             run_context, run_main, score)
+                             run_context, run_main, score, write_results)
 from train.evaluate import load_ground_truth, sample_ground_truth
 
 
@@ -67,12 +66,9 @@ def main(argv=None):
     if args.out:
         rows = [{"grade": grade, "photo": name, "lesions_marked": n_marked, "lesions_found": n_found,
                  "median_count_error_of_the_grade": median} for grade, (name, n_marked, n_found, median) in chosen.items()]
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"predictions": args.predictions, "gt": args.gt,
-                                              "threshold": args.threshold, "limit": args.limit,
-                                              "context": run_context(predictions=args.predictions), "photos": rows},
-                                             indent=2) + "\n")
-        print(f"wrote {args.out}")
+        write_results(args.out, {"predictions": args.predictions, "gt": args.gt,
+                                 "threshold": args.threshold, "limit": args.limit,
+                                 "context": run_context(predictions=args.predictions), "photos": rows})
     return 0
 
 

@@ -11,7 +11,6 @@ the crop does to the count.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,8 @@ if not __package__:  # run as `python bench/face_framing.py`: the repository is 
 import numpy as np
 from PIL import Image
 
-from bench.arguments import at_least, existing_path, list_of, output_file, parse_checked, run_context, run_main
+from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked, run_context, run_main,
+                             write_results)
 from train.evaluate import load_ground_truth, sample_ground_truth
 from trouble.framing import face_crop
 
@@ -67,10 +67,8 @@ def main(argv=None):
     for row in rows:
         print(f"| {row['canvas_times']} | {row['fill']} | {'grey-scale' if row['grey_scale'] else 'colour'} | "
               f"{row['cropped']} of {row['photos']} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"gt": args.gt, "images": len(photos), "sample": "spread evenly over the file",
-                                          "context": run_context(), "rows": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, {"gt": args.gt, "images": len(photos), "sample": "spread evenly over the file",
+                             "context": run_context(), "rows": rows})
 
 
 if __name__ == "__main__":

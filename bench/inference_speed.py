@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import os
 import statistics
 import sys
@@ -46,7 +45,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.arguments import (at_least, existing_folder, existing_path, list_of,  # noqa: E402
-                             output_file, parse_checked, run_main, torch_device)
+                             output_file, parse_checked, run_main, torch_device, write_results)
 from trouble.images import PHOTO_SUFFIXES, BadInput  # noqa: E402
 from trouble.inference import TroubleDetector  # noqa: E402
 
@@ -334,9 +333,7 @@ def main(argv=None) -> int:
         print(f"| 12 MP photo end to end, through TorchServe | {large['torchserve']['median_ms']} "
               f"({large['torchserve']['min_ms']}) | in process, {slicing.batch_size} per pass | "
               f"{large['torchserve_overhead_pct']:+.1f}% |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_results(args.out, result)
     return 0
 
 

@@ -35,7 +35,7 @@ if not __package__:  # run as `python bench/large_photos.py`: the repository is 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked,
-                             pixels, positive_float, run_context, run_main)
+                             pixels, positive_float, run_context, run_main, write_results)
 from train.evaluate import evaluate, load_ground_truth, predict_ground_truth_images, sample_ground_truth
 from trouble.images import upright_rgb
 from trouble.inference import TroubleDetector
@@ -128,12 +128,10 @@ def main(argv=None):
         scale = "depends on the face" if row["lesion_scale"] is None else f"{row['lesion_scale']:.2f}"
         print(f"| {row['setting']} | {scale} | {row['mAP50']:.3f} | {row['mean_f1']:.3f} | "
               f"{row['count_mae']:.2f} ({row['count_bias']:+.2f}) | {grade} | {row['s_per_photo']} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({
+    write_results(args.out, {
         "model": str(args.model), "gt": args.gt, "images": len(gt["images"]), "sample": "spread evenly over the file",
         "layout": args.layout, "scale": args.scale, "large_side": large_side, "input_size": detector.input_size,
-        "thresholds": detector.thresholds, "context": run_context(detector), "rows": rows}, indent=2))
-    print(f"wrote {args.out}")
+        "thresholds": detector.thresholds, "context": run_context(detector), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import random
 import statistics
@@ -37,7 +36,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from bench.arguments import (at_least, existing_folder, existing_path, list_of,  # noqa: E402
-                             output_file, parse_checked, positive_float, run_main)
+                             output_file, parse_checked, positive_float, run_main, write_results)
 # The test suite's helpers: a real TorchServe on free loopback ports with the repo's config.
 from tests.conftest import torchserve_serving, wait_for_model  # noqa: E402
 from trouble.mar import check_mar  # noqa: E402
@@ -260,9 +259,7 @@ def main(argv=None) -> int:
     print(f"\nLoad test: {args.model}, {len(photos)} photos, {os.cpu_count()} CPUs, {args.seconds:.0f} s per phase, "
           f"server {server_settings}")
     print(table(phases))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_results(args.out, result)
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -40,7 +39,7 @@ if not __package__:  # run as `python bench/nms_iou.py`: the repository is one f
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import (at_least, existing_file, existing_path, list_of, output_file, parse_checked,
-                             read_predictions, run_context, run_main, score, unit_fraction)
+                             read_predictions, run_context, run_main, score, unit_fraction, write_results)
 from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
 
 
@@ -128,12 +127,9 @@ def main(argv=None):
         label = f"NMS IoU {row['nms_iou']}" if "nms_iou" in row else f"nested IoS {row['nested_ios']}"
         print(f"| {label} | {row['detections']} | {row['mAP50']:.4f} | {row['mean_f1']:.3f} | "
               f"{row['count_mae']:.2f} ({row['count_bias']:+.2f}) | {grade} | {optimal} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"predictions": args.predictions, "gt": args.gt, "images": len(images),
-                                          "score_threshold": args.threshold,
-                                          "context": run_context(predictions=args.predictions), "rows": rows},
-                                         indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, {"predictions": args.predictions, "gt": args.gt, "images": len(images),
+                             "score_threshold": args.threshold,
+                             "context": run_context(predictions=args.predictions), "rows": rows})
 
 
 if __name__ == "__main__":

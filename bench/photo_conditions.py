@@ -39,7 +39,8 @@ from PIL import Image, ImageEnhance, ImageOps
 if not __package__:  # run as `python bench/photo_conditions.py`: the repository is one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.arguments import at_least, existing_path, list_of, output_file, parse_checked, run_context, run_main
+from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked, run_context, run_main,
+                             write_results)
 from train.evaluate import EVAL_SCORE_FLOOR, evaluate, load_ground_truth, sample_ground_truth
 from trouble.batch import predict_images
 from trouble.images import upright_rgb
@@ -197,15 +198,13 @@ def main(argv=None):
         codes = ", ".join(f"{code} {n}" for code, n in row["warnings"].items()) or "none"
         print(f"| {row['condition']} | {row['mAP50']:.3f} | {row['found']} | {row['count_mae']:.2f} "
               f"({row['count_bias']:+.2f}) | {grade} | {row['warned']:.0%} ({codes}) |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({
+    write_results(args.out, {
         "model": str(args.model), "model_info": detector.model_info(), "context": run_context(detector),
         "gt": args.gt, "images": len(gt["images"]),
         "lesions_marked": marked, "jpeg_quality": 90,
         "sample": "the most lesions marked" if args.most_lesions else "the darkest" if args.darkest
         else "spread evenly over the file", "brighten_dark": detector.settings.brighten_dark,
-        "thresholds": detector.thresholds, "rows": rows}, indent=2))
-    print(f"wrote {args.out}")
+        "thresholds": detector.thresholds, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ slice is resized to for the model) and SAHI's slicing and merging.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -20,7 +19,7 @@ from pathlib import Path
 if not __package__:  # run as `python bench/slicing_settings.py`: the repository is one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.arguments import at_least, existing_path, output_file, parse_checked, run_context, run_main
+from bench.arguments import at_least, existing_path, output_file, parse_checked, run_context, run_main, write_results
 from train.evaluate import evaluate, predict_ground_truth_images
 from trouble.inference import TroubleDetector
 from trouble.settings import SlicingSettings
@@ -74,12 +73,10 @@ def main(argv=None):
         print(f"| {row['setting']} | {row['mAP50']:.3f} | {row['mean_f1']:.3f} | {row['count_mae']:.2f} | "
               f"{row['grade_accuracy'] if row['grade_accuracy'] is None else round(row['grade_accuracy'], 3)} | "
               f"{row['s_per_photo']} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"model": str(args.model), "gt": args.gt, "images": len(gt["images"]),
-                                          "sample": "spread evenly over the file", "thresholds": thresholds,
-                                          "context": run_context(detector, varied=("input_size",)),
-                                          "rows": rows}, indent=2))
-    print(f"wrote {args.out}")
+    write_results(args.out, {"model": str(args.model), "gt": args.gt, "images": len(gt["images"]),
+                             "sample": "spread evenly over the file", "thresholds": thresholds,
+                             "context": run_context(detector, varied=("input_size",)),
+                             "rows": rows})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import io
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ if not __package__:  # run as `python bench/test_time_augmentation.py`: the repo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked,
-                             pixels, run_context, run_main, unit_fraction)
+                             pixels, run_context, run_main, unit_fraction, write_results)
 from bench.nms_iou import stricter_nms
 from train.evaluate import EvaluationError, evaluate, load_ground_truth, sample_ground_truth
 from trouble.fusion import fuse_passes
@@ -125,12 +124,9 @@ def main(argv=None):
         threshold = ", ".join(f"{value:.3f}" for value in row["f1_optimal_thresholds"].values())
         print(f"| {row['passes']} | {row['count']} | {row['mAP50']:.3f} | {row['mean_f1']:.3f} | {threshold} | "
               f"{row['count_mae']:.2f} ({row['count_bias']:+.2f}) | {grade} | {row['s_per_photo']} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({
+    write_results(args.out, {
         "model": str(args.model), "gt": args.gt, "images": len(gt["images"]), "sample": "spread evenly over the file",
-        "fuse_iou": args.fuse_iou, "nms_iou": detector.nms_iou, "context": run_context(detector), "rows": rows},
-        indent=2) + "\n")
-    print(f"wrote {args.out}")
+        "fuse_iou": args.fuse_iou, "nms_iou": detector.nms_iou, "context": run_context(detector), "rows": rows})
 
 
 if __name__ == "__main__":

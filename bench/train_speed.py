@@ -17,7 +17,6 @@ assign+loss, backward, optimizer): where the time goes that AMP does not speed u
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 if not __package__:  # run as `python bench/train_speed.py`: the repository is one folder up
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.arguments import at_least, output_file, parse_checked, run_main
+from bench.arguments import at_least, output_file, parse_checked, run_main, write_results
 
 # Setting -> (the --amp dtype it trains with, None: float32; whether it adds train.train's --fast:
 # channels_last and cudnn benchmark; the batch size, as a multiple of --batch-size).
@@ -284,9 +283,7 @@ def main(argv=None):
     report = {"config": args.config, "device": device, "batch_size": args.batch_size, "iters": args.iters,
               "warmup": args.warmup, "lr_warmup": args.lr_warmup, "peak_tflops_fp16": peak, "speedup_against": baseline["setting"], "results": results,
               "command": "python -m bench.train_speed " + " ".join(argv or __import__("sys").argv[1:])}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    write_results(args.out, report)
 
 
 if __name__ == "__main__":
