@@ -9,12 +9,13 @@
 #          carried: Lite0 unless prepare_gpu_carry.sh had BACKBONE=lite2) for TRAIN_MINUTES; "auto" (the
 #          default) trains until DEADLINE leaves room for the rest. It starts where
 #          prepare_gpu_carry.sh's START said: the ImageNet-pretrained backbone (START=imagenet) or the
-#          demo model's own weights, to train it further (START=demo)
+#          demo model's own weights, to train it further (START=demo). A comma list of configs
+#          trains them side by side on the GPU, each for the same minutes
 #   X101   TOOD X-101 from scratch for X101_MINUTES (default 2), started beside TRAIN on the same
 #          GPU (its iteration count is therefore lower than alone), then evaluated on the carried
 #          valid images whole and sliced at 320 px (X101_CONFIG: another config, e.g. the smoke one)
 #   INFER  slices batched against one at a time on a 12 MP photo, on the GPU alone, with the model
-#          TRAIN made (else model_store/trouble.mar), if at least 30 s are left before DEADLINE
+#          TRAIN made from its first config (else model_store/trouble.mar), if at least 30 s are left before DEADLINE
 #   EXPERIMENTS  a comma list of train.experiments comparisons (e.g. copy_paste; empty: none), each
 #          TOOD row on the carried ImageNet-pretrained Lite backbone for EXPERIMENT_MINUTES (default 2),
 #          evaluated on the carried valid images; EXPERIMENT_ARGS adds options (--smoke for a dry run)
@@ -24,11 +25,12 @@
 # (--amp needs CUDA: TRAIN and X101 then retry in float32). Scratch files go under SCRATCH: /tmp on
 # the (fresh) device machine, a new temporary folder in a dry run, so that runs side by side here
 # never share or delete each other's folders; the dry run prints where.
-# Everything comes back under $OUT as at most 5 files: session.log, results.tar.gz (logs, metrics,
-# configs; rewritten after each job, so a call cut short still brings back what finished) and the
-# demo model's float16 checkpoint in parts under 16 MiB. results.tar.gz holds demo_work/ (its
-# run_meta.json and resolved_config.py): `cat` the parts into it under the checkpoint's name and
-# `python -m train.archive --work-dir demo_work` archives it here (docs/GPU.md).
+# Everything comes back under $OUT (8 files at most): session.log, results.tar.gz (logs, metrics,
+# configs; rewritten after each job, so a call cut short still brings back what finished) and each
+# trained model's float16 checkpoint in parts under 16 MiB, NAME_work.CHECKPOINT.partNN, NAME being
+# the config's file name without "tood_" and ".py". results.tar.gz holds NAME_work/ (its
+# run_meta.json and resolved_config.py): `cat` the parts into it as CHECKPOINT and
+# `python -m train.archive --work-dir NAME_work` archives it here (docs/GPU.md).
 set -u
 INSTALL=${INSTALL:-1}
 if [ "$INSTALL" = 1 ]; then SCRATCH=${SCRATCH:-/tmp}; else SCRATCH=${SCRATCH:-$(mktemp -d)} || exit 1; fi
@@ -124,11 +126,30 @@ if [ "$X101" = 1 ]; then
   x101_pid=$!
 fi
 
+train_one() {  # $1: config, $2: its name; trains, then leaves the model in $RESULTS and $OUT
+  local config=$1 name=$2 work=$SCRATCH/work/$2
+  stamp "$name: training $config for $minutes min with AMP, starting from ${start_from[*]}"
+  train_amp_or_fp32 "$work" "$config" --budget-minutes "$minutes" --workers "$workers" "${start_from[@]}"
+  [ -f "$work/run_meta.json" ] || { stamp "$name: no trained model"; return 1; }
+  # Archived here afterwards (train.archive --work-dir), so this machine needs no SAHI: what
+  # comes back is the work dir's record and its checkpoint, in float16.
+  stamp "$name: keeping the trained model: float16 checkpoint, run_meta.json, resolved_config.py"
+  mkdir -p "$RESULTS/${name}_work"
+  cp "$work/run_meta.json" "$work/resolved_config.py" "$RESULTS/${name}_work/"
+  local checkpoint
+  checkpoint=$(python3 -c "import json; print(json.load(open('$work/run_meta.json'))['checkpoint'])")
+  python3 -c "from train.archive import write_weights; write_weights('$checkpoint', '$SCRATCH/$name.half.pth', half=True)"
+  # The device returns files of at most 16 MiB: split the weights, `cat` them back together
+  # under the checkpoint's own name in ${name}_work/ (the part names say both).
+  split -b 15m -d "$SCRATCH/$name.half.pth" "$OUT/${name}_work.$(basename "$checkpoint").part"
+  keep_logs "$work" "$name"
+}
+
 if [ "$TRAIN" = 1 ]; then
-  WORK=$SCRATCH/work/demo
+  IFS=, read -r -a train_configs <<< "$TRAIN_CONFIG"
   minutes=$TRAIN_MINUTES
-  if [ "$minutes" = auto ]; then  # leave ~40 s for start-up and the last validation, 15 s to stage, INFER's 45
-    reserve=$(( 40 + 15 + (INFER == 1 ? 45 : 0) ))
+  if [ "$minutes" = auto ]; then  # leave ~40 s for start-up and the last validation, 15 s a model to stage, INFER's 45
+    reserve=$(( 40 + 15 * ${#train_configs[@]} + (INFER == 1 ? 45 : 0) ))
     minutes=$(awk -v left=$(( DEADLINE - $(elapsed) - reserve )) 'BEGIN{printf "%.1f", (left > 60 ? left : 60) / 60}')
   fi
   if [ -f .carry/weights/demo_start.mar ]; then  # START=demo in prepare_gpu_carry.sh
@@ -138,20 +159,22 @@ if [ "$TRAIN" = 1 ]; then
   else
     stamp "no starting weights under .carry/weights: run bench/prepare_gpu_carry.sh"; exit 1
   fi
-  stamp "training $TRAIN_CONFIG for $minutes min with AMP, starting from ${start_from[*]}"
-  train_amp_or_fp32 "$WORK" "$TRAIN_CONFIG" --budget-minutes "$minutes" --workers 8 "${start_from[@]}"
-  if [ -f "$WORK/run_meta.json" ]; then
-    # Archived here afterwards (train.archive --work-dir), so this machine needs no SAHI: what
-    # comes back is the work dir's record and its checkpoint, in float16.
-    stamp "keeping the trained model: float16 checkpoint, run_meta.json, resolved_config.py"
-    mkdir -p "$RESULTS/demo_work"
-    cp "$WORK/run_meta.json" "$WORK/resolved_config.py" "$RESULTS/demo_work/"
-    checkpoint=$(python3 -c "import json; print(json.load(open('$WORK/run_meta.json'))['checkpoint'])")
-    python3 -c "from train.archive import write_weights; write_weights('$checkpoint', '$SCRATCH/half.pth', half=True)"
-    # The device returns files of at most 16 MiB: split the weights, `cat` them back together.
-    split -b 15m -d "$SCRATCH/half.pth" "$OUT/$(basename "$checkpoint").part"
-    keep_logs "$WORK" demo
-  fi
+  # Several configs train side by side: a Lite iteration leaves the GPU mostly idle (its time goes
+  # to the per-image target assignment and the loader), so two runs each keep most of their
+  # speed (H100, 2026-11-26: 741 iterations beside an X-101 run against 948 alone). 16 cores.
+  workers=$(( ${#train_configs[@]} > 1 ? 12 / ${#train_configs[@]} : 8 ))
+  pids=()
+  for config in "${train_configs[@]}"; do
+    name=$(basename "$config" .py); name=${name#tood_}
+    if [ ${#train_configs[@]} = 1 ]; then
+      train_one "$config" "$name"
+    else
+      train_one "$config" "$name" > "$RESULTS/${name}_session.log" 2>&1 &
+      pids+=($!)
+    fi
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  [ ${#pids[@]} = 0 ] || grep -h "gpu_session\|Time budget\|bbox_mAP_50:" "$RESULTS"/*_session.log
   save_results
 fi
 
@@ -185,11 +208,12 @@ left=$(( DEADLINE - $(elapsed) ))
 if [ "$INFER" = 1 ] && [ "$left" -ge 30 ]; then
   stamp "inference speed on the GPU: slices batched against one at a time (${left}s left)"
   MODEL=model_store/trouble.mar  # the recipe moves it aside for the call: then only TRAIN's model
-  if [ -f "$SCRATCH/work/demo/run_meta.json" ]; then
+  first=$(basename "${TRAIN_CONFIG%%,*}" .py); first_work=$SCRATCH/work/${first#tood_}  # TRAIN's first model
+  if [ -f "$first_work/run_meta.json" ]; then
     python3 -c "
 from pathlib import Path
 from train.archive import stage_model_dir
-stage_model_dir(Path('$SCRATCH/work/demo'), Path('$SCRATCH/model'))" && MODEL=$SCRATCH/model
+stage_model_dir(Path('$first_work'), Path('$SCRATCH/model'))" && MODEL=$SCRATCH/model
   fi
   timeout "$left" python3 -m bench.inference_speed --model "$MODEL" --device cuda --no-server \
     --batch-sizes 1,4,8,16 --repeats 3 --large-repeats 2 --out "$RESULTS/inference_speed_gpu.json" \
