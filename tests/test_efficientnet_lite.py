@@ -72,6 +72,23 @@ def test_upscaled_lite0_config_trains_on_bigger_lesions_at_the_same_cost():
     assert cfg.model.backbone.model_name == "efficientnet-lite0"
 
 
+def test_lite2_800px_config_is_the_lite2_recipe_at_1_25x():
+    """Every size of the 640 recipe times 1.25: the crop keeps as much of a face as at 640."""
+    from mmengine.config import Config
+
+    from trouble.inference import config_input_size
+
+    base = Config.fromfile(str(REPO / "train/configs/tood_efficientnet-lite2_fpn_acne04.py"))
+    cfg = Config.fromfile(str(REPO / "train/configs/tood_efficientnet-lite2_fpn_acne04_800px.py"))
+    steps = {step["type"]: step for step in cfg.train_dataloader.dataset.pipeline}
+    base_steps = {step["type"]: step for step in base.train_dataloader.dataset.pipeline}
+    assert list(steps) == list(base_steps)
+    assert steps["RandomResize"]["scale"] == steps["RandomCrop"]["crop_size"] == (800, 800)
+    assert steps["RandomResize"]["ratio_range"] == base_steps["RandomResize"]["ratio_range"]
+    assert config_input_size(cfg) == 800 and config_input_size(base) == 640
+    assert cfg.model.backbone.model_name == "efficientnet-lite2" and cfg.model.neck.in_channels == [48, 120, 352]
+
+
 @pytest.fixture(scope="module")
 def demo_settings():
     if not DEMO_MAR.is_file():
