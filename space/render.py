@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 
 from trouble.count_range import (MIN_PHOTOS_FOR_A_RANGE, answered_as_validated, model_thresholds,
-                                  typical_count_range)
+                                  typical_range_of)
 from trouble.photo_checks import COUNT_TOO_LOW
 from trouble.severity import GRADE_NAMES, grade_from_count, lesions, scale_text
 # The drawing itself is shared with the batch CLI: trouble/render.py (the app draws through here).
@@ -87,7 +87,7 @@ def count_range_text(response: dict) -> str:
     if not validation or response["warnings"] or not answered_as_validated(response):
         return ""
     severity = response["severity"]
-    typical = severity["typical_range"] if "typical_range" in severity else typical_count_range(response)
+    typical = typical_range_of(response)
     grade = grade_from_count(severity["lesion_count"])
     name = GRADE_NAMES[grade]
     if validation.get("by_found_grade"):

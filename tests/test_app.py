@@ -314,6 +314,27 @@ def test_palette_is_okabe_ito_fixed_per_type_and_distinct():
     assert len(set(shared.values())) == 3 and shared["comedone"] == drawing.TYPE_COLOURS["comedone"]
 
 
+def _cie_lab(rgb):
+    """sRGB (0-255) to CIE L*a*b* (D65), for colour differences as the eye sees them."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (v / 255 for v in rgb)]
+    rows = [(0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505)]
+    x, y, z = (sum(m * c for m, c in zip(row, linear)) / white
+               for row, white in zip(rows, (0.95047, 1.0, 1.08883)))
+    fx, fy, fz = (t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in (x, y, z))
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+def test_the_study_types_get_colours_far_apart():
+    """Comedone, papule and pustule: no two of them alike (papule's vermillion and pustule's orange
+    had been 33 apart in CIE76 delta E; two colours 60 apart differ at a glance)."""
+    import math
+
+    palette = render.palette_for(["comedone", "papule", "pustule"])
+    labs = [_cie_lab(drawing.hex_to_rgb(colour)) for colour in palette.values()]
+    differences = [math.dist(a, b) for i, a in enumerate(labs) for b in labs[i + 1:]]
+    assert min(differences) >= 60, (palette, differences)
+
+
 def test_boxes_are_drawn_in_their_types_colour_with_a_legend():
     detections = [{"type": "comedone", "score": 0.9, "box": [100, 60, 220, 180]},
                   {"type": "papule", "score": 0.8, "box": [500, 300, 700, 500]}]

@@ -67,3 +67,10 @@ def typical_count_range(response: dict) -> dict | None:
         return None
     return {"low": max(0, round(count - error)), "high": round(count + error), "photos": validation.get("images"),
             "basis": "mean_error"}
+
+
+def typical_range_of(response: dict) -> dict | None:
+    """The answer's own severity.typical_range; computed here for an answer from a server older
+    than that field."""
+    severity = response["severity"]
+    return severity["typical_range"] if "typical_range" in severity else typical_count_range(response)

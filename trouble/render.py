@@ -16,7 +16,9 @@ from trouble.photo_checks import brightened
 from trouble.severity import lesions
 
 # Okabe & Ito (2008) colour-blind-safe palette. Known lesion types keep the same colour in every
-# model; blue-green hues first, because they stand out best on skin.
+# model; blue and green hues first, because they stand out best on skin. The three types of the
+# original study (comedone, papule, pustule) get green, blue and yellow: far apart in hue, where
+# vermillion and orange (papule and pustule before) both read as orange on skin.
 OKABE_ITO = {
     "sky blue": "#56B4E9",
     "bluish green": "#009E73",
@@ -31,12 +33,12 @@ TYPE_COLOURS = {
     "acne": OKABE_ITO["sky blue"],
     "comedone": OKABE_ITO["bluish green"],
     "blackhead": OKABE_ITO["bluish green"],
-    "whitehead": OKABE_ITO["yellow"],
-    "papule": OKABE_ITO["vermillion"],
-    "pustule": OKABE_ITO["orange"],
+    "whitehead": OKABE_ITO["sky blue"],
+    "papule": OKABE_ITO["blue"],
+    "pustule": OKABE_ITO["yellow"],
     "nodule": OKABE_ITO["reddish purple"],
-    "cyst": OKABE_ITO["blue"],
-    "scar": OKABE_ITO["black"],
+    "cyst": OKABE_ITO["vermillion"],
+    "scar": OKABE_ITO["orange"],
 }
 # Photos are drawn on at most this many pixels on the long side: a 12 MP photo drawn at full size
 # takes seconds to encode as PNG and is no clearer on a screen.
