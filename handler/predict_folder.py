@@ -3,13 +3,14 @@ r"""Batch CLI: run the detector over a folder of photos and write COCO-format re
     python -m handler.predict_folder PHOTOS --model model_store/trouble.mar --out results.json
     python -m handler.predict_folder PHOTOS --server http://127.0.0.1:8080 --out results.json --annotated out/ \
         --csv counts.csv
+    python -m handler.predict_folder PHOTOS --model model_store/trouble.mar --csv counts.csv   # the sheet alone
 
 In process (--model: a .mar or a model folder) or through a running TorchServe (--server); both
 return the same response per photo, so the results are the same. Writes a COCO results list
 ({image_id, category_id, bbox [x, y, w, h], score}), the images ({id, file_name}) and categories
 lists, and the full response per photo; with --annotated, each photo with its coloured boxes; with
 --csv, one row per photo (counts per type, total, severity grade, or why it was skipped) for a
-spreadsheet. Existing outputs are replaced only with --overwrite.
+spreadsheet; --out, --csv or both. Existing outputs are replaced only with --overwrite.
 
 Exit codes: 0 done; 1 no photo could be analysed, or the server stopped answering or refused the
 request partway, e.g. its key expired (what was analysed is written); 2 a bad option, folder or
@@ -32,7 +33,7 @@ if not __package__:  # run as `python handler/predict_folder.py`: the shared lib
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trouble.batch import annotated_names, model_category_ids, predict_each
-from trouble.count_range import answered_as_validated, typical_count_range
+from trouble.count_range import answered_as_validated, typical_range_of
 from trouble.images import PHOTO_SUFFIXES, BadInput, photos_in_subfolders
 from trouble.output_paths import write_problem
 from trouble.server_client import ServerRefused, ServerUnreachable, TorchServeClient, address_problem
@@ -115,7 +116,7 @@ def write_counts_csv(path: Path, classes: list, responses: list):
                         else "not given (an archive older than warnings)")
             # Where the marked count typically lies (trouble.count_range); empty where the model's
             # validation gives no range for this answer.
-            typical = severity["typical_range"] if "typical_range" in severity else typical_count_range(response)
+            typical = typical_range_of(response)
             # What a sheet made with --threshold differs by from one at the model's own.
             used = response["settings"]["score_thresholds"]
             thresholds = "; ".join(f"{name} {value:g}" for name, value in used.items())
@@ -133,7 +134,7 @@ def write_counts_csv(path: Path, classes: list, responses: list):
 def output_problem(args, paths: list[Path]) -> str | None:
     """Why this run may not write its outputs, checked before any photo is analysed: yesterday's
     results are not replaced unless asked (--overwrite)."""
-    outputs = [Path(args.out)] + ([Path(args.csv)] if args.csv else [])
+    outputs = [Path(path) for path in (args.out, args.csv) if path]
     if len({resolved(path) for path in outputs}) < len(outputs):
         return f"--out and --csv are the same file ({args.out}); give each its own"
     photos = {resolved(path) for path in paths}
@@ -186,6 +187,11 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
+def where_errors_are(out: Path | None, csv_path: Path | None) -> str:
+    """Where a user reads why a photo was skipped: the JSON's answers, else the sheet's error column."""
+    return f"'responses' in {out}" if out else f"the 'error' column of {csv_path}"
+
+
 def interrupt(signum, frame):
     """SIGTERM and SIGHUP (kill, `timeout`, a closed ssh session) end a run as Ctrl-C does: what was
     analysed is written."""
@@ -199,7 +205,7 @@ def main(argv=None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a .mar or model folder, run in this process")
     source.add_argument("--server", help="TorchServe inference address, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--out", required=True, help="JSON file for the results")
+    parser.add_argument("--out", help="JSON file for the results: every detection and answer (--out, --csv or both)")
     parser.add_argument("--annotated", help="folder for the photos with their boxes drawn")
     parser.add_argument("--csv", help="CSV file with one row per photo: counts per type, total, grade")
     parser.add_argument("--threshold", type=float, help="one score threshold for every type (default: the model's)")
@@ -213,6 +219,8 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --out, --csv or drawing (without it such a run stops at once)")
     args = parser.parse_args(argv)
+    if not args.out and not args.csv:
+        parser.error("give --out (a JSON file of every detection), --csv (a sheet of counts per photo) or both")
     sys.stdout.reconfigure(errors="backslashreplace")  # a file name that is not UTF-8, printed: escaped
 
     folder = Path(args.photos)
@@ -252,7 +260,7 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    earlier = [path for path in (Path(args.out), Path(args.csv) if args.csv else None) if path and path.exists()]
+    earlier = [Path(path) for path in (args.out, args.csv) if path and Path(path).exists()]
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupt)
     try:
@@ -297,29 +305,31 @@ def main(argv=None) -> int:
               "results": results, "responses": [responses[i] for i, _ in images]}
     # A run stopped early (interrupted, a server that stopped answering) leaves an earlier, complete
     # sheet it would replace (--overwrite) as it was.
-    out, csv_path = Path(args.out), Path(args.csv) if args.csv else None
+    out, csv_path = (Path(path) if path else None for path in (args.out, args.csv))
     if stopped and earlier:
-        out, csv_path = partial_path(out), csv_path and partial_path(csv_path)
+        out, csv_path = out and partial_path(out), csv_path and partial_path(csv_path)
         print(f"the earlier {' and '.join(map(str, earlier))} are kept: what this run analysed goes to "
-              f"{out}{f' and {csv_path}' if csv_path else ''}", file=sys.stderr)
+              f"{' and '.join(str(path) for path in (out, csv_path) if path)}", file=sys.stderr)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        written_whole(out, lambda path: path.write_text(json.dumps(output, indent=1)))
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            written_whole(out, lambda path: path.write_text(json.dumps(output, indent=1)))
         if csv_path:
             written_whole(csv_path, lambda path: write_counts_csv(path, classes, output["responses"]))
     except OSError as error:  # checked before the run, so a disk that filled up meanwhile
         print(f"error: could not write the results: {error}", file=sys.stderr)
         return 1
     not_analysed, skipped = len(paths) - reached, reached - len(answered)
-    print(f"wrote {out}: {len(results)} detections in {len(answered)} photos"
-          + (f"; {skipped} photos skipped (see 'responses')" if skipped else "")
+    print(f"wrote {' and '.join(str(path) for path in (out, csv_path) if path)}: "
+          f"{len(results)} detections in {len(answered)} photos"
+          + (f"; {skipped} photos skipped (see {where_errors_are(out, csv_path)})" if skipped else "")
           + (f"; {not_analysed} not analysed" if not_analysed else ""))
     if stopped:
         print(f"{stopped} after {len(answered)} of {len(paths)} photos: the rest are marked 'not analysed'",
               file=sys.stderr)
         return 130 if stopped == "the run was interrupted" else 1
     if not answered:
-        print(f"error: none of the {len(paths)} photos could be analysed (see 'responses' in {args.out})",
+        print(f"error: none of the {len(paths)} photos could be analysed (see {where_errors_are(out, csv_path)})",
               file=sys.stderr)
         return 1
     return 0

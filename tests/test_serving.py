@@ -522,7 +522,7 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     done = [r for r in responses if "error" not in r]
     assert len(responses) == 152 and 0 < len(done) < 151
     # The photos never reached are counted as such, not as skipped.
-    assert f"in {len(done)} photos; 1 photos skipped (see 'responses'); {151 - len(done)} not analysed" in stdout, stdout
+    assert f"in {len(done)} photos; 1 photos skipped (see 'responses' in {out}); {151 - len(done)} not analysed" in stdout, stdout
     assert responses[-1]["error"] == "not analysed: the run was interrupted" and responses[-1]["code"] == "not_analysed"
     with (tmp_path / "counts.csv").open(newline="") as f:
         assert next(csv.reader(f))[:4] == ["file_name", "comedone", "papule", "pustule"]
@@ -586,6 +586,17 @@ def test_batch_cli_keeps_what_it_did_when_interrupted_and_never_overwrites_a_pho
     errors = {r["file_name"]: r["error"] for r in read_json(latin1 / "r.json")["responses"] if "error" in r}
     assert errors == {"album.jpg": "the file cannot be read (is a directory)",
                       "loop.jpg": "the file cannot be read (too many levels of symbolic links)"}
+
+    # The sheet alone, without the JSON: the skipped photos' reasons are in its error column.
+    alone = tmp_path / "alone"
+    sheet = run_module(["handler.predict_folder", str(latin1), "--model", str(smoke_mar), "--csv", str(alone / "c.csv")])
+    assert f"wrote {alone / 'c.csv'}: " in sheet.stdout and f"see the 'error' column of {alone / 'c.csv'}" in sheet.stdout
+    assert sorted(p.name for p in alone.iterdir()) == ["c.csv"]
+    with (alone / "c.csv").open(newline="", encoding="utf-8") as f:
+        rows = {row["file_name"]: row for row in csv.DictReader(f)}
+    assert rows["album.jpg"]["error"] == "the file cannot be read (is a directory)" and rows["caf\\udce9.jpg"]["total"]
+    neither = run_module(["handler.predict_folder", str(latin1), "--model", str(smoke_mar)], check=False)
+    assert neither.returncode == 2 and "give --out (a JSON file of every detection), --csv" in neither.stderr
 
 
 def test_batch_cli_names_a_server_address_that_cannot_be_the_inference_api(torchserve, tmp_path):
