@@ -71,6 +71,10 @@ def test_offline_copy_paste_data_set(synthetic_data, tmp_path):
     grid = tmp_path / "grid.png"
     assert main(["--data", str(synthetic_data), "--out", str(out), "--per-image", "2", "--onto", "negatives",
                  "--lesions", "4-8", "--grid", str(grid)]) == 0
+    # A grid it drew is replaced with --overwrite (a PNG it did not draw is refused: below).
+    drawn = grid.read_bytes()
+    assert main(["--data", str(synthetic_data), "--out", str(tmp_path / "cp2"), "--seed", "1", "--grid", str(grid),
+                 "--overwrite"]) == 0 and grid.read_bytes() != drawn
     source = read_json(synthetic_data / "train" / "annotations.json")
     result = read_json(out / "train" / "annotations.json")
     negatives = [im for im in source["images"] if not any(a["image_id"] == im["id"] for a in source["annotations"])]
@@ -160,6 +164,10 @@ def test_offline_copy_paste_data_set(synthetic_data, tmp_path):
     result = run_module(["train.copy_paste", "--data", str(synthetic_data), "--out", str(tmp_path / "y"),
                          "--grid", str(keep / "grid.png")], check=False, timeout=120)
     assert result.returncode == 2 and "exists: pass --overwrite" in result.stderr
+    # Nor with --overwrite, when the file is not a grid this command drew (it had been replaced).
+    result = run_module(["train.copy_paste", "--data", str(synthetic_data), "--out", str(tmp_path / "y"),
+                         "--grid", str(keep / "grid.png"), "--overwrite"], check=False, timeout=120)
+    assert result.returncode == 2 and "is not a grid this command drew" in result.stderr
     assert photo.read_bytes() == photo_bytes and (keep / "grid.png").read_bytes() == b"mine"
     assert not (tmp_path / "y").exists()
     (broken / "train" / "annotations.json").write_text("{}")

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from train import file_in_place_of_folder
 from train.data import DataError, files_not_imported, is_inside, swap_in
@@ -231,6 +231,7 @@ def write_copy_paste(out_dir: Path, data_dir: Path, train: dict, targets: list, 
 
 
 LEGEND_HEIGHT = 32
+GRID_MARK = "trouble: python -m train.copy_paste --grid"  # in each grid PNG's text
 
 
 def draw_legend(draw: ImageDraw.ImageDraw):
@@ -274,7 +275,18 @@ def draw_grid(out_dir: Path, generated: list, path: Path, samples: int = 6, tile
                                            outline=PASTED_COLOUR, width=2)
             grid.paste(crop, (tile + k * zoom, top_of_row))
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
+    marked = PngImagePlugin.PngInfo()
+    marked.add_text("Software", GRID_MARK)  # what --overwrite checks before replacing a PNG
+    grid.save(path, pnginfo=marked)
+
+
+def drawn_by_us(path: Path) -> bool:
+    """Whether the PNG at path is a grid this command drew (and so --overwrite may replace it)."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.text.get("Software") == GRID_MARK
+    except (OSError, ValueError):  # not an image, or not one PIL reads
+        return False
 
 
 def parse_args(argv=None):
@@ -307,6 +319,8 @@ def parse_args(argv=None):
         parser.error(f"--grid {args.grid} lies inside the data set {args.data}: write it outside")
     if args.grid and Path(args.grid).exists() and not args.overwrite:
         parser.error(f"--grid {args.grid} exists: pass --overwrite to replace it, or give another name")
+    if args.grid and Path(args.grid).exists() and not drawn_by_us(Path(args.grid)):  # --overwrite or not
+        parser.error(f"--grid {args.grid} exists and is not a grid this command drew: give another name")
     return args
 
 
