@@ -318,6 +318,7 @@ def test_a_mar_fine_tuned_on_other_types_keeps_the_warm_up(smoke_training, synth
     resolved = Config.fromfile(tmp_path / "w" / "resolved_config.py")
     assert resolved.model.train_cfg.initial_epoch == 1  # the smoke config's
     assert resolved.train_dataloader.dataset.metainfo["classes"][0] == "blackhead"
+    assert resolved.classes == resolved.train_dataloader.dataset.metainfo["classes"]  # not the base's ('acne',)
 
 
 def test_a_mar_of_another_network_is_refused_with_its_config(smoke_training, synthetic_data, tmp_path):

@@ -152,6 +152,8 @@ def build_config(args):
     cfg.work_dir = str(Path(args.work_dir).resolve())
     cfg.randomness = dict(seed=args.seed)
     cfg.model.bbox_head.num_classes = len(classes)
+    if "classes" in cfg:  # the base config's own variable, so that resolved_config.py reads true at its top
+        cfg.classes = tuple(classes)
     for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
         dataset = cfg[loader].dataset
         dataset.data_root = str(data_dir)
