@@ -159,9 +159,9 @@ if [ "$TRAIN" = 1 ]; then
   else
     stamp "no starting weights under .carry/weights: run bench/prepare_gpu_carry.sh"; exit 1
   fi
-  # Several configs train side by side: a Lite iteration leaves the GPU mostly idle (its time goes
-  # to the per-image target assignment and the loader), so two runs each keep most of their
-  # speed (H100, 2026-11-26: 741 iterations beside an X-101 run against 948 alone). 16 cores.
+  # Several configs train side by side, each at a little over half its speed alone (H200,
+  # 2026-11-28: two Lite2 runs at 0.46 and 0.52 s an iteration; Lite0 alone 0.27): together
+  # slightly more iterations than one run alone, and two models from one call. 16 cores.
   workers=$(( ${#train_configs[@]} > 1 ? 12 / ${#train_configs[@]} : 8 ))
   pids=()
   for config in "${train_configs[@]}"; do
