@@ -167,7 +167,7 @@ def test_offline_copy_paste_data_set(synthetic_data, tmp_path):
     # Nor with --overwrite, when the file is not a grid this command drew (it had been replaced).
     result = run_module(["train.copy_paste", "--data", str(synthetic_data), "--out", str(tmp_path / "y"),
                          "--grid", str(keep / "grid.png"), "--overwrite"], check=False, timeout=120)
-    assert result.returncode == 2 and "is not a grid this command drew" in result.stderr
+    assert result.returncode == 2 and "is not marked as a grid this command drew" in result.stderr
     assert photo.read_bytes() == photo_bytes and (keep / "grid.png").read_bytes() == b"mine"
     assert not (tmp_path / "y").exists()
     (broken / "train" / "annotations.json").write_text("{}")

@@ -320,7 +320,8 @@ def parse_args(argv=None):
     if args.grid and Path(args.grid).exists() and not args.overwrite:
         parser.error(f"--grid {args.grid} exists: pass --overwrite to replace it, or give another name")
     if args.grid and Path(args.grid).exists() and not drawn_by_us(Path(args.grid)):  # --overwrite or not
-        parser.error(f"--grid {args.grid} exists and is not a grid this command drew: give another name")
+        parser.error(f"--grid {args.grid} exists and is not marked as a grid this command drew: give another "
+                     f"name, or move it away")
     return args
 
 
