@@ -152,13 +152,12 @@ def existing_file(text: str) -> str:
     return text
 
 
-def read_predictions(path, gt: dict, gt_path, limit=None) -> list:
-    """An evaluation's predictions.json, to be scored against `gt` (read from gt_path) sampled with
-    `limit`: a list of COCO results; an error naming the file otherwise (a metrics.json given instead,
-    a file cut short), when it holds image or type ids gt does not know, when the evaluation report
-    beside it says it was made on another ground truth (train.evaluate.check_made_on) or with another
-    --limit (the other photos would be scored as photos where nothing was found)."""
-    from train.evaluate import check_limit_of_run, check_made_on, coverage_note, load_predictions
+def read_predictions(path, gt_path, limit=None) -> tuple[dict, list]:
+    """(ground truth, predictions) to score: the ground truth at gt_path sampled with `limit` (spread
+    over the file, as the evaluation samples it), and an evaluation's predictions.json on those images
+    (train.evaluate.saved_predictions, with its checks). An error naming the file where it is not a
+    list of COCO results (a metrics.json given instead, a file cut short)."""
+    from train.evaluate import saved_predictions
 
     try:
         predictions = json.loads(Path(path).read_text())
@@ -168,12 +167,10 @@ def read_predictions(path, gt: dict, gt_path, limit=None) -> list:
     if not isinstance(predictions, list) or not all(
             isinstance(p, dict) and {"image_id", "category_id", "bbox", "score"} <= set(p) for p in predictions):
         raise ValueError(f"{path} is not a list of COCO results (an evaluation's predictions.json)")
-    check_made_on(path, gt_path)
-    check_limit_of_run(path, limit)
-    checked = load_predictions(predictions, gt, str(gt_path))
-    if note := coverage_note(checked, min(limit or len(gt["images"]), len(gt["images"]))):
+    gt, checked, _, note = saved_predictions(path, gt_path, limit, records=predictions)
+    if note:
         print(f"note: {path}: {note}", file=sys.stderr)
-    return checked
+    return gt, checked
 
 
 def existing_path(text: str) -> str:

@@ -22,7 +22,6 @@ if not __package__:  # run as `python bench/example_photos.py`: the repository i
 
 from bench.arguments import (at_least, existing_file, existing_path, output_file, parse_checked, read_predictions,
                              run_context, run_main, score, write_results)
-from train.evaluate import load_ground_truth, sample_ground_truth
 
 
 def typical_photos(gt: dict, predictions: list, threshold: float) -> dict:
@@ -52,10 +51,7 @@ def main(argv=None):
     parser.add_argument("--limit", type=at_least(1), help="the --limit the evaluation used (the same images)")
     parser.add_argument("--out", type=output_file, help="also write the chosen photos to this JSON file")
     args = parse_checked(parser, argv)
-    all_gt = load_ground_truth(args.gt)[0]
-    gt = sample_ground_truth(all_gt, args.limit)
-    kept = {image["id"] for image in gt["images"]}
-    predictions = [p for p in read_predictions(args.predictions, all_gt, args.gt, args.limit) if p["image_id"] in kept]
+    gt, predictions = read_predictions(args.predictions, args.gt, args.limit)
     chosen = typical_photos(gt, predictions, args.threshold)
     if not chosen:
         print(f"error: no image of {args.gt} carries a grade", flush=True)

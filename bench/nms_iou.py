@@ -40,7 +40,7 @@ if not __package__:  # run as `python bench/nms_iou.py`: the repository is one f
 
 from bench.arguments import (at_least, existing_file, existing_path, list_of, output_file, parse_checked,
                              read_predictions, run_context, run_main, score, unit_fraction, write_results)
-from train.evaluate import evaluate, load_ground_truth, sample_ground_truth
+from train.evaluate import evaluate
 
 
 def by_image_and_type(predictions: list) -> list:
@@ -97,12 +97,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True, type=output_file, help="JSON file for the rows")
     args = parse_checked(parser, argv)
 
-    all_gt = load_ground_truth(args.gt)[0]
-    gt = sample_ground_truth(all_gt, args.limit)
+    gt, predictions = read_predictions(args.predictions, args.gt, args.limit)
     images = gt["images"]
-    kept_ids = {image["id"] for image in images}
-    predictions = [p for p in read_predictions(args.predictions, all_gt, args.gt, args.limit)
-                   if p["image_id"] in kept_ids]
     rows = []
     variants = ([("nms_iou", iou, stricter_nms(predictions, iou)) for iou in args.ious]
                 + [("nested_ios", ios, nested_suppression(predictions, ios)) for ios in args.nested])

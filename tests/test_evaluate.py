@@ -169,7 +169,7 @@ def test_detections_made_on_another_ground_truth_are_refused(tmp_path):
     """Valid's image ids lie within train's: the report beside the detections names the ground truth
     they were made on. The same file, or one recorded on another machine (its path not here) under
     the same split folder and name, passes."""
-    from train.evaluate import check_made_on
+    from train.evaluate import check_made_on, report_beside
 
     (tmp_path / "train").mkdir()
     (tmp_path / "valid").mkdir()
@@ -184,9 +184,9 @@ def test_detections_made_on_another_ground_truth_are_refused(tmp_path):
         (predictions.parent / "metrics.json").write_text(json.dumps({"data": {"gt": str(made_on)}}))
         if refused:
             with pytest.raises(EvaluationError, match=f"holds detections made on {made_on}"):
-                check_made_on(predictions, valid)
+                check_made_on(report_beside(predictions), predictions, valid)
         else:
-            check_made_on(predictions, valid)
+            check_made_on(report_beside(predictions), predictions, valid)
     result = run_module(["train.evaluate", "--predictions", str(predictions), "--gt", str(valid), "--out",
                          str(tmp_path / "out")], check=False)
     assert result.returncode != 0 and "holds detections made on" in result.stderr and "Traceback" not in result.stderr

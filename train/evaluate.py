@@ -138,10 +138,10 @@ def report_beside(predictions_path) -> dict:
     return report if isinstance(report, dict) else {}
 
 
-def check_limit_of_run(predictions_path, limit):
-    """EvaluationError when the evaluation report beside a predictions.json says they were made with
-    another --limit: the other photos would be scored as photos where nothing was found."""
-    ran_limit = (report_beside(predictions_path).get("data") or {}).get("limit")
+def check_limit_of_run(report: dict, predictions_path, limit):
+    """EvaluationError when the evaluation report beside a predictions.json (report_beside) says they
+    were made with another --limit: the other photos would be scored as photos where nothing was found."""
+    ran_limit = (report.get("data") or {}).get("limit")
     if ran_limit and limit != ran_limit:
         raise EvaluationError(f"{predictions_path} holds the detections of {ran_limit} images (the run that saved "
                               f"them had --limit {ran_limit}): score them with --limit {ran_limit}")
@@ -157,13 +157,12 @@ def coverage_note(predictions: list, images: int) -> str | None:
             f"was found. If the model ran on fewer (--limit N), score them with the same --limit N")
 
 
-def check_made_on(predictions_path, gt_path):
+def check_made_on(report: dict, predictions_path, gt_path):
     """EvaluationError when the evaluation report beside an evaluation's predictions.json (its
-    metrics.json) says they were made on another ground truth than gt_path: valid's image ids also
-    lie within train's, so they would be scored against the wrong photos without a word. Compared by
-    content where the recorded file is at hand, else by split folder and file name (a report made on
-    another machine records its paths)."""
-    report = report_beside(predictions_path)
+    metrics.json, report_beside) says they were made on another ground truth than gt_path: valid's
+    image ids also lie within train's, so they would be scored against the wrong photos without a
+    word. Compared by content where the recorded file is at hand, else by split folder and file name
+    (a report made on another machine records its paths)."""
     made_on = report["data"].get("gt") if isinstance(report.get("data"), dict) else None
     if not isinstance(made_on, str):
         return  # no evaluation report beside them: nothing to compare
@@ -173,6 +172,23 @@ def check_made_on(predictions_path, gt_path):
     if not same:
         raise EvaluationError(f"{predictions_path} holds detections made on {made_on} (the metrics.json beside it "
                               f"says so), not on {gt_path}; if that report is wrong, move it away")
+
+
+def saved_predictions(path, gt_path, limit=None, records=None) -> tuple[dict, list, dict, str | None]:
+    """Saved predictions (a predictions.json at path; `records`: its contents, if already read), to
+    be scored against the ground truth at gt_path → (the ground truth sampled with `limit`, the
+    predictions on its images, the evaluation report beside them ({} if none), a coverage note or
+    None). Refused where that report says they were made on another ground truth or with another
+    --limit, or where they name image or type ids the ground truth does not know."""
+    report = report_beside(path)
+    check_made_on(report, path, gt_path)
+    check_limit_of_run(report, path, limit)
+    all_gt = load_ground_truth(gt_path)[0]
+    predictions = load_predictions(path if records is None else records, all_gt, str(gt_path))
+    gt = sample_ground_truth(all_gt, limit)  # the images a --limit run scored: the others are left out
+    kept = {image["id"] for image in gt["images"]}
+    predictions = [prediction for prediction in predictions if prediction["image_id"] in kept]
+    return gt, predictions, report, coverage_note(predictions, len(gt["images"]))
 
 
 def load_predictions(predictions, gt, gt_source="ground truth"):
@@ -236,12 +252,12 @@ def evaluate(gt, predictions, score_thresholds=0.3, model_info=None):
 
 
 
-def thresholds_of_the_run(predictions_path) -> tuple:
+def thresholds_of_the_run(report: dict, predictions_path) -> tuple:
     """The thresholds to score saved predictions at when none are given → (thresholds, note): those
-    of the report beside them (the model run that saved them, at its model's own thresholds), else
-    0.3 for every type. Scoring a model's predictions.json again gave other figures than its run,
-    at 0.3 instead of the model's thresholds."""
-    at_thresholds = report_beside(predictions_path).get("at_thresholds")
+    of the report beside them (report_beside: the model run that saved them, at its model's own
+    thresholds), else 0.3 for every type. Scoring a model's predictions.json again gave other figures
+    than its run, at 0.3 instead of the model's thresholds."""
+    at_thresholds = report.get("at_thresholds")
     thresholds = at_thresholds.get("thresholds") if isinstance(at_thresholds, dict) else None
     if thresholds is None:
         return 0.3, "no --score-threshold or --thresholds-json: scored at 0.3 for every type"
@@ -520,26 +536,18 @@ def main(argv=None):
             raise EvaluationError(f"model info file {args.model_info}: expected a JSON object")
 
         if args.predictions:
+            gt, predictions, run_report, coverage = saved_predictions(args.predictions, args.gt, args.limit)
             # The model the run beside them described (its name, weights, settings), unless told otherwise.
-            run_report = report_beside(args.predictions)
             if not args.model_info and isinstance(run_report.get("model"), dict):
                 model_info = dict(run_report["model"])
             model_info["predictions_file"] = args.predictions
-            check_made_on(args.predictions, args.gt)
-            check_limit_of_run(args.predictions, args.limit)
-            gt = load_ground_truth(args.gt)[0]
-            predictions = load_predictions(args.predictions, gt, args.gt)
-            if args.limit:  # the images a --limit run scored: predictions of the others are left out
-                gt = sample_ground_truth(gt, args.limit)
-                kept = {image["id"] for image in gt["images"]}
-                predictions = [p for p in predictions if p["image_id"] in kept]
             if score_thresholds is None:
-                score_thresholds, note = thresholds_of_the_run(args.predictions)
+                score_thresholds, note = thresholds_of_the_run(run_report, args.predictions)
                 print("note:", note)
             metrics = evaluate_checked(gt, args.gt, predictions, score_thresholds, model_info)
             metrics["data"]["limit"] = args.limit
-            if note := coverage_note(predictions, len(gt["images"])):
-                metrics["notes"].append(note)
+            if coverage:
+                metrics["notes"].append(coverage)
             paths = write_report(metrics, args.out)
         else:
             gt = None  # evaluate_model reads it (after loading the model) unless the thresholds need it first
