@@ -72,14 +72,15 @@ def detect_format(src):
     found, examples = Counter(), {}
     for path in sorted(list(src.glob("*")) + list(src.glob("*/*")) + list(src.glob("*/*/*"))):
         if path.suffix == ".json" and path.name != "import_report.json":
-            found["coco" if looks_like_coco_json(path) else "other json"] += 1
-            examples.setdefault("coco" if looks_like_coco_json(path) else "other json", path)
+            kind = "coco" if looks_like_coco_json(path) else "other json"  # reads the file: once
         elif path.suffix == ".xml":
-            found["voc"] += 1
-            examples.setdefault("voc", path)
+            kind = "voc"
         elif path.suffix == ".txt" and is_yolo_label(path):
-            found["yolo"] += 1
-            examples.setdefault("yolo", path)
+            kind = "yolo"
+        else:
+            continue
+        found[kind] += 1
+        examples.setdefault(kind, path)
     present = [fmt for fmt in FORMATS if found[fmt]]
     if len(present) > 1:
         what = {"coco": "COCO JSON", "voc": ".xml (VOC)", "yolo": ".txt (YOLO)"}
