@@ -196,3 +196,11 @@ if __name__ == "__main__":
     result = make_dataset(args.out_dir, n_images=args.n_images, fmt=args.format)
     print(f"wrote {result['root']}: " + ", ".join(f"{split} {len(images)} images"
                                                  for split, images in result["splits"].items()))
+
+
+def garbled(jpeg: bytes, seed: int = 0) -> bytes:
+    """A JPEG with 64 of its bytes, a third of the way in, replaced by noise (bit rot, a bad copy). No
+    0xff among them: no marker, only codes that decode as something else."""
+    noise = np.random.default_rng(seed).integers(0, 255, 64, dtype=np.uint8).tobytes()
+    at = len(jpeg) // 3
+    return jpeg[:at] + noise + jpeg[at + 64:]

@@ -14,7 +14,8 @@ from PIL import Image
 
 from tests.conftest import ACNE04_DATA as ACNE04
 from tests.conftest import run_module
-from tests.synthetic_data import GRADE_REGEX, GROUP_REGEX, LESION_TYPES, make_dataset, make_image, write_voc_xml
+from tests.synthetic_data import (GRADE_REGEX, GROUP_REGEX, LESION_TYPES, garbled, make_dataset, make_image,
+                                  write_voc_xml)
 from train.data import DataError, import_dataset, load_coco
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,6 +160,8 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
     # Cut, then given its end marker back (as a repair tool does): it decodes, the lower rows flat grey
     write_voc_xml(src / "mended.xml", "mended.jpg", 320, 320, boxes, labels)
     (src / "mended.jpg").write_bytes(data[: len(data) // 2] + b"\xff\xd9")
+    write_voc_xml(src / "garbled.xml", "garbled.jpg", 320, 320, boxes, labels)
+    (src / "garbled.jpg").write_bytes(garbled(data))  # bit rot: PIL decodes it, as noise
     write_image(src, "noxml.jpg", seed=7)
     (src / "broken_noxml.jpg").write_bytes(data[:100])  # skipped: not also counted as a negative kept
     Image.new("RGB", (8, 8), (200, 150, 130)).save(src / "tiny.png")  # the model server refuses it
@@ -180,7 +183,7 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
               for kind, problem in problems.items()}
     assert counts == {
         "bad_annotation_file": (1, ["unparsable.xml"]),
-        "unreadable_image": (3, ["broken_noxml.jpg", "mended.jpg", "truncated.jpg"]),
+        "unreadable_image": (4, ["broken_noxml.jpg", "garbled.jpg", "mended.jpg", "truncated.jpg"]),
         "unsupported_format": (3, ["bitmap.bmp", "moving.jpg", "scan.tif"]),
         "too_small": (1, ["tiny.png"]),
         "size_mismatch": (1, ["badsize.jpg"]),
@@ -192,6 +195,7 @@ def test_each_problem_of_a_broken_voc_set_is_repaired_and_named(tmp_path):
     }
     assert "nodule" in problems["unknown_class"]["files"][0]
     assert any(f.startswith("mended.jpg") and "JPEG data ends early" in f for f in problems["unreadable_image"]["files"])
+    assert any(f.startswith("garbled.jpg") and "JPEG data is damaged" in f for f in problems["unreadable_image"]["files"])
     coco = load_coco(tmp_path / "out" / "train")
     found = boxes_by_file(coco)
     assert sorted(found) == ["badsize.jpg", "good.jpg", "noobjects.jpg", "noxml.jpg", "outside.jpg", "unknown.jpg",

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from tests.conftest import ACNE04_PHOTOS, REPO
-from tests.synthetic_data import make_image, png_header_only
+from tests.synthetic_data import garbled, make_image, png_header_only
 from trouble.images import BadInput, decode_image
 from trouble.severity import grade_from_count
 
@@ -609,6 +609,28 @@ def test_a_baseline_jpeg_without_its_end_marker_is_analysed_and_a_cut_one_refuse
     with pytest.raises(BadInput) as error:  # what its missing scans lack cannot be measured: refused
         decode_image(progressive.getvalue()[:-2])
     assert error.value.code == "corrupt_image"
+
+
+def test_a_garbled_jpeg_is_refused_and_one_padded_or_followed_by_data_is_not():
+    """PIL drops libjpeg's warnings: garbled bytes decoded as noise, and a progressive JPEG cut and
+    given its end marker back decoded blurred, both analysed without a word."""
+    photo = Image.open(ACNE04_PHOTOS[1]).convert("RGB")
+    baseline, progressive = io.BytesIO(), io.BytesIO()
+    photo.save(baseline, "JPEG", quality=90)
+    photo.save(progressive, "JPEG", quality=90, progressive=True)
+    baseline, progressive = baseline.getvalue(), progressive.getvalue()
+    for broken in (garbled(baseline, seed=1), garbled(progressive), progressive[:len(progressive) // 2] + b"\xff\xd9"):
+        noise = np.abs(np.asarray(Image.open(io.BytesIO(broken)).convert("RGB"), dtype=int) - np.asarray(photo)).mean()
+        assert noise > 0.3  # what PIL alone decodes, without an error
+        with pytest.raises(BadInput) as error:
+            decode_image(broken)
+        assert error.value.code == "corrupt_image" and "The JPEG's data is damaged (the decoder reports: Corrupt JPEG " \
+            "data: " in str(error.value), str(error.value)
+    whole = decode_image(baseline).rgb
+    # End marker padded (as some cameras do), other files' bytes after it, an MPO's second image: whole photos
+    for padded in (baseline[:-2] + b"\0" + baseline[-2:], baseline[:-2] + bytes(16) + baseline[-2:],
+                   baseline + b"trailing bytes", baseline + baseline):
+        np.testing.assert_array_equal(decode_image(padded).rgb, whole)
 
 
 def test_a_cut_heic_is_refused_in_one_line():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from trouble.images import ACCEPTED_FORMATS, MIN_SIDE, jpeg_rows_missing, loaded
+from trouble.images import ACCEPTED_FORMATS, MIN_SIDE, jpeg_damage, jpeg_rows_missing, loaded
 
 # What both readers take: mmdet's loader (OpenCV) in training, the inference core (PIL) in evaluation
 # and serving. OpenCV reads no HEIC; the core refuses BMP, TIFF and GIF.
@@ -90,9 +90,12 @@ def read_image_size(path):
             data, image = loaded(data, image, (max(1, width // 8), max(1, height // 8)))
             # One that the server would refuse as damaged (its data ends before its last rows)
             missing = jpeg_rows_missing(data, image) if image.format in ("JPEG", "MPO") else 0.0
+            damage = jpeg_damage(data) if image.format in ("JPEG", "MPO") and not missing else None
             transparent = has_transparent_pixels(image)
         if missing:
             return f"its JPEG data ends early: {max(1, math.floor(missing * 100))}% of the photo has none"
+        if damage:  # garbled bytes: the pixels after them are noise, and its boxes would teach noise
+            return f"its JPEG data is damaged ({damage})"
         return width, height, orientation, transparent
     except UnidentifiedImageError:  # its own message names a BytesIO object, not the file
         return "not an image file that Pillow can read"
