@@ -527,6 +527,22 @@ def test_time_budget_stops_training_and_saves_a_checkpoint(synthetic_data, tmp_p
     assert meta["train_minutes"] < 1.0
     assert (work / f"iter_{meta['iterations']}.pth").is_file()
 
+    # Resumed, the run goes on where its budget stood: with the same budget there is nothing left
+    # (it had trained a whole new budget, from the top of its learning rate), with a larger one
+    # the cosine goes on from the spent share (0.3 of 0.5 min: the rate starts near 0.0035 of 0.01).
+    resume = ["train.train", SMOKE, "--data", str(synthetic_data), "--work-dir", str(work), "--resume", "--lr",
+              "0.01", "--log-interval", "1", "--no-eval", "--no-archive"]
+    spent = run_module(resume + ["--budget-minutes", "0.3"], check=False)
+    assert spent.returncode == 2 and "has spent 0.3" in spent.stderr and "whole budget of 0.3" in spent.stderr, \
+        spent.stderr[-2000:]
+    assert read_json(work / "run_meta.json")["iterations"] == meta["iterations"]  # the run as it was
+    resumed = run_module(resume + ["--budget-minutes", "0.5"])
+    log = resumed.stdout + resumed.stderr
+    assert "Time budget: 0.3" in log and "of 0.5 min spent before this resume" in log
+    learning_rates = [float(lr) for lr in re.findall(r"\blr: ([0-9.e+-]+)", log)]
+    assert learning_rates and max(learning_rates) < 0.0045, learning_rates
+    assert read_json(work / "run_meta.json")["iterations"] > meta["iterations"]
+
 
 def test_amp_needs_cuda_and_says_so(synthetic_data, tmp_path):
     if torch.cuda.is_available():

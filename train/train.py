@@ -41,7 +41,8 @@ def parse_args(argv=None):
     schedule = parser.add_mutually_exclusive_group()
     schedule.add_argument("--iters", type=int, help="training iterations (default: the config's max_iters)")
     schedule.add_argument("--budget-minutes", type=float,
-                          help="train for this wall-clock time; the learning rate decays over it")
+                          help="train for this wall-clock time; the learning rate decays over it (with "
+                               "--resume: the run's total, the minutes it has spent included)")
     parser.add_argument("--batch-size", type=int, help="images per iteration (default: the config's)")
     parser.add_argument("--lr", type=float, help="base learning rate (default: the config's)")
     parser.add_argument("--val-interval", type=int, help="validate and checkpoint every N iterations")
@@ -195,7 +196,7 @@ def set_schedule(cfg, args):
         cfg.train_cfg.max_iters = 10**7
         cfg.param_scheduler = []
         cfg.custom_hooks = list(cfg.get("custom_hooks", [])) + [
-            dict(type="TimeBudgetHook", budget_minutes=args.budget_minutes)]
+            dict(type="TimeBudgetHook", budget_minutes=args.budget_minutes, continue_run=args.resume)]
     cfg.train_cfg.val_interval = min(cfg.train_cfg.val_interval, cfg.train_cfg.max_iters)
 
 
@@ -344,6 +345,18 @@ def last_checkpoint_here(work_dir: Path) -> Path:
                      f"{work_dir}: write the path of the checkpoint to continue from into it")
 
 
+def budget_left(checkpoint: Path, budget_minutes: float) -> None:
+    """Refuse to resume a run that has spent its time budget (TimeBudgetHook records the minutes in
+    each checkpoint): it would train one iteration and stop."""
+    import torch
+
+    record = torch.load(checkpoint, map_location="cpu", mmap=True)["meta"].get("time_budget")  # tensors stay on disk
+    if record and record["spent_s"] / 60 >= budget_minutes:
+        raise TrainError(f"--resume: the run in {checkpoint.parent} has spent {record['spent_s'] / 60:.2f} minutes, "
+                         f"its whole budget of {budget_minutes:g}: give a larger --budget-minutes (the run's total, "
+                         f"the minutes spent included) to train on")
+
+
 def best_checkpoint(runner) -> Path:
     """This run's checkpoint with the best validation mAP50, else its last one.
 
@@ -380,6 +393,8 @@ def train(args) -> dict:
             raise TrainError(f"--resume: the run in {args.work_dir} trained another model (started with "
                              f"{earlier.get('config', 'another config')}) than {args.config} builds: resume it with "
                              f"its own config, or train this one in another --work-dir")
+        if args.budget_minutes:
+            budget_left(last_checkpoint_here(work_dir), args.budget_minutes)
         cfg.resume = True
         # mmengine resumes from load_from when one is set (every config sets its COCO checkpoint's
         # URL): the work dir's last checkpoint, and nothing is downloaded.

@@ -35,33 +35,58 @@ class TimeBudgetHook(Hook):
     checkpoint and validation still run. Until then the loop's iteration count is re-estimated from
     the pace so far, so that mmengine's progress line ("[120/480]", eta) reads the budget, not the
     loop's upper bound of 10 million iterations.
+
+    Each checkpoint records the minutes spent and the base learning rates. A resumed run
+    (`continue_run`) goes on from there: one stopped at 40 of 60 minutes trains 20 more, on the same
+    cosine (a larger budget on resume stretches the cosine over the new total). The time between
+    the stop and the resume is not counted. (train.train refuses to resume a run that has spent its
+    budget, before it touches the work dir.)
     """
 
     priority = "VERY_HIGH"  # before CheckpointHook, which saves on the last iteration
 
     def __init__(self, budget_minutes: float, warmup_iters: int = 100, warmup_fraction: float = 0.1,
-                 min_lr_ratio: float = 0.05):
+                 min_lr_ratio: float = 0.05, continue_run: bool = False):
         if budget_minutes <= 0:
             raise ValueError(f"budget_minutes must be > 0, got {budget_minutes}")
         self.budget_s = budget_minutes * 60.0
         self.warmup_iters = warmup_iters
         self.warmup_fraction = warmup_fraction
         self.min_lr_ratio = min_lr_ratio
+        self.continue_run = continue_run
+        self.spent_before_s = 0.0    # spent by the run before this resume (from its checkpoint)
+        self.base_lrs = None         # from the checkpoint on resume: its optimizer holds decayed ones
         # Set when training starts (before_train):
         self.start = None            # time.monotonic() then
         self.start_iter = 0          # the iteration it started from (a resumed run's is not 0)
         self.max_iters_bound = None  # the loop's own upper bound on iterations
-        self.base_lrs = None
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        record = checkpoint.get("meta", {}).get("time_budget")
+        if not self.continue_run:
+            return  # weights to start from (--weights): a new run with its own budget
+        if record is None:
+            runner.logger.warning("The checkpoint records no time budget spent (a run trained for iterations, "
+                                  "or saved before budgets were recorded): the budget starts afresh.")
+            return
+        self.spent_before_s = record["spent_s"]
+        self.base_lrs = record["base_lrs"]
 
     def before_train(self, runner):
-        # On resume the elapsed budget restarts; the schedule then decays over the rest.
+        if self.spent_before_s:
+            runner.logger.info(f"Time budget: {self.spent_before_s / 60:.2f} of {self.budget_s / 60:g} min spent "
+                               f"before this resume; training on for the rest.")
         self.start = time.monotonic()
         self.start_iter = runner.iter
         self.max_iters_bound = runner.train_loop.max_iters
-        self.base_lrs = [group["lr"] for group in runner.optim_wrapper.param_groups]
+        if self.base_lrs is None:
+            self.base_lrs = [group["lr"] for group in runner.optim_wrapper.param_groups]
+
+    def spent_s(self) -> float:
+        return self.spent_before_s + time.monotonic() - self.start
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        fraction = min(1.0, (time.monotonic() - self.start) / self.budget_s)
+        fraction = min(1.0, self.spent_s() / self.budget_s)
         factor = self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * fraction))
         warmed_up = max((runner.iter + 1) / self.warmup_iters, fraction / self.warmup_fraction)
         factor *= min(1.0, warmed_up)
@@ -70,17 +95,19 @@ class TimeBudgetHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         done = runner.iter + 1
-        elapsed_s = time.monotonic() - self.start
-        if elapsed_s >= self.budget_s:
+        if self.spent_s() >= self.budget_s:
             if done < runner.train_loop.max_iters:
-                runner.logger.info(f"Time budget of {self.budget_s / 60:.1f} min spent after "
+                runner.logger.info(f"Time budget of {self.budget_s / 60:g} min spent after "
                                    f"{done} iterations: stopping.")
                 runner.train_loop._max_iters = done
             return
         # At least one more iteration while the budget lasts, so the estimate never ends training.
-        seconds_per_iter = elapsed_s / (done - self.start_iter)
-        still_to_do = 1 + math.ceil((self.budget_s - elapsed_s) / seconds_per_iter)
+        seconds_per_iter = (time.monotonic() - self.start) / (done - self.start_iter)  # this session's pace
+        still_to_do = 1 + math.ceil((self.budget_s - self.spent_s()) / seconds_per_iter)
         runner.train_loop._max_iters = min(self.max_iters_bound, done + still_to_do)
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        checkpoint.setdefault("meta", {})["time_budget"] = {"spent_s": self.spent_s(), "base_lrs": self.base_lrs}
 
 
 class LossNotFinite(RuntimeError):
