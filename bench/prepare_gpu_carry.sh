@@ -23,6 +23,11 @@ VALID_IMAGES=${VALID_IMAGES:-40}
 TRAIN_IMAGES=${TRAIN_IMAGES:-0}   # 0: all of them
 rm -rf .carry && mkdir -p .carry/weights
 cp -r "$SHARED/device/wheels" .carry/wheels
+# trouble.images reads a JPEG's damage through simplejpeg, which the shared wheels lack: one for the
+# machine's Python 3.12 (that of the shared wheels), at requirements.txt's pin (0.4 MB).
+.venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+    -d .carry/wheels "$(grep '^simplejpeg==' requirements.txt)" 2>&1 | grep -v "^WARNING: Location" || true
+ls .carry/wheels/simplejpeg-*-cp312-*.whl > /dev/null  # without it the call would fail at its first import
 if [ "$START" = demo ]; then
   # Training alone needs no SAHI (the model is archived here afterwards): its wheels make room for
   # the weights. X101's evaluation, INFER and EXPERIMENTS need them: run those from START=imagenet.
