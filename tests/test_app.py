@@ -39,9 +39,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+HELD_SOCKETS = []  # bound and never listening, until the tests end: see closed_port
+
+
 def closed_port() -> int:
-    """A loopback port with nothing listening (bound and released; nothing else takes it that fast)."""
-    return free_port()
+    """A loopback port that refuses connections: bound, never listening, and held. Released, the
+    system handed it to the app the test started next (a fresh clone's CI run), which then answered
+    its own requests to "the server" with 404."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    HELD_SOCKETS.append(held)
+    return held.getsockname()[1]
 
 
 @contextlib.contextmanager
