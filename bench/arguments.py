@@ -167,8 +167,8 @@ def read_predictions(path, gt_path, limit=None) -> tuple[dict, list]:
     if not isinstance(predictions, list) or not all(
             isinstance(p, dict) and {"image_id", "category_id", "bbox", "score"} <= set(p) for p in predictions):
         raise ValueError(f"{path} is not a list of COCO results (an evaluation's predictions.json)")
-    gt, checked, _, note = saved_predictions(path, gt_path, limit, records=predictions)
-    if note:
+    gt, checked, _, notes = saved_predictions(path, gt_path, limit, records=predictions)
+    for note in notes:
         print(f"note: {path}: {note}", file=sys.stderr)
     return gt, checked
 

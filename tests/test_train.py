@@ -154,6 +154,14 @@ def test_an_unreadable_photo_is_left_out_of_the_evaluation_and_named(smoke_train
     assert any("could not be read and are left out" in note and broken["file_name"] in note
                for note in metrics["notes"])
     assert "could not be read" in result.stdout
+    # Scored again from its predictions.json, the photo stays out (its lesions had counted as missed).
+    run_module(["train.evaluate", "--predictions", str(tmp_path / "out" / "predictions.json"),
+                "--gt", str(valid / "annotations.json"), "--out", str(tmp_path / "again")])
+    again = read_json(tmp_path / "again" / "metrics.json")
+    assert again["data"]["images"] == metrics["data"]["images"] and again["data"]["gt_boxes"] == metrics["data"]["gt_boxes"]
+    assert again["coco"]["mAP50"] == pytest.approx(metrics["coco"]["mAP50"])
+    assert again["at_thresholds"] == metrics["at_thresholds"]
+    assert any("could not read are left out" in note for note in again["notes"])
 
 
 def test_evaluation_inputs_that_cannot_work_are_named(smoke_training, tmp_path):

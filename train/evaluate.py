@@ -174,21 +174,31 @@ def check_made_on(report: dict, predictions_path, gt_path):
                               f"says so), not on {gt_path}; if that report is wrong, move it away")
 
 
-def saved_predictions(path, gt_path, limit=None, records=None) -> tuple[dict, list, dict, str | None]:
+def saved_predictions(path, gt_path, limit=None, records=None) -> tuple[dict, list, dict, list]:
     """Saved predictions (a predictions.json at path; `records`: its contents, if already read), to
     be scored against the ground truth at gt_path → (the ground truth sampled with `limit`, the
-    predictions on its images, the evaluation report beside them ({} if none), a coverage note or
-    None). Refused where that report says they were made on another ground truth or with another
-    --limit, or where they name image or type ids the ground truth does not know."""
+    predictions on its images, the evaluation report beside them ({} if none), notes for the report).
+    Refused where that report says they were made on another ground truth or with another
+    --limit, or where they name image or type ids the ground truth does not know. Photos the run
+    could not read are left out again, as the run left them out: scored, their lesions would count
+    as missed."""
     report = report_beside(path)
     check_made_on(report, path, gt_path)
     check_limit_of_run(report, path, limit)
     all_gt = load_ground_truth(gt_path)[0]
     predictions = load_predictions(path if records is None else records, all_gt, str(gt_path))
     gt = sample_ground_truth(all_gt, limit)  # the images a --limit run scored: the others are left out
+    notes = []
+    unread = set((report.get("data") or {}).get("unreadable_image_ids") or [])
+    if unread & {image["id"] for image in gt["images"]}:
+        gt = dict(gt, images=[im for im in gt["images"] if im["id"] not in unread],
+                  annotations=[a for a in gt["annotations"] if a["image_id"] not in unread])
+        notes.append(f"{len(unread)} image(s) the run could not read are left out of every figure, as the run "
+                     f"left them out (its metrics.json names them)")
     kept = {image["id"] for image in gt["images"]}
     predictions = [prediction for prediction in predictions if prediction["image_id"] in kept]
-    return gt, predictions, report, coverage_note(predictions, len(gt["images"]))
+    coverage = coverage_note(predictions, len(gt["images"]))
+    return gt, predictions, report, notes + ([coverage] if coverage else [])
 
 
 def load_predictions(predictions, gt, gt_source="ground truth"):
@@ -318,7 +328,8 @@ def sample_ground_truth(gt: dict, limit: int | None) -> dict:
 def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slice_size=None, tta=None,
                                 framing=None, gt=None):
     """Run the detector on the images of a ground-truth file (`limit` of them spread evenly, or
-    all); return (COCO results, the ground truth of the images read, the images that could not be).
+    all); return (COCO results, the ground truth of the images read, {image id: "file name: why"} of
+    the images that could not be).
     gt: that file as load_ground_truth returned it, where the caller has read it already."""
     from trouble.batch import predict_images
 
@@ -357,7 +368,7 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
     if unread_ids:
         gt = dict(gt, images=[im for im in images if im["id"] not in unread_ids],
                   annotations=[a for a in gt["annotations"] if a["image_id"] not in unread_ids])
-    unread = [f"{responses[i]['file_name']}: {responses[i]['error']}" for i in sorted(unread_ids)]
+    unread = {i: f"{responses[i]['file_name']}: {responses[i]['error']}" for i in sorted(unread_ids)}
     return predictions, gt, unread
 
 
@@ -413,9 +424,10 @@ def evaluate_model(model, gt_path, out_dir, limit=None, sliced=None, slice_size=
         metrics["at_thresholds"]["chosen_on_these_photos"] = True
     metrics["data"]["limit"] = limit  # what scoring its predictions.json again must repeat
     if unread:
-        metrics["data"]["unreadable_images"] = unread
+        metrics["data"]["unreadable_images"] = list(unread.values())
+        metrics["data"]["unreadable_image_ids"] = list(unread)  # what scoring predictions.json again leaves out
         metrics["notes"].append(f"{len(unread)} image(s) could not be read and are left out of every figure: "
-                                f"{'; '.join(unread[:5])}{' ...' if len(unread) > 5 else ''}")
+                                f"{'; '.join(list(unread.values())[:5])}{' ...' if len(unread) > 5 else ''}")
     paths = write_report(metrics, out_dir)
     # Running the model is the slow part: keep its output so that other thresholds or a subset
     # can be scored again with --predictions, in seconds.
@@ -536,7 +548,7 @@ def main(argv=None):
             raise EvaluationError(f"model info file {args.model_info}: expected a JSON object")
 
         if args.predictions:
-            gt, predictions, run_report, coverage = saved_predictions(args.predictions, args.gt, args.limit)
+            gt, predictions, run_report, notes = saved_predictions(args.predictions, args.gt, args.limit)
             # The model the run beside them described (its name, weights, settings), unless told otherwise.
             if not args.model_info and isinstance(run_report.get("model"), dict):
                 model_info = dict(run_report["model"])
@@ -546,8 +558,7 @@ def main(argv=None):
                 print("note:", note)
             metrics = evaluate_checked(gt, args.gt, predictions, score_thresholds, model_info)
             metrics["data"]["limit"] = args.limit
-            if coverage:
-                metrics["notes"].append(coverage)
+            metrics["notes"].extend(notes)
             paths = write_report(metrics, args.out)
         else:
             gt = None  # evaluate_model reads it (after loading the model) unless the thresholds need it first
