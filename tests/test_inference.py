@@ -100,6 +100,24 @@ def test_a_face_under_5_percent_of_a_wide_photo_is_cropped_to_and_a_grey_photo_i
         assert face_crop(np.asarray(canvas.convert("L").convert("RGB"))) is None, fill
 
 
+def test_a_face_cropped_from_a_wide_photo_is_judged_by_its_crop():
+    """Its skin had been measured on the whole photo: a small face that framing cropped got
+    little_skin, whose advice is to crop the photo to the face, and so no typical range."""
+    from trouble.framing import face_crop
+    from trouble.photo_checks import judge_photo
+
+    for path in ACNE04_PHOTOS:
+        photo = Image.open(path).convert("RGB")
+        canvas = Image.new("RGB", (5 * photo.width, 5 * photo.height), (235, 235, 235))
+        canvas.paste(photo, (2 * photo.width, 2 * photo.height))  # 4% of the photo
+        rgb = np.asarray(canvas)
+        crop = face_crop(rgb)
+        assert crop is not None, path.name
+        cropped, whole = judge_photo(rgb, "face", crop, canvas.size), judge_photo(rgb, "none", None, canvas.size)
+        assert cropped.warnings == [] and cropped.skin_fraction > 0.15, (path.name, cropped)
+        assert [warning["code"] for warning in whole.warnings] == ["little_skin"], path.name  # its face is small
+
+
 def test_photo_warnings_name_what_makes_a_count_say_little():
     """No colour to judge by, hardly any skin, or a small face the model was not run on a crop of;
     nothing for a close-up. The app, the API and the batch CLI all show these."""

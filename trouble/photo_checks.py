@@ -53,14 +53,14 @@ def judge_photo(rgb, framing: str, face_crop, photo_size: tuple[int, int],
     brightened for the model (with `brighten_dark`, when it is dark): the inference core's and, for an
     archive older than warnings, the app's. Its answer runs with `framing`, on `face_crop` (x1, y1, x2, y2
     in the photo's own pixels) or, None, on the whole photo of `photo_size` (width, height). Dark or not
-    is judged of what the model is run on: a well-lit face cropped from a dim room is not dark."""
-    small = working_copy(rgb)  # measured once, at the size the measures work at
+    is judged of what the model is run on: a well-lit face cropped from a dim room is not dark. So is
+    its skin: a face cropped from a wide photo had been told "little skin: crop the photo to the face"."""
     x1, y1, x2, y2 = face_crop or (0, 0, *photo_size)
     to_rgb = rgb.shape[1] / photo_size[0]  # photo pixels → rgb's
     seen = rgb[round(y1 * to_rgb):round(y2 * to_rgb), round(x1 * to_rgb):round(x2 * to_rgb)] if face_crop else rgb
     light = brightness(seen)
     gain = brightening_gain(light) if brighten_dark else 1.0
-    skin = skin_fraction(brightened(small, gain))  # of the photo as the model is given it
+    skin = skin_fraction(brightened(working_copy(seen), gain))  # of what the model is given, as it is given it
     return PhotoJudgement(skin, light, gain, photo_warnings(
         skin, framing, face_cropped=face_crop is not None, brightness=light,
         analysed_size=(round(x2 - x1), round(y2 - y1)), brightened_by=gain))
