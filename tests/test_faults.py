@@ -277,9 +277,13 @@ def test_a_mar_cut_off_by_a_copy_that_did_not_finish_is_named_so(smoke_mar, tmp_
 @pytest.mark.parametrize("edit, message", [
     (lambda text: "- a\n", "has a setting of the wrong shape"),
     (lambda text: text.replace("trouble:", "trouble: [", 1), "is not valid YAML"),
-    (lambda text: text.replace("  slicing:\n", "  slicing: [1]\n  old_slicing:\n", 1), "wrong shape"),
-    (lambda text: text.replace("  score_thresholds:\n", "  score_thresholds: [0.2]\n  old_thresholds:\n", 1),
+    (lambda text: re.sub(r"  slicing:\n(    .*\n)+", "  slicing: [1]\n", text, count=1), "wrong shape"),
+    (lambda text: re.sub(r"  score_thresholds:\n(    .*\n)+", "  score_thresholds: [0.2]\n", text, count=1),
      "score_thresholds must map type names"),
+    # Misspelt: left at its default it had reversed the setting (slicing stays on, framing off)
+    (lambda text: text.replace("    enabled: true", "    enabeld: false", 1),
+     "unknown setting(s) trouble.slicing.enabeld (misspelt? trouble.slicing takes enabled, "),
+    (lambda text: text.replace("  framing: none", "  framming: face", 1), "unknown setting(s) trouble.framming"),
     (lambda text: text.replace("    slice_size: 640", "    slice_size: '640'", 1), "has the wrong type"),
     # Out of range: a setting of the archive, not of a request, so the archive is named
     (lambda text: text.replace("    slice_size: 640", "    slice_size: 10000", 1), "slice_size must be between"),

@@ -139,15 +139,15 @@ class ModelSettings:
                 section = dict((yaml.safe_load(f) or {}).get("trouble") or {})
             if "classes" not in section:
                 raise ValueError(f"{path} has no trouble.classes")
-            known = {f.name for f in fields(SlicingSettings)}
-            section["slicing"] = SlicingSettings(**{k: v for k, v in (section.get("slicing") or {}).items()
-                                                    if k in known})
-            known = {f.name for f in fields(TestTimeAugmentation)}
-            section["tta"] = TestTimeAugmentation(**{k: v for k, v in (section.get("tta") or {}).items()
-                                                     if k in known})
+            # A misspelt setting is refused, not left at its default ("enabeld: false" under
+            # slicing had left slicing on).
+            section["slicing"] = SlicingSettings(**known_settings(section.get("slicing") or {}, SlicingSettings,
+                                                                  path, "trouble.slicing."))
+            section["tta"] = TestTimeAugmentation(**known_settings(section.get("tta") or {}, TestTimeAugmentation,
+                                                                   path, "trouble.tta."))
             section.setdefault("score_thresholds", {})
-            known = {f.name for f in fields(cls)}
-            settings = cls(**{k: v for k, v in section.items() if k in known})
+            section.pop("trained", None)  # how the model was trained (train.archive): a record, not a setting
+            settings = cls(**known_settings(section, cls, path, "trouble."))
         except yaml.YAMLError as error:
             raise ValueError(f"{path} is not valid YAML ({error})") from None
         except (AttributeError, TypeError) as error:  # a list where a mapping belongs, and the like
@@ -185,6 +185,18 @@ class ModelSettings:
             self.tta.validate()
         except TypeError as error:  # e.g. slice_size: '640', a string where a number belongs
             raise ValueError(f"model-config.yaml: a serving setting has the wrong type ({error})") from None
+
+
+def known_settings(section: dict, settings_class, path, prefix: str) -> dict:
+    """section, or ValueError naming the keys that are no field of settings_class."""
+    if not isinstance(section, dict):  # from_yaml names it a setting of the wrong shape
+        raise TypeError(f"{prefix.rstrip('.')} must be a mapping of settings, got {section!r}")
+    known = [f.name for f in fields(settings_class)]
+    unknown = sorted(set(section) - set(known), key=str)
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {', '.join(prefix + str(k) for k in unknown)} (misspelt? "
+                         f"{prefix.rstrip('.')} takes {', '.join(known)})")
+    return section
 
 
 def check_score_thresholds(thresholds: dict, name: str, classes: list):
