@@ -41,7 +41,7 @@ if not __package__:  # run as `python bench/photo_conditions.py`: the repository
 
 from bench.arguments import (at_least, existing_path, list_of, output_file, parse_checked, run_context, run_main,
                              write_results)
-from train.evaluate import EVAL_SCORE_FLOOR, evaluate, load_ground_truth, sample_ground_truth
+from train.evaluate import EVAL_SCORE_FLOOR, evaluate, ground_truth_of, load_ground_truth, sample_ground_truth
 from trouble.batch import predict_images
 from trouble.images import upright_rgb
 from trouble.inference import TroubleDetector
@@ -107,9 +107,7 @@ def changed_ground_truth(gt: dict, image_dir: Path, change, out_dir: Path) -> Pa
 
 def first_by(gt: dict, limit: int, key) -> dict:
     """The ground truth of the `limit` images first by key(image) (ties: the first in the file)."""
-    kept = {image["id"] for image in sorted(gt["images"], key=key)[:limit]}
-    return dict(gt, images=[image for image in gt["images"] if image["id"] in kept],
-                annotations=[a for a in gt["annotations"] if a["image_id"] in kept])
+    return ground_truth_of(gt, {image["id"] for image in sorted(gt["images"], key=key)[:limit]})
 
 
 def most_lesions(gt: dict, limit: int) -> dict:

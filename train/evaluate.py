@@ -191,8 +191,7 @@ def saved_predictions(path, gt_path, limit=None, records=None) -> tuple[dict, li
     notes = []
     unread = set((report.get("data") or {}).get("unreadable_image_ids") or [])
     if unread & {image["id"] for image in gt["images"]}:
-        gt = dict(gt, images=[im for im in gt["images"] if im["id"] not in unread],
-                  annotations=[a for a in gt["annotations"] if a["image_id"] not in unread])
+        gt = ground_truth_of(gt, {image["id"] for image in gt["images"]} - unread)
         notes.append(f"{len(unread)} image(s) the run could not read are left out of every figure, as the run "
                      f"left them out (its metrics.json names them)")
     kept = {image["id"] for image in gt["images"]}
@@ -321,8 +320,13 @@ def sample_ground_truth(gt: dict, limit: int | None) -> dict:
     images = spread_sample(gt["images"], limit)
     if len(images) == len(gt["images"]):
         return gt
-    kept = {image["id"] for image in images}
-    return dict(gt, images=images, annotations=[a for a in gt["annotations"] if a["image_id"] in kept])
+    return ground_truth_of(gt, {image["id"] for image in images})
+
+
+def ground_truth_of(gt: dict, image_ids: set) -> dict:
+    """The ground truth of the images whose ids are in image_ids, in the file's order, with their boxes."""
+    return dict(gt, images=[image for image in gt["images"] if image["id"] in image_ids],
+                annotations=[a for a in gt["annotations"] if a["image_id"] in image_ids])
 
 
 def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slice_size=None, tta=None,
@@ -366,8 +370,7 @@ def predict_ground_truth_images(detector, gt_path, limit=None, sliced=None, slic
     if images and len(unread_ids) == len(images):
         raise EvaluationError(f"none of the {len(images)} images of {gt_path} could be read")
     if unread_ids:
-        gt = dict(gt, images=[im for im in images if im["id"] not in unread_ids],
-                  annotations=[a for a in gt["annotations"] if a["image_id"] not in unread_ids])
+        gt = ground_truth_of(gt, {image["id"] for image in images} - unread_ids)
     unread = {i: f"{responses[i]['file_name']}: {responses[i]['error']}" for i in sorted(unread_ids)}
     return predictions, gt, unread
 
