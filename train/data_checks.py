@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from trouble.images import ACCEPTED_FORMATS, MIN_SIDE, jpeg_damage, jpeg_rows_missing, loaded
+from trouble.images import ACCEPTED_FORMATS, MIN_SIDE, jpeg_defects, loaded
 
 # What both readers take: mmdet's loader (OpenCV) in training, the inference core (PIL) in evaluation
 # and serving. OpenCV reads no HEIC; the core refuses BMP, TIFF and GIF.
@@ -88,9 +88,8 @@ def read_image_size(path):
             # JPEG: decode at 1/8 scale, which still reads every byte; as the server does (one that lacks
             # only its end marker is whole)
             data, image = loaded(data, image, (max(1, width // 8), max(1, height // 8)))
-            # One that the server would refuse as damaged (its data ends before its last rows)
-            missing = jpeg_rows_missing(data, image) if image.format in ("JPEG", "MPO") else 0.0
-            damage = jpeg_damage(data) if image.format in ("JPEG", "MPO") and not missing else None
+            # One that the server would refuse as damaged (its data ends before its last rows, or is garbled)
+            missing, damage = jpeg_defects(data, image)
             transparent = has_transparent_pixels(image)
         if missing:
             return f"its JPEG data ends early: {max(1, math.floor(missing * 100))}% of the photo has none"

@@ -181,8 +181,7 @@ def decode_image(data: bytes, max_side: int = DEFAULT_MAX_SIDE,
         orientation = exif.get(0x0112, 1)
         # Decode large JPEGs at 1/2, 1/4 or 1/8 scale directly: a 50 MP photo never sits in memory in full.
         data, image = loaded(data, image, (max_side, max_side))
-        missing = jpeg_rows_missing(data, image) if image_format in ("JPEG", "MPO") else 0.0
-        damage = jpeg_damage(data) if image_format in ("JPEG", "MPO") and not missing else None
+        missing, damage = jpeg_defects(data, image)
         # A huge PNG or WebP (a few hundred KB of one colour can hold 100 MP) is shrunk before the
         # conversions below, which would otherwise make several full-size copies of it (of a
         # palette image, in RGBA).
@@ -259,6 +258,16 @@ def loaded(data: bytes, image: Image.Image, draft_size: tuple | None = None) -> 
         image.draft("RGB", draft_size)
     image.load()
     return data, image
+
+
+def jpeg_defects(data: bytes, image: Image.Image) -> tuple[float, str | None]:
+    """(the share of its rows a JPEG's data does not reach, what libjpeg says damages it) of `data`
+    loaded as `image` (loaded()); (0.0, None) for a whole JPEG and for any other format. The decoder's
+    word is asked only where no rows are missing: those are measured, a better thing to tell."""
+    if image.format not in ("JPEG", "MPO"):
+        return 0.0, None
+    missing = jpeg_rows_missing(data, image)
+    return missing, None if missing else jpeg_damage(data)
 
 
 def jpeg_rows_missing(data: bytes, image: Image.Image) -> float:
